@@ -1,0 +1,133 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.migrations contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one small interface every migration tool adapter implements.
+
+An adapter knows one tool (alembic, drizzle, ...). It is built from a validated service spec and
+its DbUrl and works on a psycopg2 connection the caller owns (autocommit on; the caller holds the
+service lock around plan + apply). Adding a tool means one new adapter module that subclasses
+Adapter, plus its name in spec.TOOLS and the import in adapters.py.
+
+    state = adapter.read_state(conn)            # read only, never writes
+    plan = adapter.plan(conn, state, target)    # read only; raises PlanError on an impossible target
+    result = adapter.apply(conn, plan, options) # carries the plan out (not called in check mode)
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+PROBLEM_CODES = ('unreachable', 'bad_config', 'multiple_heads', 'unknown_revision', 'modified',
+                 'missing_file', 'out_of_order', 'unknown_migration', 'locked')
+
+
+class AdapterError(Exception):
+    """A failure an adapter reports to the user; the message is masked and says what to do next."""
+
+    def __init__(self, message, code='bad_config', details=None):
+        super(AdapterError, self).__init__(message)
+        self.code = code
+        self.details = details or {}
+
+
+class PlanError(AdapterError):
+    """The target cannot be reached (unknown revision, ambiguous heads, missing down file...)."""
+
+
+class ApplyError(AdapterError):
+    """Applying failed. ``details`` may carry applied/reverted lists of what really happened."""
+
+
+def problem(code, message):
+    assert code in PROBLEM_CODES, code
+    return {'code': code, 'message': message}
+
+
+class ServiceState(object):
+    """What is applied and what is pending for one service (read side result).
+
+    current     list of current revision ids (alembic heads in the version table; drizzle: the
+                tag of the newest applied journal entry, or [] when nothing is applied)
+    heads       list of the newest revision ids in the files (alembic heads; drizzle: last tag)
+    applied     list of applied revision ids/tags, oldest first
+    pending     list of revision ids/tags a plain upgrade to head(s) would run, in run order
+    problems    list of {code, message}
+    history     list of all revision ids/tags in the files, oldest first (for -N and targets)
+    extra       tool-specific data the write side needs (not returned to the user as-is)
+    """
+
+    def __init__(self, tool, current=None, heads=None, applied=None, pending=None, problems=None,
+                 history=None, extra=None):
+        self.tool = tool
+        self.current = list(current or [])
+        self.heads = list(heads or [])
+        self.applied = list(applied or [])
+        self.pending = list(pending or [])
+        self.problems = list(problems or [])
+        self.history = list(history or [])
+        self.extra = extra or {}
+
+    @property
+    def current_revision(self):
+        if not self.current:
+            return None
+        return self.current[0] if len(self.current) == 1 else ','.join(self.current)
+
+    @property
+    def latest_revision(self):
+        if not self.heads:
+            return None
+        return self.heads[0] if len(self.heads) == 1 else ','.join(self.heads)
+
+
+class Plan(object):
+    """What apply will do: direction 'up', 'down' or None (nothing to do)."""
+
+    def __init__(self, direction, steps, from_revision, to_revision, target, sql=None, notes=None, extra=None):
+        self.direction = direction
+        self.steps = list(steps or [])
+        self.from_revision = from_revision
+        self.to_revision = to_revision
+        self.target = target
+        self.sql = sql  # text shown in diff.prepared (may be filled lazily by the adapter)
+        self.notes = list(notes or [])
+        self.extra = extra or {}
+
+    @property
+    def changed(self):
+        return bool(self.steps)
+
+    def as_dict(self):
+        return {'direction': self.direction, 'steps': list(self.steps), 'from_revision': self.from_revision,
+                'to_revision': self.to_revision, 'target': self.target, 'notes': list(self.notes)}
+
+
+class ApplyResult(object):
+    def __init__(self, applied=None, reverted=None, from_revision=None, to_revision=None, queries=None):
+        self.applied = list(applied or [])
+        self.reverted = list(reverted or [])
+        self.from_revision = from_revision
+        self.to_revision = to_revision
+        self.queries = list(queries or [])
+
+
+class Adapter(object):
+    tool = None
+
+    def __init__(self, spec, dburl):
+        self.spec = spec
+        self.dburl = dburl
+        self.name = spec['name']
+
+    def read_state(self, conn):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def plan(self, conn, state, target, options=None):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def preview_sql(self, plan):  # pragma: no cover - interface
+        """Text for diff.prepared: the SQL that runs (or the revision list with a note)."""
+        raise NotImplementedError
+
+    def apply(self, conn, plan, options=None):  # pragma: no cover - interface
+        raise NotImplementedError

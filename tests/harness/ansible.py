@@ -1,0 +1,118 @@
+"""Run the collection's modules and playbooks through the real ansible CLIs."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLLECTIONS = os.path.join(REPO, '.build', 'collections')
+VENV_BIN = os.path.dirname(sys.executable)
+
+
+def ensure_collection_link():
+    """.build/collections/ansible_collections/homelab/migrations -> the repository."""
+    ns = os.path.join(COLLECTIONS, 'ansible_collections', 'homelab')
+    link = os.path.join(ns, 'migrations')
+    os.makedirs(ns, exist_ok=True)
+    if not os.path.islink(link):
+        if os.path.exists(link):
+            raise RuntimeError('%s exists and is not a symlink' % link)
+        try:
+            os.symlink(os.path.relpath(REPO, ns), link)
+        except FileExistsError:
+            pass
+    return COLLECTIONS
+
+
+def ansible_env(extra=None):
+    ensure_collection_link()
+    env = dict(os.environ)
+    env.update({
+        'ANSIBLE_COLLECTIONS_PATH': COLLECTIONS,
+        'ANSIBLE_NOCOLOR': '1',
+        'ANSIBLE_FORCE_COLOR': '0',
+        'ANSIBLE_HOST_KEY_CHECKING': '0',
+        'ANSIBLE_RETRY_FILES_ENABLED': '0',
+        'ANSIBLE_PYTHON_INTERPRETER': sys.executable,
+        'ANSIBLE_LOCALHOST_WARNING': '0',
+        'ANSIBLE_INVENTORY_UNPARSED_WARNING': '0',
+        'ANSIBLE_DEPRECATION_WARNINGS': '0',
+        'PATH': VENV_BIN + os.pathsep + env.get('PATH', ''),
+    })
+    env.update(extra or {})
+    return env
+
+
+def run_module(module, args, check=False, diff=False, verbosity=0, env=None, timeout=600):
+    """Run ``homelab.migrations.<module>`` on localhost with ``args``.
+
+    Arguments travel in an extra-vars file (0600), never on a command line. Returns
+    ``(result_dict, completed_process)``; result_dict has ``failed`` set when the module failed.
+    """
+    with tempfile.TemporaryDirectory(prefix='homelab-mod-') as tmp:
+        varsfile = os.path.join(tmp, 'vars.json')
+        fd = os.open(varsfile, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, 'w') as fh:
+            json.dump({'homelab_test_args': args}, fh)
+        playbook = os.path.join(tmp, 'play.yml')
+        outfile = os.path.join(tmp, 'result.json')
+        name = module if '.' in module else 'homelab.migrations.' + module
+        with open(playbook, 'w') as fh:
+            fh.write(
+                '- hosts: localhost\n'
+                '  gather_facts: false\n'
+                '  tasks:\n'
+                '    - name: module under test\n'
+                '      %s: "{{ homelab_test_args }}"\n'
+                '      register: homelab_test_result\n'
+                '      ignore_errors: true\n'
+                '    - name: save result\n'
+                '      ansible.builtin.copy:\n'
+                '        content: "{{ homelab_test_result | to_json }}"\n'
+                '        dest: %s\n'
+                '      check_mode: false\n'
+                '      diff: false\n' % (name, outfile))
+        argv = [os.path.join(VENV_BIN, 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
+                '-e', '@' + varsfile, playbook]
+        if check:
+            argv.append('--check')
+        if diff:
+            argv.append('--diff')
+        if verbosity:
+            argv.append('-' + 'v' * verbosity)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=ansible_env(env),
+                              stdin=subprocess.DEVNULL, cwd=tmp)
+        if not os.path.exists(outfile):
+            raise AssertionError('ansible-playbook did not produce a result (rc=%s)\nSTDOUT:\n%s\nSTDERR:\n%s'
+                                 % (proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:]))
+        with open(outfile) as fh:
+            return json.load(fh), proc
+
+
+def run_playbook(playbook, inventory=None, extra_vars=None, check=False, diff=False, tags=None, skip_tags=None,
+                 verbosity=0, env=None, timeout=900, stdin=subprocess.DEVNULL, cwd=None):
+    """Run a playbook; extra vars go through a 0600 file. Returns the CompletedProcess."""
+    with tempfile.TemporaryDirectory(prefix='homelab-play-') as tmp:
+        argv = [os.path.join(VENV_BIN, 'ansible-playbook'), playbook]
+        if inventory:
+            argv += ['-i', inventory]
+        if extra_vars:
+            varsfile = os.path.join(tmp, 'vars.json')
+            fd = os.open(varsfile, os.O_WRONLY | os.O_CREAT, 0o600)
+            with os.fdopen(fd, 'w') as fh:
+                json.dump(extra_vars, fh)
+            argv += ['-e', '@' + varsfile]
+        if check:
+            argv.append('--check')
+        if diff:
+            argv.append('--diff')
+        if tags:
+            argv += ['--tags', tags]
+        if skip_tags:
+            argv += ['--skip-tags', skip_tags]
+        if verbosity:
+            argv.append('-' + 'v' * verbosity)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=ansible_env(env),
+                              stdin=stdin, cwd=cwd or REPO)
