@@ -1,0 +1,90 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.migrations contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The audit trail: one JSON line per module run, appended atomically, never a password."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import getpass
+import json
+import os
+import socket
+
+AUDIT_FIELDS = ('time', 'host', 'user', 'service', 'action', 'from', 'to', 'outcome', 'error', 'confirmation')
+OUTCOMES = ('success', 'failed', 'unchanged', 'skipped', 'rolled_back', 'restored', 'check')
+
+
+def _user():
+    for var in ('HOMELAB_AUDIT_USER', 'AWX_USER', 'SEMAPHORE_USER', 'SUDO_USER'):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        return getpass.getuser()
+    except Exception:
+        return str(os.getuid())
+
+
+def make_record(service, action, from_revision=None, to_revision=None, outcome='success', error=None,
+                confirmation=None, scrub=None, **extra):
+    """Build an audit record. ``scrub`` is a callable that masks secrets (DbUrl.scrub)."""
+    record = {
+        'time': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='milliseconds'),
+        'host': socket.gethostname(),
+        'user': _user(),
+        'service': service,
+        'action': action,
+        'from': from_revision,
+        'to': to_revision,
+        'outcome': outcome,
+        'error': error,
+        'confirmation': confirmation,
+    }
+    record.update(extra)
+    if scrub is not None:
+        record = json.loads(scrub(json.dumps(record)))
+    return record
+
+
+def append_record(path, record):
+    """Append ``record`` as one JSON line to ``path`` with a single O_APPEND write.
+
+    The file is created 0640 (parent directories 0750). Concurrent writers never interleave lines.
+    """
+    line = (json.dumps(record, sort_keys=True, default=str) + '\n').encode('utf-8')
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o750)
+    created = False
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o640)
+        created = True
+    except OSError as exc:
+        if not os.path.exists(path):
+            raise
+        del exc
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        if created:
+            os.fchmod(fd, 0o640)
+        written = os.write(fd, line)
+        if written != len(line):  # pragma: no cover - a full disk mid-write
+            raise OSError('short write to audit log %s' % path)
+    finally:
+        os.close(fd)
+    return record
+
+
+def read_records(path):
+    """All records of an audit log (for tests and the role's fact)."""
+    records = []
+    if not os.path.exists(path):
+        return records
+    with open(path, 'rb') as fh:
+        for raw in fh:
+            raw = raw.strip()
+            if raw:
+                records.append(json.loads(raw.decode('utf-8')))
+    return records
