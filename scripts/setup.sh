@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up: PostgreSQL server binaries, the virtualenv, the drizzle peer,
+# and the collection link Ansible loads it through. Safe to run again; each step is skipped when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+log() { printf '[setup] %s\n' "$*"; }
+
+have_pg_server() {
+  [ -n "${HOMELAB_TEST_PG_DSN:-}" ] && return 0
+  local d
+  for d in "${PG_BINDIR:-}" "$(pg_config --bindir 2>/dev/null || true)" /usr/lib/postgresql/*/bin; do
+    [ -n "$d" ] && [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && return 0
+  done
+  return 1
+}
+
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ "${HOMELAB_NO_APT:-0}" != 1 ]; then
+    log "installing Debian packages: $*"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  else
+    log "missing: $* — install them (sudo apt-get install $*) and run again"
+    return 1
+  fi
+}
+
+if ! have_pg_server; then
+  apt_install postgresql postgresql-client
+  # the Debian package starts a cluster of its own; the tests start their own throwaway ones
+fi
+command -v pg_dump >/dev/null || apt_install postgresql-client
+python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "installing Python requirements"
+  .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+PEER=tests/peers/drizzle
+if [ -f "$PEER/package-lock.json" ]; then
+  if command -v npm >/dev/null; then
+    pstamp=$PEER/node_modules/.lock.sha256
+    pwant=$(sha256sum "$PEER/package-lock.json" | cut -d' ' -f1)
+    if [ "$(cat "$pstamp" 2>/dev/null)" != "$pwant" ]; then
+      log "installing the drizzle-orm peer (npm ci)"
+      (cd "$PEER" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+      echo "$pwant" > "$pstamp"
+    fi
+  else
+    log "Node/npm not found: tests that need the drizzle-orm peer will be skipped (apt-get install nodejs npm)"
+  fi
+fi
+
+mkdir -p .build/collections/ansible_collections/homelab
+ln -sfn ../../../.. .build/collections/ansible_collections/homelab/migrations
+log "ready: $ROOT/.venv ($(.venv/bin/ansible --version | head -1))"
