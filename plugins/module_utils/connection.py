@@ -18,10 +18,7 @@ import os
 import re
 import tempfile
 
-try:
-    from urllib.parse import urlsplit, urlunsplit, unquote, quote, parse_qsl, urlencode
-except ImportError:  # pragma: no cover - python 2 is not supported
-    raise
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 try:
     import psycopg2
