@@ -14,7 +14,7 @@ from harness.pg import Database, PgHarnessError, PgServer  # noqa: E402
 # make `ansible_collections.homelab.migrations` importable for unit tests of module_utils
 sys.path.insert(0, ensure_collection_link())
 
-from harness.drizzle_peer import drizzle_peer  # noqa: E402,F401
+from harness.drizzle_peer import drizzle_peer  # noqa: E402,F401  # pylint: disable=unused-import
 
 
 def _start(dsn=None):

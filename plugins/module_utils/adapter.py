@@ -39,7 +39,8 @@ class ApplyError(AdapterError):
 
 
 def problem(code, message):
-    assert code in PROBLEM_CODES, code
+    if code not in PROBLEM_CODES:
+        raise ValueError('unknown problem code %r' % code)
     return {'code': code, 'message': message}
 
 

@@ -127,7 +127,7 @@ class DbUrl:
             return text
         text = str(text)
         if self.password:
-            for form in {self.password, quote(self.password, safe=''), quote(self.password)}:
+            for form in (self.password, quote(self.password, safe=''), quote(self.password)):
                 if form:
                     text = text.replace(form, MASK)
         return text.replace(self.raw, self.masked) if self.raw else text

@@ -73,8 +73,9 @@ def lock_status(conn, service):
 def describe_holder(holder):
     if not holder:
         return 'another session'
-    return 'pid %s (%s) from %s since %s' % (holder.get('pid'), holder.get('application_name') or 'no application_name',
-                                            holder.get('client_addr'), holder.get('since'))
+    return 'pid %s (%s) from %s since %s' % (
+        holder.get('pid'), holder.get('application_name') or 'no application_name',
+        holder.get('client_addr'), holder.get('since'))
 
 
 def acquire(conn, service, wait_seconds=60, poll=0.1):

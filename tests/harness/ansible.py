@@ -82,7 +82,7 @@ def run_module(module, args, check=False, diff=False, verbosity=0, env=None, tim
             argv.append('--diff')
         if verbosity:
             argv.append('-' + 'v' * verbosity)
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=ansible_env(env),
+        proc = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout, env=ansible_env(env),
                               stdin=subprocess.DEVNULL, cwd=tmp)
         if not os.path.exists(outfile):
             raise AssertionError('ansible-playbook did not produce a result (rc=%s)\nSTDOUT:\n%s\nSTDERR:\n%s'
@@ -114,5 +114,5 @@ def run_playbook(playbook, inventory=None, extra_vars=None, check=False, diff=Fa
             argv += ['--skip-tags', skip_tags]
         if verbosity:
             argv.append('-' + 'v' * verbosity)
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=ansible_env(env),
+        return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout, env=ansible_env(env),
                               stdin=stdin, cwd=cwd or REPO)

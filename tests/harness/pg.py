@@ -37,7 +37,7 @@ def find_bindir():
     if os.environ.get('PG_BINDIR'):
         candidates.append(os.environ['PG_BINDIR'])
     try:
-        out = subprocess.run(['pg_config', '--bindir'], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(['pg_config', '--bindir'], check=False, capture_output=True, text=True, timeout=10)
         if out.returncode == 0:
             candidates.append(out.stdout.strip())
     except (OSError, subprocess.TimeoutExpired):
@@ -114,7 +114,7 @@ class PgServer:
 
     # ---------------------------------------------------------------- cluster
     def _run(self, argv, **kw):
-        return subprocess.run(_as_postgres() + argv, capture_output=True, text=True, timeout=kw.pop('timeout', 120),
+        return subprocess.run(_as_postgres() + argv, check=False, capture_output=True, text=True, timeout=kw.pop('timeout', 120),
                               cwd=self.tmp, **kw)
 
     def _initdb(self):
@@ -194,8 +194,8 @@ class PgServer:
     # -------------------------------------------------------------- databases
     def url(self, dbname='postgres', password=False):
         if password:
-            return 'postgresql://%s:%s@%s:%d/%s' % (PASSWORD_ROLE, quote(self.password, safe=''), self.host,
-                                                   self.port, dbname)
+            return 'postgresql://%s:%s@%s:%d/%s' % (
+                PASSWORD_ROLE, quote(self.password, safe=''), self.host, self.port, dbname)
         auth = self.superuser
         if self._super_password:
             auth += ':' + quote(self._super_password, safe='')
