@@ -1,0 +1,1 @@
+ALTER TABLE "platform_connections" ADD CONSTRAINT "platform_connections_platform_user_unique" UNIQUE("platform","platform_user_id");
