@@ -1,14 +1,836 @@
 # -*- coding: utf-8 -*-
 # Copyright: homelab.migrations contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The drizzle adapter (being built: read side for status, write side for apply)."""
+"""The drizzle adapter: status, plans and applies for drizzle-kit migration folders.
+
+It reads and writes exactly what drizzle-orm 0.29.5-0.45.x (``migrate()`` in
+``drizzle-orm/migrator`` + ``pg-core/dialect``) reads and writes:
+
+* the journal ``<migrations_dir>/meta/_journal.json``; only ``entries[].tag`` and ``entries[].when``
+  matter, the migration is ``<tag>.sql`` beside ``meta/``;
+* statements: the file text split on the literal ``--> statement-breakpoint``. drizzle sends every
+  chunk; chunks holding only whitespace, comments and semicolons are skipped here because psycopg2
+  refuses an empty query (the server does nothing with them either);
+* hash: sha256 hex of the file text as Node's ``Buffer.toString()`` gives it, i.e.
+  ``raw.decode('utf-8', 'replace').encode('utf-8')``;
+* tracking table ``"<migrations_schema>"."<migrations_table>" (id SERIAL PRIMARY KEY, hash text NOT
+  NULL, created_at bigint)``, one row ``(hash, created_at = when)`` per applied migration;
+* drizzle-orm runs an entry when ``Number(last.created_at) < when``, where ``last`` is the first row of
+  ``ORDER BY created_at DESC`` (PostgreSQL puts NULLs first there, and ``Number(null)`` is 0).
+
+How tracking rows are matched to journal entries (the read side):
+
+1. a row matches an entry when ``row.created_at == entry.when`` (that is what drizzle writes);
+2. when several entries share one ``when`` (or several rows one ``created_at``), rows whose hash equals
+   an entry's file hash are paired first, the rest pair up in journal / id order;
+3. a matched entry whose file hash differs from its row's hash is ``modified``; a row that matches no
+   entry is ``unknown_migration`` (its message names the entry with the same hash, if any, which means
+   that entry's ``when`` was edited after it was applied);
+4. ``applied`` lists matched entries in journal order, ``current`` is the last of them;
+5. ``pending`` is exactly what drizzle-orm's next ``migrate()`` inserts (the rule above), in journal
+   order; an entry that is not applied but has ``when <= high-water mark`` is ``out_of_order`` (drizzle
+   would skip it silently).
+
+Down migrations are ``<tag>.down.sql`` beside ``<tag>.sql`` (same breakpoint rules); reverting one
+runs it and deletes that migration's row (by id).
+
+Error codes on PlanError: bad_config, missing_file, out_of_order, modified, unknown_migration,
+unknown_revision; on ApplyError: apply_failed.
+"""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.homelab.migrations.plugins.module_utils.adapter import Adapter
+import codecs
+import hashlib
+import json
+import os
+import re
+
+from ansible_collections.homelab.migrations.plugins.module_utils.adapter import (
+    Adapter,
+    AdapterError,
+    ApplyError,
+    ApplyResult,
+    Plan,
+    PlanError,
+    ServiceState,
+    problem,
+)
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
+
+try:
+    import psycopg2
+    HAS_PSYCOPG2 = True
+except ImportError:  # pragma: no cover - the modules report missing_required_lib
+    psycopg2 = None
+    HAS_PSYCOPG2 = False
+
+BREAKPOINT = '--> statement-breakpoint'
+JOURNAL_NAME = os.path.join('meta', '_journal.json')
+DOWN_SUFFIX = '.down.sql'
+TRANSACTION_MODES = ('all', 'each')
+# JavaScript numbers are exact up to 2**53 - 1: beyond that drizzle-orm compares rounded values
+MAX_SAFE_WHEN = 2 ** 53 - 1
+MAX_LISTED = 10  # problems of one code listed one by one before they are summarised
+STATEMENT_PREVIEW = 200  # characters of a failing statement quoted in an error
+_DURATION_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$')
+
+
+# --------------------------------------------------------------------------------------------- files
+def decode_sql(raw):
+    """The file text as drizzle-orm sees it (Node decodes invalid UTF-8 to U+FFFD)."""
+    return raw.decode('utf-8', 'replace')
+
+
+def sql_hash(raw):
+    """drizzle-orm's hash of a migration file: sha256 hex of the decoded text re-encoded as UTF-8."""
+    return hashlib.sha256(decode_sql(raw).encode('utf-8')).hexdigest()
+
+
+def utf8_error(raw):
+    """None when ``raw`` is valid UTF-8, else a short description of the first bad byte."""
+    try:
+        codecs.decode(raw, 'utf-8')
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b'\n') + 1
+        return 'invalid UTF-8 byte 0x%02x at byte offset %d (line %d)' % (raw[exc.start], exc.start, line)
+    return None
+
+
+def is_blank_chunk(chunk):
+    """True when a chunk holds only whitespace, ``--``/``/* */`` comments and semicolons.
+
+    An unterminated ``/*`` comment is not blank: the server must see it and fail as it does for drizzle.
+    """
+    i = 0
+    n = len(chunk)
+    while i < n:
+        ch = chunk[i]
+        if ch.isspace() or ch == ';':
+            i += 1
+        elif chunk.startswith('--', i):
+            nl = chunk.find('\n', i)
+            if nl < 0:
+                return True
+            i = nl + 1
+        elif chunk.startswith('/*', i):
+            depth = 1
+            i += 2
+            while i < n and depth:
+                if chunk.startswith('/*', i):
+                    depth += 1
+                    i += 2
+                elif chunk.startswith('*/', i):
+                    depth -= 1
+                    i += 2
+                else:
+                    i += 1
+            if depth:
+                return False
+        else:
+            return False
+    return True
+
+
+def split_statements(text):
+    """The chunks drizzle-orm would send, minus the blank ones (see :func:`is_blank_chunk`)."""
+    return [chunk for chunk in text.split(BREAKPOINT) if not is_blank_chunk(chunk)]
+
+
+def display_statement(stmt):
+    """A statement as shown in diff.prepared: trimmed and ending with a semicolon."""
+    text = stmt.strip()
+    if not text.endswith(';'):
+        last_line = text.rsplit('\n', 1)[-1]
+        text += '\n;' if '--' in last_line else ';'
+    return text
+
+
+def shorten(stmt, limit=STATEMENT_PREVIEW):
+    text = ' '.join(stmt.split())
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def parse_duration(value, name):
+    """lock_timeout / statement_timeout: None, an int (ms) or a PostgreSQL duration like '5s'.
+
+    Returns the value for ``SET LOCAL`` as a string, or None when unset.
+    """
+    if value is None or value == '':
+        return None
+    if isinstance(value, bool):
+        raise PlanError('%s must be a duration like 5s, 500ms or 2min, or an integer of milliseconds; got %r'
+                        % (name, value), code='bad_config')
+    if isinstance(value, int):
+        if value < 0:
+            raise PlanError('%s must not be negative, got %r' % (name, value), code='bad_config')
+        return '%dms' % value
+    match = _DURATION_RE.match(str(value))
+    if not match:
+        raise PlanError('%s must be a duration like 5s, 500ms or 2min, or an integer of milliseconds; got %r'
+                        % (name, value), code='bad_config')
+    return match.group(1) + (match.group(2) or 'ms')
+
+
+# ------------------------------------------------------------------------------------------ journal
+class Entry(object):
+    """One journal entry."""
+
+    __slots__ = ('index', 'tag', 'when', 'path', 'exists', '_raw', '_hash')
+
+    def __init__(self, index, tag, when, folder):
+        self.index = index
+        self.tag = tag
+        self.when = when
+        self.path = os.path.join(folder, tag + '.sql')
+        self.exists = os.path.isfile(self.path)
+        self._raw = None
+        self._hash = None
+
+    @property
+    def down_path(self):
+        return self.path[:-len('.sql')] + DOWN_SUFFIX
+
+    def raw(self):
+        if self._raw is None:
+            with open(self.path, 'rb') as fh:
+                self._raw = fh.read()
+        return self._raw
+
+    def hash(self):
+        """The file's drizzle hash, or None when it cannot be read."""
+        if self._hash is None and self.exists:
+            try:
+                self._hash = sql_hash(self.raw())
+            except (IOError, OSError):
+                return None
+        return self._hash
+
+
+def _bad_entry(errors, journal, index, text):
+    errors.append('%s: entries[%d] %s' % (journal, index, text))
+
+
+def load_journal(folder):
+    """Read ``meta/_journal.json``. Returns (entries, errors); errors name the journal and what to fix."""
+    journal = os.path.join(folder, JOURNAL_NAME)
+    if not os.path.isdir(folder):
+        return [], ['migrations directory %s does not exist; check path and migrations_dir of the service '
+                    '(drizzle-kit writes it where drizzle.config.ts says `out`)' % folder]
+    try:
+        with open(journal, 'rb') as fh:
+            raw = fh.read()
+    except (IOError, OSError) as exc:
+        if not os.path.exists(journal):
+            return [], ['drizzle journal %s not found; run `drizzle-kit generate` or fix migrations_dir' % journal]
+        return [], ['cannot read drizzle journal %s: %s' % (journal, exc.strerror or exc)]
+    if not raw.strip():
+        return [], ['drizzle journal %s is empty; restore it from version control' % journal]
+    bad = utf8_error(raw)
+    if bad:
+        return [], ['drizzle journal %s is not UTF-8 (%s); restore it from version control' % (journal, bad)]
+    try:
+        data = json.loads(raw.decode('utf-8'))
+    except ValueError as exc:
+        return [], ['drizzle journal %s is not valid JSON (%s); restore it from version control' % (journal, exc)]
+    if not isinstance(data, dict):
+        return [], ['drizzle journal %s must hold a JSON object with an "entries" list' % journal]
+    items = data.get('entries')
+    if not isinstance(items, list):
+        return [], ['drizzle journal %s: "entries" must be a list, got %s'
+                    % (journal, 'nothing' if items is None else type(items).__name__)]
+    errors = []
+    entries = []
+    seen = {}
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            _bad_entry(errors, journal, index, 'is not an object')
+            continue
+        tag = item.get('tag')
+        when = item.get('when')
+        if not isinstance(tag, str) or not tag:
+            _bad_entry(errors, journal, index, 'has no string "tag"')
+            continue
+        if '/' in tag or '\\' in tag or '..' in tag or '\x00' in tag or os.path.isabs(tag):
+            _bad_entry(errors, journal, index, 'tag %r points outside the migrations folder' % tag)
+            continue
+        if tag in seen:
+            _bad_entry(errors, journal, index, 'repeats tag %r of entries[%d]' % (tag, seen[tag]))
+            continue
+        seen[tag] = index
+        if isinstance(when, bool) or not isinstance(when, int):
+            _bad_entry(errors, journal, index, '(%s) "when" must be an integer of milliseconds, got %r'
+                       % (tag, when))
+            continue
+        if when < 0 or when > MAX_SAFE_WHEN:
+            _bad_entry(errors, journal, index, '(%s) "when" %d is outside 0..%d' % (tag, when, MAX_SAFE_WHEN))
+            continue
+        entries.append(Entry(len(entries), tag, when, folder))
+    return entries, errors
+
+
+# -------------------------------------------------------------------------------------------- state
+def _pg_error(exc):
+    """A one-line PostgreSQL/psycopg2 error text."""
+    diag = getattr(exc, 'diag', None)
+    primary = getattr(diag, 'message_primary', None) if diag is not None else None
+    if primary:
+        text = primary
+        for attr, label in (('message_detail', 'DETAIL'), ('message_hint', 'HINT')):
+            extra = getattr(diag, attr, None)
+            if extra:
+                text += ' %s: %s' % (label, extra)
+        code = getattr(exc, 'pgcode', None)
+        return '%s (SQLSTATE %s)' % (text, code) if code else text
+    text = ' '.join(str(exc).split())
+    return text or exc.__class__.__name__
+
+
+def _is_connection_error(exc):
+    return HAS_PSYCOPG2 and isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) \
+        and getattr(exc, 'pgcode', None) is None
 
 
 class DrizzleAdapter(Adapter):
     tool = 'drizzle'
+
+    def __init__(self, spec, dburl):
+        super(DrizzleAdapter, self).__init__(spec, dburl)
+        self.folder = os.path.join(spec['path'], spec.get('migrations_dir') or 'migrations')
+        self.table = spec.get('migrations_table') or '__drizzle_migrations'
+        self.schema = spec.get('migrations_schema') or 'drizzle'
+        self.qualified = quote_ident(self.schema) + '.' + quote_ident(self.table)
+
+    # ------------------------------------------------------------------------------- helpers
+    def _scrub(self, text):
+        return self.dburl.scrub(text) if self.dburl is not None else text
+
+    @property
+    def journal_path(self):
+        return os.path.join(self.folder, JOURNAL_NAME)
+
+    def _read_rows(self, conn):
+        """(schema_exists, table_exists, rows as [(id, hash, created_at)] by id). Read only."""
+        try:
+            with conn.cursor() as cur:
+                cur.execute('SELECT n.oid IS NOT NULL, c.oid IS NOT NULL FROM (SELECT 1) AS one '
+                            'LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = %s '
+                            'LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = %s',
+                            (self.schema, self.table))
+                schema_exists, table_exists = cur.fetchone()
+                if not table_exists:
+                    return bool(schema_exists), False, []
+                cur.execute('SELECT id, hash, created_at FROM ' + self.qualified + ' ORDER BY id')
+                rows = [(r[0], r[1], None if r[2] is None else int(r[2])) for r in cur.fetchall()]
+        except Exception as exc:
+            if HAS_PSYCOPG2 and not isinstance(exc, psycopg2.Error):
+                raise
+            if _is_connection_error(exc):
+                raise AdapterError('service %r: lost the connection to %s while reading %s: %s'
+                                   % (self.name, self.dburl.masked if self.dburl else 'the database',
+                                      self.qualified, self._scrub(_pg_error(exc))), code='unreachable')
+            raise AdapterError(
+                'service %r: cannot read the drizzle tracking table %s: %s. Check migrations_schema/'
+                'migrations_table and that the user in database_url may read it; it must have the columns '
+                'id, hash and created_at as drizzle-orm creates them' % (self.name, self.qualified,
+                                                                          self._scrub(_pg_error(exc))),
+                code='bad_config')
+        return True, True, rows
+
+    @staticmethod
+    def _match(entries, rows):
+        """{tag: row} and the list of unmatched rows (see the module docstring for the rule)."""
+        by_when = {}
+        for entry in entries:
+            by_when.setdefault(entry.when, []).append(entry)
+        rows_by_when = {}
+        unmatched = []
+        for row in rows:
+            if row[2] is None or row[2] not in by_when:
+                unmatched.append(row)
+            else:
+                rows_by_when.setdefault(row[2], []).append(row)
+        matches = {}
+        for when, group_rows in rows_by_when.items():
+            candidates = list(by_when[when])
+            if len(candidates) == 1 and len(group_rows) == 1:
+                matches[candidates[0].tag] = group_rows[0]
+                continue
+            rest = []
+            for row in group_rows:
+                hit = None
+                for entry in candidates:
+                    if entry.hash() == row[1]:
+                        hit = entry
+                        break
+                if hit is not None:
+                    matches[hit.tag] = row
+                    candidates.remove(hit)
+                else:
+                    rest.append(row)
+            for row in rest:
+                if candidates:
+                    matches[candidates.pop(0).tag] = row
+                else:
+                    unmatched.append(row)
+        unmatched.sort(key=lambda r: r[0])
+        return matches, unmatched
+
+    def _problems(self, code, messages, summary):
+        if len(messages) <= MAX_LISTED:
+            return [problem(code, m) for m in messages]
+        out = [problem(code, m) for m in messages[:MAX_LISTED - 1]]
+        out.append(problem(code, summary % (len(messages) - MAX_LISTED + 1)))
+        return out
+
+    # ------------------------------------------------------------------------------ read side
+    def read_state(self, conn):
+        entries, errors = load_journal(self.folder)
+        schema_exists, table_exists, rows = self._read_rows(conn)
+        extra = {'folder': self.folder, 'journal': self.journal_path, 'schema': self.schema, 'table': self.table,
+                 'schema_exists': schema_exists, 'table_exists': table_exists, 'rows': rows,
+                 'entries': entries, 'matches': {}, 'high_water': None, 'valid': not errors}
+        if errors:
+            msg = '; '.join(errors[:MAX_LISTED])
+            if len(errors) > MAX_LISTED:
+                msg += '; and %d more problem(s) in the journal' % (len(errors) - MAX_LISTED)
+            if extra['journal'] not in msg:
+                msg = '%s (journal %s)' % (msg, self.journal_path)
+            return ServiceState(self.tool, problems=[problem('bad_config', msg)], extra=extra)
+
+        matches, unmatched = self._match(entries, rows)
+        # drizzle: SELECT ... ORDER BY created_at DESC LIMIT 1 (NULLS FIRST), then Number(created_at)
+        high_water = None
+        if rows:
+            if any(r[2] is None for r in rows):
+                high_water = 0
+            else:
+                high_water = max(r[2] for r in rows)
+        extra['matches'] = matches
+        extra['high_water'] = high_water
+
+        applied = [e for e in entries if e.tag in matches]
+        pending = [e for e in entries if high_water is None or high_water < e.when]
+        problems = []
+
+        skipped = [e for e in entries if e.tag not in matches and high_water is not None and e.when <= high_water]
+        problems += self._problems('out_of_order', [
+            '%s (when %d) is not applied but is not newer than the newest applied migration (created_at %d): '
+            'drizzle-orm would skip it silently. Apply it with allow_out_of_order=true, or give it a `when` '
+            'above %d in %s' % (e.tag, e.when, high_water, high_water, self.journal_path) for e in skipped],
+            '... and %d more migrations drizzle-orm would skip (out of order)')
+
+        modified = []
+        for e in applied:
+            if not e.exists:
+                continue
+            file_hash = e.hash()
+            if file_hash is not None and file_hash != matches[e.tag][1]:
+                modified.append('%s was changed after it was applied: the sha256 of %s is %s, the tracking row '
+                                'id %d holds %s. Restore the file from version control, or accept the change '
+                                'with allow_modified=true' % (e.tag, e.path, file_hash[:12], matches[e.tag][0],
+                                                              (matches[e.tag][1] or '')[:12]))
+        problems += self._problems('modified', modified, '... and %d more modified migrations')
+        extra['modified'] = [e.tag for e in applied if e.exists and e.hash() is not None
+                             and e.hash() != matches[e.tag][1]]
+
+        if unmatched:
+            by_hash = {}
+            for e in entries:
+                if e.exists and e.hash() is not None:
+                    by_hash.setdefault(e.hash(), e)
+            messages = []
+            for row in unmatched:
+                rid, rhash, created = row
+                if created is None:
+                    messages.append(
+                        'tracking row id %d in %s has no created_at; drizzle-orm would run every migration '
+                        'again. Set its created_at to the `when` of its journal entry' % (rid, self.qualified))
+                    continue
+                twin = by_hash.get(rhash)
+                if twin is not None and twin.tag in matches and matches[twin.tag][0] != rid:
+                    messages.append('tracking row id %d (created_at %d) repeats migration %s (row id %d): it '
+                                    'was applied twice; delete the extra row'
+                                    % (rid, created, twin.tag, matches[twin.tag][0]))
+                elif twin is not None:
+                    messages.append('tracking row id %d (created_at %d) has the hash of %s, whose `when` is now '
+                                    '%d in %s: the journal was edited after it was applied. Put the `when` back '
+                                    'to %d' % (rid, created, twin.tag, twin.when, self.journal_path, created))
+                else:
+                    messages.append('tracking row id %d (created_at %d, hash %s) in %s matches no entry of %s: '
+                                    'a migration was removed from the journal after it was applied'
+                                    % (rid, created, (rhash or '')[:12], self.qualified, self.journal_path))
+            problems += self._problems('unknown_migration', messages, '... and %d more unknown tracking rows')
+
+        missing = [e for e in entries if not e.exists]
+        problems += self._problems('missing_file', [
+            'journal entry %s has no file %s (drizzle-orm stops with "No file ... found"); restore it or remove '
+            'the entry from %s' % (e.tag, e.path, self.journal_path) for e in missing],
+            '... and %d more journal entries without their .sql file')
+
+        not_utf8 = []
+        for e in entries:
+            if e.tag in matches or not e.exists:
+                continue
+            try:
+                bad = utf8_error(e.raw())
+            except (IOError, OSError) as exc:
+                not_utf8.append('cannot read %s: %s' % (e.path, exc.strerror or exc))
+                continue
+            if bad:
+                not_utf8.append('%s is not UTF-8 (%s): drizzle-orm would run it with the bad bytes replaced by '
+                                'U+FFFD. Re-save the file as UTF-8' % (e.path, bad))
+        problems += self._problems('bad_config', not_utf8, '... and %d more unreadable migration files')
+
+        return ServiceState(
+            self.tool,
+            current=[applied[-1].tag] if applied else [],
+            heads=[entries[-1].tag] if entries else [],
+            applied=[e.tag for e in applied],
+            pending=[e.tag for e in pending],
+            problems=problems,
+            history=[e.tag for e in entries],
+            extra=extra,
+        )
+
+    # ------------------------------------------------------------------------------ planning
+    def _resolve(self, state, target):
+        """('up', index) / ('down', [entries to revert]) for a target."""
+        entries = state.extra['entries']
+        matches = state.extra['matches']
+        applied = [e for e in entries if e.tag in matches]
+        text = 'head' if target is None else str(target).strip()
+        if text in ('head', 'heads'):
+            return len(entries) - 1
+        if text == 'base':
+            return -1
+        if re.match(r'^-\d+$', text):
+            steps = int(text[1:])
+            if steps <= 0:
+                raise PlanError('target %s: give a number of migrations to revert, like -1' % text,
+                                code='unknown_revision')
+            if steps > len(applied):
+                raise PlanError('target %s: only %d migration(s) of service %r are applied; use base to revert '
+                                'them all' % (text, len(applied), self.name), code='unknown_revision')
+            return ('revert', applied[-steps:])
+        for e in entries:
+            if e.tag == text:
+                return e.index
+        hits = [e for e in entries if e.tag.startswith(text + '_')] or [e for e in entries if e.tag.startswith(text)]
+        if len(hits) == 1:
+            return hits[0].index
+        if len(hits) > 1:
+            raise PlanError('target %r matches several migrations (%s); give the full tag'
+                            % (text, ', '.join(e.tag for e in hits[:5])), code='unknown_revision')
+        known = ', '.join(e.tag for e in entries[-5:]) or 'none'
+        raise PlanError('target %r is not a tag in %s; use head, base, -N or a tag (the newest are: %s)'
+                        % (text, self.journal_path, known), code='unknown_revision')
+
+    def _load_up(self, entry):
+        if not entry.exists:
+            raise PlanError('cannot apply %s: its file %s is missing; restore it or remove the entry from %s'
+                            % (entry.tag, entry.path, self.journal_path), code='missing_file')
+        try:
+            raw = entry.raw()
+        except (IOError, OSError) as exc:
+            raise PlanError('cannot read %s: %s' % (entry.path, exc.strerror or exc), code='missing_file')
+        bad = utf8_error(raw)
+        if bad:
+            raise PlanError('%s is not UTF-8 (%s); drizzle-orm would run it with those bytes replaced by U+FFFD. '
+                            'Re-save the file as UTF-8, then run again' % (entry.path, bad), code='bad_config')
+        return {'tag': entry.tag, 'when': entry.when, 'file': entry.path, 'hash': sql_hash(raw),
+                'statements': split_statements(raw.decode('utf-8'))}
+
+    def _load_down(self, entry, row):
+        path = entry.down_path
+        try:
+            with open(path, 'rb') as fh:
+                raw = fh.read()
+        except (IOError, OSError) as exc:
+            if not os.path.exists(path):
+                return None
+            raise PlanError('cannot read %s: %s' % (path, exc.strerror or exc), code='missing_file')
+        bad = utf8_error(raw)
+        if bad:
+            raise PlanError('%s is not UTF-8 (%s); re-save it as UTF-8' % (path, bad), code='bad_config')
+        return {'tag': entry.tag, 'when': entry.when, 'file': path, 'row_id': row[0],
+                'statements': split_statements(raw.decode('utf-8'))}
+
+    @staticmethod
+    def _options(options):
+        options = dict(options or {})
+        mode = options.get('transaction') or 'all'
+        if mode not in TRANSACTION_MODES:
+            raise PlanError('transaction must be one of %s, got %r' % (', '.join(TRANSACTION_MODES), mode),
+                            code='bad_config')
+        return {
+            'transaction': mode,
+            'lock_timeout': parse_duration(options.get('lock_timeout'), 'lock_timeout'),
+            'statement_timeout': parse_duration(options.get('statement_timeout'), 'statement_timeout'),
+            'allow_out_of_order': bool(options.get('allow_out_of_order')),
+            'allow_modified': bool(options.get('allow_modified')),
+        }
+
+    def plan(self, conn, state, target, options=None):
+        opts = self._options(options)
+        if not state.extra.get('valid', False) or 'entries' not in state.extra:
+            bad = [p['message'] for p in state.problems if p['code'] == 'bad_config'] or ['the journal is unusable']
+            raise PlanError('service %r: %s' % (self.name, bad[0]), code='bad_config')
+        entries = state.extra['entries']
+        matches = state.extra['matches']
+        high_water = state.extra['high_water']
+        rows = state.extra['rows']
+        null_rows = [r for r in rows if r[2] is None]
+        if null_rows:
+            raise PlanError('service %r: tracking row id %d in %s has no created_at, so drizzle-orm would run every '
+                            'migration again; set created_at to the `when` of its journal entry before migrating'
+                            % (self.name, null_rows[0][0], self.qualified), code='unknown_migration')
+        resolved = self._resolve(state, target)
+        applied = [e for e in entries if e.tag in matches]
+        if isinstance(resolved, tuple):
+            to_apply, to_revert = [], resolved[1]
+            goal = [e for e in applied if e not in to_revert]
+        else:
+            to_apply = [e for e in entries[:resolved + 1] if e.tag not in matches]
+            to_revert = [e for e in applied if e.index > resolved]
+            goal = [e for e in entries[:resolved + 1]]
+        if to_apply and to_revert:
+            raise PlanError(
+                'target %s needs %s reverted and %s applied, which is not one direction. Revert first (target %s), '
+                'then migrate to %s' % (target, ', '.join(e.tag for e in to_revert),
+                                        ', '.join(e.tag for e in to_apply),
+                                        '-%d' % len(to_revert), target), code='out_of_order')
+        from_rev = state.current_revision
+        to_rev = goal[-1].tag if goal else None
+        notes = []
+        if to_apply:
+            direction = 'up'
+            skipped = [e for e in to_apply if high_water is not None and e.when <= high_water]
+            if skipped and not opts['allow_out_of_order']:
+                raise PlanError(
+                    'service %r: %s %s not applied but older than the newest applied migration (created_at %d); '
+                    'drizzle-orm would skip %s silently. Set allow_out_of_order=true to apply %s (rows get '
+                    'created_at = their `when`, so drizzle-orm stays consistent), or give %s a newer `when` in %s'
+                    % (self.name, ', '.join(e.tag for e in skipped), 'is' if len(skipped) == 1 else 'are',
+                       high_water, 'it' if len(skipped) == 1 else 'them', 'it' if len(skipped) == 1 else 'them',
+                       'it' if len(skipped) == 1 else 'them', self.journal_path), code='out_of_order')
+            modified = state.extra.get('modified') or []
+            if modified and not opts['allow_modified']:
+                raise PlanError('service %r: applied migration file(s) %s changed after they were applied (their '
+                                'sha256 differs from the tracking rows). Restore them from version control, or set '
+                                'allow_modified=true to migrate anyway' % (self.name, ', '.join(modified)),
+                                code='modified')
+            if skipped:
+                notes.append('applying out-of-order migrations: %s' % ', '.join(e.tag for e in skipped))
+            migrations = [self._load_up(e) for e in to_apply]
+            new_high = max([e.when for e in goal] + ([high_water] if high_water is not None else []))
+            later = [e.tag for e in entries[resolved + 1:] if e.tag not in matches and e.when <= new_high] \
+                if not isinstance(resolved, tuple) else []
+            if later:
+                notes.append('after this, drizzle-orm would skip %s (their `when` is not newer than %d)'
+                             % (', '.join(later), new_high))
+        elif to_revert:
+            direction = 'down'
+            migrations = []
+            missing = []
+            for e in reversed(to_revert):
+                loaded = self._load_down(e, matches[e.tag])
+                if loaded is None:
+                    missing.append(e.down_path)
+                else:
+                    migrations.append(loaded)
+            if missing:
+                raise PlanError('cannot revert service %r: no down migration %s. Write %s, or restore the backup '
+                                'taken before the migration' % (self.name, ', '.join(missing),
+                                                                 'them' if len(missing) > 1 else 'it'),
+                                code='missing_file')
+        else:
+            return Plan(None, [], from_rev, from_rev, target, sql='', extra={'migrations': [], 'options': opts})
+        extra = {
+            'migrations': migrations,
+            'options': opts,
+            'create_schema': direction == 'up' and not state.extra.get('schema_exists'),
+            'create_table': direction == 'up' and not state.extra.get('table_exists'),
+        }
+        plan = Plan(direction, [m['tag'] for m in migrations], from_rev, to_rev, target, notes=notes, extra=extra)
+        plan.sql = self.preview_sql(plan)
+        return plan
+
+    # ------------------------------------------------------------------------------ SQL text
+    def _ddl(self, extra):
+        out = []
+        if extra.get('create_schema') or extra.get('create_table'):
+            out.append('CREATE SCHEMA IF NOT EXISTS ' + quote_ident(self.schema))
+        if extra.get('create_table'):
+            out.append('CREATE TABLE IF NOT EXISTS ' + self.qualified
+                       + ' (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)')
+        return out
+
+    def _insert_sql(self):
+        return 'INSERT INTO ' + self.qualified + ' ("hash", "created_at") VALUES (%s, %s)'
+
+    def _delete_sql(self):
+        return 'DELETE FROM ' + self.qualified + ' WHERE id = %s'
+
+    @staticmethod
+    def _settings(opts):
+        out = []
+        for name in ('lock_timeout', 'statement_timeout'):
+            if opts.get(name) is not None:
+                out.append((name, opts[name]))
+        return out
+
+    def _groups(self, plan, opts):
+        migrations = plan.extra['migrations']
+        if plan.direction == 'up' and opts['transaction'] == 'each':
+            return [[m] for m in migrations]
+        return [migrations]
+
+    def preview_sql(self, plan):
+        if not plan.steps:
+            return ''
+        opts = plan.extra.get('options') or self._options(None)
+        lines = ['-- homelab.migrations: drizzle %s, service %s, %d migration(s) in %s'
+                 % (plan.direction, self.name, len(plan.steps),
+                    'one transaction per migration' if plan.direction == 'up' and opts['transaction'] == 'each'
+                    else 'one transaction')]
+        first = True
+        for group in self._groups(plan, opts):
+            lines.append('BEGIN;')
+            for name, value in self._settings(opts):
+                lines.append("SET LOCAL %s = '%s';" % (name, value))
+            if first:
+                lines.extend(stmt + ';' for stmt in self._ddl(plan.extra))
+                first = False
+            for m in group:
+                lines.append('-- %s %s (%s)' % ('migration' if plan.direction == 'up' else 'revert', m['tag'],
+                                                os.path.basename(m['file'])))
+                lines.extend(display_statement(s) for s in m['statements'])
+                if plan.direction == 'up':
+                    lines.append('INSERT INTO ' + self.qualified + ' ("hash", "created_at") VALUES (\''
+                                 + m['hash'] + "', " + str(int(m['when'])) + ');')
+                else:
+                    lines.append('DELETE FROM ' + self.qualified + ' WHERE id = ' + str(int(m['row_id'])) + ';')
+            lines.append('COMMIT;')
+        return '\n'.join(lines) + '\n'
+
+    # ----------------------------------------------------------------------------- write side
+    def _run(self, cur, queries, sql, params=None):
+        if params is None:
+            cur.execute(sql)
+            queries.append(sql)
+        else:
+            text = cur.mogrify(sql, params)
+            text = text.decode('utf-8') if isinstance(text, bytes) else text
+            cur.execute(sql, params)
+            queries.append(text)
+
+    def apply(self, conn, plan, options=None):
+        if not plan.steps:
+            return ApplyResult(from_revision=plan.from_revision, to_revision=plan.to_revision)
+        opts = dict(plan.extra.get('options') or {})
+        if options:
+            override = self._options(options)
+            for key in ('transaction', 'lock_timeout', 'statement_timeout'):
+                if key in options:
+                    opts[key] = override[key]
+        if not opts:
+            opts = self._options(None)
+        queries = []
+        done = []  # tags committed
+        first = True
+        for group in self._groups(plan, opts):
+            current = None
+            stmt = None
+            group_done = []
+            try:
+                conn.autocommit = False
+                with conn.cursor() as cur:
+                    for name, value in self._settings(opts):
+                        stmt = 'SET LOCAL ' + name
+                        self._run(cur, queries, 'SET LOCAL ' + name + ' = %s', (value,))
+                    if first:
+                        for ddl in self._ddl(plan.extra):
+                            stmt = ddl
+                            self._run(cur, queries, ddl)
+                    for m in group:
+                        current = m
+                        for stmt in m['statements']:
+                            self._run(cur, queries, stmt)
+                        if plan.direction == 'up':
+                            stmt = self._insert_sql()
+                            self._run(cur, queries, stmt, (m['hash'], m['when']))
+                        else:
+                            stmt = self._delete_sql()
+                            self._run(cur, queries, stmt, (m['row_id'],))
+                            if cur.rowcount != 1:
+                                raise _RowGone(m['row_id'])
+                        group_done.append(m['tag'])
+                conn.commit()
+            except Exception as exc:
+                if HAS_PSYCOPG2 and not isinstance(exc, (psycopg2.Error, ValueError, _RowGone)):
+                    self._rollback(conn)
+                    raise
+                self._rollback(conn)
+                raise self._apply_error(plan, done, current, stmt, exc)
+            finally:
+                self._restore(conn)
+            first = False
+            done.extend(group_done)
+        if plan.direction == 'up':
+            return ApplyResult(applied=done, from_revision=plan.from_revision, to_revision=plan.to_revision,
+                               queries=queries)
+        return ApplyResult(reverted=done, from_revision=plan.from_revision, to_revision=plan.to_revision,
+                           queries=queries)
+
+    @staticmethod
+    def _rollback(conn):
+        try:
+            conn.rollback()
+        except Exception:  # the connection may be gone; the server rolls back on its own then
+            pass
+
+    @staticmethod
+    def _restore(conn):
+        try:
+            if not conn.closed:
+                conn.autocommit = True
+        except Exception:
+            pass
+
+    def _apply_error(self, plan, done, current, stmt, exc):
+        verb = 'migration' if plan.direction == 'up' else 'revert of'
+        if isinstance(exc, _RowGone):
+            reason = 'its tracking row id %d was no longer in %s (someone else changed it meanwhile)' % (
+                exc.row_id, self.qualified)
+        else:
+            reason = self._scrub(_pg_error(exc))
+        where = '%s %s' % (verb, current['tag']) if current else 'preparing the transaction'
+        if current and stmt is not None:
+            where += ' (%s) failed at `%s`' % (os.path.basename(current['file']), self._scrub(shorten(stmt)))
+        else:
+            where += ' failed'
+        if done:
+            kept = ('%s %s committed before the failure and stay%s'
+                    % (', '.join(done), 'was' if len(done) == 1 else 'were', 's' if len(done) == 1 else ''))
+        else:
+            kept = 'nothing was committed: the database is as it was before this run'
+        if current and not done and plan.direction == 'up' and len(plan.steps) > 1 and \
+                (plan.extra.get('options') or {}).get('transaction', 'all') == 'all':
+            kept = 'the transaction of all %d migrations was rolled back, so nothing was committed' % len(plan.steps)
+        message = 'service %r: %s: %s. %s. Fix the %s and run again' % (
+            self.name, where, reason, kept[0].upper() + kept[1:],
+            'migration file' if current else 'settings')
+        details = {'applied': list(done) if plan.direction == 'up' else [],
+                   'reverted': list(done) if plan.direction == 'down' else [],
+                   'failed': current['tag'] if current else None,
+                   'statement': self._scrub(shorten(stmt)) if stmt else None}
+        return ApplyError(message, code='apply_failed', details=details)
+
+
+class _RowGone(Exception):
+    def __init__(self, row_id):
+        super(_RowGone, self).__init__('row %s gone' % row_id)
+        self.row_id = row_id
