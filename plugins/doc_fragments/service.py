@@ -1,0 +1,221 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.migrations contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared option docs: the service spec (plugins/module_utils/spec.py SERVICE_OPTIONS) and connection options.
+
+SERVICES documents the ``services`` list (homelab_migration_status), SINGLE the single ``service`` dict
+(homelab_migration_apply); both carry the same suboptions, which must match spec.SERVICE_OPTIONS exactly
+(tests/unit/test_spec.py checks that). CONNECTION documents spec.CONNECTION_OPTIONS.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+
+    SERVICES = r'''
+options:
+  services:
+    description:
+      - The services whose migration state is reported, one service spec each.
+      - Service names must be unique and every name in O(services[].depends_on) must be in the list;
+        otherwise the task fails before any database is contacted.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description:
+          - Name of the service. 1 to 63 characters of V(a-z), V(0-9), V(_) and V(-), starting with a letter or digit.
+          - Also names the service's migration lock, its audit records and its backups.
+        type: str
+        required: true
+      tool:
+        description:
+          - The migration tool the service uses.
+        type: str
+        required: true
+        choices: [alembic, drizzle]
+      path:
+        description:
+          - The service's root directory on the managed host.
+        type: path
+        required: true
+      database_url:
+        description:
+          - The service's database as a libpq URI, for example V(postgresql://user:password@host:5432/dbname).
+          - V(postgres://) and SQLAlchemy-style V(postgresql+psycopg2://) URLs are accepted.
+          - The password is masked in every message and is passed to child processes only through the
+            environment or a 0600 passfile.
+        type: str
+        required: true
+      depends_on:
+        description:
+          - Names of services that are migrated before this one.
+        type: list
+        elements: str
+        default: []
+      alembic_config:
+        description:
+          - Alembic only. The Alembic configuration file, relative to O(services[].path); its
+            C(script_location) (and C(version_locations)) say where the revision files are.
+        type: str
+        default: alembic.ini
+      alembic_command:
+        description:
+          - Alembic only. The command that runs the service's own Alembic, as a list of arguments.
+          - Defaults to C(<path>/.venv/bin/alembic) when that exists, else C(alembic) from E(PATH).
+          - It runs with the service root as working directory and the database URL in E(DATABASE_URL).
+        type: list
+        elements: str
+      version_table:
+        description:
+          - Alembic only. The version table, as in Alembic's C(version_table).
+        type: str
+        default: alembic_version
+      version_table_schema:
+        description:
+          - Alembic only. The schema of the version table; the connection's search path when not set.
+        type: str
+      migrations_dir:
+        description:
+          - Drizzle only. The migrations folder (with C(meta/_journal.json)), relative to O(services[].path).
+        type: str
+        default: migrations
+      migrations_table:
+        description:
+          - Drizzle only. The tracking table, as drizzle-orm's C(migrationsTable).
+        type: str
+        default: __drizzle_migrations
+      migrations_schema:
+        description:
+          - Drizzle only. The schema of the tracking table, as drizzle-orm's C(migrationsSchema).
+        type: str
+        default: drizzle
+      backup:
+        description:
+          - Whether the role takes a C(pg_dump) backup before migrating this service.
+          - V(auto) skips the backup for Neon hosts (C(*.neon.tech)) and says why.
+        type: str
+        default: auto
+        choices: [auto, always, never]
+      target:
+        description:
+          - Where a normal run takes this service. V(head), V(heads), V(base), a revision id or drizzle
+            tag, or V(-N) for N steps back.
+        type: str
+        default: head
+      health_check:
+        description:
+          - An V(http://) or V(https://) URL that must answer 2xx after the service was migrated,
+            or the role rolls the service back.
+        type: str
+'''
+
+    SINGLE = r'''
+options:
+  service:
+    description:
+      - The service to migrate, as a service spec (the same keys as every module of this collection).
+    type: dict
+    required: true
+    suboptions:
+      name:
+        description:
+          - Name of the service. 1 to 63 characters of V(a-z), V(0-9), V(_) and V(-), starting with a letter or digit.
+          - Also names the service's migration lock, its audit records and its backups.
+        type: str
+        required: true
+      tool:
+        description:
+          - The migration tool the service uses.
+        type: str
+        required: true
+        choices: [alembic, drizzle]
+      path:
+        description:
+          - The service's root directory on the managed host.
+        type: path
+        required: true
+      database_url:
+        description:
+          - The service's database as a libpq URI, for example V(postgresql://user:password@host:5432/dbname).
+          - V(postgres://) and SQLAlchemy-style V(postgresql+psycopg2://) URLs are accepted.
+          - The password is masked in every message and is passed to child processes only through the
+            environment or a 0600 passfile.
+        type: str
+        required: true
+      depends_on:
+        description:
+          - Names of services that are migrated before this one (used by the role; not checked here).
+        type: list
+        elements: str
+        default: []
+      alembic_config:
+        description:
+          - Alembic only. The Alembic configuration file, relative to O(service.path); its
+            C(script_location) (and C(version_locations)) say where the revision files are.
+        type: str
+        default: alembic.ini
+      alembic_command:
+        description:
+          - Alembic only. The command that runs the service's own Alembic, as a list of arguments.
+          - Defaults to C(<path>/.venv/bin/alembic) when that exists, else C(alembic) from E(PATH).
+          - It runs with the service root as working directory and the database URL in E(DATABASE_URL).
+        type: list
+        elements: str
+      version_table:
+        description:
+          - Alembic only. The version table, as in Alembic's C(version_table).
+        type: str
+        default: alembic_version
+      version_table_schema:
+        description:
+          - Alembic only. The schema of the version table; the connection's search path when not set.
+        type: str
+      migrations_dir:
+        description:
+          - Drizzle only. The migrations folder (with C(meta/_journal.json)), relative to O(service.path).
+        type: str
+        default: migrations
+      migrations_table:
+        description:
+          - Drizzle only. The tracking table, as drizzle-orm's C(migrationsTable).
+        type: str
+        default: __drizzle_migrations
+      migrations_schema:
+        description:
+          - Drizzle only. The schema of the tracking table, as drizzle-orm's C(migrationsSchema).
+        type: str
+        default: drizzle
+      backup:
+        description:
+          - Whether the role takes a C(pg_dump) backup before migrating this service.
+          - V(auto) skips the backup for Neon hosts (C(*.neon.tech)) and says why.
+        type: str
+        default: auto
+        choices: [auto, always, never]
+      target:
+        description:
+          - Where a normal run takes this service. V(head), V(heads), V(base), a revision id or drizzle
+            tag, or V(-N) for N steps back.
+          - The module option O(target) overrides it.
+        type: str
+        default: head
+      health_check:
+        description:
+          - An V(http://) or V(https://) URL that must answer 2xx after the service was migrated,
+            or the role rolls the service back (not used by this module).
+        type: str
+'''
+
+    CONNECTION = r'''
+options:
+  connect_timeout:
+    description:
+      - Seconds to wait for each database connection before the service is reported unreachable.
+    type: int
+    default: 10
+'''

@@ -1,0 +1,490 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.migrations contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Apply orchestration: move one service's database to a target, up or down, under its lock.
+
+    result = run_apply(spec, dburl, params, check_mode=False, diff=False)
+
+connect (application_name homelab.migrations:<service>) -> take the service's advisory lock
+(lock_wait) -> read_state -> refuse over problems the caller did not allow -> plan -> (check mode:
+stop here and report) -> apply -> re-read the state and report what really happened -> release the
+lock -> append one audit record. ``result`` holds the DESIGN.md return fields; on failure
+``result['failed']`` is True and ``result['msg']`` says what failed and what to do next.
+Nothing here knows a tool: the adapters do (adapter.py); a new tool needs no change here.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+import time
+
+from ansible_collections.homelab.migrations.plugins.module_utils import audit as audit_mod
+from ansible_collections.homelab.migrations.plugins.module_utils import connection as connection_mod
+from ansible_collections.homelab.migrations.plugins.module_utils import lock as lock_mod
+from ansible_collections.homelab.migrations.plugins.module_utils.adapter import AdapterError
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectError
+from ansible_collections.homelab.migrations.plugins.module_utils.status import describe_unexpected
+
+TRANSACTION_MODES = ('all', 'each')
+
+# apply-module options besides ``service`` (the module's argument spec adds the docs' types)
+APPLY_OPTIONS = dict(
+    target=dict(type='str'),
+    lock_wait=dict(type='int', default=60),
+    audit_log=dict(type='path'),
+    allow_out_of_order=dict(type='bool', default=False),
+    allow_modified=dict(type='bool', default=False),
+    transaction=dict(type='str', default='all', choices=list(TRANSACTION_MODES)),
+    lock_timeout=dict(type='str'),
+    statement_timeout=dict(type='str'),
+    confirmation=dict(type='str'),
+    action=dict(type='str', default='apply'),
+)
+
+# problems that stop a run unless the named option allows them
+GUARDED_PROBLEMS = (('modified', 'allow_modified'), ('out_of_order', 'allow_out_of_order'))
+# problems that mean the state could not be understood: nothing is planned over them
+BLOCKING_PROBLEMS = ('bad_config',)
+
+_DURATION_RE = re.compile(r'^\s*\d+(\.\d+)?\s*(us|ms|s|min|h|d)?\s*$')
+# a killed module must not leave its backend running a long statement with the lock held (PostgreSQL 14+)
+CLIENT_CHECK_INTERVAL_MS = '1000'
+
+
+class ApplyFailure(Exception):
+    """A failure with a complete, masked message (what failed and what to do next)."""
+
+
+def defaults(params=None):
+    """APPLY_OPTIONS defaults overlaid with ``params`` (for callers without AnsibleModule)."""
+    out = {'connect_timeout': connection_mod.DEFAULT_CONNECT_TIMEOUT}
+    for key, opt in APPLY_OPTIONS.items():
+        out[key] = opt.get('default')
+    for key, value in (params or {}).items():
+        if value is not None or key not in out:
+            out[key] = value
+    return out
+
+
+def check_duration(name, value):
+    """lock_timeout / statement_timeout: a PostgreSQL duration (V(5s), V(500ms), V(2min), V(0))."""
+    if value is None:
+        return None
+    value = str(value).strip()
+    if not _DURATION_RE.match(value):
+        raise ApplyFailure('%s %r is not a PostgreSQL duration; use a number with an optional unit '
+                           '(us, ms, s, min, h, d), for example 5s or 500ms' % (name, value))
+    return value.replace(' ', '')
+
+
+def check_audit_log(path):
+    """Fail before touching anything when the audit log cannot be written."""
+    if not path:
+        return
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        raise ApplyFailure('audit_log %s is a directory; give the path of a file (for example %s)'
+                           % (path, os.path.join(path, 'migrations.jsonl')))
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise ApplyFailure('audit_log %s is not writable by this user; fix its permissions or choose another '
+                               'path (nothing was changed)' % path)
+        return
+    parent = os.path.dirname(path)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not parent or not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise ApplyFailure('audit_log %s cannot be created: %s is not a writable directory; fix the permissions or '
+                           'choose another path (nothing was changed)' % (path, parent or '/'))
+
+
+def step_name(step):
+    """A plan step as the revision id / tag it stands for."""
+    if isinstance(step, dict):
+        for key in ('revision', 'tag', 'id', 'name'):
+            if step.get(key) is not None:
+                return str(step[key])
+        return str(step)
+    for attr in ('revision', 'tag', 'id', 'name'):
+        value = getattr(step, attr, None)
+        if isinstance(value, str):
+            return value
+    return str(step)
+
+
+def observed_changes(before, after):
+    """(applied, reverted) between two ServiceStates: applied oldest first, reverted newest first."""
+    before_set = set(before.applied)
+    after_set = set(after.applied)
+    applied = [rev for rev in after.applied if rev not in before_set]
+    reverted = [rev for rev in reversed(before.applied) if rev not in after_set]
+    return applied, reverted
+
+
+def _reconcile(reported, observed):
+    """Prefer the adapter's order when it agrees with the database; the database wins otherwise."""
+    reported = [str(r) for r in (reported or [])]
+    if observed is None:
+        return reported, True
+    if sorted(reported) == sorted(observed):
+        return reported, True
+    return list(observed), False
+
+
+def _session_settings(conn, read_only, lock_timeout, statement_timeout):
+    with conn.cursor() as cur:
+        if read_only:
+            cur.execute('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY')
+        if conn.server_version >= 140000:
+            try:
+                cur.execute('SELECT pg_catalog.set_config(%s, %s, false)',
+                            ('client_connection_check_interval', CLIENT_CHECK_INTERVAL_MS))
+            except Exception:  # not supported on this platform: harmless
+                conn.rollback()
+        for name, value in (('lock_timeout', lock_timeout), ('statement_timeout', statement_timeout)):
+            if value is None:
+                continue
+            try:
+                cur.execute('SELECT pg_catalog.set_config(%s, %s, false)', (name, value))
+            except Exception as exc:
+                raise ApplyFailure('%s %r was refused by the server: %s; use a PostgreSQL duration such as 5s'
+                                   % (name, value, ' '.join(str(exc).split())))
+
+
+def _text_revision(value):
+    return 'revision: %s\n' % (value if value is not None else '(none: nothing applied)')
+
+
+class _Run(object):
+    """One apply run; holds what happened so far so a failure can still be reported truthfully."""
+
+    def __init__(self, spec, dburl, params, check_mode, diff, get_adapter):
+        self.spec = spec
+        self.dburl = dburl
+        self.name = spec['name']
+        self.params = defaults(params)
+        self.check_mode = bool(check_mode)
+        self.want_diff = bool(diff)
+        self.get_adapter = get_adapter
+        self.target = self.params.get('target') or spec.get('target') or 'head'
+        self.conn = None
+        self.locked = False
+        self.before = None
+        self.plan = None
+        self.warnings = []
+        self.result = {
+            'changed': False,
+            'service': self.name,
+            'tool': spec.get('tool'),
+            'target': self.target,
+            'from_revision': None,
+            'to_revision': None,
+            'applied': [],
+            'reverted': [],
+            'lock_wait_seconds': 0.0,
+            'duration_seconds': 0.0,
+            'plan': {},
+            'queries': [],
+        }
+
+    # ------------------------------------------------------------------ helpers
+    def scrub(self, text):
+        return self.dburl.scrub(text)
+
+    def options(self):
+        p = self.params
+        return {
+            'target': self.target,
+            'allow_out_of_order': bool(p.get('allow_out_of_order')),
+            'allow_modified': bool(p.get('allow_modified')),
+            'transaction': p.get('transaction') or 'all',
+            'lock_timeout': p.get('lock_timeout'),
+            'statement_timeout': p.get('statement_timeout'),
+            'connect_timeout': p.get('connect_timeout'),
+            'check_mode': self.check_mode,
+        }
+
+    def adapter_message(self, exc):
+        text = ' '.join(self.scrub(str(exc)).split()) or exc.__class__.__name__
+        if self.name not in text:
+            text = 'service %r: %s' % (self.name, text)
+        return text
+
+    # ---------------------------------------------------------------- the steps
+    def connect(self):
+        try:
+            self.conn = connection_mod.connect(self.dburl, service=self.name,
+                                               connect_timeout=self.params.get('connect_timeout') or 10)
+        except ConnectError as exc:
+            raise ApplyFailure('service %r: %s; nothing was changed' % (self.name, exc))
+
+    def lock(self):
+        if self.check_mode:
+            holder = lock_mod.lock_holder(self.conn, self.name)
+            if holder is not None:
+                self.warnings.append(
+                    'service %r is locked by %s right now; a real run would wait up to %ss (lock_wait) for it and '
+                    'then plan again, so what it does may differ from this check'
+                    % (self.name, lock_mod.describe_holder(holder), self.params.get('lock_wait')))
+            return
+        try:
+            self.result['lock_wait_seconds'] = lock_mod.acquire(self.conn, self.name,
+                                                                wait_seconds=self.params.get('lock_wait') or 0)
+        except lock_mod.LockTimeout as exc:
+            raise ApplyFailure('%s; nothing was changed' % self.scrub(str(exc)))
+        self.locked = True
+
+    def read(self, adapter):
+        try:
+            return adapter.read_state(self.conn)
+        except AdapterError as exc:
+            raise ApplyFailure('%s; nothing was changed' % self.adapter_message(exc))
+        except Exception as exc:
+            raise ApplyFailure('%s; nothing was changed' % describe_unexpected(self.name, exc, self.dburl))
+
+    def guard(self, state):
+        blocking = []
+        for item in state.problems:
+            code = item.get('code')
+            message = ' '.join(self.scrub(item.get('message') or code).split())
+            if code in BLOCKING_PROBLEMS:
+                blocking.append('%s (fix this first)' % message)
+            for guarded, option in GUARDED_PROBLEMS:
+                if code == guarded and not self.params.get(option):
+                    blocking.append('%s (set %s: true to run anyway, once you have checked it is safe)'
+                                    % (message, option))
+        if blocking:
+            raise ApplyFailure('service %r: refusing to migrate: %s; nothing was changed'
+                               % (self.name, '; '.join(blocking)))
+
+    def make_plan(self, adapter, state):
+        try:
+            plan = adapter.plan(self.conn, state, self.target, self.options())
+        except AdapterError as exc:
+            raise ApplyFailure('%s; nothing was changed' % self.adapter_message(exc))
+        except Exception as exc:
+            raise ApplyFailure('%s; nothing was changed'
+                               % describe_unexpected(self.name, exc, self.dburl, 'planning target %r' % self.target))
+        self.plan = plan
+        steps = [step_name(s) for s in plan.steps]
+        plan_dict = plan.as_dict()
+        plan_dict['steps'] = steps
+        self.result['plan'] = plan_dict
+        self.result['changed'] = bool(steps)
+        if steps:
+            self.result['to_revision'] = plan.to_revision
+        for note in plan.notes:
+            if note:
+                self.warnings.append(self.scrub(str(note)))
+        return steps
+
+    def preview(self, adapter, steps):
+        if not self.want_diff:
+            return
+        prepared = ''
+        if steps:
+            try:
+                prepared = adapter.preview_sql(self.plan)
+            except Exception as exc:
+                prepared = ('-- the SQL could not be rendered (%s); the plan runs these %s steps (%s):\n%s\n'
+                            % (' '.join(self.scrub(str(exc)).split()), len(steps), self.plan.direction,
+                               '\n'.join('--   %s' % s for s in steps)))
+            if prepared is None:
+                prepared = '\n'.join('-- %s %s' % (self.plan.direction, s) for s in steps) + '\n'
+        self.result['diff'] = {
+            'before': _text_revision(self.result['from_revision']),
+            'after': _text_revision(self.result['to_revision']),
+            'prepared': self.scrub(prepared),
+        }
+
+    def reread(self, adapter):
+        """The state after apply: on the run's connection, or a new one when that broke."""
+        conn = self.conn
+        try:
+            if conn is not None and not conn.closed:
+                try:
+                    conn.rollback()
+                except Exception:
+                    pass
+                return adapter.read_state(conn)
+        except Exception:
+            pass
+        fresh = None
+        try:
+            fresh = connection_mod.connect(self.dburl, service=self.name,
+                                           connect_timeout=self.params.get('connect_timeout') or 10)
+            return adapter.read_state(fresh)
+        except Exception as exc:
+            self.warnings.append('could not re-read the state of service %r after the run: %s'
+                                 % (self.name, ' '.join(self.scrub(str(exc)).split())))
+            return None
+        finally:
+            if fresh is not None:
+                try:
+                    fresh.close()
+                except Exception:
+                    pass
+
+    def carry_out(self, adapter, steps):
+        reported = None
+        error = None
+        details = {}
+        try:
+            reported = adapter.apply(self.conn, self.plan, self.options())
+        except AdapterError as exc:
+            error = self.adapter_message(exc)
+            details = exc.details or {}
+        except Exception as exc:
+            error = describe_unexpected(self.name, exc, self.dburl, 'applying the plan')
+        after = self.reread(adapter)
+        observed = (None, None) if after is None else observed_changes(self.before, after)
+        rep_applied = reported.applied if reported is not None else details.get('applied', [])
+        rep_reverted = reported.reverted if reported is not None else details.get('reverted', [])
+        applied, ok1 = _reconcile(rep_applied, observed[0])
+        reverted, ok2 = _reconcile(rep_reverted, observed[1])
+        if not (ok1 and ok2) and error is None:
+            self.warnings.append('the tool reported applied %s / reverted %s, the database shows applied %s / '
+                                 'reverted %s; the result reports what the database shows'
+                                 % (rep_applied, rep_reverted, applied, reverted))
+        self.result['applied'] = applied
+        self.result['reverted'] = reverted
+        self.result['changed'] = bool(applied or reverted)
+        if reported is not None and reported.queries:
+            self.result['queries'] = [self.scrub(q) for q in reported.queries]
+        elif details.get('queries'):
+            self.result['queries'] = [self.scrub(q) for q in details['queries']]
+        if after is not None:
+            self.result['to_revision'] = after.current_revision
+        elif reported is not None and reported.to_revision is not None:
+            self.result['to_revision'] = reported.to_revision
+        else:
+            self.result['to_revision'] = None
+        if error is not None:
+            raise ApplyFailure(error + '; ' + self.what_happened(after))
+        if after is not None and self.plan.to_revision is not None \
+                and after.current_revision != self.plan.to_revision:
+            self.warnings.append('service %r: the plan was to reach %s but the database is at %s after the run'
+                                 % (self.name, self.plan.to_revision, after.current_revision))
+
+    def what_happened(self, after):
+        applied, reverted = self.result['applied'], self.result['reverted']
+        if after is None:
+            return ('the state after the failure could not be read; run homelab_migration_status for %r before '
+                    'trying again' % self.name)
+        if not applied and not reverted:
+            return ('nothing was changed: the database is still at %s; fix the migration and run again'
+                    % (after.current_revision or 'base (nothing applied)'))
+        parts = []
+        if applied:
+            parts.append('applied before the failure: %s' % ', '.join(applied))
+        if reverted:
+            parts.append('reverted before the failure: %s' % ', '.join(reverted))
+        return ('%s; the database is now at %s; fix the migration and run again (it continues from there), or '
+                'move back with target=%s' % ('; '.join(parts), after.current_revision or 'base',
+                                              self.result['from_revision'] or 'base'))
+
+    # -------------------------------------------------------------------- run
+    def run(self):
+        get_adapter = self.get_adapter
+        if get_adapter is None:
+            from ansible_collections.homelab.migrations.plugins.module_utils.adapters import get_adapter
+        check_audit_log(self.params.get('audit_log'))
+        lock_timeout = check_duration('lock_timeout', self.params.get('lock_timeout'))
+        statement_timeout = check_duration('statement_timeout', self.params.get('statement_timeout'))
+        self.params['lock_timeout'] = lock_timeout
+        self.params['statement_timeout'] = statement_timeout
+        try:
+            adapter = get_adapter(self.spec, self.dburl)
+        except Exception as exc:
+            raise ApplyFailure('service %r: %s' % (self.name, self.scrub(str(exc))))
+        self.connect()
+        try:
+            _session_settings(self.conn, self.check_mode, lock_timeout, statement_timeout)
+        except ApplyFailure:
+            raise
+        except Exception as exc:
+            raise ApplyFailure('service %r: cannot prepare the session: %s; nothing was changed'
+                               % (self.name, ' '.join(self.scrub(str(exc)).split())))
+        self.lock()
+        self.before = self.read(adapter)
+        self.result['from_revision'] = self.before.current_revision
+        self.result['to_revision'] = self.before.current_revision
+        self.guard(self.before)
+        steps = self.make_plan(adapter, self.before)
+        self.preview(adapter, steps)
+        if not steps:
+            return 'unchanged'
+        if self.check_mode:
+            if self.plan.direction == 'down':
+                self.result['reverted'] = steps
+            else:
+                self.result['applied'] = steps
+            return 'check'
+        self.carry_out(adapter, steps)
+        return 'success'
+
+    def close(self):
+        if self.conn is None:
+            return
+        try:
+            if self.locked and not self.conn.closed:
+                try:
+                    self.conn.rollback()
+                except Exception:
+                    pass
+                lock_mod.release(self.conn, self.name)
+        finally:
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+            self.locked = False
+
+    def audit(self, outcome, error):
+        path = self.params.get('audit_log')
+        if not path:
+            return
+        r = self.result
+        try:
+            record = audit_mod.make_record(
+                self.name, self.params.get('action') or 'apply', r['from_revision'], r['to_revision'],
+                outcome=outcome, error=error, confirmation=self.params.get('confirmation'), scrub=self.scrub,
+                applied=list(r['applied']), reverted=list(r['reverted']), duration_seconds=r['duration_seconds'],
+                lock_wait_seconds=r['lock_wait_seconds'], target=self.target, tool=r['tool'],
+                check_mode=self.check_mode)
+            audit_mod.append_record(path, record)
+        except Exception as exc:
+            self.warnings.append('the audit record could not be written to %s: %s' % (path, exc))
+
+
+def run_apply(spec, dburl, params=None, check_mode=False, diff=False, get_adapter=None):
+    """Run one apply; never raises for an expected failure. Returns the result dict.
+
+    ``spec`` is a validated service spec with defaults filled, ``dburl`` its DbUrl, ``params`` the
+    other module options (APPLY_OPTIONS plus connect_timeout).
+    """
+    started = time.monotonic()
+    run = _Run(spec, dburl, params, check_mode, diff, get_adapter)
+    outcome, error = 'failed', None
+    try:
+        outcome = run.run()
+    except ApplyFailure as exc:
+        error = dburl.scrub(str(exc))
+    except Exception as exc:  # a bug: still release, audit and answer without a traceback
+        error = describe_unexpected(run.name, exc, dburl, 'running the apply')
+    finally:
+        run.close()
+        run.result['duration_seconds'] = round(time.monotonic() - started, 3)
+        if outcome == 'failed' and error is None:
+            error = 'service %r: the run was interrupted' % run.name
+        run.audit(outcome, error)
+    result = run.result
+    result['outcome'] = outcome
+    if error is not None:
+        result['failed'] = True
+        result['msg'] = error
+    result['warnings'] = [dburl.scrub(w) for w in run.warnings]
+    return result

@@ -1,0 +1,254 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.migrations contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The status report: read-only migration state of every service, in the DESIGN.md dashboard shape.
+
+    report = build_report(specs, connect_timeout=10)
+
+One connection per distinct server+database+user (connection.ConnectionPool), made read-only for the
+session, so reading can never write. A failure of one service (unreachable database, bad layout,
+an adapter bug) becomes that service's ``problems`` and ``status: error``; the others are still read.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import traceback
+
+from urllib.parse import quote
+
+from ansible_collections.homelab.migrations.plugins.module_utils import connection as connection_mod
+from ansible_collections.homelab.migrations.plugins.module_utils import lock as lock_mod
+from ansible_collections.homelab.migrations.plugins.module_utils.adapter import PROBLEM_CODES, AdapterError, problem
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectError, ConnectionPool
+from ansible_collections.homelab.migrations.plugins.module_utils.spec import dependency_order, validate_services
+
+UP_TO_DATE = 'up_to_date'
+PENDING = 'pending'
+ERROR = 'error'
+
+# problems that describe the moment rather than the service: they do not make its status an error
+INFORMATIONAL_CODES = ('locked',)
+
+# a status read never waits long behind a migration that holds a lock on a tracking table
+STATUS_LOCK_TIMEOUT = '5s'
+STATUS_APPLICATION = 'status'
+
+_SQLSTATE_LOCK_NOT_AVAILABLE = '55P03'
+_SQLSTATE_QUERY_CANCELED = '57014'
+
+
+def password_forms(dburls):
+    """Every password of ``dburls`` as it may appear in text (plain and URL-encoded), for no_log_values.
+
+    Passwords shorter than 3 characters are left out: masking them would garble every message.
+    """
+    forms = set()
+    for dburl in dburls:
+        password = dburl.password
+        if password and len(password) >= 3:
+            forms.update({password, quote(password, safe=''), quote(password)})
+    return forms
+
+
+def empty_entry(spec):
+    """A service entry before anything is known (also the shape of an unreachable service)."""
+    return {
+        'status': ERROR,
+        'tool': spec.get('tool'),
+        'current_revision': None,
+        'latest_revision': None,
+        'applied': 0,
+        'pending': 0,
+        'pending_migrations': [],
+        'problems': [],
+        'lock': {'held': False, 'holder': None},
+    }
+
+
+def _is_psycopg2_error(exc, *classes):
+    psycopg2 = connection_mod.psycopg2
+    if psycopg2 is None:
+        return False
+    wanted = tuple(getattr(psycopg2, name) for name in classes) or (psycopg2.Error,)
+    return isinstance(exc, wanted)
+
+
+def _oneline(text):
+    return ' '.join(str(text).split())
+
+
+def describe_unexpected(name, exc, dburl, during='reading its migration state'):
+    """A clear, masked message for an exception nobody expected (an adapter bug or an odd layout)."""
+    where = ''
+    tb = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ is not None else []
+    if tb:
+        frame = tb[-1]
+        where = ' (at %s:%s in %s)' % (frame.filename.rsplit('/', 1)[-1], frame.lineno, frame.name)
+    text = _oneline(dburl.scrub(str(exc))) if dburl is not None else _oneline(str(exc))
+    return ('service %r: unexpected %s while %s: %s%s; check the service path and its migration files, '
+            'and report this as a bug of homelab.migrations if they are fine'
+            % (name, exc.__class__.__name__, during, text or '(no message)', where))
+
+
+def problem_from_exception(name, exc, dburl):
+    """Map an exception from read_state/lock_status to a {code, message} problem."""
+    if isinstance(exc, AdapterError):
+        code = exc.code if exc.code in PROBLEM_CODES else 'bad_config'
+        message = _oneline(dburl.scrub(str(exc)))
+        if name not in message:
+            message = 'service %r: %s' % (name, message)
+        return problem(code, message)
+    if isinstance(exc, ConnectError):
+        return problem('unreachable', 'service %r: %s' % (name, _oneline(str(exc))))
+    if _is_psycopg2_error(exc):
+        pgcode = getattr(exc, 'pgcode', None)
+        text = _oneline(dburl.scrub(str(exc).strip())) or exc.__class__.__name__
+        if pgcode in (_SQLSTATE_LOCK_NOT_AVAILABLE, _SQLSTATE_QUERY_CANCELED):
+            return problem('locked', 'service %r: the migration tables are locked by a running migration (%s); '
+                                     'run the status again when it has finished' % (name, text))
+        if _is_psycopg2_error(exc, 'OperationalError', 'InterfaceError') and pgcode is None:
+            return problem('unreachable', 'service %r: lost the connection to %s: %s (check that the server is '
+                                          'running and reachable)' % (name, dburl.masked, text))
+        return problem('bad_config', 'service %r: the database refused a read of the migration state: %s '
+                                     '(check version_table/migrations_table/schema settings and the '
+                                     'permissions of the database user)' % (name, text))
+    return problem('bad_config', describe_unexpected(name, exc, dburl))
+
+
+def _prepare(conn, prepared):
+    """Make a pooled connection read-only and quick to give up on locks (once per connection)."""
+    if any(seen is conn for seen in prepared):
+        return
+    with conn.cursor() as cur:
+        cur.execute('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY')
+        cur.execute('SELECT pg_catalog.set_config(%s, %s, false)', ('lock_timeout', STATUS_LOCK_TIMEOUT))
+    prepared.append(conn)
+
+
+def _recover(conn):
+    """Leave the connection usable for the next service after an error (autocommit, no open transaction)."""
+    try:
+        if not conn.closed:
+            conn.rollback()
+            if not conn.autocommit:
+                conn.autocommit = True
+    except Exception:
+        pass
+
+
+def service_entry(spec, dburl, pool, prepared=None, get_adapter=None):
+    """The report entry of one service. Never raises: failures become problems."""
+    if prepared is None:
+        prepared = []
+    if get_adapter is None:
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters import get_adapter
+    name = spec['name']
+    entry = empty_entry(spec)
+    problems = entry['problems']
+    try:
+        adapter = get_adapter(spec, dburl)
+    except Exception as exc:
+        problems.append(problem_from_exception(name, exc, dburl))
+        return entry
+    try:
+        conn = pool.get(dburl, service=name)
+        _prepare(conn, prepared)
+    except Exception as exc:
+        problems.append(problem_from_exception(name, exc, dburl))
+        return entry
+
+    state = None
+    try:
+        state = adapter.read_state(conn)
+    except Exception as exc:
+        problems.append(problem_from_exception(name, exc, dburl))
+        _recover(conn)
+
+    if not conn.closed:
+        try:
+            entry['lock'] = lock_mod.lock_status(conn, name)
+        except Exception as exc:  # the connection broke between the two reads
+            _recover(conn)
+            if not problems:
+                problems.append(problem_from_exception(name, exc, dburl))
+    holder = entry['lock'].get('holder')
+    if entry['lock'].get('held'):
+        problems.append(problem('locked', 'service %r is being migrated right now: its lock is held by %s; '
+                                          'this status may change when that run finishes'
+                                % (name, lock_mod.describe_holder(holder))))
+
+    if state is not None:
+        entry['current_revision'] = state.current_revision
+        entry['latest_revision'] = state.latest_revision
+        entry['applied'] = len(state.applied)
+        entry['pending'] = len(state.pending)
+        entry['pending_migrations'] = [str(p) for p in state.pending]
+        for item in state.problems:
+            code = item.get('code') if isinstance(item, dict) else None
+            message = item.get('message') if isinstance(item, dict) else str(item)
+            problems.append(problem(code if code in PROBLEM_CODES else 'bad_config',
+                                    _oneline(dburl.scrub(message or code or 'unknown problem'))))
+    entry['status'] = entry_status(entry, state is not None)
+    return entry
+
+
+def entry_status(entry, state_read=True):
+    if not state_read:
+        return ERROR
+    if any(p['code'] not in INFORMATIONAL_CODES for p in entry['problems']):
+        return ERROR
+    return PENDING if entry['pending'] else UP_TO_DATE
+
+
+def summarize(services):
+    """The top-level report fields from the per-service entries."""
+    statuses = [entry['status'] for entry in services.values()]
+    if ERROR in statuses:
+        overall = ERROR
+    elif PENDING in statuses:
+        overall = PENDING
+    else:
+        overall = UP_TO_DATE
+    return {
+        'success': overall != ERROR,
+        'overall_status': overall,
+        'total_pending': sum(entry['pending'] for entry in services.values()),
+        'services': services,
+    }
+
+
+def build_report(specs, urls=None, connect_timeout=connection_mod.DEFAULT_CONNECT_TIMEOUT, pool=None,
+                 get_adapter=None):
+    """Status of every service in ``specs`` (validated spec dicts, defaults filled).
+
+    ``urls`` is {name: DbUrl} from spec.validate_services (computed when not given; a SpecError
+    then propagates: the caller fails the task before touching anything).
+    """
+    if urls is None:
+        urls = validate_services(specs)
+        dependency_order(specs)
+    own_pool = pool is None
+    if own_pool:
+        pool = ConnectionPool(connect_timeout=connect_timeout, application=STATUS_APPLICATION)
+    prepared = []
+    services = {}
+    try:
+        for spec in specs:
+            services[spec['name']] = service_entry(spec, urls[spec['name']], pool, prepared, get_adapter)
+    finally:
+        if own_pool:
+            pool.close()
+    return summarize(services)
+
+
+def error_summary(report):
+    """One line per service in error, for fail_on_error's message."""
+    lines = []
+    for name, entry in report['services'].items():
+        if entry['status'] != ERROR:
+            continue
+        messages = [p['message'] for p in entry['problems'] if p['code'] not in INFORMATIONAL_CODES]
+        lines.append('%s: %s' % (name, '; '.join(messages) or 'error'))
+    return lines

@@ -1,0 +1,313 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: homelab.migrations contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: homelab_migration_apply
+short_description: Move a service's database to a migration target, up or down, with Alembic or Drizzle
+version_added: 0.1.0
+description:
+  - Declarative; moves one service's PostgreSQL schema to O(target) (its head by default), upgrading or
+    downgrading as needed, and reports what it did. A second run with the same target changes nothing.
+  - Drizzle migrations run natively, the way drizzle-orm's C(migrate) function runs them (same statements, same
+    tracking rows); reverting runs the C(<tag>.down.sql) files. Alembic migrations run through the service's
+    own C(alembic) command, so its C(env.py) is used as the service uses it.
+  - Takes the service's migration lock (a PostgreSQL advisory lock) before reading the state and holds it
+    to the end, so two runs never migrate one service at once. The lock dies with the connection.
+  - Refuses to run over applied files that were edited (V(modified)) or journal entries drizzle-orm would
+    skip (V(out_of_order)) unless O(allow_modified) / O(allow_out_of_order) allow it.
+  - With O(audit_log), every run (also a failed or check-mode one) appends one JSON line to that file.
+author:
+  - homelab.migrations contributors (@homelab)
+extends_documentation_fragment:
+  - homelab.migrations.service.single
+  - homelab.migrations.service.connection
+options:
+  target:
+    description:
+      - Where to take the database. V(head) (one head), V(heads) (all heads), V(base) (nothing applied),
+        a revision id (Alembic) or journal tag (Drizzle), or V(-N) to go N migrations back.
+      - Defaults to O(service.target), which defaults to V(head).
+    type: str
+  lock_wait:
+    description:
+      - Seconds to wait for the service's migration lock when another run holds it; then the task fails
+        naming the holder. V(0) fails at once.
+      - In check mode the lock is not taken; a held lock is reported as a warning.
+    type: int
+    default: 60
+  audit_log:
+    description:
+      - A file that gets one JSON line per run (time, host, user, service, action, from, to, outcome, error,
+        confirmation, applied, reverted, duration). Created with mode 0640. Never contains a password.
+      - The task fails before touching anything when the file cannot be written.
+    type: path
+  allow_out_of_order:
+    description:
+      - Run even when a Drizzle journal entry that is not applied is older than the newest applied one
+        (drizzle-orm would silently skip it forever).
+    type: bool
+    default: false
+  allow_modified:
+    description:
+      - Run even when an applied migration file was edited after it was applied.
+    type: bool
+    default: false
+  transaction:
+    description:
+      - Drizzle only. V(all) runs every pending migration in one transaction (as drizzle-orm does), V(each)
+        one transaction per migration, for migrations that cannot share one.
+    type: str
+    default: all
+    choices: [all, each]
+  lock_timeout:
+    description:
+      - PostgreSQL C(lock_timeout) for the migration session, for example V(5s), so a migration that would
+        wait behind production traffic fails fast instead.
+    type: str
+  statement_timeout:
+    description:
+      - PostgreSQL C(statement_timeout) for the migration session, for example V(10min).
+    type: str
+  confirmation:
+    description:
+      - How this run was confirmed (for example V(prompt), V(extra-var migrate_all_confirm), V(awx job 42));
+        recorded as is in the audit record.
+    type: str
+  action:
+    description:
+      - The action recorded in the audit record; the role passes V(rollback) when it moves a service back.
+    type: str
+    default: apply
+attributes:
+  check_mode:
+    description: Connects and reads (read-only session, no lock taken), plans, and reports what would run.
+    support: full
+  diff_mode:
+    description: RV(diff.prepared) holds the SQL that runs or would run (Alembic, the offline C(--sql) output when
+      the service's C(env.py) supports it, else the revision list); C(before)/C(after) hold the revisions.
+    support: full
+requirements:
+  - psycopg2 (or psycopg2-binary) on the managed host
+  - alembic on the managed host for O(service.tool=alembic)
+notes:
+  - A failed run leaves the database as the tool's transactions leave it (Drizzle with V(all), and Alembic on
+    PostgreSQL by default, roll the whole run back); RV(applied) and RV(reverted) report what really happened.
+seealso:
+  - module: homelab.migrations.homelab_migration_status
+'''
+
+EXAMPLES = r'''
+- name: Upgrade the dashboard (Alembic) to head
+  homelab.migrations.homelab_migration_apply:
+    service:
+      name: dashboard
+      tool: alembic
+      path: /opt/homelab/services/dashboard
+      database_url: "{{ dashboard_database_url }}"
+    audit_log: /var/log/homelab/migrations.jsonl
+    confirmation: extra-var migrate_all_confirm
+  register: dashboard_migration
+
+- name: Show what would run, without changing anything
+  homelab.migrations.homelab_migration_apply:
+    service: "{{ stream_bot_service }}"
+  check_mode: true
+  diff: true
+
+- name: Downgrade the dashboard by one revision
+  homelab.migrations.homelab_migration_apply:
+    service:
+      name: dashboard
+      tool: alembic
+      path: /opt/homelab/services/dashboard
+      database_url: "{{ dashboard_database_url }}"
+    target: "-1"
+    action: rollback
+
+- name: Revert the stream bot (Drizzle) to a journal tag with its down files
+  homelab.migrations.homelab_migration_apply:
+    service:
+      name: stream-bot
+      tool: drizzle
+      path: /opt/homelab/services/stream-bot
+      database_url: "{{ stream_bot_database_url }}"
+    target: 0003_add_channel_settings
+    action: rollback
+    lock_wait: 10
+
+- name: Upgrade the discord bot, one transaction per migration, failing fast on locks
+  homelab.migrations.homelab_migration_apply:
+    service:
+      name: discord-bot
+      tool: drizzle
+      path: /opt/homelab/services/discord-bot
+      database_url: "{{ discord_bot_database_url }}"
+    transaction: each
+    lock_timeout: 5s
+    statement_timeout: 10min
+'''
+
+RETURN = r'''
+from_revision:
+  description: The revision (Alembic; several heads joined by commas) or newest applied Drizzle tag before the run;
+    null when nothing was applied.
+  returned: always
+  type: str
+  sample: "006"
+to_revision:
+  description: The revision after the run as re-read from the database (in check mode, the revision the run
+    would reach); null when nothing is applied.
+  returned: always
+  type: str
+  sample: "008"
+applied:
+  description: Migrations applied by this run, in order (in check mode, the ones that would be applied).
+  returned: always
+  type: list
+  elements: str
+  sample: ["007", "008"]
+reverted:
+  description: Migrations reverted by this run, in order (in check mode, the ones that would be reverted).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+lock_wait_seconds:
+  description: Seconds spent waiting for the service's migration lock.
+  returned: always
+  type: float
+  sample: 0.002
+duration_seconds:
+  description: Seconds the whole run took.
+  returned: always
+  type: float
+  sample: 1.35
+plan:
+  description: The plan the run followed (or would follow in check mode).
+  returned: always
+  type: dict
+  sample: {direction: up, steps: ["007", "008"], from_revision: "006", to_revision: "008", target: head, notes: []}
+  contains:
+    direction:
+      description: V(up), V(down), or null when there is nothing to do.
+      type: str
+      returned: success
+    steps:
+      description: The migrations to run, in run order.
+      type: list
+      elements: str
+      returned: success
+    from_revision:
+      description: Revision before the run.
+      type: str
+      returned: success
+    to_revision:
+      description: Revision the plan reaches.
+      type: str
+      returned: success
+    target:
+      description: The target as given.
+      type: str
+      returned: success
+    notes:
+      description: Remarks of the tool adapter about the plan.
+      type: list
+      elements: str
+      returned: success
+queries:
+  description: The SQL statements the run executed (Drizzle); empty for Alembic and in check mode.
+  returned: always
+  type: list
+  elements: str
+  sample: ['ALTER TABLE "users" ADD COLUMN "locale" text']
+outcome:
+  description: V(success), V(unchanged), V(check) or V(failed), as in the audit record.
+  returned: always
+  type: str
+  sample: success
+target:
+  description: The target this run used.
+  returned: always
+  type: str
+  sample: head
+diff:
+  description: In diff mode, C(prepared) (the SQL that runs or would run) and C(before)/C(after) (the revisions).
+  returned: when diff mode is on and a plan was made
+  type: dict
+  sample: {before: "revision: 006\n", after: "revision: 008\n", prepared: "ALTER TABLE ..."}
+  contains:
+    prepared:
+      description: The SQL that runs or would run (Alembic without offline support, the revision list with a note).
+      type: str
+      returned: when diff mode is on and a plan was made
+    before:
+      description: The revision before the run, as text.
+      type: str
+      returned: when diff mode is on and a plan was made
+    after:
+      description: The revision after the run (or that the run would reach), as text.
+      type: str
+      returned: when diff mode is on and a plan was made
+'''
+
+import copy
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.homelab.migrations.plugins.module_utils.apply import APPLY_OPTIONS, run_apply
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
+from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
+    CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, validate_service)
+from ansible_collections.homelab.migrations.plugins.module_utils.status import password_forms
+
+try:
+    from importlib.util import find_spec
+except ImportError:  # pragma: no cover - Python 2 never runs this collection
+    find_spec = None
+
+
+def argument_spec():
+    spec = dict(service=dict(type='dict', required=True, options=copy.deepcopy(SERVICE_OPTIONS)))
+    spec.update(copy.deepcopy(APPLY_OPTIONS))
+    spec.update(copy.deepcopy(CONNECTION_OPTIONS))
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib('psycopg2'), exception=str(PSYCOPG2_IMPORT_ERROR))
+    service = module.params['service']
+    try:
+        dburl = validate_service(service)
+    except SpecError as exc:
+        module.fail_json(msg='%s; nothing was changed' % exc)
+    # Ansible masks the whole URL (no_log); the password alone (in a driver message, say) too
+    module.no_log_values.update(password_forms([dburl]))
+    if service['tool'] == 'alembic' and (find_spec is None or find_spec('alembic') is None):
+        module.fail_json(msg=missing_required_lib('alembic'))
+
+    params = dict((key, module.params[key]) for key in list(APPLY_OPTIONS) + list(CONNECTION_OPTIONS))
+    try:
+        result = run_apply(service, dburl, params, check_mode=module.check_mode, diff=module._diff)
+    except Exception as exc:  # run_apply answers every expected failure itself; this is a last resort
+        module.fail_json(msg='the apply failed unexpectedly: %s: %s' % (exc.__class__.__name__, dburl.scrub(str(exc))),
+                         exception=traceback.format_exc())
+    for warning in result.pop('warnings', []):
+        module.warn(warning)
+    if result.pop('failed', False):
+        msg = result.pop('msg')
+        module.fail_json(msg=msg, **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,219 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: homelab.migrations contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: homelab_migration_status
+short_description: Report the migration state of services that use Alembic or Drizzle
+version_added: 0.1.0
+description:
+  - Reads, for every service, which migrations are applied and which are pending, exactly as the
+    service's own tool (Alembic, drizzle-orm) sees it, plus problems the tools do not report
+    (edited applied files, entries drizzle-orm would silently skip, unknown rows, several heads).
+  - Never changes anything; the database sessions it opens are read-only. Revision files are parsed,
+    never executed.
+  - A service that cannot be read (unreachable database, broken migration folder) gets status V(error) and
+    its problems in RV(services); the other services are still reported.
+  - Shows whether another run holds a service's migration lock (the advisory lock
+    M(homelab.migrations.homelab_migration_apply) takes), and who.
+  - Services on the same server and database share one connection.
+author:
+  - homelab.migrations contributors (@homelab)
+extends_documentation_fragment:
+  - homelab.migrations.service.services
+  - homelab.migrations.service.connection
+options:
+  fail_on_error:
+    description:
+      - Fail the task when any service has status V(error). The full report is returned either way.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    description: Fully supported; the module never changes anything.
+    support: full
+  diff_mode:
+    description: Nothing to show; the module never changes anything.
+    support: none
+requirements:
+  - psycopg2 (or psycopg2-binary) on the managed host
+  - alembic on the managed host for services with O(services[].tool=alembic)
+notes:
+  - The pending list of a service is what an upgrade to its head(s) would run, in run order.
+  - Status reads wait at most 5 seconds for a lock on a tracking table; a service whose tables are
+    locked by a running migration is reported with a V(locked) problem.
+seealso:
+  - module: homelab.migrations.homelab_migration_apply
+'''
+
+EXAMPLES = r'''
+- name: Migration status of the homelab
+  homelab.migrations.homelab_migration_status:
+    services:
+      - name: dashboard
+        tool: alembic
+        path: /opt/homelab/services/dashboard
+        database_url: "{{ dashboard_database_url }}"
+      - name: stream-bot
+        tool: drizzle
+        path: /opt/homelab/services/stream-bot
+        database_url: "{{ stream_bot_database_url }}"
+        depends_on: [dashboard]
+      - name: discord-bot
+        tool: drizzle
+        path: /opt/homelab/services/discord-bot
+        database_url: "{{ discord_bot_database_url }}"
+  register: migration_status
+
+- name: Show what is pending
+  ansible.builtin.debug:
+    msg: "{{ item.key }}: {{ item.value.status }} ({{ item.value.pending_migrations | join(', ') }})"
+  loop: "{{ migration_status.services | dict2items }}"
+
+- name: Fail a scheduled job when any service cannot be read
+  homelab.migrations.homelab_migration_status:
+    services: "{{ migrate_all_services }}"
+    fail_on_error: true
+    connect_timeout: 5
+'''
+
+RETURN = r'''
+success:
+  description: Whether every service could be read without a problem (RV(overall_status) is not V(error)).
+  returned: always
+  type: bool
+  sample: true
+overall_status:
+  description: V(error) when any service is in error, else V(pending) when any has pending migrations,
+    else V(up_to_date).
+  returned: always
+  type: str
+  sample: pending
+total_pending:
+  description: Number of pending migrations over all services.
+  returned: always
+  type: int
+  sample: 3
+services:
+  description: The state of each service, by service name, in the order of O(services).
+  returned: always
+  type: dict
+  sample:
+    dashboard:
+      status: pending
+      tool: alembic
+      current_revision: "006"
+      latest_revision: "008"
+      applied: 6
+      pending: 2
+      pending_migrations: ["007", "008"]
+      problems: []
+      lock: {held: false, holder: null}
+  contains:
+    status:
+      description: V(up_to_date), V(pending), or V(error) when the state could not be read or has a problem
+        (every problem but V(locked)).
+      type: str
+      returned: always
+    tool:
+      description: The service's tool.
+      type: str
+      returned: always
+    current_revision:
+      description: The applied revision (Alembic; several heads joined by commas) or newest applied Drizzle tag;
+        null when nothing is applied or the state could not be read.
+      type: str
+      returned: always
+    latest_revision:
+      description: The head revision(s) or the last journal tag in the service's files.
+      type: str
+      returned: always
+    applied:
+      description: Number of applied migrations.
+      type: int
+      returned: always
+    pending:
+      description: Number of pending migrations.
+      type: int
+      returned: always
+    pending_migrations:
+      description: Revision ids or Drizzle tags an upgrade would run, in run order.
+      type: list
+      elements: str
+      returned: always
+    problems:
+      description:
+        - What is wrong, as C(code) and C(message). Codes are V(unreachable), V(bad_config), V(multiple_heads),
+          V(unknown_revision), V(modified), V(missing_file), V(out_of_order), V(unknown_migration) and V(locked).
+        - Messages never contain a password.
+      type: list
+      elements: dict
+      returned: always
+    lock:
+      description:
+        - Whether another session holds the service's migration lock, and the holder
+          (C(pid), C(application_name), C(client_addr), C(since)) or null.
+      type: dict
+      returned: always
+'''
+
+import copy
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
+from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
+    CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, dependency_order, validate_services)
+from ansible_collections.homelab.migrations.plugins.module_utils.status import (
+    build_report, error_summary, password_forms)
+
+try:
+    from importlib.util import find_spec
+except ImportError:  # pragma: no cover - Python 2 never runs this collection
+    find_spec = None
+
+
+def argument_spec():
+    spec = dict(
+        services=dict(type='list', elements='dict', required=True, options=copy.deepcopy(SERVICE_OPTIONS)),
+        fail_on_error=dict(type='bool', default=False),
+    )
+    spec.update(copy.deepcopy(CONNECTION_OPTIONS))
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib('psycopg2'), exception=str(PSYCOPG2_IMPORT_ERROR))
+    services = module.params['services']
+    try:
+        urls = validate_services(services)
+        dependency_order(services)
+    except SpecError as exc:
+        module.fail_json(msg='%s; nothing was read or changed' % exc)
+    # Ansible masks the whole URL (no_log); the password alone (in a driver message, say) too
+    module.no_log_values.update(password_forms(urls.values()))
+    if any(s['tool'] == 'alembic' for s in services) and (find_spec is None or find_spec('alembic') is None):
+        module.fail_json(msg=missing_required_lib('alembic'))
+
+    try:
+        report = build_report(services, urls=urls, connect_timeout=module.params['connect_timeout'])
+    except Exception as exc:  # build_report turns failures into problems; this is a last resort
+        module.fail_json(msg='reading the migration status failed unexpectedly: %s: %s'
+                         % (exc.__class__.__name__, exc), exception=traceback.format_exc())
+    if module.params['fail_on_error'] and not report['success']:
+        lines = error_summary(report)
+        module.fail_json(msg='%d service(s) in error: %s' % (len(lines), ' | '.join(lines)), changed=False, **report)
+    module.exit_json(changed=False, **report)
+
+
+if __name__ == '__main__':
+    main()
