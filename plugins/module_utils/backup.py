@@ -1,0 +1,1060 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.migrations contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""pg_dump backups that are really there: written aside, verified, checksummed, renamed; restore; prune.
+
+Everything the ``homelab_pg_backup`` module does lives here, as plain functions of a parameter dict
+(:func:`run`), so the module, the tests and the benchmark all go through the same code path.
+
+Files in ``dest``: ``{service}_{YYYYmmdd_HHMMSS}.{dump|sql|dir}`` (local time of the start of the
+dump; ``_1``, ``_2``... is appended before the extension when that name is already taken) and
+beside each one ``<name>.sha256`` in ``sha256sum`` format. For the directory format the checksum is
+the sha256 of a manifest: one ``<sha256 of file>  <path relative to the directory>`` line per file,
+sorted by path. A dump is written under a temporary name (``.<name>.partial-<pid>-<random>``),
+verified, and only then renamed (without replacing anything) to its final name, after its
+``.sha256`` file is in place. A dump with its final name is therefore always complete.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ctypes
+import ctypes.util
+import errno
+import glob
+import hashlib
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import threading
+import time
+import uuid
+
+from ansible_collections.homelab.migrations.plugins.module_utils import connection
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import (
+    ConnectError, DbUrl, PassFile, UrlError)
+from ansible_collections.homelab.migrations.plugins.module_utils.spec import NAME_RE
+
+STATES = ('present', 'restored', 'pruned')
+FORMATS = ('custom', 'plain', 'directory')
+BACKUP_MODES = ('auto', 'always', 'never')
+CLEAN_MODES = ('objects', 'database')
+EXTENSIONS = {'custom': 'dump', 'plain': 'sql', 'directory': 'dir'}
+_FORMAT_FLAG = {'custom': 'c', 'plain': 'p', 'directory': 'd'}
+# the places PostgreSQL client binaries live besides PATH (Debian/Ubuntu, PGDG RPMs, source builds, Homebrew)
+TOOL_GLOBS = ('/usr/lib/postgresql/*/bin', '/usr/pgsql-*/bin', '/usr/local/pgsql/bin',
+              '/opt/homebrew/opt/postgresql@*/bin', '/usr/local/opt/postgresql@*/bin')
+PLAIN_COMPLETE_MARKER = b'-- PostgreSQL database dump complete'
+CLIENT_PACKAGE_HINT = ('install the PostgreSQL client tools (`apt-get install postgresql-client` on Debian/Ubuntu, '
+                       '`dnf install postgresql` on Fedora/RHEL) or point the module at them with pg_bindir')
+_CHUNK = 1024 * 1024
+_PR_SET_PDEATHSIG = 1
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+ARGUMENT_SPEC = dict(
+    database_url=dict(type='str', no_log=True),
+    state=dict(type='str', default='present', choices=list(STATES)),
+    dest=dict(type='path'),
+    service=dict(type='str'),
+    format=dict(type='str', choices=list(FORMATS)),
+    path=dict(type='path'),
+    keep_days=dict(type='int'),
+    keep_count=dict(type='int'),
+    jobs=dict(type='int', default=1),
+    verify=dict(type='bool', default=True),
+    backup=dict(type='str', default='auto', choices=list(BACKUP_MODES)),
+    clean=dict(type='str', default='objects', choices=list(CLEAN_MODES)),
+    connect_timeout=dict(type='int', default=connection.DEFAULT_CONNECT_TIMEOUT),
+    pg_dump=dict(type='path'),
+    pg_restore=dict(type='path'),
+    psql=dict(type='path'),
+    pg_bindir=dict(type='path'),
+)
+REQUIRED_IF = [
+    ('state', 'present', ('database_url', 'dest', 'service')),
+    ('state', 'restored', ('database_url', 'path')),
+    ('state', 'pruned', ('dest', 'service')),
+    ('state', 'pruned', ('keep_days', 'keep_count'), True),
+]
+
+
+class BackupError(Exception):
+    """A failure with a message that is already masked and says what to do next."""
+
+    def __init__(self, message, **result):
+        super(BackupError, self).__init__(message)
+        self.result = result
+
+
+class Interrupted(BackupError):
+    """SIGTERM arrived while a backup or restore ran."""
+
+
+def defaults(params):
+    """Fill the argument spec's defaults into ``params`` (for callers that bypass AnsibleModule)."""
+    out = {}
+    for key, opt in ARGUMENT_SPEC.items():
+        value = params.get(key)
+        out[key] = opt.get('default') if value is None else value
+    unknown = sorted(set(params) - set(ARGUMENT_SPEC))
+    if unknown:
+        raise BackupError('unknown parameter(s) %s' % ', '.join(unknown))
+    return out
+
+
+def _result(**kw):
+    res = dict(changed=False, path=None, size_bytes=None, sha256=None, format=None, duration_seconds=0.0,
+               skipped=False, reason=None, pruned=[])
+    res.update(kw)
+    return res
+
+
+# --------------------------------------------------------------------------------------- child processes
+def _load_libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library('c') or None, use_errno=True)
+    except (OSError, TypeError):  # pragma: no cover - no usable libc (not Linux)
+        return None
+
+
+def _child_setup(parent_pid, prctl):
+    """preexec_fn: private umask, and die with the module (PR_SET_PDEATHSIG) on Linux."""
+    def setup():
+        os.umask(0o077)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the module died before prctl took effect
+            os._exit(1)
+    return setup
+
+
+class _Runner:
+    """Runs PostgreSQL client tools: no stdin, scrubbed output, killed with the module."""
+
+    def __init__(self, dburl=None, env=None):
+        self.dburl = dburl
+        self.env = env
+        libc = _load_libc()
+        self.prctl = getattr(libc, 'prctl', None) if libc is not None else None
+        self.procs = []
+
+    def popen(self, argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=None):
+        try:
+            proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env or self.env,
+                                    close_fds=True, preexec_fn=_child_setup(os.getpid(), self.prctl))
+        except OSError as exc:
+            raise BackupError('cannot run %s: %s; %s' % (argv[0], exc.strerror or exc, CLIENT_PACKAGE_HINT))
+        self.procs.append(proc)
+        return proc
+
+    def run(self, argv, timeout=None, stdout=subprocess.PIPE):
+        proc = self.popen(argv, stdout=stdout)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise BackupError('%s did not finish within %s seconds' % (os.path.basename(argv[0]), timeout))
+        return proc.returncode, self.text(out), self.text(err)
+
+    def text(self, data):
+        if data is None:
+            return ''
+        if isinstance(data, bytes):
+            data = data.decode('utf-8', 'replace')
+        return self.dburl.scrub(data) if self.dburl is not None else data
+
+    def kill_all(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    proc.kill()
+                    proc.wait()
+                except OSError:  # pragma: no cover - already gone
+                    pass
+
+
+class _TermGuard:
+    """Turn SIGTERM into an exception while it is active, so temp files get removed."""
+
+    def __init__(self):
+        self.previous = None
+        self.active = False
+
+    def _handler(self, signum, frame):
+        raise Interrupted('interrupted by signal %d; the unfinished backup was removed' % signum)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self.previous = signal.signal(signal.SIGTERM, self._handler)
+                self.active = True
+            except (ValueError, OSError):  # pragma: no cover - not the main interpreter
+                self.active = False
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
+        return False
+
+
+def child_env(dburl, passfile_env, connect_timeout, service=None):
+    """Environment for pg_dump/pg_restore/psql: connection via PG* variables, password via PGPASSFILE.
+
+    Inherited PG* variables are dropped so that a stray PGPASSWORD or PGHOST cannot redirect the tool.
+    """
+    env = dict((k, v) for k, v in os.environ.items() if not k.startswith('PG'))
+    env.update(passfile_env)
+    env.setdefault('PGCONNECT_TIMEOUT', str(int(connect_timeout)))
+    env.setdefault('PGAPPNAME', connection.application_name('%s:backup' % (service or 'pg_backup')))
+    env.pop('LC_ALL', None)
+    env.pop('LANGUAGE', None)
+    env['LC_MESSAGES'] = 'C'  # error messages we can recognise (disk full, auth failures)
+    return env
+
+
+def _conninfo_value(value):
+    return "'%s'" % str(value).replace('\\', '\\\\').replace("'", "\\'")
+
+
+def dbname_conninfo(dburl):
+    """A conninfo for pg_restore --dbname: only the database name; the rest comes from the environment."""
+    parts = []
+    if dburl.dbname:
+        parts.append('dbname=%s' % _conninfo_value(dburl.dbname))
+    parts.append('fallback_application_name=%s' % _conninfo_value('homelab.migrations'))
+    return ' '.join(parts)
+
+
+# ---------------------------------------------------------------------------------------------- tools
+_VERSION_RE = re.compile(r'\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?(?:\.(\d+))?')
+
+
+def parse_version(text):
+    """'pg_dump (PostgreSQL) 15.13 (Debian ...)' -> 150013; 9.6.24 -> 90624; None if unrecognised."""
+    match = _VERSION_RE.search(text or '')
+    if not match:
+        return None
+    major = int(match.group(1))
+    minor = int(match.group(2) or 0)
+    if major >= 10:
+        return major * 10000 + minor
+    return major * 10000 + minor * 100 + int(match.group(3) or 0)
+
+
+def major_of(version_num):
+    """server_version_num style number -> comparable major (1500 for 15.x, 906 for 9.6.x)."""
+    return int(version_num) // 100
+
+
+def version_text(version_num):
+    version_num = int(version_num)
+    if version_num >= 100000:
+        return '%d.%d' % (version_num // 10000, version_num % 10000)
+    return '%d.%d.%d' % (version_num // 10000, version_num // 100 % 100, version_num % 100)
+
+
+def major_text(version_num):
+    version_num = int(version_num)
+    if version_num >= 100000:
+        return str(version_num // 10000)
+    return '%d.%d' % (version_num // 10000, version_num // 100 % 100)
+
+
+def tool_version(path, runner=None):
+    runner = runner or _Runner()
+    try:
+        rc, out, err = runner.run([path, '--version'], timeout=60)
+    except BackupError:
+        return None
+    if rc != 0:
+        return None
+    return parse_version(out)
+
+
+def _is_executable(path):
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def tool_candidates(name, search_path=None, globs=TOOL_GLOBS):
+    """Every executable ``name`` on PATH and in the usual PostgreSQL bin directories, deduplicated."""
+    dirs = [d for d in (search_path if search_path is not None else os.environ.get('PATH', '')).split(os.pathsep) if d]
+    for pattern in globs:
+        dirs.extend(sorted(glob.glob(pattern)))
+    seen = set()
+    found = []
+    for directory in dirs:
+        cand = os.path.join(directory, name)
+        if not _is_executable(cand):
+            continue
+        real = os.path.realpath(cand)
+        if real in seen:
+            continue
+        seen.add(real)
+        found.append(cand)
+    return found
+
+
+def find_tool(name, explicit=None, bindir=None, search_path=None, globs=TOOL_GLOBS, runner=None):
+    """(path, version_num) of the client tool to use.
+
+    ``explicit`` (an option such as pg_dump=) wins, then ``bindir``; otherwise the newest version among
+    PATH and the usual bin directories (Debian's pg_wrapper only when nothing else is there).
+    """
+    runner = runner or _Runner()
+    if explicit or bindir:
+        path = explicit or os.path.join(bindir, name)
+        where = 'option %s' % name if explicit else 'pg_bindir %s' % bindir
+        if not _is_executable(path):
+            raise BackupError('%s is not an executable file (from %s); %s' % (path, where, CLIENT_PACKAGE_HINT))
+        version = tool_version(path, runner)
+        if version is None:
+            raise BackupError('%s (from %s) did not report a PostgreSQL version with --version; point %s at the '
+                              'real PostgreSQL %s binary' % (path, where, name, name))
+        return path, version
+    best = None
+    for order, cand in enumerate(tool_candidates(name, search_path, globs)):
+        version = tool_version(cand, runner)
+        if version is None:
+            continue
+        wrapper = os.path.basename(os.path.realpath(cand)) == 'pg_wrapper'
+        key = (version, not wrapper, -order)
+        if best is None or key > best[0]:
+            best = (key, cand, version)
+    if best is None:
+        raise BackupError('%s was not found (searched PATH and %s); %s'
+                          % (name, ', '.join(globs), CLIENT_PACKAGE_HINT))
+    return best[1], best[2]
+
+
+def _tool(params, name, runner):
+    return find_tool(name, explicit=params.get(name), bindir=params.get('pg_bindir'), runner=runner)
+
+
+# ---------------------------------------------------------------------------------------------- server
+def server_version(dburl, params, runner):
+    """server_version_num of the server; clear, masked errors for unreachable/auth/missing database."""
+    service = params.get('service')
+    timeout = params.get('connect_timeout') or connection.DEFAULT_CONNECT_TIMEOUT
+    if connection.HAS_PSYCOPG2:
+        try:
+            conn = connection.connect(dburl, service=service, connect_timeout=timeout)
+        except ConnectError as exc:
+            raise BackupError(str(exc))
+        try:
+            with conn.cursor() as cur:
+                cur.execute('SHOW server_version_num')
+                return int(cur.fetchone()[0])
+        finally:
+            conn.close()
+    # without psycopg2: ask psql
+    psql, _version = _tool(params, 'psql', runner)
+    with PassFile(dburl) as pf:
+        env = child_env(dburl, pf.env(), timeout, service)
+        rc, out, err = _Runner(dburl, env).run([psql, '-X', '-A', '-t', '-q', '--no-password', '-c',
+                                                'SHOW server_version_num'], timeout=timeout + 60)
+    if rc != 0:
+        raise BackupError(connection.describe_connect_error(dburl, err.strip() or 'psql exited with %d' % rc))
+    try:
+        return int(out.strip())
+    except ValueError:
+        raise BackupError('could not read the server version of %s from psql: %r' % (dburl.masked, out[:200]))
+
+
+def check_client_version(tool, tool_path, tool_num, server_num):
+    if major_of(tool_num) < major_of(server_num):
+        raise BackupError(
+            '%s at %s is version %s but the server runs PostgreSQL %s; %s must be the server\'s major version or '
+            'newer (an older client refuses or writes an incomplete dump). Install postgresql-client-%s (or newer), '
+            'then set pg_bindir (e.g. /usr/lib/postgresql/%s/bin) or %s if it is not found automatically'
+            % (tool, tool_path, version_text(tool_num), version_text(server_num), tool, major_text(server_num),
+               major_text(server_num), tool))
+
+
+def describe_tool_failure(tool, rc, stderr, dburl, dest=None):
+    """A one-paragraph error for a failed pg_dump/pg_restore/psql run, with what to do next."""
+    text = ' '.join((stderr or '').split())
+    if len(text) > 2000:
+        text = text[:1000] + ' ... ' + text[-1000:]
+    low = text.lower()
+    hint = None
+    if 'no space left on device' in low or 'disk quota exceeded' in low:
+        hint = 'the filesystem of dest%s is full; free some space (prune old backups) or choose another dest' % (
+            ' ' + dest if dest else '')
+    elif 'permission denied' in low and ('could not open' in low or 'could not create' in low):
+        hint = 'the user running the module cannot write there; fix the permissions of dest or use become'
+    elif 'password authentication failed' in low or 'no password supplied' in low:
+        hint = 'check the user and password in database_url'
+    elif 'database' in low and 'does not exist' in low:
+        hint = 'create the database first or fix the database name in database_url'
+    elif 'server version mismatch' in low:
+        hint = 'use a %s from the server\'s major version or newer (pg_bindir)' % tool
+    elif 'could not connect' in low or 'connection to server' in low or 'timeout' in low:
+        hint = 'check that the server is running and reachable (host, port, firewall)'
+    elif 'unsupported version' in low and 'file header' in low:
+        hint = 'the backup was written by a newer pg_dump; use a %s of that version or newer (pg_bindir)' % tool
+    elif 'depend' in low and 'cannot drop' in low:
+        hint = ('objects created after the backup depend on objects in it; restore with clean: database to drop '
+                'everything first, or drop those objects yourself')
+    msg = '%s failed (exit code %s) for %s: %s' % (tool, rc, dburl.masked if dburl else 'the database',
+                                                   text or 'no error output')
+    if hint:
+        msg += ' (%s)' % hint
+    return dburl.scrub(msg) if dburl is not None else msg
+
+
+# ------------------------------------------------------------------------------------------ files, names
+def check_service(service):
+    if not isinstance(service, str) or not NAME_RE.match(service):
+        raise BackupError('service %r is not a valid backup name prefix: use 1-63 characters of a-z, 0-9, "_" and '
+                          '"-", starting with a letter or digit' % (service,))
+    return service
+
+
+def backup_name_re(service):
+    """Names of this service's backups exactly: {service}_{YYYYmmdd_HHMMSS}[_N].{dump|sql|dir}."""
+    return re.compile(r'^%s_(\d{8}_\d{6})(?:_([1-9]\d{0,3}))?\.(dump|sql|dir)$' % re.escape(service))
+
+
+def partial_re(service):
+    return re.compile(r'^\.%s_\d{8}_\d{6}(?:_\d+)?\.(?:dump|sql|dir)(?:\.sha256)?\.partial-(\d+)-[0-9a-f]+$'
+                      % re.escape(service))
+
+
+def _temp_name(name):
+    return '.%s.partial-%d-%s' % (name, os.getpid(), uuid.uuid4().hex[:8])
+
+
+def _remove(path):
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+    except OSError:  # pragma: no cover - not supported on this platform
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _rename_noreplace(src, dst, libc=None):
+    """Rename ``src`` to ``dst`` unless ``dst`` exists (FileExistsError). Atomic on Linux (renameat2)."""
+    func = getattr(libc, 'renameat2', None) if libc is not None else None
+    if func is not None:
+        res = func(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)
+        if res == 0:
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise FileExistsError(err, os.strerror(err), dst)
+        if err not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+            raise OSError(err, os.strerror(err), dst)
+    if os.path.isdir(src):
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
+        os.rename(src, dst)
+    else:
+        os.link(src, dst)
+        os.unlink(src)
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as fh:
+        while True:
+            block = fh.read(_CHUNK)
+            if not block:
+                break
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def directory_manifest(path):
+    """'<sha256>  <relative path>' lines, sorted, for every file of a directory-format dump."""
+    entries = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in files:
+            full = os.path.join(root, name)
+            if os.path.islink(full) or not os.path.isfile(full):
+                raise BackupError('%s is not a regular file; a pg_dump directory holds only regular files' % full)
+            entries.append(os.path.relpath(full, path))
+        for name in dirs:
+            if os.path.islink(os.path.join(root, name)):
+                raise BackupError('%s is a symlink; a pg_dump directory holds only regular files'
+                                  % os.path.join(root, name))
+    lines = ['%s  %s\n' % (file_sha256(os.path.join(path, rel)), rel) for rel in sorted(entries)]
+    return ''.join(lines)
+
+
+def backup_digest(path, fmt):
+    """(sha256, size_bytes) of a backup file, or of the manifest of a directory-format backup."""
+    if fmt == 'directory':
+        manifest = directory_manifest(path)
+        size = 0
+        for root, _dirs, files in os.walk(path):
+            for name in files:
+                size += os.path.getsize(os.path.join(root, name))
+        return hashlib.sha256(manifest.encode('utf-8')).hexdigest(), size
+    return file_sha256(path), os.path.getsize(path)
+
+
+def sidecar_text(digest, name):
+    return '%s  %s\n' % (digest, name)
+
+
+_SIDECAR_RE = re.compile(r'^([0-9a-fA-F]{64}) [ *](.+)$')
+
+
+def read_sidecar(path):
+    """(digest, name) from a sha256sum-format file, or None when it is not one."""
+    try:
+        with open(path, 'rb') as fh:
+            data = fh.read(4096)
+    except OSError:
+        return None
+    lines = data.decode('utf-8', 'replace').splitlines()
+    if not lines:
+        return None
+    match = _SIDECAR_RE.match(lines[0].rstrip('\r'))
+    if not match:
+        return None
+    return match.group(1).lower(), match.group(2)
+
+
+def detect_format(path):
+    """custom / directory / plain from the backup itself."""
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, 'toc.dat')):
+            raise BackupError('%s is a directory but not a pg_dump directory-format backup (no toc.dat)' % path)
+        return 'directory'
+    with open(path, 'rb') as fh:
+        head = fh.read(5)
+    if head == b'PGDMP':
+        return 'custom'
+    if head[:2] == b'\x1f\x8b':
+        raise BackupError('%s is gzip-compressed; decompress it (gunzip) and restore the .sql file' % path)
+    return 'plain'
+
+
+def plain_dump_complete(path):
+    """True when a plain-format dump ends with pg_dump's completion marker."""
+    size = os.path.getsize(path)
+    with open(path, 'rb') as fh:
+        fh.seek(max(0, size - 8192))
+        tail = fh.read()
+    return PLAIN_COMPLETE_MARKER in tail
+
+
+def ensure_dest(dest, check_mode=False):
+    """Create ``dest`` 0700 (parents too). Existing directories keep their mode. Returns True if created."""
+    if os.path.isdir(dest):
+        return False
+    if os.path.lexists(dest):
+        raise BackupError('dest %s exists and is not a directory; choose a directory for the backups' % dest)
+    if check_mode:
+        return True
+    try:
+        os.makedirs(dest, 0o700)
+        os.chmod(dest, 0o700)
+    except OSError as exc:
+        raise BackupError(_os_error_text('cannot create dest %s' % dest, exc, dest))
+    return True
+
+
+def _os_error_text(what, exc, dest):
+    reason = exc.strerror or str(exc)
+    hint = 'check dest'
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        hint = 'the user running the module (uid %d) may not write there; fix the permissions of %s, choose ' \
+               'another dest, or use become' % (os.geteuid(), dest)
+    elif exc.errno == errno.EROFS:
+        hint = '%s is on a read-only filesystem; choose another dest' % dest
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = 'the filesystem of %s is full; free some space (prune old backups) or choose another dest' % dest
+    return '%s: %s (%s)' % (what, reason, hint)
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def remove_stale_partials(dest, service):
+    """Remove this service's temp files left by runs that were killed (their pid no longer exists)."""
+    removed = []
+    pattern = partial_re(service)
+    try:
+        names = os.listdir(dest)
+    except OSError:
+        return removed
+    for name in names:
+        match = pattern.match(name)
+        if match and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))):
+            _remove(os.path.join(dest, name))
+            removed.append(os.path.join(dest, name))
+    return removed
+
+
+def list_backups(dest, service):
+    """This service's backups in ``dest``, newest first: dicts with path, name, mtime, format.
+
+    Only entries named exactly like the module names them, of the right type, and with a ``.sha256`` file
+    beside them that names them, count: anything else in ``dest`` is not ours and is never touched.
+    """
+    if not os.path.isdir(dest):
+        return []
+    pattern = backup_name_re(service)
+    found = []
+    for name in os.listdir(dest):
+        match = pattern.match(name)
+        if not match:
+            continue
+        path = os.path.join(dest, name)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        ext = match.group(3)
+        if ext == 'dir':
+            if not stat.S_ISDIR(st.st_mode) or not os.path.isfile(os.path.join(path, 'toc.dat')):
+                continue
+        elif not stat.S_ISREG(st.st_mode):
+            continue
+        side = read_sidecar(path + '.sha256')
+        if side is None or side[1] != name or os.path.islink(path + '.sha256'):
+            continue
+        fmt = {'dump': 'custom', 'sql': 'plain', 'dir': 'directory'}[ext]
+        found.append(dict(path=path, name=name, mtime=st.st_mtime, format=fmt))
+    found.sort(key=lambda e: (e['mtime'], e['name']), reverse=True)
+    return found
+
+
+def plan_prune(entries, keep_days=None, keep_count=None, now=None, pending_newest=0):
+    """The entries (newest first) to delete.
+
+    A backup goes when it is older than keep_days *and* not among the newest keep_count; with only one of
+    the two, that one decides. The newest backup always stays. ``pending_newest`` counts backups about
+    to be made (check mode of state=present), which are newer than every entry.
+    """
+    if keep_days is None and keep_count is None:
+        return []
+    now = time.time() if now is None else now
+    cutoff = None if keep_days is None else now - keep_days * 86400.0
+    doomed = []
+    for index, entry in enumerate(entries):
+        rank = index + pending_newest
+        if rank == 0:
+            continue
+        kept_by_count = keep_count is not None and rank < keep_count
+        kept_by_age = cutoff is not None and entry['mtime'] >= cutoff
+        if not kept_by_count and not kept_by_age:
+            doomed.append(entry)
+    return doomed
+
+
+def _check_keep(params):
+    for key in ('keep_days', 'keep_count'):
+        value = params.get(key)
+        if value is not None and value < 0:
+            raise BackupError('%s must be 0 or more, got %d' % (key, value))
+
+
+def prune(params, check_mode=False, pending_newest=0, now=None):
+    """Delete this service's old backups (data first, then its .sha256). Returns the paths."""
+    dest = os.path.abspath(params['dest'])
+    service = check_service(params['service'])
+    _check_keep(params)
+    if not check_mode:
+        remove_stale_partials(dest, service)
+    doomed = plan_prune(list_backups(dest, service), params.get('keep_days'), params.get('keep_count'),
+                        now=now, pending_newest=pending_newest)
+    paths = [entry['path'] for entry in doomed]
+    if check_mode:
+        return paths
+    for path in paths:
+        try:
+            _remove(path)
+            _remove(path + '.sha256')
+        except OSError as exc:
+            raise BackupError(_os_error_text('cannot delete old backup %s' % path, exc, dest),
+                              pruned=paths[:paths.index(path)])
+    if paths:
+        _fsync_dir(dest)
+    return paths
+
+
+def _diff(dest, service, before, after):
+    header = '%s (backups of %s)' % (dest, service)
+    return dict(before_header=header, after_header=header,
+                before=''.join(n + '\n' for n in before), after=''.join(n + '\n' for n in after))
+
+
+# ---------------------------------------------------------------------------------------------- backup
+def _free_name(dest, base, ext):
+    for n in range(0, 10000):
+        name = '%s%s.%s' % (base, '' if n == 0 else '_%d' % n, ext)
+        full = os.path.join(dest, name)
+        if not os.path.lexists(full) and not os.path.lexists(full + '.sha256'):
+            return name
+    raise BackupError('no free backup name for %s in %s' % (base, dest))  # pragma: no cover
+
+
+def _publish(tmp, dest, base, ext, digest, libc):
+    """Put the .sha256 file, then the dump, under a final name that nothing else has. Returns the path."""
+    for n in range(0, 10000):
+        name = '%s%s.%s' % (base, '' if n == 0 else '_%d' % n, ext)
+        final = os.path.join(dest, name)
+        if os.path.lexists(final) or os.path.lexists(final + '.sha256'):
+            continue
+        side_tmp = os.path.join(dest, _temp_name(name + '.sha256'))
+        try:
+            fd = os.open(side_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                data = sidecar_text(digest, name).encode('utf-8')
+                if os.write(fd, data) != len(data):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), side_tmp)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                _rename_noreplace(side_tmp, final + '.sha256', libc)
+            except FileExistsError:
+                continue
+            try:
+                _rename_noreplace(tmp, final, libc)
+            except FileExistsError:
+                _remove(final + '.sha256')
+                continue
+            except BaseException:
+                _remove(final + '.sha256')
+                raise
+        finally:
+            _remove(side_tmp)
+        _fsync_dir(dest)
+        return final
+    raise BackupError('no free backup name for %s in %s' % (base, dest))  # pragma: no cover
+
+
+def _verify_dump(tmp, fmt, pg_restore, runner, dburl):
+    if fmt == 'plain':
+        if not plain_dump_complete(tmp):
+            raise BackupError('the plain dump is incomplete (pg_dump\'s completion marker is missing); the backup '
+                              'was removed; check the disk and the server log and try again')
+        return
+    rc, out, err = runner.run([pg_restore, '--list', tmp], stdout=subprocess.PIPE)
+    if rc != 0 or 'Archive created at' not in out:
+        raise BackupError('the new backup could not be read back by pg_restore --list (%s); it was removed. %s'
+                          % (' '.join(err.split())[:500] or 'exit code %d' % rc,
+                             'Check the disk and try again'))
+
+
+def _fix_modes(tmp, fmt):
+    if fmt == 'directory':
+        os.chmod(tmp, 0o700)
+        for root, dirs, files in os.walk(tmp):
+            for name in dirs:
+                os.chmod(os.path.join(root, name), 0o700)
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o600)
+    else:
+        os.chmod(tmp, 0o600)
+
+
+def take_backup(params, check_mode=False):
+    started = time.time()
+    service = check_service(params['service'])
+    fmt = params.get('format') or 'custom'
+    if fmt not in FORMATS:
+        raise BackupError('format must be one of %s' % ', '.join(FORMATS))
+    jobs = params.get('jobs') or 1
+    if jobs < 1:
+        raise BackupError('jobs must be 1 or more')
+    if jobs > 1 and fmt != 'directory':
+        raise BackupError('jobs: %d needs format: directory (pg_dump dumps in parallel only into a directory)' % jobs)
+    _check_keep(params)
+    try:
+        dburl = DbUrl(params['database_url'])
+    except UrlError as exc:
+        raise BackupError(str(exc))
+    mode = params.get('backup') or 'auto'
+    if mode == 'never':
+        return _result(format=fmt, skipped=True, reason='backup: never; no dump was taken',
+                       duration_seconds=round(time.time() - started, 3))
+    if mode == 'auto' and dburl.is_neon:
+        return _result(format=fmt, skipped=True, duration_seconds=round(time.time() - started, 3),
+                       reason='%s is a Neon host (*.neon.tech): backup: auto does not pg_dump it (Neon keeps its '
+                              'own history: use point-in-time restore or a branch); set backup: always to dump anyway'
+                              % dburl.host)
+    dest = os.path.abspath(params['dest'])
+    ensure_dest(dest, check_mode=True)  # type check only
+    runner = _Runner(dburl)
+    pg_dump, dump_num = _tool(params, 'pg_dump', runner)
+    server_num = server_version(dburl, params, runner)
+    check_client_version('pg_dump', pg_dump, dump_num, server_num)
+    pg_restore = None
+    if params.get('verify', True) and fmt != 'plain':
+        beside = os.path.join(os.path.dirname(pg_dump), 'pg_restore')
+        if params.get('pg_restore') or params.get('pg_bindir') or not _is_executable(beside):
+            pg_restore, _num = _tool(params, 'pg_restore', runner)
+        else:
+            pg_restore = beside
+    base = '%s_%s' % (service, time.strftime('%Y%m%d_%H%M%S', time.localtime(started)))
+    ext = EXTENSIONS[fmt]
+    before = [e['name'] for e in list_backups(dest, service)]
+    if check_mode:
+        name = _free_name(dest, base, ext)
+        pruned = []
+        if params.get('keep_days') is not None or params.get('keep_count') is not None:
+            pruned = prune(params, check_mode=True, pending_newest=1)
+        after = [name] + [n for n in before if os.path.join(dest, n) not in pruned]
+        return _result(changed=True, path=os.path.join(dest, name), format=fmt, pruned=pruned,
+                       duration_seconds=round(time.time() - started, 3), diff=_diff(dest, service, before, after))
+
+    ensure_dest(dest)
+    remove_stale_partials(dest, service)
+    tmp = os.path.join(dest, _temp_name('%s.%s' % (base, ext)))
+    try:
+        if fmt == 'directory':
+            os.mkdir(tmp, 0o700)
+        else:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        raise BackupError(_os_error_text('cannot write a backup into dest %s' % dest, exc, dest))
+    libc = _load_libc()
+    try:
+        with _TermGuard():
+            try:
+                argv = [pg_dump, '--format=' + _FORMAT_FLAG[fmt], '--file=' + tmp, '--no-password']
+                if fmt == 'plain':
+                    # restorable into the same database with psql: drop each object before creating it
+                    argv += ['--clean', '--if-exists']
+                if jobs > 1:
+                    argv.append('--jobs=%d' % jobs)
+                with PassFile(dburl) as pf:
+                    runner.env = child_env(dburl, pf.env(), params.get('connect_timeout') or 10, service)
+                    rc, _out, err = runner.run(argv, stdout=subprocess.DEVNULL)
+                if rc != 0:
+                    raise BackupError(describe_tool_failure('pg_dump', rc, err, dburl, dest) +
+                                      '; no backup was written')
+                if params.get('verify', True):
+                    _verify_dump(tmp, fmt, pg_restore, runner, dburl)
+                _fix_modes(tmp, fmt)
+                digest, size = backup_digest(tmp, fmt)
+                final = _publish(tmp, dest, base, ext, digest, libc)
+            finally:
+                runner.kill_all()
+    except OSError as exc:
+        _remove(tmp)
+        raise BackupError(_os_error_text('backup into %s failed' % dest, exc, dest) + '; no backup was written')
+    except BaseException:
+        _remove(tmp)
+        raise
+    result = _result(changed=True, path=final, size_bytes=size, sha256=digest, format=fmt)
+    if params.get('keep_days') is not None or params.get('keep_count') is not None:
+        result['pruned'] = prune(params)
+    after = [e['name'] for e in list_backups(dest, service)]
+    result['diff'] = _diff(dest, service, before, after)
+    result['duration_seconds'] = round(time.time() - started, 3)
+    return result
+
+
+# --------------------------------------------------------------------------------------------- restore
+def verify_backup(path):
+    """(format, sha256, size) of a backup whose .sha256 file matches it; BackupError otherwise."""
+    path = os.path.abspath(path).rstrip('/') or '/'
+    if not os.path.exists(path):
+        raise BackupError('backup %s does not exist; give path the full path of a backup made by this module' % path)
+    fmt = detect_format(path)
+    side = path + '.sha256'
+    if not os.path.isfile(side):
+        raise BackupError('refusing to restore %s: its checksum file %s is missing, so the backup cannot be verified '
+                          '(it may be incomplete or not made by this module). Restore it by hand if you trust it, or '
+                          'write the checksum with: sha256sum %s > %s'
+                          % (path, side, os.path.basename(path), os.path.basename(side)))
+    expected = read_sidecar(side)
+    if expected is None:
+        raise BackupError('refusing to restore %s: %s is not a sha256sum-format checksum file' % (path, side))
+    if expected[1] != os.path.basename(path):
+        raise BackupError('refusing to restore %s: its checksum file names %r, not %r; keep a backup and its .sha256 '
+                          'file under the names the module gave them' % (path, expected[1], os.path.basename(path)))
+    digest, size = backup_digest(path, fmt)
+    if digest != expected[0]:
+        raise BackupError('refusing to restore %s: its sha256 is %s but %s says %s, so the file was truncated or '
+                          'modified after the backup; restore another backup' % (path, digest, side, expected[0]),
+                          path=path, format=fmt, sha256=digest, size_bytes=size)
+    return fmt, digest, size
+
+
+_WIPE_SQL = """DO $homelab$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT nspname FROM pg_catalog.pg_namespace
+           WHERE nspname NOT IN ('pg_catalog', 'information_schema')
+             AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp\\_%' LOOP
+    EXECUTE pg_catalog.format('DROP SCHEMA %I CASCADE', r.nspname);
+  END LOOP;
+  PERFORM pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;
+END
+$homelab$;
+"""
+# the public schema as initdb makes it (PostgreSQL 15+ / older)
+_PUBLIC_SQL_15 = """CREATE SCHEMA public AUTHORIZATION pg_database_owner;
+COMMENT ON SCHEMA public IS 'standard public schema';
+GRANT USAGE ON SCHEMA public TO PUBLIC;
+"""
+_PUBLIC_SQL_OLD = """CREATE SCHEMA public;
+COMMENT ON SCHEMA public IS 'standard public schema';
+GRANT ALL ON SCHEMA public TO PUBLIC;
+"""
+
+
+def wipe_sql(server_num):
+    """SQL that drops every schema and large object of the database, then recreates an empty public schema."""
+    return _WIPE_SQL + (_PUBLIC_SQL_15 if major_of(server_num) >= 1500 else _PUBLIC_SQL_OLD)
+
+
+def restore(params, check_mode=False):
+    started = time.time()
+    jobs = params.get('jobs') or 1
+    if jobs < 1:
+        raise BackupError('jobs must be 1 or more')
+    clean = params.get('clean') or 'objects'
+    try:
+        dburl = DbUrl(params['database_url'])
+    except UrlError as exc:
+        raise BackupError(str(exc))
+    path = os.path.abspath(params['path']).rstrip('/') or '/'
+    fmt, digest, size = verify_backup(path)
+    if params.get('format') and params['format'] != fmt:
+        raise BackupError('%s is a %s-format backup, not %s; leave format unset for restores (it is detected)'
+                          % (path, fmt, params['format']))
+    if jobs > 1 and fmt == 'plain':
+        raise BackupError('jobs > 1 works only for custom and directory backups; psql restores plain ones serially')
+    if jobs > 1 and clean == 'database':
+        raise BackupError('clean: database restores in one transaction through psql; it cannot use jobs > 1')
+    runner = _Runner(dburl)
+    psql = pg_restore = None
+    if fmt != 'plain':
+        pg_restore, _num = _tool(params, 'pg_restore', runner)
+        rc, out, err = runner.run([pg_restore, '--list', path])
+        if rc != 0:
+            raise BackupError('refusing to restore %s: pg_restore cannot read it: %s'
+                              % (path, ' '.join(err.split())[:500] or 'exit code %d' % rc))
+    if fmt == 'plain' or clean == 'database':
+        psql, _num = _tool(params, 'psql', runner)
+    server_num = server_version(dburl, params, runner)
+    result = _result(changed=True, path=path, size_bytes=size, sha256=digest, format=fmt)
+    if check_mode:
+        result['duration_seconds'] = round(time.time() - started, 3)
+        return result
+    wipe = None
+    try:
+        with _TermGuard():
+            with PassFile(dburl) as pf:
+                runner.env = child_env(dburl, pf.env(), params.get('connect_timeout') or 10, params.get('service'))
+                if clean == 'database':
+                    wipe = _write_temp(wipe_sql(server_num))
+                    tool = 'psql'
+                    argv = [psql, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '--no-password',
+                            '-f', wipe, '-f', path if fmt == 'plain' else '-']
+                    if fmt == 'plain':
+                        rc, _out, err = runner.run(argv, stdout=subprocess.DEVNULL)
+                    else:
+                        rc, err = _pipe(runner, [pg_restore, '--file=-', path], argv)
+                elif fmt == 'plain':
+                    tool = 'psql'
+                    rc, _out, err = runner.run([psql, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction',
+                                                '--no-password', '-f', path], stdout=subprocess.DEVNULL)
+                else:
+                    tool = 'pg_restore'
+                    argv = [pg_restore, '--clean', '--if-exists', '--exit-on-error', '--no-password',
+                            '--dbname=' + dbname_conninfo(dburl)]
+                    argv += ['--jobs=%d' % jobs] if jobs > 1 else ['--single-transaction']
+                    rc, _out, err = runner.run(argv + [path], stdout=subprocess.DEVNULL)
+    finally:
+        runner.kill_all()
+        if wipe:
+            _remove(wipe)
+    if rc != 0:
+        atomic = jobs == 1
+        raise BackupError(describe_tool_failure(tool, rc, err, dburl) + (
+            '; the restore ran in one transaction, so the database was left as it was' if atomic else
+            '; with jobs > 1 the restore is not one transaction: the database may be partly restored, run it '
+            'again (or with jobs: 1)'), path=path, format=fmt, sha256=digest, size_bytes=size)
+    result['duration_seconds'] = round(time.time() - started, 3)
+    return result
+
+
+def _write_temp(text):
+    import tempfile
+    fd, path = tempfile.mkstemp(prefix='.homelab-restore-', suffix='.sql')
+    with os.fdopen(fd, 'w') as fh:
+        fh.write(text)
+    return path
+
+
+def _pipe(runner, producer_argv, consumer_argv):
+    """producer | consumer; returns (rc, stderr) of the first that failed (producer errors first)."""
+    producer = runner.popen(producer_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    consumer = runner.popen(consumer_argv, stdin=producer.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    producer.stdout.close()
+    errors = {}
+
+    def drain(name, stream):
+        errors[name] = stream.read()
+    reader = threading.Thread(target=drain, args=('producer', producer.stderr))
+    reader.daemon = True
+    reader.start()
+    consumer_err = consumer.stderr.read()
+    consumer.wait()
+    producer.wait()
+    reader.join()
+    if consumer.returncode != 0:
+        return consumer.returncode, runner.text(consumer_err)
+    return producer.returncode, runner.text(errors.get('producer'))
+
+
+# ------------------------------------------------------------------------------------------------ entry
+def run(params, check_mode=False):
+    """Do what ``params`` (the module's arguments) ask. Returns the module result; raises BackupError."""
+    params = defaults(params)
+    state = params['state']
+    if state == 'present':
+        return take_backup(params, check_mode)
+    if state == 'restored':
+        return restore(params, check_mode)
+    if state == 'pruned':
+        started = time.time()
+        dest = os.path.abspath(params['dest'])
+        service = check_service(params['service'])
+        if params.get('keep_days') is None and params.get('keep_count') is None:
+            raise BackupError('state: pruned needs keep_days and/or keep_count')
+        before = [e['name'] for e in list_backups(dest, service)]
+        paths = prune(params, check_mode)
+        after = [n for n in before if os.path.join(dest, n) not in paths]
+        return _result(changed=bool(paths), pruned=paths, duration_seconds=round(time.time() - started, 3),
+                       diff=_diff(dest, service, before, after))
+    raise BackupError('state must be one of %s' % ', '.join(STATES))
