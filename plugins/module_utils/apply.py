@@ -6,7 +6,8 @@
     result = run_apply(spec, dburl, params, check_mode=False, diff=False)
 
 connect (application_name homelab.migrations:<service>) -> take the service's advisory lock
-(lock_wait) -> read_state -> refuse over problems the caller did not allow -> plan -> (check mode:
+(lock_wait) -> read_state -> plan (the adapter refuses over problems the options do not allow:
+modified, out_of_order, a broken journal, a missing down file...) -> (check mode:
 stop here and report) -> apply -> re-read the state and report what really happened -> release the
 lock -> append one audit record. ``result`` holds the DESIGN.md return fields; on failure
 ``result['failed']`` is True and ``result['msg']`` says what failed and what to do next.
@@ -43,11 +44,6 @@ APPLY_OPTIONS = dict(
     confirmation=dict(type='str'),
     action=dict(type='str', default='apply'),
 )
-
-# problems that stop a run unless the named option allows them
-GUARDED_PROBLEMS = (('modified', 'allow_modified'), ('out_of_order', 'allow_out_of_order'))
-# problems that mean the state could not be understood: nothing is planned over them
-BLOCKING_PROBLEMS = ('bad_config',)
 
 _DURATION_RE = re.compile(r'^\s*\d+(\.\d+)?\s*(us|ms|s|min|h|d)?\s*$')
 # a killed module must not leave its backend running a long statement with the lock held (PostgreSQL 14+)
@@ -245,21 +241,6 @@ class _Run(object):
         except Exception as exc:
             raise ApplyFailure('%s; nothing was changed' % describe_unexpected(self.name, exc, self.dburl))
 
-    def guard(self, state):
-        blocking = []
-        for item in state.problems:
-            code = item.get('code')
-            message = ' '.join(self.scrub(item.get('message') or code).split())
-            if code in BLOCKING_PROBLEMS:
-                blocking.append('%s (fix this first)' % message)
-            for guarded, option in GUARDED_PROBLEMS:
-                if code == guarded and not self.params.get(option):
-                    blocking.append('%s (set %s: true to run anyway, once you have checked it is safe)'
-                                    % (message, option))
-        if blocking:
-            raise ApplyFailure('service %r: refusing to migrate: %s; nothing was changed'
-                               % (self.name, '; '.join(blocking)))
-
     def make_plan(self, adapter, state):
         try:
             plan = adapter.plan(self.conn, state, self.target, self.options())
@@ -363,28 +344,29 @@ class _Run(object):
         else:
             self.result['to_revision'] = None
         if error is not None:
-            raise ApplyFailure(error + '; ' + self.what_happened(after))
+            raise ApplyFailure('%s (%s)' % (error.rstrip('. '), self.what_happened(after)))
         if after is not None and self.plan.to_revision is not None \
                 and after.current_revision != self.plan.to_revision:
             self.warnings.append('service %r: the plan was to reach %s but the database is at %s after the run'
                                  % (self.name, self.plan.to_revision, after.current_revision))
 
     def what_happened(self, after):
+        """What the database shows after a failed apply, to append to the adapter's message."""
         applied, reverted = self.result['applied'], self.result['reverted']
         if after is None:
-            return ('the state after the failure could not be read; run homelab_migration_status for %r before '
-                    'trying again' % self.name)
-        if not applied and not reverted:
-            return ('nothing was changed: the database is still at %s; fix the migration and run again'
-                    % (after.current_revision or 'base (nothing applied)'))
-        parts = []
+            return ('the state after the failure could not be re-read; run homelab_migration_status for %r '
+                    'before trying again' % self.name)
+        parts = ['re-read after the failure, the database is at %s' % (after.current_revision or 'base (nothing '
+                                                                        'applied)')]
         if applied:
-            parts.append('applied before the failure: %s' % ', '.join(applied))
+            parts.append('applied by this run: %s' % ', '.join(applied))
         if reverted:
-            parts.append('reverted before the failure: %s' % ', '.join(reverted))
-        return ('%s; the database is now at %s; fix the migration and run again (it continues from there), or '
-                'move back with target=%s' % ('; '.join(parts), after.current_revision or 'base',
-                                              self.result['from_revision'] or 'base'))
+            parts.append('reverted by this run: %s' % ', '.join(reverted))
+        if not applied and not reverted:
+            parts.append('nothing of this run stayed')
+        elif self.result['from_revision'] != after.current_revision:
+            parts.append('to go back to where the run started use target=%s' % (self.result['from_revision'] or 'base'))
+        return '; '.join(parts)
 
     # -------------------------------------------------------------------- run
     def run(self):
@@ -412,7 +394,6 @@ class _Run(object):
         self.before = self.read(adapter)
         self.result['from_revision'] = self.before.current_revision
         self.result['to_revision'] = self.before.current_revision
-        self.guard(self.before)
         steps = self.make_plan(adapter, self.before)
         self.preview(adapter, steps)
         if not steps:

@@ -126,11 +126,15 @@ class DbUrl:
         if text is None:
             return text
         text = str(text)
+        # the whole URL first: replacing the password inside it first would leave the rest unmatched
+        # (and a URL with a second password in its query would keep the first one)
+        if self.raw:
+            text = text.replace(self.raw, self.masked)
         if self.password:
             for form in (self.password, quote(self.password, safe=''), quote(self.password)):
                 if form:
                     text = text.replace(form, MASK)
-        return text.replace(self.raw, self.masked) if self.raw else text
+        return text
 
     @property
     def is_neon(self):
