@@ -36,15 +36,18 @@ def make_tag(i, style='kit', when=None):
     return '%04d_%s_%s' % (i, _WORDS[i % len(_WORDS)], _NAMES[(i * 7 + 3) % len(_NAMES)])
 
 
-def up_sql(i, weird=False, broken_at=None):
-    """Statements (chunks) of migration i; broken_at puts a failing statement at that 0-based position."""
+def up_sql(i, weird=False, broken_at=None, chain=True):
+    """Statements (chunks) of migration i; broken_at puts a failing statement at that 0-based position.
+
+    With chain=False the migration does not touch the previous migration's table (an independent branch).
+    """
     t = table(i)
     chunks = [
         'CREATE TABLE "%s" (\n\t"id" serial PRIMARY KEY NOT NULL,\n\t"name" varchar(100) NOT NULL,\n'
         '\t"parent_id" integer,\n\t"payload" text,\n\t"created_at" timestamp DEFAULT now() NOT NULL\n);\n' % t,
         'CREATE INDEX "%s_name_idx" ON "%s" USING btree ("name");' % (t, t),
     ]
-    if i > 0:
+    if i > 0 and chain:
         prev = table(i - 1)
         chunks.append('ALTER TABLE "%s" ADD CONSTRAINT "%s_parent_fk" FOREIGN KEY ("parent_id") REFERENCES '
                       '"public"."%s"("id") ON DELETE cascade ON UPDATE no action;' % (t, t, prev))
@@ -59,8 +62,8 @@ def up_sql(i, weird=False, broken_at=None):
             chunks.insert(1, '\n\n')  # an empty chunk: two breakpoints in a row
             chunks.append('\n')  # trailing breakpoint
         elif kind == 2:
-            chunks.append("INSERT INTO \"%s\" (\"name\", \"payload\") VALUES ('100%% sure %%s %%(x)s', "
-                          "'h\u00e9llo \u2713 \U0001F680');" % t)
+            chunks.append("INSERT INTO \"%s\" (\"name\", \"payload\", \"created_at\") VALUES ('100%% sure %%s "
+                          "%%(x)s', 'h\u00e9llo \u2713 \U0001F680', '2024-01-03 00:00:00');" % t)
         elif kind == 3:
             chunks.append('CREATE FUNCTION "%s_fn"() RETURNS integer LANGUAGE sql AS $$ SELECT 1; $$;\n'
                           'COMMENT ON TABLE "%s" IS \'two statements; one chunk\';' % (t, t))
@@ -73,14 +76,14 @@ def up_sql(i, weird=False, broken_at=None):
     return chunks
 
 
-def down_sql(i, weird=False):
+def down_sql(i, weird=False, chain=True):
     t = table(i)
     chunks = []
     if weird and i % 6 == 3:
         chunks.append('DROP FUNCTION "%s_fn"();' % t)
     if weird and i % 6 == 4:
         chunks.append('DROP TABLE "%s weird ""name""";' % t)
-    if i > 0:
+    if i > 0 and chain:
         chunks.append('ALTER TABLE "%s" DROP COLUMN "child_%04d_count";' % (table(i - 1), i))
     chunks.append('DROP TABLE "%s" CASCADE;' % t)
     return chunks
@@ -110,12 +113,13 @@ def read_journal(folder):
 
 
 def generate(folder, count, start=0, base_when=BASE_WHEN, step=1000, down=True, weird=False, broken=None,
-             style='kit', version='7', crlf=(), whens=None):
+             style='kit', version='7', crlf=(), whens=None, chain=True):
     """Write ``count`` migrations (numbers start..start+count-1) and a journal; returns the tags.
 
     With start > 0 the entries are appended to the folder's existing journal. ``broken`` maps a migration
     number to the 0-based statement position where a failing statement is inserted. ``crlf`` lists
     migration numbers written with CRLF line endings. ``whens`` overrides the `when` of migration numbers.
+    With chain=False the migrations are independent of each other (no foreign key/column on the previous).
     """
     os.makedirs(os.path.join(folder, 'meta'), exist_ok=True)
     entries = read_journal(folder)['entries'] if start else []
@@ -123,14 +127,14 @@ def generate(folder, count, start=0, base_when=BASE_WHEN, step=1000, down=True, 
     for i in range(start, start + count):
         when = (whens or {}).get(i, base_when + i * step)
         tag = make_tag(i, style, when)
-        text = join_chunks(up_sql(i, weird=weird, broken_at=(broken or {}).get(i)))
+        text = join_chunks(up_sql(i, weird=weird, broken_at=(broken or {}).get(i), chain=chain))
         if i in crlf:
             text = text.replace('\n', '\r\n')
         with open(os.path.join(folder, tag + '.sql'), 'w', encoding='utf-8', newline='') as fh:
             fh.write(text)
         if down:
             with open(os.path.join(folder, tag + '.down.sql'), 'w', encoding='utf-8', newline='') as fh:
-                fh.write(join_chunks(down_sql(i, weird=weird)))
+                fh.write(join_chunks(down_sql(i, weird=weird, chain=chain)))
         entries.append(journal_entry(len(entries), tag, when, version))
         tags.append(tag)
     write_journal(folder, entries, version=version)
@@ -154,3 +158,28 @@ def copy_folder(src, dst):
         shutil.rmtree(dst)
     shutil.copytree(src, dst)
     return dst
+
+
+# ------------------------------------------------------------------------------- test helpers
+def drizzle_spec(root, name='svc', url='postgresql://localhost/x', **extra):
+    """A service spec for a drizzle service rooted at ``root`` (folder ``root/migrations``)."""
+    spec = dict(name=name, tool='drizzle', path=str(root), database_url=url, migrations_dir='migrations',
+                migrations_table='__drizzle_migrations', migrations_schema='drizzle')
+    spec.update(extra)
+    return spec
+
+
+def drizzle_adapter(root, url, name='svc', **extra):
+    """The collection's DrizzleAdapter for a folder (imported lazily: benchmarks set sys.path first)."""
+    from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
+    from ansible_collections.homelab.migrations.plugins.module_utils.drizzle_adapter import DrizzleAdapter
+    return DrizzleAdapter(drizzle_spec(root, name, url, **extra), DbUrl(url))
+
+
+def tracking_rows(db, schema='drizzle', table='__drizzle_migrations'):
+    """[(id, hash, created_at)] of a tracking table by id, or None when it does not exist."""
+    exists = db.query('SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = %s', (schema, table))
+    if not exists:
+        return None
+    return [tuple(r) for r in db.query('SELECT id, hash, created_at FROM "%s"."%s" ORDER BY id'
+                                       % (schema.replace('"', '""'), table.replace('"', '""')))]
