@@ -284,13 +284,18 @@ def _pg_error(exc):
                 text += ' %s: %s' % (label, extra)
         code = getattr(exc, 'pgcode', None)
         return '%s (SQLSTATE %s)' % (text, code) if code else text
-    text = ' '.join(str(exc).split())
+    text = ' '.join(str(exc).split()).rstrip('. ')
     return text or exc.__class__.__name__
 
 
-def _is_connection_error(exc):
-    return HAS_PSYCOPG2 and isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) \
-        and getattr(exc, 'pgcode', None) is None
+def _is_connection_error(exc, conn=None):
+    """True when ``exc`` means the session is gone (server down, backend terminated, network)."""
+    if conn is not None and getattr(conn, 'closed', 0):
+        return True
+    code = getattr(exc, 'pgcode', None) or ''
+    if code.startswith(('08', '57P')):
+        return True
+    return bool(HAS_PSYCOPG2 and isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and not code)
 
 
 class DrizzleAdapter(Adapter):
@@ -327,7 +332,7 @@ class DrizzleAdapter(Adapter):
         except Exception as exc:
             if HAS_PSYCOPG2 and not isinstance(exc, psycopg2.Error):
                 raise
-            if _is_connection_error(exc):
+            if _is_connection_error(exc, conn):
                 raise AdapterError('service %r: lost the connection to %s while reading %s: %s'
                                    % (self.name, self.dburl.masked if self.dburl else 'the database',
                                       self.qualified, self._scrub(_pg_error(exc))), code='unreachable')
@@ -745,6 +750,7 @@ class DrizzleAdapter(Adapter):
             current = None
             stmt = None
             group_done = []
+            committing = False
             try:
                 conn.autocommit = False
                 with conn.cursor() as cur:
@@ -768,13 +774,16 @@ class DrizzleAdapter(Adapter):
                             if cur.rowcount != 1:
                                 raise _RowGone(m['row_id'])
                         group_done.append(m['tag'])
+                committing = True
+                stmt = 'COMMIT'
                 conn.commit()
             except Exception as exc:
                 if HAS_PSYCOPG2 and not isinstance(exc, (psycopg2.Error, ValueError, _RowGone)):
                     self._rollback(conn)
                     raise
                 self._rollback(conn)
-                raise self._apply_error(plan, done, current, stmt, exc)
+                raise self._apply_error(plan, opts, done, current, stmt, exc, conn,
+                                        at_commit=group_done if committing else None)
             finally:
                 self._restore(conn)
             first = False
@@ -800,33 +809,47 @@ class DrizzleAdapter(Adapter):
         except Exception:
             pass
 
-    def _apply_error(self, plan, done, current, stmt, exc):
+    def _apply_error(self, plan, opts, done, current, stmt, exc, conn, at_commit=None):
         verb = 'migration' if plan.direction == 'up' else 'revert of'
         if isinstance(exc, _RowGone):
             reason = 'its tracking row id %d was no longer in %s (someone else changed it meanwhile)' % (
                 exc.row_id, self.qualified)
         else:
             reason = self._scrub(_pg_error(exc))
-        where = '%s %s' % (verb, current['tag']) if current else 'preparing the transaction'
-        if current and stmt is not None:
-            where += ' (%s) failed at `%s`' % (os.path.basename(current['file']), self._scrub(shorten(stmt)))
+        lost = _is_connection_error(exc, conn)
+        uncertain = at_commit if (at_commit is not None and lost) else None
+        if at_commit is not None:
+            where = 'COMMIT of %s failed' % ', '.join(at_commit)
         else:
-            where += ' failed'
+            where = '%s %s' % (verb, current['tag']) if current else 'preparing the transaction'
+            if current and stmt is not None:
+                where += ' (%s) failed at `%s`' % (os.path.basename(current['file']), self._scrub(shorten(stmt)))
+            else:
+                where += ' failed'
         if done:
             kept = ('%s %s committed before the failure and stay%s'
                     % (', '.join(done), 'was' if len(done) == 1 else 'were', 's' if len(done) == 1 else ''))
+        elif plan.direction == 'up' and len(plan.steps) > 1 and opts.get('transaction') == 'all':
+            kept = 'the transaction of all %d migrations was rolled back, so nothing was committed' % len(plan.steps)
         else:
             kept = 'nothing was committed: the database is as it was before this run'
-        if current and not done and plan.direction == 'up' and len(plan.steps) > 1 and \
-                (plan.extra.get('options') or {}).get('transaction', 'all') == 'all':
-            kept = 'the transaction of all %d migrations was rolled back, so nothing was committed' % len(plan.steps)
-        message = 'service %r: %s: %s. %s. Fix the %s and run again' % (
-            self.name, where, reason, kept[0].upper() + kept[1:],
-            'migration file' if current else 'settings')
+        if uncertain is not None:
+            kept = ('the connection was lost during COMMIT, so whether %s %s committed is unknown%s'
+                    % (', '.join(uncertain), 'was' if len(uncertain) == 1 else 'were',
+                       '; ' + kept if done else ''))
+            advice = 'Check with the status module what is applied before running again'
+        elif lost:
+            kept += ' (the connection was lost; the server rolled the open transaction back)'
+            advice = 'Check that the server is up and run again'
+        else:
+            advice = 'Fix the %s and run again' % ('migration file' if current else 'settings')
+        message = 'service %r: %s: %s. %s. %s' % (self.name, where, reason, kept[0].upper() + kept[1:], advice)
         details = {'applied': list(done) if plan.direction == 'up' else [],
                    'reverted': list(done) if plan.direction == 'down' else [],
                    'failed': current['tag'] if current else None,
                    'statement': self._scrub(shorten(stmt)) if stmt else None}
+        if uncertain is not None:
+            details['uncertain'] = list(uncertain)
         return ApplyError(message, code='apply_failed', details=details)
 
 
