@@ -1,0 +1,475 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.migrations contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller-side helpers of the migrate_all role.
+
+They keep the role's decisions in plain Python (testable without a play) and never return a
+database URL: everything they hand back is names, revisions, counts and messages.
+
+    services | homelab.migrations.migrate_all_order                  names in depends_on order
+    order | homelab.migrations.migrate_all_selected(run, skip)       names the --tags/--skip-tags select
+    status | homelab.migrations.migrate_all_status_table(order, sel) readable status table (lines)
+    'auto' | homelab.migrations.migrate_all_interactive              controller stdin and stdout are TTYs
+    name | homelab.migrations.migrate_all_decide(...)                run / skip / fail / unchanged, and why
+    result | homelab.migrations.migrate_all_failure(pending, task)   one message naming the failed migration
+    results | homelab.migrations.migrate_all_summary(order)          one readable line per service
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import stat
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
+    SpecError,
+    dependency_order,
+    service_defaults,
+    validate_services,
+)
+
+NONE = '(none)'
+
+
+def _services(services):
+    if not isinstance(services, (list, tuple)) or not services:
+        raise AnsibleFilterError('migrate_all_services must be a non-empty list of service specs '
+                                 '(name, tool, path, database_url, ...); see the role\'s argument_specs')
+    specs = []
+    for index, spec in enumerate(services):
+        if not isinstance(spec, dict):
+            raise AnsibleFilterError('migrate_all_services[%d] must be a dict (a service spec), got %s'
+                                     % (index, type(spec).__name__))
+        try:
+            specs.append(service_defaults(spec))
+        except SpecError as exc:
+            raise AnsibleFilterError(str(exc))
+    return specs
+
+
+def migrate_all_order(services):
+    """Service names ordered by depends_on (list order breaks ties). Validates every spec first."""
+    specs = _services(services)
+    try:
+        validate_services(specs)
+        return [spec['name'] for spec in dependency_order(specs)]
+    except SpecError as exc:
+        raise AnsibleFilterError('migrate_all_services: %s' % exc)
+
+
+def migrate_all_selected(order, run_tags=None, skip_tags=None):
+    """The names a run works on: all of them, or those named by --tags, minus --skip-tags."""
+    run_tags = set(run_tags or ['all'])
+    skip_tags = set(skip_tags or [])
+    if 'all' in run_tags:
+        chosen = list(order)
+    else:
+        chosen = [name for name in order if name in run_tags]
+    return [name for name in chosen if name not in skip_tags]
+
+
+def migrate_all_deps(services, name):
+    """Direct and indirect dependencies of ``name``."""
+    by_name = dict((spec.get('name'), spec) for spec in services)
+    seen = []
+    todo = list((by_name.get(name) or {}).get('depends_on') or [])
+    while todo:
+        dep = todo.pop(0)
+        if dep in seen:
+            continue
+        seen.append(dep)
+        todo.extend((by_name.get(dep) or {}).get('depends_on') or [])
+    return seen
+
+
+def _cell(value):
+    if value is None or value == '':
+        return NONE
+    return str(value)
+
+
+def migrate_all_status_table(status, order, selected=None):
+    """The status module's result as aligned lines, one row per service plus its pending list."""
+    services = (status or {}).get('services') or {}
+    selected = list(order) if selected is None else list(selected)
+    header = ('SERVICE', 'TOOL', 'STATUS', 'CURRENT', 'LATEST', 'APPLIED', 'PENDING')
+    rows = []
+    for name in order:
+        info = services.get(name) or {}
+        label = name if name in selected else name + ' (not selected)'
+        rows.append((label, _cell(info.get('tool')), _cell(info.get('status', 'error')),
+                     _cell(info.get('current_revision')), _cell(info.get('latest_revision')),
+                     _cell(info.get('applied')), _cell(info.get('pending'))))
+    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
+
+    def fmt(row):
+        return '  '.join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
+
+    lines = [fmt(header)]
+    for name, row in zip(order, rows):
+        lines.append(fmt(row))
+        info = services.get(name) or {}
+        for mig in info.get('pending_migrations') or []:
+            lines.append('    pending  %s' % mig)
+        for prob in info.get('problems') or []:
+            lines.append('    problem  [%s] %s' % (prob.get('code'), prob.get('message')))
+        lock = info.get('lock') or {}
+        if lock.get('held'):
+            holder = lock.get('holder') or {}
+            lines.append('    locked   by pid %s (%s) since %s' % (holder.get('pid'), holder.get('application_name'),
+                                                                 holder.get('since')))
+    lines.append('overall: %s, %s pending migration(s)' % ((status or {}).get('overall_status', 'error'),
+                                                           (status or {}).get('total_pending', 0)))
+    return lines
+
+
+def _fd_is_tty(pid, fd):
+    path = '/proc/%d/fd/%d' % (pid, fd)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if not stat.S_ISCHR(st.st_mode):
+        return False
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        return os.isatty(handle)
+    finally:
+        os.close(handle)
+
+
+def controller_is_interactive():
+    """True when ansible-playbook's own stdin and stdout are terminals.
+
+    Templating runs in a worker that ansible detached from the terminal (setsid, stdio on
+    /dev/null); its parent is the ansible-playbook process, whose fds 0 and 1 are what count.
+    Without /proc the answer is False: the role then never waits and needs migrate_all_confirm.
+    """
+    try:
+        worker = os.getsid(0) == os.getpid() and not os.isatty(0)
+    except OSError:
+        worker = False
+    if not worker:
+        return os.isatty(0) and os.isatty(1)
+    parent = os.getppid()
+    return _fd_is_tty(parent, 0) and _fd_is_tty(parent, 1)
+
+
+def migrate_all_interactive(mode=True):
+    """``mode`` false never prompts; true/'auto' prompts only when the controller is on a terminal."""
+    if isinstance(mode, str):
+        mode = mode.strip().lower() not in ('false', 'no', 'off', '0', 'never', '')
+    if not mode:
+        return False
+    return controller_is_interactive()
+
+
+def _result(results, name):
+    return (results or {}).get(name) or {}
+
+
+def migrate_all_decide(name, services, status, plan, results, scope='service', selected=None):
+    """What to do with one service: {'action': run|unchanged|skip|fail, 'reason': str}.
+
+    services  the spec list; status the status module result; plan the apply module's check-mode
+    result for this service (None when it was not planned); results the outcomes so far
+    ({name: {'outcome': ...}}); scope the rollback scope.
+    """
+    by_name = dict((spec.get('name'), spec) for spec in services or [])
+    spec = by_name.get(name) or {}
+    failed = [n for n, r in (results or {}).items() if r.get('outcome') == 'failed']
+    if scope == 'run' and failed:
+        return {'action': 'skip', 'reason': 'not attempted: %s failed and migrate_all_rollback_scope is run'
+                % ', '.join(sorted(failed))}
+    for dep in spec.get('depends_on') or []:
+        outcome = _result(results, dep).get('outcome')
+        if outcome in ('failed', 'skipped'):
+            return {'action': 'skip', 'reason': 'not attempted: it depends on %s, which %s' % (
+                dep, 'failed' if outcome == 'failed' else 'was skipped')}
+        if selected is not None and dep not in selected:
+            dep_status = ((status or {}).get('services') or {}).get(dep) or {}
+            if dep_status.get('status') == 'error':
+                return {'action': 'skip', 'reason': 'not attempted: it depends on %s, whose status is error (%s)'
+                        % (dep, '; '.join(p.get('message', '') for p in dep_status.get('problems') or []))}
+    info = ((status or {}).get('services') or {}).get(name) or {}
+    codes = [p.get('code') for p in info.get('problems') or []]
+    if info.get('status') == 'error' and [c for c in codes if c != 'locked']:
+        return {'action': 'fail', 'reason': 'status error: %s' % '; '.join(
+            '[%s] %s' % (p.get('code'), p.get('message')) for p in info.get('problems') or [])}
+    if plan is None:
+        return {'action': 'fail', 'reason': 'no plan was made for this service'}
+    if plan.get('failed'):
+        return {'action': 'fail', 'reason': 'cannot plan: %s' % plan.get('msg', 'unknown error')}
+    if not plan.get('changed'):
+        return {'action': 'unchanged', 'reason': 'already at %s' % _cell(plan.get('to_revision')
+                                                                        or plan.get('from_revision'))}
+    return {'action': 'run', 'reason': ''}
+
+
+def migrate_all_failure(result, pending=None, task=None):
+    """One message for a failed step that names the migration when it can be known."""
+    result = result or {}
+    msg = result.get('msg') or result.get('message') or 'unknown error'
+    if isinstance(msg, (list, tuple)):
+        msg = '; '.join(str(m) for m in msg)
+    msg = str(msg).strip()
+    migration = result.get('failed_migration') or result.get('migration')
+    if not migration:
+        details = result.get('details') or {}
+        migration = details.get('failed_migration') or details.get('migration')
+    if not migration and pending:
+        applied = result.get('applied')
+        if isinstance(applied, list) and len(applied) < len(pending):
+            migration = pending[len(applied)]
+        elif task and 'apply' in str(task).lower() and len(pending) == 1:
+            migration = pending[0]
+    if migration and str(migration) not in msg:
+        msg = 'migration %s failed: %s' % (migration, msg)
+    elif migration and 'migration' not in msg.lower():
+        msg = 'migration %s: %s' % (migration, msg)
+    if task:
+        msg = '%s (task: %s)' % (msg, task)
+    return msg
+
+
+def _steps(plan, key):
+    steps = plan.get(key)
+    if isinstance(steps, list) and steps:
+        return [str(s) for s in steps]
+    inner = plan.get('plan') or {}
+    direction = inner.get('direction')
+    if (key == 'applied' and direction == 'up') or (key == 'reverted' and direction == 'down'):
+        return [str(s) for s in inner.get('steps') or []]
+    return []
+
+
+def migrate_all_plan_lines(plans, names):
+    """What a run would do, one line per service, from the apply module's check-mode results."""
+    lines = []
+    for name, plan in zip(names or [], plans or []):
+        plan = plan or {}
+        if plan.get('failed'):
+            lines.append('%s: cannot be planned: %s' % (name, plan.get('msg', 'unknown error')))
+            continue
+        if plan.get('skipped'):
+            continue
+        before, after = _cell(plan.get('from_revision')), _cell(plan.get('to_revision'))
+        if not plan.get('changed'):
+            lines.append('%s: nothing to do (at %s)' % (name, before))
+            continue
+        applied, reverted = _steps(plan, 'applied'), _steps(plan, 'reverted')
+        parts = []
+        if reverted:
+            parts.append('revert %d: %s' % (len(reverted), ', '.join(reverted)))
+        if applied:
+            parts.append('apply %d: %s' % (len(applied), ', '.join(applied)))
+        lines.append('%s: %s -> %s, %s' % (name, before, after, '; '.join(parts) or 'changes pending'))
+    return lines
+
+
+def migrate_all_changed(plans, names):
+    """Names whose check-mode plan would change something."""
+    return [name for name, plan in zip(names or [], plans or []) if (plan or {}).get('changed')]
+
+
+def migrate_all_target(spec, action='apply', rollback_target=None):
+    """Where a run takes a service: its target (head) for apply; -1 or migrate_all_rollback_target for rollback."""
+    if action == 'rollback':
+        return str(rollback_target).strip() if rollback_target not in (None, '') else '-1'
+    target = (spec or {}).get('target')
+    return str(target) if target not in (None, '') else 'head'
+
+
+def migrate_all_failure_message(results, order, audit_log=None):
+    """The play's closing failure: every failed service, its error and recovery, and who was skipped."""
+    failed, others = [], []
+    for name in order:
+        res = _result(results, name)
+        if res.get('outcome') == 'failed':
+            text = '%s failed: %s' % (name, res.get('error') or res.get('reason') or 'unknown error')
+            if res.get('recovery'):
+                text += ' [%s]' % res['recovery']
+            failed.append(text)
+        elif res.get('outcome') in ('skipped', 'rolled_back'):
+            others.append('%s %s: %s' % (name, res['outcome'].replace('_', ' '), res.get('reason') or ''))
+    msg = 'Migration failed. ' + ' | '.join(failed)
+    if others:
+        msg += ' | ' + ' | '.join(others)
+    if audit_log:
+        msg += ' | audit log: %s' % audit_log
+    return msg
+
+
+def _when_skipped(value):
+    return isinstance(value, dict) and bool(value.get('skipped')) and ('skip_reason' in value
+                                                                      or 'false_condition' in value)
+
+
+def _registered(value):
+    """A registered result, or {} for a task that was skipped by its condition or never ran."""
+    if not isinstance(value, dict) or _when_skipped(value):
+        return {}
+    return value
+
+
+def migrate_all_outcome(decision, before=None, backup=None, apply=None, attempted=False):
+    """The result of one service whose block ended without an error."""
+    decision = decision or {}
+    backup, apply = _registered(backup), _registered(apply)
+    action = decision.get('action')
+    outcome = {'run': 'success', 'fail': 'failed', 'skip': 'skipped'}.get(action, action or 'unknown')
+    if action == 'run' and not (apply.get('applied') or apply.get('reverted')):
+        outcome = 'unchanged'
+    return {
+        'outcome': outcome,
+        'attempted': bool(attempted),
+        'from': apply.get('from_revision', before) if apply else before,
+        'to': apply.get('to_revision', before) if apply else before,
+        'applied': list(apply.get('applied') or []),
+        'reverted': list(apply.get('reverted') or []),
+        'backup': backup.get('path'),
+        'backup_skipped': backup.get('reason') if backup.get('skipped') else None,
+        'reason': decision.get('reason') or '' if action != 'fail' else '',
+        'error': decision.get('reason') if action == 'fail' else None,
+        'recovery': None,
+    }
+
+
+def _ran(value):
+    return isinstance(value, dict) and bool(value) and not _when_skipped(value)
+
+
+def migrate_all_recovery(error, before=None, attempted=False, backup=None, apply=None, back=None, restore=None):
+    """The result of a service whose block failed: how it was recovered (back to ``before``, or the backup)."""
+    backup = _registered(backup)
+    apply = _registered(apply)
+    before_text = before if before not in (None, '') else 'base'
+    path = backup.get('path')
+    to = before
+    if not attempted:
+        recovery = 'nothing was changed'
+    elif _ran(back) and not back.get('failed'):
+        reverted = list(back.get('reverted') or [])
+        recovery = 'rolled back to %s (%s)' % (before_text, 'reverted ' + ', '.join(reverted) if reverted else
+                                               'nothing to revert: the failed transaction left no change')
+    elif _ran(restore) and not restore.get('failed'):
+        recovery = 'going back to %s failed (%s); restored the backup %s' % (
+            before_text, (back or {}).get('msg', 'unknown error'), path)
+    else:
+        to = None
+        why = 'restoring %s failed (%s)' % (path, (restore or {}).get('msg', 'unknown error')) if path \
+            else 'there is no backup'
+        recovery = 'NOT RECOVERED: going back to %s failed (%s) and %s; restore by hand' % (
+            before_text, (back or {}).get('msg', 'unknown error'), why)
+    return {
+        'outcome': 'failed',
+        'attempted': bool(attempted),
+        'from': before,
+        'to': to,
+        'applied': list(apply.get('applied') or []),
+        'reverted': list((back or {}).get('reverted') or []) if _ran(back) else [],
+        'backup': path,
+        'reason': '',
+        'error': error,
+        'recovery': recovery,
+    }
+
+
+def migrate_all_run_rollback(previous, done, undo=None, restore=None, because=''):
+    """The result of a service rolled back because another one failed (migrate_all_rollback_scope=run)."""
+    result = dict(previous or {})
+    done = done or {}
+    before = done.get('before')
+    before_text = before if before not in (None, '') else 'base'
+    undo = _registered(undo)
+    result['reason'] = because
+    if undo and not undo.get('failed'):
+        reverted = list(undo.get('reverted') or [])
+        result.update(outcome='rolled_back', to=undo.get('to_revision', before), reverted=reverted,
+                      recovery='rolled back to %s (reverted %s)' % (before_text, ', '.join(reverted) or 'nothing'))
+    elif _ran(restore) and not restore.get('failed'):
+        result.update(outcome='restored', to=before,
+                      recovery='going back to %s failed (%s); restored the backup %s'
+                      % (before_text, undo.get('msg', 'unknown error'), done.get('backup')))
+    else:
+        why = ('restoring %s failed (%s)' % (done.get('backup'), (restore or {}).get('msg', 'unknown error'))
+               if done.get('backup') else 'there is no backup')
+        result.update(outcome='failed', to=None,
+                      error='run-scope rollback: going back to %s failed (%s) and %s'
+                      % (before_text, undo.get('msg', 'unknown error'), why),
+                      recovery='NOT RECOVERED: restore by hand')
+    return result
+
+
+def migrate_all_record(result, name, action='apply', target=None, run_id=None, **extra):
+    """The role's audit record of one service (the module adds time, host, user and confirmation)."""
+    result = result or {'outcome': 'failed', 'error': 'the role stopped before recording an outcome'}
+    record = {
+        'service': name,
+        'action': action,
+        'from': result.get('from'),
+        'to': result.get('to'),
+        'outcome': result.get('outcome') or 'failed',
+        'error': result.get('error'),
+        'reason': result.get('reason') or None,
+        'recovery': result.get('recovery'),
+        'applied': list(result.get('applied') or []),
+        'reverted': list(result.get('reverted') or []),
+        'backup': result.get('backup'),
+        'target': target,
+        'run_id': run_id,
+        'source': 'role',
+    }
+    if result.get('backup_skipped'):
+        record['backup_skipped'] = result['backup_skipped']
+    record.update(extra)
+    return record
+
+
+def migrate_all_summary(results, order):
+    """One readable line per service: before -> after, applied count, backup path, outcome."""
+    lines = []
+    for name in order:
+        res = _result(results, name)
+        if not res:
+            continue
+        outcome = res.get('outcome', 'unknown')
+        line = '%s: %s -> %s, applied %s, reverted %s, backup %s, %s' % (
+            name, _cell(res.get('from')), _cell(res.get('to')), len(res.get('applied') or []),
+            len(res.get('reverted') or []), res.get('backup') or 'none', outcome.upper() if outcome == 'failed'
+            else outcome)
+        detail = res.get('error') or res.get('reason')
+        if detail:
+            line += ': ' + str(detail)
+        if res.get('recovery'):
+            line += ' [%s]' % res['recovery']
+        lines.append(line)
+    return lines
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            'migrate_all_order': migrate_all_order,
+            'migrate_all_selected': migrate_all_selected,
+            'migrate_all_deps': migrate_all_deps,
+            'migrate_all_status_table': migrate_all_status_table,
+            'migrate_all_interactive': migrate_all_interactive,
+            'migrate_all_decide': migrate_all_decide,
+            'migrate_all_failure': migrate_all_failure,
+            'migrate_all_summary': migrate_all_summary,
+            'migrate_all_run_rollback': migrate_all_run_rollback,
+            'migrate_all_record': migrate_all_record,
+            'migrate_all_outcome': migrate_all_outcome,
+            'migrate_all_recovery': migrate_all_recovery,
+            'migrate_all_changed': migrate_all_changed,
+            'migrate_all_target': migrate_all_target,
+            'migrate_all_failure_message': migrate_all_failure_message,
+            'migrate_all_plan_lines': migrate_all_plan_lines,
+        }
