@@ -92,6 +92,17 @@ def describe_unexpected(name, exc, dburl, during='reading its migration state'):
             % (name, exc.__class__.__name__, during, text or '(no message)', where))
 
 
+def _caused_by_lock_timeout(exc):
+    """True when a lock_timeout / statement cancel is somewhere in the exception's cause chain."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if getattr(exc, 'pgcode', None) in (_SQLSTATE_LOCK_NOT_AVAILABLE, _SQLSTATE_QUERY_CANCELED):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
 def problem_from_exception(name, exc, dburl):
     """Map an exception from read_state/lock_status to a {code, message} problem."""
     if isinstance(exc, AdapterError):
@@ -99,6 +110,9 @@ def problem_from_exception(name, exc, dburl):
         message = _oneline(dburl.scrub(str(exc)))
         if name not in message:
             message = 'service %r: %s' % (name, message)
+        if _caused_by_lock_timeout(exc):
+            code = 'locked'
+            message += ' (a running migration holds a lock on it; run the status again when it has finished)'
         return problem(code, message)
     if isinstance(exc, ConnectError):
         return problem('unreachable', 'service %r: %s' % (name, _oneline(str(exc))))
