@@ -336,11 +336,11 @@ class DrizzleAdapter(Adapter):
                 raise AdapterError('service %r: lost the connection to %s while reading %s: %s'
                                    % (self.name, self.dburl.masked if self.dburl else 'the database',
                                       self.qualified, self._scrub(_pg_error(exc))), code='unreachable')
+            reason = self._scrub(_pg_error(exc))
             raise AdapterError(
                 'service %r: cannot read the drizzle tracking table %s: %s. Check migrations_schema/'
                 'migrations_table and that the user in database_url may read it; it must have the columns '
-                'id, hash and created_at as drizzle-orm creates them' % (self.name, self.qualified,
-                                                                          self._scrub(_pg_error(exc))),
+                'id, hash and created_at as drizzle-orm creates them' % (self.name, self.qualified, reason),
                 code='bad_config')
         return True, True, rows
 
@@ -600,7 +600,7 @@ class DrizzleAdapter(Adapter):
         else:
             to_apply = [e for e in entries[:resolved + 1] if e.tag not in matches]
             to_revert = [e for e in applied if e.index > resolved]
-            goal = [e for e in entries[:resolved + 1]]
+            goal = list(entries[:resolved + 1])
         if to_apply and to_revert:
             raise PlanError(
                 'target %s needs %s reverted and %s applied, which is not one direction. Revert first (target %s), '
@@ -647,9 +647,9 @@ class DrizzleAdapter(Adapter):
                 else:
                     migrations.append(loaded)
             if missing:
+                pronoun = 'them' if len(missing) > 1 else 'it'
                 raise PlanError('cannot revert service %r: no down migration %s. Write %s, or restore the backup '
-                                'taken before the migration' % (self.name, ', '.join(missing),
-                                                                 'them' if len(missing) > 1 else 'it'),
+                                'taken before the migration' % (self.name, ', '.join(missing), pronoun),
                                 code='missing_file')
         else:
             return Plan(None, [], from_rev, from_rev, target, sql='', extra={'migrations': [], 'options': opts})
