@@ -723,14 +723,14 @@ class DrizzleAdapter(Adapter):
 
     # ----------------------------------------------------------------------------- write side
     def _run(self, cur, queries, sql, params=None):
+        # recorded before it runs: a failing statement is part of what was sent
         if params is None:
-            cur.execute(sql)
             queries.append(sql)
+            cur.execute(sql)
         else:
             text = cur.mogrify(sql, params)
-            text = text.decode('utf-8') if isinstance(text, bytes) else text
+            queries.append(text.decode('utf-8') if isinstance(text, bytes) else text)
             cur.execute(sql, params)
-            queries.append(text)
 
     def apply(self, conn, plan, options=None):
         if not plan.steps:
@@ -782,8 +782,10 @@ class DrizzleAdapter(Adapter):
                     self._rollback(conn)
                     raise
                 self._rollback(conn)
-                raise self._apply_error(plan, opts, done, current, stmt, exc, conn,
-                                        at_commit=group_done if committing else None)
+                error = self._apply_error(plan, opts, done, current, stmt, exc, conn,
+                                          at_commit=group_done if committing else None)
+                error.details['queries'] = [self._scrub(q) for q in queries]
+                raise error
             finally:
                 self._restore(conn)
             first = False

@@ -179,8 +179,12 @@ def test_failing_down_rolls_back_everything(tmp_path, fresh_db, conn):
     with pytest.raises(ApplyError) as info:
         up(adapter, conn, 'base')
     assert 'revert of %s' % tags[1] in str(info.value) and 'gen_0001_is_not_here' in str(info.value)
+    queries = info.value.details.pop('queries')
     assert info.value.details == {'applied': [], 'reverted': [], 'failed': tags[1],
                                   'statement': 'DROP TABLE "gen_0001_is_not_here";'}
+    # what ran (and was rolled back): the newest down file first, the failing statement last
+    assert queries[0] == 'ALTER TABLE "gen_0002" DROP COLUMN "child_0003_count";'
+    assert queries[-1] == 'DROP TABLE "gen_0001_is_not_here";'
     assert fresh_db.snapshot() == before
 
 
