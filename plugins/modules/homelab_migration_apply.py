@@ -33,6 +33,8 @@ options:
     description:
       - Where to take the database. V(head) (one head), V(heads) (all heads), V(base) (nothing applied),
         a revision id (Alembic) or journal tag (Drizzle), or V(-N) to go N migrations back.
+      - V(-N) is relative to where the database is, so every run with it goes further back; the other
+        targets are absolute (a second run changes nothing).
       - Defaults to O(service.target), which defaults to V(head).
     type: str
   lock_wait:

@@ -1,0 +1,207 @@
+"""homelab_migration_status through real ansible-playbook, against real PostgreSQL, alembic and drizzle-orm."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from urllib.parse import quote
+
+import psycopg2
+import pytest
+
+from harness.ansible import run_module
+from harness.pg import free_port
+
+from ansible_collections.homelab.migrations.plugins.module_utils.lock import lock_key
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SERVICES = os.path.join(REPO, 'examples', 'homelab', 'services')
+ALEMBIC = os.path.join(os.path.dirname(sys.executable), 'alembic')
+STREAM = ['0000_initial_schema', '0001_add_giveaways', '0002_add_currency_system',
+          '0003_add_platform_user_unique_constraint', '0004_add_giveaway_concurrency_improvements']
+MODULE = 'homelab_migration_status'
+
+
+def homelab(urls, root=SERVICES):
+    return [
+        dict(name='dashboard', tool='alembic', path=os.path.join(root, 'dashboard'), database_url=urls['dashboard'],
+             alembic_command=[ALEMBIC]),
+        dict(name='stream-bot', tool='drizzle', path=os.path.join(root, 'stream-bot'),
+             database_url=urls['stream-bot'], depends_on=['dashboard']),
+        dict(name='discord-bot', tool='drizzle', path=os.path.join(root, 'discord-bot'),
+             database_url=urls['discord-bot'], depends_on=['dashboard', 'stream-bot']),
+    ]
+
+
+@pytest.fixture
+def three(make_db):
+    return {'dashboard': make_db(), 'stream-bot': make_db(), 'discord-bot': make_db()}
+
+
+def urls_of(dbs):
+    return dict((name, db.password_url) for name, db in dbs.items())
+
+
+def snapshots(dbs):
+    return dict((name, db.snapshot()) for name, db in dbs.items())
+
+
+def assert_clean_output(proc, result, password):
+    for text in (proc.stdout, proc.stderr, json.dumps(result)):
+        assert password not in text and quote(password, safe='') not in text
+        assert 'Traceback' not in text
+
+
+def alembic_to(db, revision):
+    out = subprocess.run([ALEMBIC, 'upgrade', revision], cwd=os.path.join(SERVICES, 'dashboard'),
+                         env=dict(os.environ, DATABASE_URL=db.url), capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+
+
+def test_mixed_homelab_at_two_points(three, drizzle_peer, tmp_path):
+    specs = homelab(urls_of(three))
+    result, proc = run_module(MODULE, {'services': specs})
+    assert not result.get('failed'), result
+    assert result['changed'] is False and result['overall_status'] == 'pending'
+    assert result['total_pending'] == 14
+
+    alembic_to(three['dashboard'], '004')
+    partial = str(tmp_path / 'stream')
+    shutil.copytree(os.path.join(SERVICES, 'stream-bot', 'migrations'), partial)
+    with open(os.path.join(partial, 'meta', '_journal.json')) as fh:
+        journal = json.load(fh)
+    journal['entries'] = journal['entries'][:4]
+    with open(os.path.join(partial, 'meta', '_journal.json'), 'w') as fh:
+        json.dump(journal, fh)
+    drizzle_peer.migrate(partial, three['stream-bot'].url)
+    drizzle_peer.migrate(os.path.join(SERVICES, 'discord-bot', 'migrations'), three['discord-bot'].url)
+    before = snapshots(three)
+
+    result, proc = run_module(MODULE, {'services': specs}, check=True)
+    assert not result.get('failed'), result
+    services = result['services']
+    assert services['dashboard']['current_revision'] == '004'
+    assert services['dashboard']['pending_migrations'] == ['005', '006']
+    assert services['stream-bot']['current_revision'] == STREAM[3]
+    assert services['stream-bot']['pending_migrations'] == [STREAM[4]]
+    assert services['discord-bot']['status'] == 'up_to_date'
+    assert result['total_pending'] == 3 and result['success'] is True
+    assert snapshots(three) == before
+    assert_clean_output(proc, result, three['dashboard'].password)
+
+
+def test_unreachable_service_reports_the_others_and_fail_on_error(three, pg):
+    urls = urls_of(three)
+    urls['discord-bot'] = 'postgresql://homelab:%s@127.0.0.1:%d/x' % (quote(pg.password, safe=''), free_port())
+    args = {'services': homelab(urls), 'connect_timeout': 3}
+    result, proc = run_module(MODULE, args)
+    assert not result.get('failed'), result
+    assert result['services']['discord-bot']['status'] == 'error'
+    assert result['services']['discord-bot']['problems'][0]['code'] == 'unreachable'
+    assert result['services']['stream-bot']['status'] == 'pending'
+    assert result['overall_status'] == 'error' and result['success'] is False
+    assert_clean_output(proc, result, pg.password)
+
+    result, proc = run_module(MODULE, dict(args, fail_on_error=True))
+    assert result['failed'] is True
+    assert result['msg'].startswith('1 service(s) in error: discord-bot: ')
+    assert result['services']['stream-bot']['pending'] == 5  # the report comes with the failure
+    assert_clean_output(proc, result, pg.password)
+
+
+@pytest.mark.parametrize('case', ['duplicate', 'unknown_dependency', 'bad_name', 'bad_url'])
+def test_bad_service_lists_fail_before_reading(three, case):
+    specs = homelab(urls_of(three))
+    expected = {
+        'duplicate': "service name 'stream-bot' is used twice",
+        'unknown_dependency': "service 'discord-bot' depends on 'grafana', which is not in the service list",
+        'bad_name': "service name 'Stream Bot' is not valid",
+        'bad_url': "service 'dashboard': database_url mysql://",
+    }[case]
+    if case == 'duplicate':
+        specs[2]['name'] = 'stream-bot'
+        specs[2]['depends_on'] = ['dashboard']
+    elif case == 'unknown_dependency':
+        specs[2]['depends_on'] = ['grafana']
+    elif case == 'bad_name':
+        specs[1]['name'] = 'Stream Bot'
+        specs[2]['depends_on'] = []
+    else:
+        specs[0]['database_url'] = specs[0]['database_url'].replace('postgresql://', 'mysql://')
+    result, proc = run_module(MODULE, {'services': specs})
+    assert result['failed'] is True and expected in result['msg'], result['msg']
+    assert 'nothing was read or changed' in result['msg']
+    assert 'services' not in result or not isinstance(result.get('services'), dict)
+    assert_clean_output(proc, result, three['dashboard'].password)
+
+
+@pytest.mark.parametrize('case', ['wrong_password', 'missing_database', 'bad_journal', 'revision_cycle',
+                                  'missing_journal_file'])
+def test_broken_service_is_an_error_with_a_clear_message(three, pg, tmp_path, case):
+    root = str(tmp_path / 'services')
+    shutil.copytree(SERVICES, root)
+    urls = urls_of(three)
+    victim = 'stream-bot'
+    if case == 'wrong_password':
+        urls[victim] = urls[victim].replace(quote(pg.password, safe=''), quote(pg.password + 'x', safe=''))
+        expected = ('unreachable', 'password authentication failed')
+    elif case == 'missing_database':
+        urls[victim] = pg.url('no_db_like_this', password=True)
+        expected = ('unreachable', 'does not exist')
+    elif case == 'bad_journal':
+        with open(os.path.join(root, 'stream-bot', 'migrations', 'meta', '_journal.json'), 'w') as fh:
+            fh.write('{"entries": [{"idx": 0, "tag": ')
+        expected = ('bad_config', 'not valid JSON')
+    elif case == 'missing_journal_file':
+        os.unlink(os.path.join(root, 'stream-bot', 'migrations', STREAM[2] + '.sql'))
+        expected = ('missing_file', STREAM[2])
+    else:
+        victim = 'dashboard'
+        path = os.path.join(root, 'dashboard', 'alembic', 'versions', '002_add_email_verified.py')
+        with open(path) as fh:
+            lines = fh.read().splitlines()
+        with open(path, 'w') as fh:
+            fh.write('\n'.join('down_revision = "005"' if line.startswith('down_revision') else line
+                               for line in lines) + '\n')
+        expected = ('bad_config', 'ycl')
+    before = snapshots(three)
+    result, proc = run_module(MODULE, {'services': homelab(urls, root=root)}, verbosity=3)
+    assert not result.get('failed'), result
+    entry = result['services'][victim]
+    assert entry['status'] == 'error'
+    codes = [p['code'] for p in entry['problems']]
+    assert expected[0] in codes, entry
+    assert any(expected[1] in p['message'] for p in entry['problems']), entry['problems']
+    others = [name for name in result['services'] if name != victim]
+    assert all(result['services'][name]['status'] == 'pending' for name in others)
+    assert snapshots(three) == before
+    assert_clean_output(proc, result, pg.password)
+
+
+def test_canary_password_never_in_output_at_vvv(three, pg):
+    urls = urls_of(three)
+    urls['dashboard'] = urls['dashboard'].replace('postgresql://', 'postgresql+psycopg2://')
+    urls['discord-bot'] = urls['discord-bot'].replace('postgresql://', 'postgres://')
+    result, proc = run_module(MODULE, {'services': homelab(urls)}, verbosity=3)
+    assert not result.get('failed'), result
+    assert_clean_output(proc, result, pg.password)
+    assert 'homelab_migration_status' in proc.stdout  # -vvv really printed the invocation
+
+
+def test_lock_is_visible_while_held(three):
+    holder = psycopg2.connect(three['discord-bot'].url, application_name='homelab.migrations:discord-bot')
+    holder.autocommit = True
+    try:
+        with holder.cursor() as cur:
+            cur.execute('SELECT pg_advisory_lock(%s, %s)', lock_key('discord-bot'))
+            cur.execute('SELECT pg_backend_pid()')
+            pid = cur.fetchone()[0]
+        result, _ = run_module(MODULE, {'services': homelab(urls_of(three))}, check=True)
+    finally:
+        holder.close()
+    lock = result['services']['discord-bot']['lock']
+    assert lock['held'] is True and lock['holder']['pid'] == pid
+    assert lock['holder']['application_name'] == 'homelab.migrations:discord-bot'
+    assert [p['code'] for p in result['services']['discord-bot']['problems']] == ['locked']
+    assert result['services']['stream-bot']['lock']['held'] is False
