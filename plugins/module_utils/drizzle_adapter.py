@@ -428,11 +428,14 @@ class DrizzleAdapter(Adapter):
             '... and %d more migrations drizzle-orm would skip (out of order)')
 
         modified = []
+        unreadable = []
         for e in applied:
             if not e.exists:
                 continue
             file_hash = e.hash()
-            if file_hash is not None and file_hash != matches[e.tag][1]:
+            if file_hash is None:
+                unreadable.append('cannot read %s to check its hash; fix its permissions' % e.path)
+            elif file_hash != matches[e.tag][1]:
                 modified.append('%s was changed after it was applied: the sha256 of %s is %s, the tracking row '
                                 'id %d holds %s. Restore the file from version control, or accept the change '
                                 'with allow_modified=true' % (e.tag, e.path, file_hash[:12], matches[e.tag][0],
@@ -487,7 +490,7 @@ class DrizzleAdapter(Adapter):
             if bad:
                 not_utf8.append('%s is not UTF-8 (%s): drizzle-orm would run it with the bad bytes replaced by '
                                 'U+FFFD. Re-save the file as UTF-8' % (e.path, bad))
-        problems += self._problems('bad_config', not_utf8, '... and %d more unreadable migration files')
+        problems += self._problems('bad_config', unreadable + not_utf8, '... and %d more unreadable migration files')
 
         return ServiceState(
             self.tool,
