@@ -440,11 +440,13 @@ def migrate_all_summary(results, order):
         if not res:
             continue
         outcome = res.get('outcome', 'unknown')
-        line = '%s: %s -> %s, applied %s, reverted %s, backup %s, %s' % (
-            name, _cell(res.get('from')), _cell(res.get('to')), len(res.get('applied') or []),
-            len(res.get('reverted') or []), res.get('backup') or 'none', outcome.upper() if outcome == 'failed'
-            else outcome)
-        detail = res.get('error') or res.get('reason')
+        backup = res.get('backup') or ('skipped (%s)' % res['backup_skipped'] if res.get('backup_skipped') else 'none')
+        line = '%s: %s -> %s, applied %d' % (name, _cell(res.get('from')), _cell(res.get('to')),
+                                             len(res.get('applied') or []))
+        if res.get('reverted'):
+            line += ', reverted %d' % len(res['reverted'])
+        line += ', backup %s, %s' % (backup, outcome.upper() if outcome == 'failed' else outcome.replace('_', ' '))
+        detail = res.get('error') or (res.get('reason') if outcome != 'unchanged' else '')
         if detail:
             line += ': ' + str(detail)
         if res.get('recovery'):

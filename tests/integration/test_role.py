@@ -1,0 +1,542 @@
+"""The migrate_all role through the real `ansible-playbook playbooks/migrate.yml`, end to end.
+
+Every test gets a fresh set of the example homelab's three databases on the session's PostgreSQL
+(owned by the password role whose password is full of URL-hostile characters), a copy of the example
+services in tmp_path (so a test may break a migration), and its backups, audit log, status report and
+textfile metrics in tmp_path. The inventory is the example's own (examples/homelab/inventory), pointed at
+the test databases with extra vars. Outcomes are checked with the services' real tools: `alembic current`
+for the dashboard, drizzle-orm's own view (the drizzle peer) for the bots, and pg_dump snapshots.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import quote
+
+import pytest
+
+from harness.ansible import REPO, ansible_env, run_module, run_playbook
+from harness.pg import Database
+
+from ansible_collections.homelab.migrations.plugins.module_utils.audit import read_records
+
+pytestmark = pytest.mark.peer
+
+HOMELAB = os.path.join(REPO, 'examples', 'homelab')
+INVENTORY = os.path.join(HOMELAB, 'inventory', 'hosts.yml')
+PLAYBOOK = os.path.join(REPO, 'playbooks', 'migrate.yml')
+ALEMBIC = os.path.join(os.path.dirname(sys.executable), 'alembic')
+ORDER = ['dashboard', 'stream-bot', 'discord-bot']
+DB_VARS = {'dashboard': 'homelab_demo_db_dashboard', 'stream-bot': 'homelab_demo_db_stream_bot',
+           'discord-bot': 'homelab_demo_db_discord_bot'}
+DASHBOARD_REVS = ['001', '002', '003', '004', '005', '006']
+BOTS = {
+    'stream-bot': ['0000_initial_schema', '0001_add_giveaways', '0002_add_currency_system',
+                   '0003_add_platform_user_unique_constraint', '0004_add_giveaway_concurrency_improvements'],
+    'discord-bot': ['0000_initial_schema', '0001_add_ticket_categories', '0002_add_stream_notifications'],
+}
+BROKEN = '0005_broken_backfill'
+
+CAPTURE_CALLBACK = '''
+import json
+import os
+
+from ansible.plugins.callback import CallbackBase
+
+
+class CallbackModule(CallbackBase):
+    """Keeps the last value of the migrate_all_audit fact per host and writes it out at the end."""
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = 'aggregate'
+    CALLBACK_NAME = 'capture_migrate_all'
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, *args, **kwargs):
+        super(CallbackModule, self).__init__(*args, **kwargs)
+        self.facts = {}
+
+    def v2_runner_on_ok(self, result):
+        facts = result._result.get('ansible_facts') or {}
+        if 'migrate_all_audit' in facts:
+            self.facts[result._host.get_name()] = facts['migrate_all_audit']
+
+    def v2_playbook_on_stats(self, stats):
+        with open(os.environ['MIGRATE_ALL_FACT_FILE'], 'w') as fh:
+            json.dump(self.facts, fh, default=str)
+'''
+
+
+class Homelab:
+    """The example homelab on fresh databases, with its files in tmp_path."""
+
+    def __init__(self, pg, tmp_path):
+        self.pg = pg
+        self.tmp = tmp_path
+        self.services_dir = str(tmp_path / 'services')
+        shutil.copytree(os.path.join(HOMELAB, 'services'), self.services_dir,
+                        ignore=shutil.ignore_patterns('node_modules', '__pycache__', '.venv'))
+        self.dbs = dict((name, Database(pg, pg.create_database())) for name in ORDER)
+        self.backup_dir = str(tmp_path / 'backups')
+        self.audit_log = str(tmp_path / 'log' / 'audit.log')
+        self.status_report = str(tmp_path / 'www' / 'migrations.json')
+        self.textfile = str(tmp_path / 'prom' / 'homelab_migrations.prom')
+        self.fact_file = str(tmp_path / 'facts.json')
+        self.callback_dir = str(tmp_path / 'callbacks')
+        os.makedirs(self.callback_dir)
+        with open(os.path.join(self.callback_dir, 'capture_migrate_all.py'), 'w') as fh:
+            fh.write(CAPTURE_CALLBACK)
+
+    def drop(self):
+        for db in self.dbs.values():
+            self.pg.drop_database(db.name)
+
+    # ------------------------------------------------------------------------ running
+    def extra_vars(self, confirm=True, **more):
+        ev = {
+            'homelab_demo_pg_host': self.pg.host,
+            'homelab_demo_pg_port': self.pg.port,
+            'homelab_demo_pg_user': 'homelab',
+            'homelab_demo_pg_password': self.pg.password,
+            'homelab_demo_services_dir': self.services_dir,
+            'migrate_all_backup_dir': self.backup_dir,
+            'migrate_all_audit_log': self.audit_log,
+            'migrate_all_status_report': self.status_report,
+            'migrate_all_prometheus_textfile': self.textfile,
+        }
+        for name, var in DB_VARS.items():
+            ev[var] = self.dbs[name].name
+        if confirm:
+            ev['migrate_all_confirm'] = True
+        ev.update(more)
+        return ev
+
+    def env(self):
+        return {'ANSIBLE_CALLBACK_PLUGINS': self.callback_dir, 'ANSIBLE_CALLBACKS_ENABLED': 'capture_migrate_all',
+                'MIGRATE_ALL_FACT_FILE': self.fact_file}
+
+    def play(self, check=False, tags=None, confirm=True, diff=False, timeout=600, **more):
+        if os.path.exists(self.fact_file):
+            os.unlink(self.fact_file)
+        started = time.monotonic()
+        proc = run_playbook(PLAYBOOK, inventory=INVENTORY, extra_vars=self.extra_vars(confirm, **more), check=check,
+                            diff=diff, tags=tags, env=self.env(), timeout=timeout)
+        proc.elapsed = time.monotonic() - started
+        proc.output = proc.stdout + proc.stderr
+        assert self.pg.password not in proc.output, 'the database password reached the output'
+        return proc
+
+    def spec(self, name, **more):
+        tool = 'alembic' if name == 'dashboard' else 'drizzle'
+        spec = {'name': name, 'tool': tool, 'path': os.path.join(self.services_dir, name),
+                'database_url': self.dbs[name].password_url}
+        spec.update(more)
+        return spec
+
+    def move(self, name, target):
+        """Put a service at a revision with the apply module (test set-up)."""
+        result, proc = run_module('homelab_migration_apply', {'service': self.spec(name), 'target': target})
+        assert not result.get('failed'), result.get('msg') or proc.stdout[-3000:]
+
+    # ---------------------------------------------------------------------- observing
+    def snapshot(self, names=ORDER):
+        return dict((name, self.dbs[name].snapshot()) for name in names)
+
+    def audit(self):
+        return read_records(self.audit_log)
+
+    def role_records(self):
+        return [r for r in self.audit() if r.get('source') == 'role']
+
+    def fact(self):
+        with open(self.fact_file) as fh:
+            return json.load(fh).get('localhost', [])
+
+    def backups(self, service=None):
+        if not os.path.isdir(self.backup_dir):
+            return []
+        names = sorted(f for f in os.listdir(self.backup_dir) if not f.endswith('.sha256') and not f.startswith('.'))
+        if service is not None:
+            names = [f for f in names if f.startswith(service + '_')]
+        return names
+
+    def alembic_current(self):
+        env = dict(os.environ, DATABASE_URL=self.dbs['dashboard'].url)
+        out = subprocess.run([ALEMBIC, 'current'], cwd=os.path.join(self.services_dir, 'dashboard'), env=env,
+                             capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stderr
+        return re.findall(r'^(\w+)(?: \(head\))?\s*$', out.stdout, re.M)
+
+    def drizzle(self, peer, name):
+        """drizzle-orm's own view of a bot: {'applied': n, 'pending': [...]}."""
+        folder = os.path.join(self.services_dir, name, 'migrations')
+        status = peer.status(folder, self.dbs[name].url)
+        return status
+
+    def drizzle_applied(self, name):
+        """The journal tags of the rows in drizzle's tracking table, in insertion order."""
+        db = self.dbs[name]
+        if db.query("SELECT to_regclass('drizzle.__drizzle_migrations')")[0][0] is None:
+            return []
+        rows = db.query('SELECT hash, created_at FROM drizzle."__drizzle_migrations" ORDER BY id')
+        folder = os.path.join(self.services_dir, name, 'migrations')
+        with open(os.path.join(folder, 'meta', '_journal.json')) as fh:
+            by_when = dict((e['when'], e['tag']) for e in json.load(fh)['entries'])
+        return [by_when.get(int(r[1]), '?') for r in rows]
+
+    def break_stream_bot(self, without_down=None):
+        """Add a migration to stream-bot that fails half-way (after a CREATE TABLE and an INSERT)."""
+        folder = os.path.join(self.services_dir, 'stream-bot', 'migrations')
+        journal_path = os.path.join(folder, 'meta', '_journal.json')
+        with open(journal_path) as fh:
+            journal = json.load(fh)
+        last = journal['entries'][-1]
+        journal['entries'].append(dict(last, idx=last['idx'] + 1, when=last['when'] + 60000, tag=BROKEN))
+        with open(journal_path, 'w') as fh:
+            json.dump(journal, fh, indent=2)
+        with open(os.path.join(folder, BROKEN + '.sql'), 'w') as fh:
+            fh.write('CREATE TABLE "backfill_probe" ("id" serial PRIMARY KEY, "note" text);\n'
+                     '--> statement-breakpoint\n'
+                     'INSERT INTO "backfill_probe" ("note") VALUES (\'half-way\');\n'
+                     '--> statement-breakpoint\n'
+                     'UPDATE "users" SET "display_name" = "no_such_column";\n')
+        with open(os.path.join(folder, BROKEN + '.down.sql'), 'w') as fh:
+            fh.write('DROP TABLE "backfill_probe";\n')
+        if without_down:
+            os.unlink(os.path.join(folder, without_down + '.down.sql'))
+
+    def seed_stream_bot(self):
+        """Rows in the tables stream-bot has at 0002."""
+        db = self.dbs['stream-bot']
+        db.execute("INSERT INTO users (id, email, display_name) VALUES ('u1', 'ana@example.org', 'Ana'), "
+                   "('u2', 'bo@example.org', NULL)")
+        db.execute("INSERT INTO bot_settings (user_id, command_prefix) VALUES ('u1', '?')")
+        db.execute("INSERT INTO platform_connections (id, user_id, platform, platform_user_id, platform_username) "
+                   "VALUES ('c1', 'u1', 'twitch', '111', 'ana_tv'), ('c2', 'u2', 'youtube', '222', 'bo')")
+
+
+@pytest.fixture
+def homelab(pg, tmp_path):
+    lab = Homelab(pg, tmp_path)
+    yield lab
+    lab.drop()
+
+
+def outcomes(records):
+    return dict((r['service'], r['outcome']) for r in records)
+
+
+def assert_at_head(lab, peer):
+    assert lab.alembic_current() == ['006']
+    for bot, tags in BOTS.items():
+        status = lab.drizzle(peer, bot)
+        assert status['pending'] == [], (bot, status)
+        assert lab.drizzle_applied(bot) == tags
+
+
+# --------------------------------------------------------------------------------------------- tests
+def test_check_mode_lists_every_pending_migration_and_writes_nothing(homelab):
+    before = homelab.snapshot()
+    proc = homelab.play(check=True, confirm=False)
+    assert proc.returncode == 0, proc.output[-5000:]
+    table = proc.stdout[proc.stdout.index('Show the migration status'):]
+    for rev in DASHBOARD_REVS:
+        assert re.search(r'pending\s+%s\b' % rev, table), rev
+    for tags in BOTS.values():
+        for tag in tags:
+            assert 'pending  %s' % tag in table
+    assert re.search(r'changed=[1-9]', proc.stdout), 'check mode must report changed when something is pending'
+    assert homelab.snapshot() == before
+    assert homelab.backups() == []
+    assert not os.path.exists(homelab.audit_log)
+    # the dashboard API JSON and the metrics are written in check mode too
+    with open(homelab.status_report) as fh:
+        report = json.load(fh)
+    assert report['overall_status'] == 'pending' and report['total_pending'] == 14
+    assert report['services']['dashboard']['pending_migrations'] == DASHBOARD_REVS
+    assert report['services']['stream-bot']['pending'] == 5
+    assert oct(os.stat(homelab.status_report).st_mode & 0o777) == '0o644'
+    with open(homelab.textfile) as fh:
+        prom = fh.read()
+    assert 'homelab_migration_pending{service="discord-bot",tool="drizzle"} 3' in prom
+    assert 'last_run' not in prom
+
+
+def test_run_migrates_all_in_dependency_order_then_changes_nothing(homelab, drizzle_peer):
+    proc = homelab.play()
+    assert proc.returncode == 0, proc.output[-6000:]
+    assert_at_head(homelab, drizzle_peer)
+    # one backup per service, taken before its migrations
+    assert [b.split('_')[0] for b in homelab.backups()] == sorted(ORDER)
+    records = homelab.audit()
+    applies = [r for r in records if r.get('source') != 'role']
+    assert [r['service'] for r in applies] == ORDER, 'applied in depends_on order'
+    assert all(r['outcome'] == 'success' and r['confirmation'] == 'migrate_all_confirm' for r in applies)
+    role = homelab.role_records()
+    assert [r['service'] for r in role] == ORDER
+    assert outcomes(role) == dict.fromkeys(ORDER, 'success')
+    assert role[0]['applied'] == DASHBOARD_REVS and role[1]['applied'] == BOTS['stream-bot']
+    assert all(r['backup'] and os.path.exists(r['backup']) for r in role)
+    assert homelab.fact() == role
+    summary = proc.stdout[proc.stdout.index('TASK [homelab.migrations.migrate_all : Summary]'):]
+    assert 'dashboard: (none) -> 006, applied 6, backup %s/dashboard_' % homelab.backup_dir in summary
+    with open(homelab.status_report) as fh:
+        report = json.load(fh)
+    assert report['overall_status'] == 'up_to_date' and report['total_pending'] == 0
+    with open(homelab.textfile) as fh:
+        prom = fh.read()
+    assert 'homelab_migration_last_run_success{action="apply"} 1' in prom
+    assert 'homelab_migration_pending{service="stream-bot",tool="drizzle"} 0' in prom
+    with open(homelab.audit_log) as fh:
+        assert homelab.pg.password not in fh.read()
+
+    snap = homelab.snapshot()
+    again = homelab.play()
+    assert again.returncode == 0, again.output[-6000:]
+    assert re.search(r'localhost\s+: ok=\d+\s+changed=0\s', again.stdout), again.stdout[-3000:]
+    assert len(homelab.backups()) == 3, 'a second run takes no new backup'
+    assert homelab.snapshot() == snap
+    assert outcomes(homelab.fact()) == dict.fromkeys(ORDER, 'unchanged')
+
+    # check mode afterwards: nothing pending, nothing changed
+    check = homelab.play(check=True, confirm=False)
+    assert check.returncode == 0
+    assert re.search(r'localhost\s+: ok=\d+\s+changed=0\s', check.stdout)
+
+
+def test_broken_migration_rolls_stream_bot_back_and_skips_its_dependent(homelab, drizzle_peer):
+    homelab.move('stream-bot', '0002_add_currency_system')
+    homelab.seed_stream_bot()
+    homelab.break_stream_bot()
+    before = homelab.snapshot()
+    # each migration commits on its own, so the role really has to take 0003 and 0004 back down
+    proc = homelab.play(migrate_all_transaction='each')
+    assert proc.returncode != 0
+    fatal = proc.stdout[proc.stdout.index('Fail the play when a service failed'):]
+    assert BROKEN in fatal and 'stream-bot failed' in fatal
+    # dashboard migrated
+    assert homelab.alembic_current() == ['006']
+    # stream-bot back at its pre-run revision, schema and data as before
+    assert homelab.drizzle_applied('stream-bot') == BOTS['stream-bot'][:3]
+    assert drizzle_peer.status(os.path.join(homelab.services_dir, 'stream-bot', 'migrations'),
+                               homelab.dbs['stream-bot'].url)['pending'] == BOTS['stream-bot'][3:] + [BROKEN]
+    assert homelab.snapshot(['stream-bot']) == dict((k, before[k]) for k in ['stream-bot'])
+    # discord-bot not attempted
+    assert homelab.snapshot(['discord-bot']) == dict((k, before[k]) for k in ['discord-bot'])
+    assert homelab.backups('discord-bot') == []
+    role = homelab.role_records()
+    assert outcomes(role) == {'dashboard': 'success', 'stream-bot': 'failed', 'discord-bot': 'skipped'}
+    by = dict((r['service'], r) for r in role)
+    assert BROKEN in by['stream-bot']['error']
+    assert by['stream-bot']['from'] == by['stream-bot']['to'] == '0002_add_currency_system'
+    assert by['stream-bot']['recovery'].startswith('rolled back to 0002_add_currency_system')
+    assert 'stream-bot' in by['discord-bot']['reason']
+    assert homelab.fact() == role
+
+
+def test_when_going_back_fails_the_backup_is_restored(homelab):
+    homelab.move('stream-bot', '0002_add_currency_system')
+    homelab.seed_stream_bot()
+    homelab.break_stream_bot(without_down='0003_add_platform_user_unique_constraint')
+    before = homelab.snapshot(['stream-bot'])
+    proc = homelab.play(migrate_all_transaction='each', tags='stream-bot')
+    assert proc.returncode != 0
+    assert homelab.snapshot(['stream-bot']) == before
+    rec = homelab.role_records()[-1]
+    assert rec['service'] == 'stream-bot' and rec['outcome'] == 'failed'
+    assert 'restored the backup' in rec['recovery'] and rec['backup'] in rec['recovery']
+    assert rec['to'] == '0002_add_currency_system'
+
+
+def test_rollback_scope_run_takes_the_dashboard_back_too(homelab):
+    homelab.move('dashboard', '003')
+    homelab.break_stream_bot()
+    before = homelab.snapshot()
+    proc = homelab.play(migrate_all_rollback_scope='run')
+    assert proc.returncode != 0
+    assert BROKEN in proc.stdout[proc.stdout.index('Fail the play when a service failed'):]
+    assert homelab.alembic_current() == ['003']
+    assert homelab.snapshot() == before
+    role = homelab.role_records()
+    final = outcomes(role)
+    assert final == {'dashboard': 'rolled_back', 'stream-bot': 'failed', 'discord-bot': 'skipped'}
+    undo = [r for r in role if r.get('scope') == 'run']
+    assert [r['service'] for r in undo] == ['dashboard']
+    assert undo[0]['reverted'] == ['006', '005', '004']
+    assert outcomes(homelab.fact()) == final
+
+
+def test_tags_limit_the_run_to_one_service(homelab, drizzle_peer):
+    before = homelab.snapshot()
+    proc = homelab.play(tags='stream-bot')
+    assert proc.returncode == 0, proc.output[-5000:]
+    assert drizzle_peer.status(os.path.join(homelab.services_dir, 'stream-bot', 'migrations'),
+                               homelab.dbs['stream-bot'].url)['pending'] == []
+    assert homelab.snapshot(['dashboard', 'discord-bot']) == dict((k, before[k]) for k in ['dashboard', 'discord-bot'])
+    assert [b.split('_')[0] for b in homelab.backups()] == ['stream-bot']
+    assert [r['service'] for r in homelab.audit()] == ['stream-bot', 'stream-bot']
+
+
+def test_rollback_by_tag_moves_only_that_service_one_step_back(homelab, drizzle_peer):
+    assert homelab.play().returncode == 0
+    before = homelab.snapshot()
+    backups = homelab.backups()
+    proc = homelab.play(tags='stream-bot', migrate_all_action='rollback')
+    assert proc.returncode == 0, proc.output[-5000:]
+    assert homelab.drizzle_applied('stream-bot') == BOTS['stream-bot'][:4]
+    assert drizzle_peer.status(os.path.join(homelab.services_dir, 'stream-bot', 'migrations'),
+                               homelab.dbs['stream-bot'].url)['pending'] == BOTS['stream-bot'][4:]
+    assert homelab.snapshot(['dashboard', 'discord-bot']) == dict((k, before[k]) for k in ['dashboard', 'discord-bot'])
+    new = sorted(set(homelab.backups()) - set(backups))
+    assert len(new) == 1 and new[0].startswith('stream-bot_'), 'a backup first, of that service only'
+    rec = homelab.role_records()[-1]
+    assert rec['service'] == 'stream-bot' and rec['action'] == 'rollback' and rec['outcome'] == 'success'
+    assert rec['reverted'] == [BOTS['stream-bot'][4]]
+    # to a named target
+    proc = homelab.play(tags='stream-bot', migrate_all_action='rollback',
+                        migrate_all_rollback_target='0001_add_giveaways')
+    assert proc.returncode == 0, proc.output[-5000:]
+    assert homelab.drizzle_applied('stream-bot') == BOTS['stream-bot'][:2]
+
+
+def test_rollback_without_a_tag_is_refused(homelab):
+    assert homelab.play(tags='dashboard').returncode == 0
+    before = homelab.snapshot()
+    proc = homelab.play(migrate_all_action='rollback')
+    assert proc.returncode != 0
+    assert '--tags' in proc.stdout and 'Nothing was changed' in proc.stdout
+    assert homelab.snapshot() == before
+
+
+def test_no_tty_and_no_confirmation_stops_at_once_touching_nothing(homelab, drizzle_peer):
+    before = homelab.snapshot()
+    proc = homelab.play(confirm=False, timeout=120)
+    assert proc.returncode != 0
+    assert proc.elapsed < 60, 'must not wait for input (took %.1fs)' % proc.elapsed
+    assert '-e migrate_all_confirm=true' in proc.stdout
+    assert 'Nothing was touched' in proc.stdout
+    assert homelab.snapshot() == before
+    assert homelab.backups() == []
+    # the same run confirmed completes
+    proc = homelab.play(confirm=True)
+    assert proc.returncode == 0, proc.output[-5000:]
+    assert_at_head(homelab, drizzle_peer)
+
+
+def test_dependency_cycle_is_an_error_before_anything_runs(homelab):
+    services = [homelab.spec('dashboard', depends_on=['discord-bot']), homelab.spec('stream-bot'),
+                homelab.spec('discord-bot', depends_on=['stream-bot', 'dashboard'])]
+    before = homelab.snapshot()
+    proc = homelab.play(migrate_all_services=services)
+    assert proc.returncode != 0
+    assert 'cycle' in proc.stdout and 'dashboard -> discord-bot -> dashboard' in proc.stdout
+    assert 'Read the migration status' not in proc.stdout
+    assert homelab.snapshot() == before
+    services[0]['depends_on'] = ['grafana']
+    proc = homelab.play(migrate_all_services=services)
+    assert proc.returncode != 0 and "'grafana', which is not in the service list" in proc.stdout
+
+
+class _Unhealthy(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        self.send_response(503)
+        self.end_headers()
+        self.wfile.write(b'down for maintenance')
+
+    def log_message(self, *args):
+        pass
+
+
+def test_failed_health_check_rolls_the_service_back(homelab):
+    server = HTTPServer(('127.0.0.1', 0), _Unhealthy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = 'http://127.0.0.1:%d/health' % server.server_port
+        services = [homelab.spec('stream-bot'), homelab.spec('discord-bot', health_check=url)]
+        homelab.move('discord-bot', '0000_initial_schema')
+        before = homelab.snapshot(['discord-bot'])
+        proc = homelab.play(migrate_all_services=services, migrate_all_health_check_retries=1,
+                            migrate_all_health_check_delay=0)
+    finally:
+        server.shutdown()
+    assert proc.returncode != 0
+    assert homelab.drizzle_applied('stream-bot') == BOTS['stream-bot']
+    assert homelab.snapshot(['discord-bot']) == before
+    rec = [r for r in homelab.role_records() if r['service'] == 'discord-bot'][0]
+    assert rec['outcome'] == 'failed' and 'HTTP 503' in rec['error']
+    assert rec['reverted'] == BOTS['discord-bot'][:0:-1]
+
+
+def _run_on_a_terminal(argv, env, answer, timeout=300):
+    """Run argv with stdin and stdout on a pseudo-terminal; type ``answer`` at the prompt."""
+    import pty
+    import select
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.chdir(REPO)
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    out, sent = b'', False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not sent and b'Type "yes"' in out and out.rstrip().endswith(b':'):
+                os.write(fd, answer + b'\r')
+                sent = True
+    finally:
+        if time.monotonic() >= deadline:
+            os.kill(pid, 9)
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), out.decode('utf-8', 'replace'), sent
+
+
+@pytest.mark.parametrize('answer', [b'yes', b'no'])
+def test_interactive_terminal_asks_and_records_the_answer(homelab, tmp_path, answer):
+    varsfile = str(tmp_path / 'vars.json')
+    fd = os.open(varsfile, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, 'w') as fh:
+        json.dump(homelab.extra_vars(confirm=False), fh)
+    argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), PLAYBOOK, '-i', INVENTORY,
+            '-e', '@' + varsfile, '--tags', 'discord-bot']
+    before = homelab.snapshot()
+    rc, out, asked = _run_on_a_terminal(argv, ansible_env(homelab.env()), answer)
+    assert asked, out[-4000:]
+    assert 'discord-bot: (none) -> 0002_add_stream_notifications' in out
+    if answer == b'yes':
+        assert rc == 0, out[-4000:]
+        assert homelab.drizzle_applied('discord-bot') == BOTS['discord-bot']
+        assert [r['confirmation'] for r in homelab.audit()] == ['prompt', 'prompt']
+    else:
+        assert rc != 0
+        assert 'the answer was not yes' in out
+        assert homelab.snapshot() == before
+        assert not os.path.exists(homelab.audit_log)
+
+
+def test_inventory_urls_work_with_the_canary_password(homelab):
+    """The example inventory builds the URLs; the password role's URL-hostile password survives it."""
+    assert quote(homelab.pg.password, safe='') != homelab.pg.password
+    proc = homelab.play(check=True, confirm=False)
+    assert proc.returncode == 0, proc.output[-4000:]
+    with open(homelab.status_report) as fh:
+        text = fh.read()
+    assert homelab.pg.password not in text and '"unreachable"' not in text
