@@ -6,7 +6,6 @@ peer's migrate() after reading our state and compares the rows it added with our
 
 import os
 import shutil
-import time
 
 import pytest
 
@@ -217,8 +216,8 @@ def test_entries_sharing_a_when_match_by_hash(tmp_path, fresh_db, conn, drizzle_
     assert drizzle_peer.status(folder, fresh_db.url)['pending'] == []
 
 
-def test_status_of_50_services_is_fast(tmp_path, fresh_db, conn):
-    """The module's target: status of 50 services in < 3 s; the adapter's share must be well below."""
+def test_status_of_50_services_sharing_one_connection(tmp_path, fresh_db, conn):
+    """50 services on one connection each see only their own tracking table (timing: benchmarks/)."""
     template = tmp_path / 'template'
     tags = generate(str(template / 'migrations'), 40)
     adapters = []
@@ -231,12 +230,10 @@ def test_status_of_50_services_is_fast(tmp_path, fresh_db, conn):
     first.apply(conn, first.plan(conn, first.read_state(conn), tags[29]))
     for n in range(1, 50):
         fresh_db.execute('CREATE TABLE drizzle.mig_%02d AS SELECT * FROM drizzle.mig_00' % n)
-    start = time.monotonic()
+    fresh_db.execute('DELETE FROM drizzle.mig_49 WHERE created_at = (SELECT max(created_at) FROM drizzle.mig_49)')
     states = [a.read_state(conn) for a in adapters]
-    elapsed = time.monotonic() - start
-    assert all(s.applied == tags[:30] and s.pending == tags[30:] and s.problems == [] for s in states)
-    print("read_state of 50 services x 40 migrations: %.3fs" % elapsed)
-    assert elapsed < 1.5, 'read_state of 50 services x 40 migrations took %.2fs' % elapsed
+    assert all(s.applied == tags[:30] and s.pending == tags[30:] and s.problems == [] for s in states[:49])
+    assert states[49].applied == tags[:29] and states[49].pending == tags[29:]
 
 
 def test_non_utf8_file_applied_by_drizzle_has_drizzles_hash(tmp_path, fresh_db, conn, drizzle_peer):

@@ -107,10 +107,15 @@ async function runStatus(pool, opts) {
   } finally {
     client.release();
   }
-  // migrate() compares each entry with the row of the greatest created_at only
+  // migrate() compares each entry with the first row of `ORDER BY created_at DESC LIMIT 1` only;
+  // PostgreSQL sorts NULLs first there, and Number(null) is 0, so a NULL row makes everything pending
   let last = null;
   for (const r of rows || []) {
-    if (r.created_at !== null && (last === null || r.created_at > last)) last = r.created_at;
+    if (r.created_at === null) {
+      last = 0;
+      break;
+    }
+    if (last === null || r.created_at > last) last = r.created_at;
   }
   const pending = entries.filter((e) => last === null || last < e.when);
   return {
