@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import threading
 import traceback
 
 from urllib.parse import quote
@@ -34,6 +35,7 @@ INFORMATIONAL_CODES = ('locked',)
 # a status read never waits long behind a migration that holds a lock on a tracking table
 STATUS_LOCK_TIMEOUT = '5s'
 STATUS_APPLICATION = 'status'
+PRECONNECT_WORKERS = 8
 
 _SQLSTATE_LOCK_NOT_AVAILABLE = '55P03'
 _SQLSTATE_QUERY_CANCELED = '57014'
@@ -135,9 +137,9 @@ def _prepare(conn, prepared):
     """Make a pooled connection read-only and quick to give up on locks (once per connection)."""
     if any(seen is conn for seen in prepared):
         return
-    with conn.cursor() as cur:
-        cur.execute('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY')
-        cur.execute('SELECT pg_catalog.set_config(%s, %s, false)', ('lock_timeout', STATUS_LOCK_TIMEOUT))
+    with conn.cursor() as cur:  # one round trip
+        cur.execute('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; '
+                    'SELECT pg_catalog.set_config(%s, %s, false)', ('lock_timeout', STATUS_LOCK_TIMEOUT))
     prepared.append(conn)
 
 
@@ -233,6 +235,40 @@ def summarize(services):
     }
 
 
+def preconnect(pool, named_urls, workers=PRECONNECT_WORKERS):
+    """Open the pool's connections (one per distinct server+database+user) in parallel.
+
+    Connecting is most of a status run's time (TCP + TLS + SCRAM, several round trips each); in parallel,
+    50 services on 50 remote databases cost a few connection times instead of 50. Failures stay in the
+    pool (it remembers them) and are reported per service afterwards.
+    """
+    first = {}
+    for name, dburl in named_urls:
+        first.setdefault(dburl.server_key, (name, dburl))
+    todo = list(first.values())
+    if len(todo) < 2 or workers < 2:
+        return
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                name, dburl = todo.pop(0)
+            try:
+                pool.get(dburl, service=name)
+            except Exception:  # remembered by the pool (ConnectError) or raised again when the service is read
+                pass
+
+    threads = [threading.Thread(target=worker) for _ in range(min(workers, len(todo)))]
+    for thread in threads:
+        thread.daemon = True
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def build_report(specs, urls=None, connect_timeout=connection_mod.DEFAULT_CONNECT_TIMEOUT, pool=None,
                  get_adapter=None):
     """Status of every service in ``specs`` (validated spec dicts, defaults filled).
@@ -249,6 +285,7 @@ def build_report(specs, urls=None, connect_timeout=connection_mod.DEFAULT_CONNEC
     prepared = []
     services = {}
     try:
+        preconnect(pool, [(spec['name'], urls[spec['name']]) for spec in specs])
         for spec in specs:
             services[spec['name']] = service_entry(spec, urls[spec['name']], pool, prepared, get_adapter)
     finally:
