@@ -1,14 +1,1016 @@
 # -*- coding: utf-8 -*-
 # Copyright: homelab.migrations contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The alembic adapter (being built: read side for status, write side for apply)."""
+"""The alembic adapter.
+
+Read side (status, plan): never runs env.py or a revision file and never writes. It reads the
+alembic config the way alembic 1.20 does (``script_location``, ``version_locations`` with the
+``path_separator`` / ``version_path_separator`` rules, ``recursive_version_locations``,
+``sourceless``; ``[tool.alembic]`` of ``pyproject.toml`` as the fallback), lists revision files
+exactly like ``ScriptDirectory`` does, takes ``revision`` / ``down_revision`` / ``branch_labels`` /
+``depends_on`` from each file with :mod:`ast` (literals only), and builds alembic's own
+``RevisionMap`` from ``Revision`` objects. Heads, history, pending and downgrade steps come from
+that map with the calls ``alembic heads`` / ``history`` / ``upgrade`` / ``downgrade`` make, so
+they agree with the CLI. The current revisions come from the version table.
+
+Write side (apply): runs the service's own ``alembic`` (its env.py is service code) with
+``DATABASE_URL`` in the environment (never in argv), in a process group of its own that dies with
+us (``PR_SET_PDEATHSIG``), then re-reads the version table and reports what really happened.
+"""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.homelab.migrations.plugins.module_utils.adapter import Adapter
+import ast
+import configparser
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import warnings
+
+from ansible_collections.homelab.migrations.plugins.module_utils.adapter import (
+    Adapter, AdapterError, ApplyError, ApplyResult, Plan, PlanError, ServiceState, problem)
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
+
+try:
+    from alembic.script.revision import Revision, RevisionError, RevisionMap
+    HAS_ALEMBIC = True
+    ALEMBIC_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - exercised only without alembic
+    Revision = RevisionError = RevisionMap = None
+    HAS_ALEMBIC = False
+    ALEMBIC_IMPORT_ERROR = exc
+
+try:  # Python 3.11+
+    import tomllib as _toml
+except ImportError:  # pragma: no cover - older Pythons
+    try:
+        import tomli as _toml
+    except ImportError:
+        _toml = None
+
+MAIN_SECTION = 'alembic'
+REV_NAMES = ('revision', 'down_revision', 'branch_labels', 'depends_on')
+
+# alembic.script.base: which file names are revision files
+_ONLY_SOURCE_RE = re.compile(r'(?!\.\#|__init__)(.*\.py)$')
+_SOURCELESS_RE = re.compile(r'(?!\.\#|__init__)(.*\.py)(c|o)?$')
+_LEGACY_REV_RE = re.compile(r'([a-f0-9]+)\.py$')
+# alembic.script.revision._relative_destination
+_RELATIVE_RE = re.compile(r'(?:(.+?)@)?(\w+)?((?:\+|-)\d+)')
+# alembic.config: legacy version_locations splitting when no separator is configured
+_LEGACY_SPLIT_RE = re.compile(r', *|(?: +)')
+_SEPARATORS = {'space': ' ', 'newline': '\n', 'os': os.pathsep, ':': ':', ';': ';'}
+
+# Fast path of the revision file reader (see _fast_values): a file's head made only of whole
+# top-level lines -- blank/comment lines, string statements (the docstring), one-line imports and
+# simple `name[: annotation] = literal` lines for the four names -- matched by regular expressions.
+_NAMES_ALT = br'(?:revision|down_revision|branch_labels|depends_on)'
+_NAME_WORD_RE = re.compile(br'\b' + _NAMES_ALT + br'\b')
+_EOL = br'[ \t]*(?:#[^\n]*)?(?:\n|\Z)'
+_FILLER_RE = re.compile(
+    br'(?:[ \t]*(?:#[^\n]*)?\n'
+    br'|[rRuU]?"""(?:[^"\\]+|\\.|"(?!""))*"""' + _EOL
+    + br"|[rRuU]?'''(?:[^'\\]+|\\.|'(?!''))*'''" + _EOL
+    + br'|(?:from[ \t]+[\w.]+[ \t]+)?import[ \t]+(?![^\n]*\b' + _NAMES_ALT + br'\b)[\w., \t]+' + _EOL
+    + br')*', re.S)
+_SIMPLE_LINE_RE = re.compile(
+    br'(' + _NAMES_ALT + br')(?:[ \t]*:[ \t]*([\w.\[\], \t|]+?))?[ \t]*=[ \t]*'
+    br'''(None|'[^'\\\n]*'|"[^"\\\n]*"|[(\[][^()\[\]#\\]*[)\]])''' + _EOL)
+_INNER_BRACKETS_RE = re.compile(br'\[[^\[\]]*\]')
+_COOKIE_RE = re.compile(br'(?:[^\n]*\n)?[ \t\f]*#[^\n]*?coding[:=][ \t]*([-\w.]+)')
+_TIMEOUT_RE = re.compile(r'^\d+(?:\.\d+)?\s*(?:us|ms|s|min|h|d)?$')
+
+PR_SET_PDEATHSIG = 1
+STDERR_TAIL_LINES = 30
+STDERR_TAIL_CHARS = 4000
+PREVIEW_TIMEOUT = 120
 
 
+class _FileError(Exception):
+    """A revision file alembic would choke on (or that we cannot read without running it)."""
+
+
+def _require_alembic():
+    if not HAS_ALEMBIC:
+        raise AdapterError('the Python library alembic is required on the managed host to read migration state '
+                           '(pip install alembic): %s' % ALEMBIC_IMPORT_ERROR)
+
+
+def _to_tuple(value, default=None):
+    """alembic.util.to_tuple"""
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return tuple(value)
+    return (value,)
+
+
+# --------------------------------------------------------------------------- config
+class AlembicConfig(object):
+    """What the read side needs from alembic.ini / pyproject.toml, resolved to absolute paths."""
+
+    def __init__(self, service_path, config_name):
+        self.service_path = os.path.abspath(service_path)
+        self.config_name = config_name or 'alembic.ini'
+        given = os.path.join(self.service_path, self.config_name)
+        if os.path.basename(self.config_name) == 'pyproject.toml':
+            # `alembic -c pyproject.toml`: the toml is the config, the ini is the default (often absent)
+            self.ini_path = os.path.join(self.service_path, 'alembic.ini')
+            self.toml_path = given
+        else:
+            self.ini_path = given
+            self.toml_path = os.path.join(self.service_path, 'pyproject.toml')
+        self.ini = self._read_ini()
+        self.toml = None  # loaded on first use
+        self.script_location = self._script_location()
+        self.version_locations = self._version_locations()
+        self.recursive = self._boolean('recursive_version_locations')
+        self.sourceless = self._boolean('sourceless')
+
+    def describe(self):
+        return self.ini_path if self.ini is not None else self.toml_path
+
+    # .ini, as alembic.config.Config.file_config reads it
+    def _read_ini(self):
+        if not os.path.isfile(self.ini_path):
+            if os.path.basename(self.config_name) != 'pyproject.toml':
+                raise AdapterError('alembic config %s not found; set alembic_config to the ini file relative to the '
+                                   'service path %s' % (self.ini_path, self.service_path))
+            return None
+        here = os.path.dirname(os.path.abspath(self.ini_path)).replace(os.sep, '/')
+        parser = configparser.ConfigParser({'here': here})
+        try:
+            with open(self.ini_path, encoding='utf-8') as fh:
+                parser.read_file(fh, source=self.ini_path)
+        except (configparser.Error, UnicodeDecodeError, OSError) as exc:
+            raise AdapterError('cannot read alembic config %s: %s' % (self.ini_path, ' '.join(str(exc).split())))
+        return parser
+
+    def _ini_get(self, name):
+        if self.ini is None or not self.ini.has_option(MAIN_SECTION, name):
+            return None
+        try:
+            return self.ini.get(MAIN_SECTION, name)
+        except configparser.Error as exc:
+            raise AdapterError('alembic config %s: cannot read %s: %s' % (self.ini_path, name,
+                                                                          ' '.join(str(exc).split())))
+
+    def _toml_data(self):
+        if self.toml is None:
+            self.toml = {}
+            if os.path.isfile(self.toml_path):
+                if _toml is None:
+                    raise AdapterError('%s may hold [tool.alembic] settings but this Python cannot read TOML; use '
+                                       'Python 3.11+ or install tomli on the managed host' % self.toml_path)
+                try:
+                    with open(self.toml_path, 'rb') as fh:
+                        data = _toml.load(fh)
+                except (ValueError, OSError) as exc:
+                    raise AdapterError('cannot read %s: %s' % (self.toml_path, exc))
+                section = data.get('tool', {}).get('alembic', {})
+                if not isinstance(section, dict):
+                    raise AdapterError('%s: [tool.alembic] is not a table' % self.toml_path)
+                self.toml = section
+        return self.toml
+
+    def _toml_get(self, name):
+        value = self._toml_data().get(name)
+        here = {'here': os.path.dirname(os.path.abspath(self.toml_path)).replace(os.sep, '/')}
+        try:
+            if isinstance(value, str):
+                return value % here
+            if isinstance(value, list):
+                return [v % here for v in value]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise AdapterError('%s: [tool.alembic] %s: bad %%-substitution (%s)' % (self.toml_path, name, exc))
+        return value
+
+    def _option(self, name):
+        value = self._ini_get(name)
+        if value is None:
+            value = self._toml_get(name)
+        return value
+
+    def _boolean(self, name):
+        value = self._ini_get(name)
+        if value is not None:
+            return value == 'true'
+        value = self._toml_data().get(name, False)
+        if not isinstance(value, bool):
+            raise AdapterError('%s: [tool.alembic] %s must be true or false' % (self.toml_path, name))
+        return value
+
+    def _abs(self, location):
+        # alembic resolves relative paths against its cwd, which is the service path
+        return os.path.normpath(os.path.join(self.service_path, location))
+
+    def _script_location(self):
+        location = self._option('script_location')
+        if not location or not isinstance(location, str):
+            raise AdapterError("alembic config %s has no 'script_location' in its [alembic] section"
+                               % self.describe())
+        if not os.path.isabs(location) and ':' in location:
+            raise AdapterError("alembic config %s: script_location %r names a package resource; status cannot resolve "
+                               "it without importing the package, use a filesystem path" % (self.describe(), location))
+        path = self._abs(location)
+        if not os.path.isdir(path):
+            raise AdapterError('alembic config %s: script_location %s does not exist' % (self.describe(), path))
+        return path
+
+    def _separator(self):
+        for name in ('path_separator', 'version_path_separator'):
+            value = self._ini_get(name)
+            if value is not None:
+                try:
+                    return _SEPARATORS[value]
+                except KeyError:
+                    raise AdapterError("alembic config %s: %r is not a valid value for %s; expected 'space', "
+                                       "'newline', 'os', ':' or ';'" % (self.ini_path, value, name))
+        return None
+
+    def _version_locations(self):
+        raw = self._ini_get('version_locations')
+        if raw:
+            sep = self._separator()
+            if sep is None:
+                parts = _LEGACY_SPLIT_RE.split(raw)
+            else:
+                parts = [x.strip() for x in raw.split(sep) if x]
+        else:
+            parts = self._toml_get('version_locations')
+            if parts is not None and (not isinstance(parts, list) or not all(isinstance(p, str) for p in parts)):
+                raise AdapterError('%s: [tool.alembic] version_locations must be a list of paths' % self.toml_path)
+        if not parts:
+            return [os.path.join(self.script_location, 'versions')]
+        for part in parts:
+            if not os.path.isabs(part) and ':' in part:
+                raise AdapterError('alembic config %s: version location %r names a package resource; use a '
+                                   'filesystem path' % (self.describe(), part))
+        return [self._abs(p) for p in parts]
+
+
+# ------------------------------------------------------------------- revision files
+def list_revision_files(config):
+    """Revision file paths in the order ScriptDirectory._load_revisions yields them.
+
+    Like alembic's Script._list_py_dir on Python 3.8-3.11 (os.walk: top-down, symlinked
+    directories not entered, files sorted, sub-directories sorted, only the first level unless
+    recursive_version_locations) and _from_path (file name rules applied to the resolved path).
+    Returns (paths, unreadable): ``unreadable`` are sourceless (.pyc/.pyo only) revisions.
+    """
+    paths = []
+    unreadable = []
+    seen = set()
+    for location in config.version_locations:
+        if not os.path.exists(location):
+            continue
+        stack = [location]
+        while stack:
+            root = stack.pop()
+            try:
+                entries = list(os.scandir(root))
+            except OSError:
+                entries = []
+            files = []
+            dirs = []
+            for entry in entries:
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    is_dir = False
+                (dirs if is_dir else files).append(entry)
+            if not os.path.basename(root).endswith('__pycache__'):
+                real_root = os.path.realpath(root)
+                candidates = []
+                for entry in sorted(files, key=lambda e: e.name):
+                    if entry.is_symlink():
+                        candidates.append(os.path.realpath(entry.path))
+                    else:
+                        candidates.append(os.path.join(real_root, entry.name))
+                if config.sourceless:
+                    cache = os.path.join(root, '__pycache__')
+                    if os.path.isdir(cache):
+                        names = set(e.name.split('.')[0] for e in files)
+                        candidates.extend(os.path.realpath(os.path.join(cache, f)) for f in os.listdir(cache)
+                                          if f.split('.')[0] not in names)
+                for real in candidates:
+                    if real in seen:
+                        continue
+                    seen.add(real)
+                    kind = _file_kind(config, real)
+                    if kind == 'source':
+                        paths.append(real)
+                    elif kind == 'compiled':
+                        unreadable.append(real)
+            if not config.recursive:
+                break
+            for entry in sorted(dirs, key=lambda e: e.name, reverse=True):
+                if not entry.is_symlink():
+                    stack.append(entry.path)
+    return paths, unreadable
+
+
+def _file_kind(config, path):
+    directory, name = os.path.split(path)
+    match = (_SOURCELESS_RE if config.sourceless else _ONLY_SOURCE_RE).match(name)
+    if not match:
+        return None
+    if config.sourceless and match.group(2) in ('c', 'o'):
+        py_name = match.group(1)
+        if os.path.exists(os.path.join(directory, py_name)) or (
+                match.group(2) == 'o' and os.path.exists(os.path.join(directory, py_name + 'c'))):
+            return None
+        return 'compiled'
+    return 'source'
+
+
+def _fast_values(data):
+    """The revision names' literal values from the file's head, or None when the file needs a full parse.
+
+    The head is consumed in whole top-level lines by regular expressions (see _FILLER_RE and
+    _SIMPLE_LINE_RE), so every line taken is a complete module-level statement; the right-hand
+    sides go through ``ast.literal_eval``. If the head has no such line, or the rest of the file
+    mentions one of the names at all (anywhere, even in a comment), or the file declares a
+    non-UTF-8 encoding, the answer is None and the caller parses the whole file with ``ast``.
+    """
+    if data[:3] == b'\xef\xbb\xbf':
+        return None
+    second_eol = data.find(b'\n', data.find(b'\n') + 1)
+    cookie = _COOKIE_RE.match(data[:second_eol + 1] if second_eol >= 0 else data)
+    if cookie and cookie.group(1).lower().replace(b'_', b'-') not in (b'utf-8', b'utf8'):
+        return None
+    values = {}
+    pos = 0
+    while True:
+        pos = _FILLER_RE.match(data, pos).end()
+        line = _SIMPLE_LINE_RE.match(data, pos)
+        if line is None:
+            break
+        annotation = line.group(2)
+        if annotation is not None:
+            while True:
+                annotation, count = _INNER_BRACKETS_RE.subn(b'', annotation)
+                if not count:
+                    break
+            if b'[' in annotation or b']' in annotation:
+                return None
+        text = line.group(3)
+        if text == b'None':
+            value = None
+        elif text[:1] in (b'"', b"'"):
+            try:
+                value = text[1:-1].decode('utf-8')
+            except UnicodeDecodeError:
+                return None
+        else:
+            try:
+                value = ast.literal_eval(text.decode('utf-8'))
+            except (SyntaxError, ValueError, TypeError, UnicodeDecodeError, MemoryError, RecursionError):
+                return None
+        values[line.group(1).decode('ascii')] = value
+        pos = line.end()
+    if not values or _NAME_WORD_RE.search(data, pos):
+        return None
+    return values
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.ListComp, ast.SetComp,
+           ast.DictComp, ast.GeneratorExp)
+
+
+def _stored_names(node):
+    """Names a module-level statement binds or deletes (not descending into new scopes)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ast.Name) and isinstance(item.ctx, (ast.Store, ast.Del)):
+            yield item.id, item
+        elif isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            yield item.name, item
+            continue
+        elif isinstance(item, (ast.Import, ast.ImportFrom)):
+            for alias in item.names:
+                yield (alias.asname or alias.name.split('.')[0]), item
+            continue
+        if isinstance(item, _SCOPES) and item is not node:
+            continue
+        stack.extend(ast.iter_child_nodes(item))
+
+
+def _literal(name, node):
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise _FileError('line %s: %s is set to an expression (%s), not a literal; status reads revision files '
+                         'without running them, so write it as a plain string, tuple or None'
+                         % (getattr(node, 'lineno', '?'), name, type(node).__name__))
+
+
+def _bind(values, target, value):
+    if isinstance(target, ast.Name):
+        if target.id in REV_NAMES:
+            values[target.id] = _literal(target.id, value)
+        return
+    if isinstance(target, (ast.Tuple, ast.List)):
+        names = [n for n, _ in _stored_names(target) if n in REV_NAMES]
+        if not names:
+            return
+        if (isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(target.elts)
+                and not any(isinstance(e, ast.Starred) for e in target.elts + value.elts)):
+            for sub_target, sub_value in zip(target.elts, value.elts):
+                _bind(values, sub_target, sub_value)
+            return
+        raise _FileError('line %s: %s is assigned by unpacking an expression; write it as a plain literal assignment'
+                         % (target.lineno, ', '.join(names)))
+    if isinstance(target, ast.Starred):
+        names = [n for n, _ in _stored_names(target) if n in REV_NAMES]
+        if names:
+            raise _FileError('line %s: %s is assigned by star-unpacking; write it as a plain literal assignment'
+                             % (target.lineno, ', '.join(names)))
+
+
+def parse_module(data):
+    """ast.parse with the errors turned into _FileError."""
+    try:
+        return ast.parse(data)
+    except (SyntaxError, ValueError) as exc:
+        line = getattr(exc, 'lineno', None)
+        raise _FileError('is not valid Python%s: %s' % (' (line %s)' % line if line else '',
+                                                      getattr(exc, 'msg', None) or exc))
+    except (RecursionError, MemoryError):
+        raise _FileError('is too deeply nested to parse')
+
+
+def full_values(data):
+    """{name: value} of the module-level revision names, from the whole file's AST. Raises _FileError."""
+    values = {}
+    for stmt in parse_module(data).body:
+        if isinstance(stmt, ast.Assign):
+            for target in stmt.targets:
+                _bind(values, target, stmt.value)
+        elif isinstance(stmt, ast.AnnAssign):
+            if stmt.value is not None and stmt.simple:
+                _bind(values, stmt.target, stmt.value)
+        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # docstrings
+        else:
+            for name, node in _stored_names(stmt):
+                if name in REV_NAMES:
+                    raise _FileError('line %s: %s is bound by a %s statement, not a plain assignment; status reads '
+                                     'revision files without running them, so assign a literal at module level'
+                                     % (getattr(node, 'lineno', stmt.lineno), name, type(stmt).__name__))
+    return values
+
+
+def read_file(path):
+    try:
+        with open(path, 'rb') as fh:
+            return fh.read()
+    except OSError as exc:
+        raise _FileError('cannot be read: %s' % (exc.strerror or exc))
+
+
+def read_revision_values(path, data=None):
+    """({name: value}, whole_file_parsed) of one revision file. Raises _FileError."""
+    if data is None:
+        data = read_file(path)
+    values = _fast_values(data)
+    if values is not None:
+        return values, False
+    return full_values(data), True
+
+
+def _check_ids(name, value, single=False):
+    if value is None:
+        return
+    if single:
+        ok = isinstance(value, str) and value != ''
+    else:
+        ok = isinstance(value, str) or (isinstance(value, (tuple, list, set, frozenset))
+                                        and all(isinstance(v, str) for v in value))
+    if not ok:
+        raise _FileError('%s must be %s, got %r' % (name, 'a non-empty string' if single
+                                                    else 'None, a string or a tuple of strings', value))
+
+
+def revision_from_values(path, values):
+    """An alembic Revision built from a file's literals, the way Script.__init__ builds it."""
+    if 'revision' in values:
+        rev_id = values['revision']
+        _check_ids('revision', rev_id, single=True)
+    else:
+        legacy = _LEGACY_REV_RE.match(os.path.basename(path))
+        if not legacy:
+            raise _FileError("has no module-level `revision = '...'`")
+        rev_id = legacy.group(1)
+    if 'down_revision' not in values:
+        raise _FileError("has no module-level `down_revision = ...` (use None for a base revision)")
+    for name in ('down_revision', 'branch_labels', 'depends_on'):
+        _check_ids(name, values.get(name))
+    try:
+        return Revision(rev_id, values['down_revision'],
+                        dependencies=_to_tuple(values.get('depends_on'), default=()),
+                        branch_labels=_to_tuple(values.get('branch_labels'), default=()))
+    except RevisionError as exc:
+        raise _FileError(str(exc))
+
+
+def revision_from_file(path):
+    values, _whole = read_revision_values(path)
+    return revision_from_values(path, values)
+
+
+class RevisionGraph(object):
+    """alembic's RevisionMap over the parsed files, plus the file of each revision."""
+
+    def __init__(self, config):
+        _require_alembic()
+        self.config = config
+        self.files = {}
+        self.revisions = []
+        self.problems = []
+        paths, unreadable = list_revision_files(config)
+        for path in unreadable:
+            self.problems.append('%s: sourceless revision (no .py beside it); status cannot read it without running '
+                                 'it, ship the .py file' % path)
+        labels = set()
+        self.checked = set()  # files whose whole text went through ast already
+        for path in paths:
+            try:
+                values, whole = read_revision_values(path)
+                rev = revision_from_values(path, values)
+            except _FileError as exc:
+                self.problems.append('%s %s' % (path, exc))
+                continue
+            if rev.revision in self.files:
+                self.problems.append('revision id %r is defined twice: %s and %s; give one of them a new id'
+                                     % (rev.revision, self.files[rev.revision], path))
+                continue
+            self.files[rev.revision] = path
+            if whole:
+                self.checked.add(path)
+            labels.update(rev._orig_branch_labels)
+            self.revisions.append(rev)
+        known = set(self.files)
+        for rev in self.revisions:
+            for down in _to_tuple(rev.down_revision, default=()):
+                if down not in known:
+                    self.problems.append('%s: down_revision %r is not in any revision file under %s'
+                                         % (self.files[rev.revision], down, ', '.join(config.version_locations)))
+            for dep in _to_tuple(rev.dependencies, default=()):
+                if dep not in known and dep not in labels:
+                    self.problems.append('%s: depends_on %r is neither a revision nor a branch label'
+                                         % (self.files[rev.revision], dep))
+        self.map = None
+        if self.problems:
+            return
+        revisions = list(self.revisions)
+        rmap = RevisionMap(lambda: revisions)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                self.heads_tuple = rmap.heads  # builds the map: cycles, duplicate labels... raise here
+        except RevisionError as exc:
+            involved = getattr(exc, 'revisions', None) or [r for r in self.files if re.search(
+                r'(?<![\w-])%s(?![\w-])' % re.escape(r), str(exc))]
+            self.problems.append('%s (files: %s)' % (exc, ', '.join(self.files[r] for r in involved if r in self.files)
+                                                     or 'see the revision ids named'))
+            return
+        except Exception as exc:  # alembic internals (KeyError...) on odd graphs
+            self.problems.append('alembic cannot build the revision map: %s: %s' % (type(exc).__name__, exc))
+            return
+        self.map = rmap
+
+    @property
+    def ok(self):
+        return self.map is not None
+
+    def syntax_problems(self, rev_ids):
+        """Syntax errors in the files of ``rev_ids`` (the ones about to run), as messages naming the file.
+
+        The read side parses only the revision names of most files; the files alembic is about to
+        run get a full parse so a broken one is reported before anything starts.
+        """
+        out = []
+        for rev_id in rev_ids:
+            path = self.files.get(rev_id)
+            if path is None or path in self.checked:
+                continue
+            try:
+                parse_module(read_file(path))
+            except _FileError as exc:
+                out.append('%s %s' % (path, exc))
+                continue
+            self.checked.add(path)
+        return out
+
+    def heads(self):
+        return list(self.map.heads)
+
+    def history(self):
+        """Oldest first: the reverse of what `alembic history` prints."""
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            revs = list(self.map.iterate_revisions('heads', 'base', inclusive=True, assert_relative_length=False))
+        return [r.revision for r in reversed(revs)]
+
+    def applied_set(self, rows):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            revs = self.map.get_revisions(tuple(rows))
+            return set(r.revision for r in self.map._get_ancestor_nodes(revs, include_dependencies=True))
+
+    def upgrade_steps(self, destination, rows):
+        """ScriptDirectory._upgrade_revs: revisions `alembic upgrade <destination>` runs, in order."""
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            revs = list(self.map.iterate_revisions(destination, tuple(rows), implicit_base=True))
+        return [r.revision for r in reversed(revs)]
+
+    def downgrade_steps(self, destination, rows):
+        """ScriptDirectory._downgrade_revs: revisions `alembic downgrade <destination>` reverts, in order."""
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            revs = list(self.map.iterate_revisions(tuple(rows), destination, select_for_downgrade=True))
+        return [r.revision for r in revs]
+
+    def resolve(self, target):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            return [r.revision for r in self.map.get_revisions(target) if r is not None]
+
+    def rows_for(self, applied):
+        """Version table rows alembic keeps for an applied set: applied revisions with no applied child."""
+        rmap = self.map._revision_map
+        return [rid for rid in applied if not any(n in applied for n in rmap[rid].nextrev)]
+
+
+# ------------------------------------------------------------------------ child process
+def _libc_prctl():
+    if not sys.platform.startswith('linux'):
+        return None
+    try:
+        import ctypes
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):  # pragma: no cover - non-glibc oddities
+        return None
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        try:
+            proc.kill()
+        except OSError:
+            pass
+
+
+def run_child(argv, cwd, env, timeout=None):
+    """Run argv in its own process group; it gets SIGKILL when we die (Linux) or on timeout/errors.
+
+    Returns (returncode, stdout, stderr, timed_out) with text decoded as UTF-8 (replace).
+    Raises OSError when argv[0] cannot be started.
+    """
+    parent = os.getpid()
+    prctl = _libc_prctl()
+
+    def preexec():
+        os.setpgid(0, 0)
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # we died between fork and prctl
+            os._exit(111)
+
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, preexec_fn=preexec, close_fds=True)
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc)
+        out, err = proc.communicate()
+    except BaseException:
+        _kill_group(proc)
+        proc.wait()
+        raise
+    return (proc.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace'), timed_out)
+
+
+def _tail(text, lines=STDERR_TAIL_LINES, chars=STDERR_TAIL_CHARS):
+    text = '\n'.join((text or '').strip().splitlines()[-lines:])
+    return text[-chars:]
+
+
+def _pg_setting(name, value):
+    """A PGOPTIONS -c value; numbers are seconds, strings are PostgreSQL durations ('500ms', '5s', '0')."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise PlanError('%s must be a number of seconds or a duration like 5s, got %r' % (name, value))
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise PlanError('%s must not be negative' % name)
+        return '%dms' % int(round(value * 1000))
+    text = str(value).strip()
+    if not _TIMEOUT_RE.match(text):
+        raise PlanError("%s must be a number of seconds or a PostgreSQL duration like '500ms', '5s', '1min'; got %r"
+                        % (name, value))
+    return text.replace(' ', '')
+
+
+# ---------------------------------------------------------------------------- adapter
 class AlembicAdapter(Adapter):
     tool = 'alembic'
+
+    # -------------------------------------------------------------- helpers
+    @property
+    def service_path(self):
+        return os.path.abspath(self.spec['path'])
+
+    @property
+    def config_name(self):
+        return self.spec.get('alembic_config') or 'alembic.ini'
+
+    def version_table(self):
+        table = self.spec.get('version_table') or 'alembic_version'
+        schema = self.spec.get('version_table_schema')
+        return (quote_ident(schema) + '.' if schema else '') + quote_ident(table)
+
+    def _scrub(self, text):
+        return self.dburl.scrub(text) if self.dburl is not None else text
+
+    def read_rows(self, conn):
+        """Version table rows in table order; None when the table does not exist."""
+        table = self.version_table()
+        try:
+            with conn.cursor() as cur:
+                cur.execute('SELECT pg_catalog.to_regclass(%s)', (table,))
+                if cur.fetchone()[0] is None:
+                    return None
+                cur.execute('SELECT version_num FROM ' + table)
+                return [row[0] for row in cur.fetchall()]
+        except Exception as exc:
+            text = ' '.join(self._scrub(str(exc)).split()) or type(exc).__name__
+            low = text.lower()
+            if getattr(conn, 'closed', 0) or any(w in low for w in ('server closed', 'terminating connection',
+                                                                    'connection already closed', 'could not connect',
+                                                                    'no connection')):
+                raise AdapterError('cannot read the alembic version table %s: %s (check that the database is up)'
+                                   % (table, text), code='unreachable')
+            raise AdapterError('cannot read the alembic version table %s: %s (check version_table / '
+                               'version_table_schema and that the user may read it)' % (table, text))
+
+    def load_graph(self):
+        """(AlembicConfig, RevisionGraph); AdapterError for an unusable config."""
+        _require_alembic()
+        config = AlembicConfig(self.spec['path'], self.config_name)
+        return config, RevisionGraph(config)
+
+    # ------------------------------------------------------------ read side
+    def read_state(self, conn):
+        _require_alembic()
+        problems = []
+        try:
+            config, graph = self.load_graph()
+        except AdapterError as exc:
+            config = graph = None
+            problems.append(problem('bad_config', self._scrub(str(exc))))
+        rows = self.read_rows(conn)
+        table_exists = rows is not None
+        rows = rows or []
+        extra = {'config': config, 'graph': graph, 'rows': list(rows), 'version_table': self.version_table(),
+                 'version_table_exists': table_exists}
+        if graph is not None and not graph.ok:
+            for text in graph.problems:
+                problems.append(problem('bad_config', self._scrub(text)))
+        if graph is None or not graph.ok:
+            return ServiceState(self.tool, current=rows, problems=problems, extra=extra)
+
+        history = graph.history()
+        position = dict((rid, i) for i, rid in enumerate(history))
+        heads = graph.heads()
+        if len(heads) > 1:
+            problems.append(problem('multiple_heads', 'the revision files have %d heads (%s); `alembic upgrade heads` '
+                                    'applies all of them, `alembic merge heads` joins them'
+                                    % (len(heads), ', '.join(heads))))
+        current = sorted(rows, key=lambda r: (position.get(r, len(history)), r))
+        unknown = [r for r in rows if r not in position]
+        applied = []
+        pending = []
+        if unknown:
+            problems.append(problem('unknown_revision', 'the version table %s holds %s, which no revision file under '
+                                    '%s defines; deploy the code that matches the database (or `alembic stamp` it '
+                                    'if the revision was removed on purpose)'
+                                    % (self.version_table(), ', '.join(repr(u) for u in unknown),
+                                       ', '.join(config.version_locations))))
+        else:
+            try:
+                applied_set = graph.applied_set(rows)
+                applied = [r for r in history if r in applied_set]
+                pending = graph.upgrade_steps('heads', rows)
+                for text in graph.syntax_problems(pending):
+                    problems.append(problem('bad_config', self._scrub(text)))
+            except RevisionError as exc:
+                problems.append(problem('unknown_revision', 'the version table %s (%s) does not fit the revision '
+                                        'files: %s' % (self.version_table(), ', '.join(rows), exc)))
+                applied, pending = [], []
+        extra['history_position'] = position
+        return ServiceState(self.tool, current=current, heads=heads, applied=applied, pending=pending,
+                            problems=problems, history=history, extra=extra)
+
+    # ---------------------------------------------------------------- plan
+    def plan(self, conn, state, target, options=None):
+        _require_alembic()
+        options = options or {}
+        target = (target if target is not None else 'head')
+        target = str(target).strip()
+        if not target:
+            raise PlanError('target is empty; use head, heads, base, a revision id or -N')
+        blocking = [p for p in state.problems if p['code'] in ('bad_config', 'unknown_revision')]
+        if blocking:
+            raise PlanError('cannot plan service %r: %s' % (self.name, blocking[0]['message']),
+                            code=blocking[0]['code'])
+        graph = state.extra.get('graph')
+        rows = list(state.extra.get('rows') or [])
+        history = state.history
+        applied_before = set(state.applied)
+        relative = _RELATIVE_RE.match(target)
+        if target.startswith('-') and not re.match(r'^-\d+$', target):
+            raise PlanError('target %r is not valid; use head, heads, base, a revision id or -N' % target)
+        if relative and relative.end() == len(target):
+            direction = 'down' if int(relative.group(3)) < 0 else 'up'
+            if direction == 'down' and relative.group(1) is None and relative.group(2) is None and len(rows) > 1:
+                raise PlanError('target %s is ambiguous: the database is at several heads (%s); give a revision id '
+                                'or branch@-N instead' % (target, ', '.join(state.current)))
+            if direction == 'down' and not rows and relative.group(2) is None:
+                raise PlanError('target %s: nothing is applied, there is nothing to go back from' % target)
+        elif target == 'base':
+            direction = 'down'
+        elif target in ('head', 'heads'):
+            direction = 'up'
+            if target == 'head' and len(state.heads) > 1:
+                raise PlanError('target head is ambiguous: the revision files have %d heads (%s); use target heads to '
+                                'apply all of them, name one head, or merge them with `alembic merge heads`'
+                                % (len(state.heads), ', '.join(state.heads)), code='multiple_heads')
+        else:
+            try:
+                wanted = graph.resolve(target)
+            except RevisionError as exc:
+                raise PlanError('target %r: %s (known heads: %s)' % (target, exc, ', '.join(state.heads) or 'none'))
+            direction = 'down' if all(r in applied_before for r in wanted) else 'up'
+        try:
+            if direction == 'up':
+                steps = graph.upgrade_steps(target, rows)
+            else:
+                steps = graph.downgrade_steps(target, rows)
+        except RevisionError as exc:
+            raise PlanError('target %r cannot be reached from %s: %s'
+                            % (target, state.current_revision or 'base', exc))
+        broken = graph.syntax_problems(steps)
+        if broken:
+            raise PlanError('cannot %s service %r: %s' % ('upgrade' if direction == 'up' else 'downgrade', self.name,
+                                                          '; '.join(broken)))
+        if direction == 'up':
+            after = applied_before | set(steps)
+        else:
+            after = applied_before - set(steps)
+        expected_rows = [r for r in history if r in set(graph.rows_for(after))]
+        notes = []
+        if direction == 'up' and len(state.heads) > 1 and target == 'heads':
+            notes.append('the revision files have several heads (%s); all of them are applied' % ', '.join(state.heads))
+        if not steps:
+            direction = None
+        return Plan(direction, steps, state.current_revision, ','.join(expected_rows) or None, target,
+                    notes=notes, extra={'command': 'upgrade' if direction != 'down' else 'downgrade',
+                                        'cli_target': target, 'rows_before': rows,
+                                        'applied_before': sorted(applied_before),
+                                        'expected_rows': expected_rows, 'state': state})
+
+    # ------------------------------------------------------------ write side
+    def command(self):
+        command = self.spec.get('alembic_command')
+        if command:
+            return list(command)
+        local = os.path.join(self.service_path, '.venv', 'bin', 'alembic')
+        if os.path.isfile(local) and os.access(local, os.X_OK):
+            return [local]
+        return ['alembic']
+
+    def child_env(self, options=None):
+        options = options or {}
+        env = dict(os.environ)
+        env.pop('ALEMBIC_CONFIG', None)  # we pass -c; the read side assumes the default pyproject.toml too
+        # the URL as the service has it: its env.py knows which driver/scheme it needs
+        env['DATABASE_URL'] = self.dburl.sqlalchemy_url()
+        pgopts = []
+        for name in ('lock_timeout', 'statement_timeout'):
+            value = _pg_setting(name, options.get(name))
+            if value is not None:
+                pgopts.append('-c %s=%s' % (name, value))
+        if pgopts:
+            env['PGOPTIONS'] = ' '.join(([env['PGOPTIONS']] if env.get('PGOPTIONS') else []) + pgopts)
+        return env
+
+    def argv(self, command, target, sql=False):
+        argv = self.command() + ['-c', self.config_name, command, target]
+        if sql:
+            argv.append('--sql')
+        return argv
+
+    def _display(self, argv):
+        return ' '.join(shlex.quote(a) for a in argv)
+
+    def _run(self, argv, options, timeout):
+        env = self.child_env(options)
+        try:
+            return run_child(argv, self.service_path, env, timeout=timeout)
+        except OSError as exc:
+            raise ApplyError('cannot run %s in %s: %s; install alembic in the service (.venv/bin/alembic) or set '
+                             'alembic_command' % (argv[0], self.service_path, exc.strerror or exc), code='bad_config')
+
+    def preview_sql(self, plan):
+        if not plan.steps:
+            plan.sql = ''
+            return plan.sql
+        rows = plan.extra.get('rows_before') or []
+        command = plan.extra.get('command', 'upgrade')
+        listing = '\n'.join('--   %s' % s for s in plan.steps)
+        header = '-- %s: alembic %s %s runs %d revision(s):\n%s\n' % (self.name, command, plan.target,
+                                                                       len(plan.steps), listing)
+        if len(rows) > 1:
+            plan.sql = header + ('-- (no offline SQL: the database is at several heads, which `--sql` cannot '
+                                 'start from)\n')
+            return plan.sql
+        start = rows[0] if rows else 'base'
+        argv = self.argv(command, '%s:%s' % (start, plan.extra.get('cli_target', plan.target)), sql=True)
+        try:
+            rc, out, err, timed_out = self._run(argv, {}, PREVIEW_TIMEOUT)
+        except ApplyError as exc:
+            rc, out, err, timed_out = None, '', str(exc), False
+        if rc == 0 and not timed_out:
+            plan.sql = self._scrub(out)
+        else:
+            reason = 'timed out after %ss' % PREVIEW_TIMEOUT if timed_out else (_tail(err, 3) or 'exit %s' % rc)
+            plan.sql = header + '-- (no offline SQL: `alembic %s --sql` failed: %s)\n' % (
+                command, ' '.join(self._scrub(reason).split()))
+        return plan.sql
+
+    def apply(self, conn, plan, options=None):
+        options = options or {}
+        state = plan.extra.get('state')
+        if not plan.steps:
+            return ApplyResult(from_revision=plan.from_revision, to_revision=plan.from_revision)
+        graph = state.extra['graph']
+        argv = self.argv(plan.extra['command'], plan.extra['cli_target'])
+        shown = self._display(argv)
+        rc, out, err, timed_out = self._run(argv, options, options.get('timeout'))
+        try:
+            rows_after = self.read_rows(conn) or []
+        except AdapterError as exc:
+            raise ApplyError('%s exited %s, and then the version table could not be read: %s; check the database '
+                             'before retrying' % (shown, rc, exc), code='unreachable',
+                             details={'returncode': rc, 'stderr': self._scrub(_tail(err))})
+        before = set(plan.extra.get('applied_before') or [])
+        known = [r for r in rows_after if r in graph.files]
+        after = graph.applied_set(known) if known else set()
+        order_up = list(plan.steps) + [r for r in state.history if r not in plan.steps]
+        applied = [r for r in order_up if r in after and r not in before]
+        order_down = list(plan.steps) + [r for r in reversed(state.history) if r not in plan.steps]
+        reverted = [r for r in order_down if r in before and r not in after]
+        position = state.extra.get('history_position') or {}
+        to_rows = sorted(rows_after, key=lambda r: (position.get(r, len(position)), r))
+        to_revision = ','.join(to_rows) or None
+        details = {'applied': applied, 'reverted': reverted, 'from_revision': plan.from_revision,
+                   'to_revision': to_revision, 'returncode': rc, 'command': shown}
+        if timed_out or rc != 0:
+            why = ('was killed after %ss (timeout)' % options.get('timeout') if timed_out else 'failed (exit %s)' % rc)
+            tail = self._scrub(_tail(err) or _tail(out))
+            details['stderr'] = tail
+            partial = ''
+            if applied or reverted:
+                partial = '; it got as far as %s (applied %s%s)' % (
+                    to_revision or 'base', ', '.join(applied) or 'nothing',
+                    ', reverted ' + ', '.join(reverted) if reverted else '')
+            else:
+                partial = '; the database is unchanged at %s' % (to_revision or 'base')
+            raise ApplyError('%s %s%s. alembic said:\n%s' % (shown, why, partial, tail), code='apply_failed',
+                             details=details)
+        expected = set(plan.extra.get('expected_rows') or [])
+        if set(rows_after) != expected:
+            details['stderr'] = self._scrub(_tail(err))
+            raise ApplyError('%s succeeded but the version table %s now holds %s, not %s as planned; check that the '
+                             "service's env.py migrates the database in DATABASE_URL"
+                             % (shown, self.version_table(), to_revision or 'nothing',
+                                ','.join(plan.extra.get('expected_rows') or []) or 'nothing'),
+                             code='apply_failed', details=details)
+        return ApplyResult(applied=applied, reverted=reverted, from_revision=plan.from_revision,
+                           to_revision=to_revision, queries=[shown])
