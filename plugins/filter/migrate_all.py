@@ -183,10 +183,18 @@ def migrate_all_decide(name, services, status, plan, results, scope='service', s
     """
     by_name = dict((spec.get('name'), spec) for spec in services or [])
     spec = by_name.get(name) or {}
+    if plan is None:
+        return {'action': 'fail', 'reason': 'no plan was made for this service'}
+    if plan.get('failed'):
+        return {'action': 'fail', 'reason': 'cannot plan: %s' % plan.get('msg', 'unknown error')}
+    if not plan.get('changed'):
+        return {'action': 'unchanged', 'reason': 'already at %s' % _cell(plan.get('to_revision')
+                                                                        or plan.get('from_revision'))}
     failed = [n for n, r in (results or {}).items() if r.get('outcome') == 'failed']
     if scope == 'run' and failed:
         return {'action': 'skip', 'reason': 'not attempted: %s failed and migrate_all_rollback_scope is run'
                 % ', '.join(sorted(failed))}
+    notes = []
     for dep in spec.get('depends_on') or []:
         outcome = _result(results, dep).get('outcome')
         if outcome in ('failed', 'skipped'):
@@ -197,19 +205,15 @@ def migrate_all_decide(name, services, status, plan, results, scope='service', s
             if dep_status.get('status') == 'error':
                 return {'action': 'skip', 'reason': 'not attempted: it depends on %s, whose status is error (%s)'
                         % (dep, '; '.join(p.get('message', '') for p in dep_status.get('problems') or []))}
+            if dep_status.get('pending'):
+                notes.append('note: it depends on %s, which has %s pending migration(s) and is not in this run'
+                             % (dep, dep_status.get('pending')))
     info = ((status or {}).get('services') or {}).get(name) or {}
     codes = [p.get('code') for p in info.get('problems') or []]
     if info.get('status') == 'error' and [c for c in codes if c != 'locked']:
         return {'action': 'fail', 'reason': 'status error: %s' % '; '.join(
             '[%s] %s' % (p.get('code'), p.get('message')) for p in info.get('problems') or [])}
-    if plan is None:
-        return {'action': 'fail', 'reason': 'no plan was made for this service'}
-    if plan.get('failed'):
-        return {'action': 'fail', 'reason': 'cannot plan: %s' % plan.get('msg', 'unknown error')}
-    if not plan.get('changed'):
-        return {'action': 'unchanged', 'reason': 'already at %s' % _cell(plan.get('to_revision')
-                                                                        or plan.get('from_revision'))}
-    return {'action': 'run', 'reason': ''}
+    return {'action': 'run', 'reason': '; '.join(notes)}
 
 
 def migrate_all_failure(result, pending=None, task=None):
