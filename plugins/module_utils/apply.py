@@ -150,6 +150,40 @@ def _session_settings(conn, read_only, lock_timeout, statement_timeout):
                                    % (name, value, ' '.join(str(exc).split())))
 
 
+class _ChildSessionOptions(object):
+    """While an adapter runs: PGOPTIONS makes libpq sessions of child tools (alembic) check their client too.
+
+    A killed run kills its migrator (the adapter's job); this makes the migrator's backend notice within
+    a second even in the middle of a long statement, roll back and let go of its locks, instead of running
+    on for minutes. Only for PostgreSQL 14+ (older servers refuse the unknown setting); restored afterwards.
+    """
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.saved = None
+        self.active = False
+
+    def __enter__(self):
+        try:
+            supported = self.conn.server_version >= 140000
+        except Exception:
+            supported = False
+        if supported:
+            self.saved = os.environ.get('PGOPTIONS')
+            option = '-c client_connection_check_interval=%s' % CLIENT_CHECK_INTERVAL_MS
+            os.environ['PGOPTIONS'] = (self.saved + ' ' + option) if self.saved else option
+            self.active = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            if self.saved is None:
+                os.environ.pop('PGOPTIONS', None)
+            else:
+                os.environ['PGOPTIONS'] = self.saved
+        return False
+
+
 def _text_revision(value):
     return 'revision: %s\n' % (value if value is not None else '(none: nothing applied)')
 
@@ -314,7 +348,8 @@ class _Run(object):
         error = None
         details = {}
         try:
-            reported = adapter.apply(self.conn, self.plan, self.options())
+            with _ChildSessionOptions(self.conn):
+                reported = adapter.apply(self.conn, self.plan, self.options())
         except AdapterError as exc:
             error = self.adapter_message(exc)
             details = exc.details or {}
