@@ -71,9 +71,9 @@ _SEPARATORS = {'space': ' ', 'newline': '\n', 'os': os.pathsep, ':': ':', ';': '
 # simple `name[: annotation] = literal` lines for the four names -- matched by regular expressions.
 _NAMES_ALT = br'(?:revision|down_revision|branch_labels|depends_on)'
 _NAME_WORD_RE = re.compile(br'\b' + _NAMES_ALT + br'\b')
-_EOL = br'[ \t]*(?:#[^\n]*)?(?:\n|\Z)'
+_EOL = br'[ \t]*(?:#[^\r\n]*)?(?:\r?\n|\Z)'
 _FILLER_RE = re.compile(
-    br'(?:[ \t]*(?:#[^\n]*)?\n'
+    br'(?:[ \t]*(?:#[^\r\n]*)?\r?\n'
     br'|[rRuU]?"""(?:[^"\\]+|\\.|"(?!""))*"""' + _EOL
     + br"|[rRuU]?'''(?:[^'\\]+|\\.|'(?!''))*'''" + _EOL
     + br'|(?:from[ \t]+[\w.]+[ \t]+)?import[ \t]+(?![^\n]*\b' + _NAMES_ALT + br'\b)[\w., \t]+' + _EOL
