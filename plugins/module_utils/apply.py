@@ -391,8 +391,8 @@ class _Run(object):
         if after is None:
             return ('the state after the failure could not be re-read; run homelab_migration_status for %r '
                     'before trying again' % self.name)
-        parts = ['re-read after the failure, the database is at %s' % (after.current_revision or 'base (nothing '
-                                                                        'applied)')]
+        where = after.current_revision or 'base (nothing applied)'
+        parts = ['re-read after the failure, the database is at %s' % where]
         if applied:
             parts.append('applied by this run: %s' % ', '.join(applied))
         if reverted:

@@ -261,7 +261,7 @@ def preconnect(pool, named_urls, workers=PRECONNECT_WORKERS):
             except Exception:  # remembered by the pool (ConnectError) or raised again when the service is read
                 pass
 
-    threads = [threading.Thread(target=worker) for _ in range(min(workers, len(todo)))]
+    threads = [threading.Thread(target=worker) for dummy in range(min(workers, len(todo)))]
     for thread in threads:
         thread.daemon = True
         thread.start()
