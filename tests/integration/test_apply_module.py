@@ -240,7 +240,7 @@ def test_sigkill_mid_drizzle_apply(fresh_db, tmp_path):
     assert advisory_locks(fresh_db) == 0
     assert fresh_db.snapshot() == before
     path.write_text(original)
-    again, _ = apply(svc, lock_wait=10)
+    again = apply(svc, lock_wait=10)[0]
     assert again['applied'] == tags
 
 
@@ -269,7 +269,7 @@ def test_sigkill_mid_alembic_upgrade_leaves_no_orphan(fresh_db, tmp_path):
     assert _marker_sessions(fresh_db) == 0
     assert alembic_version(fresh_db) in (None, [])  # one transaction for the run: nothing half-applied
     path.write_text(text)
-    again, _ = apply(svc, lock_wait=10)
+    again = apply(svc, lock_wait=10)[0]
     assert again['applied'] == DASHBOARD
 
 
@@ -305,15 +305,15 @@ def test_example_homelab_round_trip(make_db, tmp_path):
     }
     log = str(tmp_path / 'audit' / 'migrations.jsonl')
     for name in specs:
-        result, _ = apply(specs[name], audit_log=log, confirmation='test')
+        result = apply(specs[name], audit_log=log, confirmation='test')[0]
         assert not result.get('failed'), result.get('msg')
     head = dict((name, db.snapshot()) for name, db in dbs.items())
     for name in specs:
-        result, _ = apply(specs[name], target='base', audit_log=log, action='rollback')
+        result = apply(specs[name], target='base', audit_log=log, action='rollback')[0]
         assert not result.get('failed'), result.get('msg')
         assert result['to_revision'] is None and result['reverted']
     for name in specs:
-        result, _ = apply(specs[name], audit_log=log)
+        result = apply(specs[name], audit_log=log)[0]
         assert not result.get('failed'), result.get('msg')
     assert dict((name, db.snapshot()['schema']) for name, db in dbs.items()) == \
         dict((name, snap['schema']) for name, snap in head.items())

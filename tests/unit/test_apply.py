@@ -186,7 +186,7 @@ def test_out_of_order_and_modified_need_permission(fresh_db, gen):
 
 
 def test_unreachable_database(pg, gen, tmp_path):
-    root, _ = gen
+    root = gen[0]
     url = 'postgresql://homelab:%s@127.0.0.1:%d/x' % (quote(pg.password, safe=''), free_port())
     audit_log = str(tmp_path / 'a.jsonl')
     result = run(service(root, url), audit_log=audit_log, connect_timeout=3)
@@ -290,7 +290,7 @@ def test_audit_record_per_run(fresh_db, gen, tmp_path):
 
 
 def test_unwritable_audit_log_fails_before_touching_anything(fresh_db, gen, tmp_path):
-    root, _ = gen
+    root = gen[0]
     target = tmp_path / 'is-a-dir'
     target.mkdir()
     result = run(service(root, fresh_db.password_url), audit_log=str(target))
@@ -321,7 +321,7 @@ class _BrokenApply(Adapter):
 
 
 def test_adapter_bug_in_apply_is_reported_and_the_lock_released(fresh_db, gen, tmp_path):
-    root, _ = gen
+    root = gen[0]
     spec, dburl = service(root, fresh_db.password_url, name='buggy')
     made = []
 
