@@ -37,11 +37,12 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapter import 
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
 
 try:
+    from alembic.runtime.migration import HeadMaintainer, RevisionStep
     from alembic.script.revision import Revision, RevisionError, RevisionMap
     HAS_ALEMBIC = True
     ALEMBIC_IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - exercised only without alembic
-    Revision = RevisionError = RevisionMap = None
+    HeadMaintainer = Revision = RevisionError = RevisionMap = RevisionStep = None
     HAS_ALEMBIC = False
     ALEMBIC_IMPORT_ERROR = exc
 
@@ -93,6 +94,12 @@ PREVIEW_TIMEOUT = 120
 
 class _FileError(Exception):
     """A revision file alembic would choke on (or that we cannot read without running it)."""
+
+
+class _NoModule(object):
+    """Stands in for a revision file's module where alembic's RevisionStep wants one; never called."""
+    upgrade = None
+    downgrade = None
 
 
 def _require_alembic():
@@ -515,11 +522,13 @@ def revision_from_values(path, values):
     for name in ('down_revision', 'branch_labels', 'depends_on'):
         _check_ids(name, values.get(name))
     try:
-        return Revision(rev_id, values['down_revision'],
-                        dependencies=_to_tuple(values.get('depends_on'), default=()),
-                        branch_labels=_to_tuple(values.get('branch_labels'), default=()))
+        rev = Revision(rev_id, values['down_revision'],
+                       dependencies=_to_tuple(values.get('depends_on'), default=()),
+                       branch_labels=_to_tuple(values.get('branch_labels'), default=()))
     except RevisionError as exc:
         raise _FileError(str(exc))
+    rev.module = _NoModule
+    return rev
 
 
 def revision_from_file(path):
@@ -646,10 +655,39 @@ class RevisionGraph(object):
             warnings.simplefilter('ignore')
             return [r.revision for r in self.map.get_revisions(target) if r is not None]
 
-    def rows_for(self, applied):
-        """Version table rows alembic keeps for an applied set: applied revisions with no applied child."""
-        rmap = self.map._revision_map
-        return [rid for rid in applied if not any(n in applied for n in rmap[rid].nextrev)]
+    def all_current(self, rows):
+        """What `alembic current` prints for these version table rows (dependencies shown as heads too)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            return set(r.revision for r in self.map._get_all_current(tuple(rows)) if r is not None)
+
+    def rows_after(self, rows, steps, is_upgrade):
+        """The version table rows after alembic runs ``steps`` from ``rows``: alembic's own HeadMaintainer
+        logic (merges, unmerges, dependencies) replayed on a set instead of the table."""
+        rmap = self.map
+
+        class Heads(HeadMaintainer):
+            def __init__(self, heads):  # no migration context: only the set is kept
+                self.heads = set(heads)
+
+            def _insert_version(self, version):
+                assert version not in self.heads
+                self.heads.add(version)
+
+            def _delete_version(self, version):
+                self.heads.remove(version)
+
+            def _update_version(self, from_, to_):
+                assert to_ not in self.heads
+                self.heads.remove(from_)
+                self.heads.add(to_)
+
+        heads = Heads(rows)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            for rev_id in steps:
+                heads.update_to_step(RevisionStep(rmap, rmap._revision_map[rev_id], is_upgrade))
+        return heads.heads
 
 
 # ------------------------------------------------------------------------ child process
@@ -841,7 +879,6 @@ class AlembicAdapter(Adapter):
                             code=blocking[0]['code'])
         graph = state.extra.get('graph')
         rows = list(state.extra.get('rows') or [])
-        history = state.history
         applied_before = set(state.applied)
         relative = _RELATIVE_RE.match(target)
         if target.startswith('-') and not re.match(r'^-\d+$', target):
@@ -866,12 +903,19 @@ class AlembicAdapter(Adapter):
                 wanted = graph.resolve(target)
             except RevisionError as exc:
                 raise PlanError('target %r: %s (known heads: %s)' % (target, exc, ', '.join(state.heads) or 'none'))
-            direction = 'down' if all(r in applied_before for r in wanted) else 'up'
+            if not all(r in applied_before for r in wanted):
+                direction = 'up'
+            elif wanted and set(wanted) <= graph.all_current(rows):
+                direction = None  # already there
+            else:
+                direction = 'down'
         try:
             if direction == 'up':
                 steps = graph.upgrade_steps(target, rows)
-            else:
+            elif direction == 'down':
                 steps = graph.downgrade_steps(target, rows)
+            else:
+                steps = []
         except RevisionError as exc:
             raise PlanError('target %r cannot be reached from %s: %s'
                             % (target, state.current_revision or 'base', exc))
@@ -879,11 +923,14 @@ class AlembicAdapter(Adapter):
         if broken:
             raise PlanError('cannot %s service %r: %s' % ('upgrade' if direction == 'up' else 'downgrade', self.name,
                                                           '; '.join(broken)))
-        if direction == 'up':
-            after = applied_before | set(steps)
-        else:
-            after = applied_before - set(steps)
-        expected_rows = [r for r in history if r in set(graph.rows_for(after))]
+        try:
+            after_rows = graph.rows_after(rows, steps, direction == 'up')
+        except Exception as exc:  # alembic's own version table bookkeeping would fail the same way
+            raise PlanError('alembic would fail to update the version table %s going to %r from %s: %s %s'
+                            % (self.version_table(), target, state.current_revision or 'base',
+                               type(exc).__name__, exc))
+        position = state.extra.get('history_position') or {}
+        expected_rows = sorted(after_rows, key=lambda r: (position.get(r, len(position)), r))
         notes = []
         if direction == 'up' and len(state.heads) > 1 and target == 'heads':
             notes.append('the revision files have several heads (%s); all of them are applied' % ', '.join(state.heads))

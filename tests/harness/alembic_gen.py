@@ -21,12 +21,15 @@ ALEMBIC = os.path.join(VENV_BIN, 'alembic')
 
 ENV_PY = '''\
 import os
+from logging.config import fileConfig
 
 from sqlalchemy import create_engine, pool
 
 from alembic import context
 
 config = context.config
+if config.config_file_name is not None:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 target_metadata = None
 
 
@@ -233,14 +236,17 @@ class AlembicProject:
             self.fill_body(path, rev_id)
         return path
 
-    def merge(self, revs, message, rev_id, branch_label=None):
+    def merge(self, revs, message, rev_id, branch_label=None, body=True):
         """`alembic merge` via the CLI; returns the new file's path."""
         args = ['merge', '-m', message, '--rev-id', rev_id]
         if branch_label:
             args += ['--branch-label', branch_label]
         before = self.files()
         self.cli(*(args + list(revs)))
-        return self._new_file(before)
+        path = self._new_file(before)
+        if body:
+            self.fill_body(path, rev_id)
+        return path
 
     def bulk_linear(self, count, prefix='r', start_head='head', body=True, width=5):
         """``count`` linear revisions through alembic's own ScriptDirectory.generate_revision, in-process.
@@ -302,16 +308,32 @@ class AlembicProject:
         return path
 
 
+_RAN_RE = re.compile(r'Running (upgrade|downgrade) (.*?) -> ([^\s,]*)')
+
+
+def ran(text):
+    """Revision ids alembic ran, in order, from its log (stderr) or `--sql` output ("-- Running ...")."""
+    return [m.group(3) if m.group(1) == 'upgrade' else m.group(2) for m in _RAN_RE.finditer(text)]
+
+
+def build_linear(root, count, prefix='r', **init_kw):
+    """``count`` revisions r1..rN made one by one with `alembic revision` (the CLI)."""
+    proj = AlembicProject.init(root, **init_kw)
+    for i in range(1, count + 1):
+        proj.revision('step %d' % i, '%s%d' % (prefix, i))
+    return proj
+
+
 def build_branchy(root, **init_kw):
-    """A history with a branch point, a merge, branch labels, depends_on and two open heads.
+    r"""A history with a branch point, a merge, a second base with a branch label and a dependency.
 
     ::
 
-        a1 -> a2 -> a3 ----------> m1 (merge of a3, b2) -> a4
-               \\-> b1 -> b2 --/
-        c1 (branch label "aux", own base) -> c2 (depends_on a2)
-        a4 and c2 are the two heads; d1 is a second branch off a4? no: a4's child x1 and
-        y1 (branch off a4, label "side") keep two heads under one base as well.
+        a1 -> a2 -> a3 -------> m1 -> a4        (m1 merges a3 and b2)
+               \-> b1 -> b2 --/
+        c1 (label "aux", a base of its own) -> c2 (depends_on a2)
+
+    Heads: a4 and c2.
     """
     proj = AlembicProject.init(root, **init_kw)
     proj.revision('a1 base', 'a1')
@@ -321,7 +343,6 @@ def build_branchy(root, **init_kw):
     proj.revision('b2', 'b2', head='b1')
     proj.merge(['a3', 'b2'], 'merge a3 b2', 'm1')
     proj.revision('a4', 'a4', head='m1')
-    proj.revision('c1 aux base', 'c1', head='base', branch_label='aux',
-                  version_path=os.path.join(proj.versions))
+    proj.revision('c1 aux base', 'c1', head='base', branch_label='aux')
     proj.revision('c2 aux', 'c2', head='aux@head', depends_on='a2')
     return proj
