@@ -143,7 +143,7 @@ def test_alembic_failure_rolls_back(fresh_db, tmp_path):
     before = fresh_db.snapshot()
     result, proc = apply(dashboard(fresh_db.password_url, root=str(root)))
     assert result['failed'] is True
-    assert '004' in result['msg'] and 'no_such_function_004' in result['msg']
+    assert '[SQL: SELECT no_such_function_004()]' in result['msg'] and 'upgrade head failed' in result['msg']
     assert result['applied'] == [] and fresh_db.snapshot() == before
     assert advisory_locks(fresh_db) == 0
     assert_clean(proc, result, fresh_db.password)

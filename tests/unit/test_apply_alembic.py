@@ -94,7 +94,8 @@ def test_failure_leaves_the_database_as_it_was(fresh_db, tmp_path):
     log = str(tmp_path / 'audit.jsonl')
     result = run(svc, audit_log=log)
     assert result['failed'] is True and result['changed'] is False
-    assert 'no_such_function_004' in result['msg'] and 'upgrade' in result['msg']
+    assert '[SQL: SELECT no_such_function_004()]' in result['msg']  # the statement
+    assert 'alembic -c alembic.ini upgrade head failed' in result['msg']
     assert result['applied'] == [] and result['from_revision'] == '002' and result['to_revision'] == '002'
     assert fresh_db.snapshot() == before
     assert fresh_db.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")[0][0] == 0
@@ -115,3 +116,25 @@ def test_url_forms_reach_env_py(fresh_db, url_form):
     result = run(dashboard(url))
     assert not result.get('failed'), result.get('msg')
     assert result['applied'] == DASHBOARD and cli_current(fresh_db) == ['006']
+
+
+def test_partial_failure_reports_what_really_happened(fresh_db, tmp_path):
+    """transaction_per_migration: 001-003 commit, 004 fails; the result and the audit say exactly that."""
+    root = tmp_path / 'services'
+    shutil.copytree(SERVICES, str(root))
+    ini = root / 'dashboard' / 'alembic.ini'
+    ini.write_text(ini.read_text().replace('[alembic]\n', '[alembic]\ntransaction_per_migration = true\n', 1))
+    path = root / 'dashboard' / 'alembic' / 'versions' / '004_add_index.py'
+    text = path.read_text()
+    path.write_text(text.replace('def upgrade() -> None:', 'def upgrade() -> None:\n'
+                                 '    op.execute("SELECT no_such_function_004()")', 1))
+    log = str(tmp_path / 'audit.jsonl')
+    result = run(dashboard(fresh_db.password_url, root=str(root)), audit_log=log)
+    assert result['failed'] is True and result['changed'] is True
+    assert result['applied'] == ['001', '002', '003'] and result['to_revision'] == '003'
+    assert 'applied by this run: 001, 002, 003' in result['msg']
+    assert 'the database is at 003' in result['msg'] and 'target=base' in result['msg']
+    assert cli_current(fresh_db, root=str(root)) == ['003']
+    record = audit.read_records(log)[-1]
+    assert record['outcome'] == 'failed' and record['applied'] == ['001', '002', '003'] and record['to'] == '003'
+    assert fresh_db.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")[0][0] == 0
