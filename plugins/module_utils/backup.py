@@ -34,6 +34,7 @@ import threading
 import time
 import uuid
 
+from ansible_collections.homelab.migrations.plugins.module_utils import audit as audit_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import connection
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import (
     ConnectError, DbUrl, PassFile, UrlError)
@@ -74,6 +75,7 @@ ARGUMENT_SPEC = dict(
     pg_restore=dict(type='path'),
     psql=dict(type='path'),
     pg_bindir=dict(type='path'),
+    audit_log=dict(type='path'),
 )
 REQUIRED_IF = [
     ('state', 'present', ('database_url', 'dest', 'service')),
@@ -1038,9 +1040,7 @@ def _pipe(runner, producer_argv, consumer_argv):
 
 
 # ------------------------------------------------------------------------------------------------ entry
-def run(params, check_mode=False):
-    """Do what ``params`` (the module's arguments) ask. Returns the module result; raises BackupError."""
-    params = defaults(params)
+def _dispatch(params, check_mode):
     state = params['state']
     if state == 'present':
         return take_backup(params, check_mode)
@@ -1058,3 +1058,100 @@ def run(params, check_mode=False):
         return _result(changed=bool(paths), pruned=paths, duration_seconds=round(time.time() - started, 3),
                        diff=_diff(dest, service, before, after))
     raise BackupError('state must be one of %s' % ', '.join(STATES))
+
+
+def check_audit_log(path):
+    """Fail before doing anything when the audit log cannot be written."""
+    if not path:
+        return
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        raise BackupError('audit_log %s is a directory; give the path of a file (nothing was done)' % path)
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise BackupError('audit_log %s is not writable by this user; fix its permissions or choose another '
+                              'path (nothing was done)' % path)
+        return
+    parent = os.path.dirname(path)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not parent or not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise BackupError('audit_log %s cannot be created: %s is not a writable directory; fix the permissions or '
+                          'choose another path (nothing was done)' % (path, parent or '/'))
+
+
+_ACTIONS = {'present': 'backup', 'restored': 'restore', 'pruned': 'prune'}
+
+
+def _audit_service(params):
+    if params.get('service'):
+        return params['service']
+    match = re.match(r'^(.+)_\d{8}_\d{6}(?:_\d+)?\.(?:dump|sql|dir)$', os.path.basename((params.get('path') or '')
+                                                                                  .rstrip('/')))
+    return match.group(1) if match else None
+
+
+def _outcome(params, result, check_mode):
+    if check_mode:
+        return 'check'
+    if result.get('skipped'):
+        return 'skipped'
+    if params['state'] == 'restored':
+        return 'restored'
+    if params['state'] == 'pruned' and not result.get('changed'):
+        return 'unchanged'
+    return 'success'
+
+
+def _write_audit(params, result, outcome, error, check_mode, scrub):
+    record = audit_mod.make_record(
+        _audit_service(params), _ACTIONS.get(params['state'], params['state']), outcome=outcome, error=error,
+        scrub=scrub, path=result.get('path'), format=result.get('format'), sha256=result.get('sha256'),
+        size_bytes=result.get('size_bytes'), pruned=list(result.get('pruned') or []), reason=result.get('reason'),
+        duration_seconds=result.get('duration_seconds'), check_mode=check_mode)
+    audit_mod.append_record(params['audit_log'], record)
+
+
+def _scrubber(url):
+    try:
+        dburl = DbUrl(url) if url else None
+    except UrlError:
+        dburl = None
+    if dburl is None:
+        return lambda text: text
+    return dburl.scrub
+
+
+def run(params, check_mode=False):
+    """Do what ``params`` (the module's arguments) ask. Returns the module result; raises BackupError.
+
+    With ``audit_log``, every run (also a failed or check-mode one) appends one JSON line to it.
+    """
+    params = defaults(params)
+    scrub = _scrubber(params.get('database_url'))
+    check_audit_log(params.get('audit_log'))
+    started = time.time()
+    result, outcome, error, failure = {}, 'failed', None, None
+    try:
+        result = _dispatch(params, check_mode)
+        outcome = _outcome(params, result, check_mode)
+    except BackupError as exc:
+        error = scrub(str(exc))
+        failure = BackupError(error, **exc.result)
+    except Exception as exc:  # a bug or an unforeseen OS error: answer without a traceback, masked
+        error = scrub('unexpected %s during state %s: %s' % (exc.__class__.__name__, params.get('state'), exc))
+        failure = BackupError(error)
+    if params.get('audit_log'):
+        audited = dict(result) if failure is None else dict(failure.result)
+        audited.setdefault('duration_seconds', round(time.time() - started, 3))
+        try:
+            _write_audit(params, audited, outcome, error, check_mode, scrub)
+        except Exception as exc:
+            warning = 'the audit record could not be written to %s: %s' % (params['audit_log'], exc)
+            if failure is None:
+                result.setdefault('warnings', []).append(warning)
+            else:
+                failure = BackupError('%s; also %s' % (failure, warning), **failure.result)
+    if failure is not None:
+        raise failure
+    return result

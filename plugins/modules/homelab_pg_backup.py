@@ -162,6 +162,13 @@ options:
     description:
       - Directory of the PostgreSQL client binaries to use, for example C(/usr/lib/postgresql/16/bin).
     type: path
+  audit_log:
+    description:
+      - A file that gets one JSON line per run, also a failed or check-mode one (time, host, user, service, action
+        V(backup), V(restore) or V(prune), outcome, error, path, sha256, size, pruned files, duration). Created with
+        mode C(0640). Never contains a password.
+      - The task fails before doing anything when the file cannot be written.
+    type: path
 notes:
   - Needs the PostgreSQL client tools (C(pg_dump), C(pg_restore), C(psql); Debian package C(postgresql-client)) on
     the managed host. The Python library C(psycopg2) is used to check the server when it is installed, C(psql)

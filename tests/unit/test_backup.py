@@ -635,3 +635,35 @@ def test_stale_partials_of_dead_runs_are_removed(fresh_db, tmp_path):
     backup.run(params(fresh_db, tmp_path))
     assert not os.path.exists(dead)
     assert os.path.exists(alive) and os.path.exists(other)
+
+
+# ---------------------------------------------------------------------------------------------- audit
+def test_audit_log_records_every_run_without_the_password(fresh_db, tmp_path):
+    from ansible_collections.homelab.migrations.plugins.module_utils.audit import read_records
+    fresh_db.execute('CREATE TABLE t (x int); INSERT INTO t VALUES (1)')
+    log = str(tmp_path / 'logs' / 'audit.jsonl')
+    res = backup.run(params(fresh_db, tmp_path, audit_log=log))
+    backup.run(params(fresh_db, tmp_path, audit_log=log), check_mode=True)
+    backup.run(dict(database_url=fresh_db.password_url, state='restored', path=res['path'], audit_log=log))
+    with pytest.raises(BackupError):
+        backup.run(params(fresh_db, tmp_path, audit_log=log,
+                          database_url=fresh_db.password_url.replace('Cnry', 'Oops')))
+    backup.run(dict(state='pruned', dest=str(tmp_path / 'backups'), service='dashboard', keep_count=1,
+                    audit_log=log))
+    records = read_records(log)
+    assert [(r['service'], r['action'], r['outcome']) for r in records] == [
+        ('dashboard', 'backup', 'success'), ('dashboard', 'backup', 'check'), ('dashboard', 'restore', 'restored'),
+        ('dashboard', 'backup', 'failed'), ('dashboard', 'prune', 'unchanged')]
+    assert records[0]['path'] == res['path'] and records[0]['sha256'] == res['sha256']
+    assert 'password' in records[3]['error']
+    text = open(log).read()
+    assert fresh_db.password not in text and fresh_db.password.replace('Cnry', 'Oops') not in text
+    assert 'Oops' not in text and 'Cnry' not in text
+
+
+def test_unwritable_audit_log_fails_before_anything(fresh_db, tmp_path):
+    (tmp_path / 'adir').mkdir()
+    with pytest.raises(BackupError) as err:
+        backup.run(params(fresh_db, tmp_path, audit_log=str(tmp_path / 'adir')))
+    assert 'nothing was done' in str(err.value)
+    assert not (tmp_path / 'backups').exists()
