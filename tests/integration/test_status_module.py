@@ -130,15 +130,17 @@ def test_bad_service_lists_fail_before_reading(three, case):
         specs[2]['depends_on'] = []
     else:
         specs[0]['database_url'] = specs[0]['database_url'].replace('postgresql://', 'mysql://')
-    result, proc = run_module(MODULE, {'services': specs})
+    before = snapshots(three)
+    result, proc = run_module(MODULE, {'services': specs}, verbosity=3)
     assert result['failed'] is True and expected in result['msg'], result['msg']
     assert 'nothing was read or changed' in result['msg']
+    assert snapshots(three) == before
     assert 'services' not in result or not isinstance(result.get('services'), dict)
     assert_clean_output(proc, result, three['dashboard'].password)
 
 
 @pytest.mark.parametrize('case', ['wrong_password', 'missing_database', 'bad_journal', 'revision_cycle',
-                                  'missing_journal_file'])
+                                  'missing_journal_file', 'non_literal_revision', 'uninstalled_import'])
 def test_broken_service_is_an_error_with_a_clear_message(three, pg, tmp_path, case):
     root = str(tmp_path / 'services')
     shutil.copytree(SERVICES, root)
@@ -157,6 +159,21 @@ def test_broken_service_is_an_error_with_a_clear_message(three, pg, tmp_path, ca
     elif case == 'missing_journal_file':
         os.unlink(os.path.join(root, 'stream-bot', 'migrations', STREAM[2] + '.sql'))
         expected = ('missing_file', STREAM[2])
+    elif case in ('non_literal_revision', 'uninstalled_import'):
+        victim = 'dashboard'
+        path = os.path.join(root, 'dashboard', 'alembic', 'versions', '003_create_user_preferences.py')
+        with open(path) as fh:
+            text = fh.read()
+        if case == 'non_literal_revision':
+            text = text.replace("revision = '003'", "revision = '00' + '3'").replace(
+                "revision: str = '003'", "revision: str = '00' + '3'")
+            expected = ('bad_config', '003_create_user_preferences.py')
+        else:
+            # a module that is not installed: status must not import (execute) revision files
+            text = 'import homelab_not_installed_module_xyz\n' + text
+            expected = (None, None)
+        with open(path, 'w') as fh:
+            fh.write(text)
     else:
         victim = 'dashboard'
         path = os.path.join(root, 'dashboard', 'alembic', 'versions', '002_add_email_verified.py')
@@ -170,6 +187,11 @@ def test_broken_service_is_an_error_with_a_clear_message(three, pg, tmp_path, ca
     result, proc = run_module(MODULE, {'services': homelab(urls, root=root)}, verbosity=3)
     assert not result.get('failed'), result
     entry = result['services'][victim]
+    if expected == (None, None):
+        assert entry['status'] == 'pending' and entry['pending_migrations'] == ['001', '002', '003', '004', '005',
+                                                                                 '006']
+        assert_clean_output(proc, result, pg.password)
+        return
     assert entry['status'] == 'error'
     codes = [p['code'] for p in entry['problems']]
     assert expected[0] in codes, entry
