@@ -239,6 +239,16 @@ target:
   returned: always
   type: str
   sample: head
+service:
+  description: The service name.
+  returned: always
+  type: str
+  sample: dashboard
+tool:
+  description: The service's tool.
+  returned: always
+  type: str
+  sample: alembic
 diff:
   description: In diff mode, C(prepared) (the SQL that runs or would run) and C(before)/C(after) (the revisions).
   returned: when diff mode is on and a plan was made
