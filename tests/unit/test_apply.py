@@ -355,3 +355,35 @@ def test_copy_of_example_round_trip_with_down_files(fresh_db, tmp_path):
     assert rows == []  # the tracking table stays (as drizzle-orm leaves it), empty
     assert set(fresh_db.tables()) == {'drizzle.__drizzle_migrations'}
     assert start['schema'] != head['schema']
+
+
+def test_server_crash_mid_apply(own_cluster, tmp_path):
+    """The server dies during a migration: a clear failure, nothing half-applied, the next run proceeds."""
+    from harness.pg import Database
+    db = Database(own_cluster, own_cluster.create_database())
+    root = tmp_path / 'crash'
+    tags = drizzle_gen.generate(str(root / 'migrations'), 3)
+    path = root / 'migrations' / (tags[1] + '.sql')
+    original = path.read_text()
+    path.write_text(original + drizzle_gen.BP + '\nSELECT pg_sleep(20) AS homelab_crash_marker;')
+    svc = service(root, db.password_url, name='crash')
+    out = {}
+    worker = threading.Thread(target=lambda: out.update(result=run(svc, connect_timeout=3)))
+    worker.start()
+    deadline = time.time() + 60
+    while time.time() < deadline and not db.query(
+            "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%homelab_crash_marker%' AND pid <> pg_backend_pid()"):
+        time.sleep(0.05)
+    own_cluster.kill()
+    worker.join(60)
+    result = out['result']
+    assert result['failed'] is True and result['applied'] == []
+    assert tags[1] in result['msg']
+    assert 'could not be re-read' in result['msg']  # the server was down when we looked
+    assert own_cluster.password not in json.dumps(result)
+    own_cluster.start()
+    assert drizzle_gen.tracking_rows(db) in (None, [])  # crash recovery rolled the transaction back
+    assert not [t for t in db.tables() if t.startswith('public.gen_')]
+    path.write_text(original)
+    again = run(svc)
+    assert again['applied'] == tags and not again.get('failed')
