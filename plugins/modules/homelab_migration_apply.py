@@ -275,15 +275,13 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.homelab.migrations.plugins.module_utils.apply import APPLY_OPTIONS, run_apply
+from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter import (
+    ALEMBIC_IMPORT_ERROR, HAS_ALEMBIC)
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, validate_service)
 from ansible_collections.homelab.migrations.plugins.module_utils.status import password_forms
 
-try:
-    from importlib.util import find_spec
-except ImportError:  # pragma: no cover - Python 2 never runs this collection
-    find_spec = None
 
 
 def argument_spec():
@@ -304,8 +302,8 @@ def main():
         module.fail_json(msg='%s; nothing was changed' % exc)
     # Ansible masks the whole URL (no_log); the password alone (in a driver message, say) too
     module.no_log_values.update(password_forms([dburl]))
-    if service['tool'] == 'alembic' and (find_spec is None or find_spec('alembic') is None):
-        module.fail_json(msg=missing_required_lib('alembic'))
+    if service['tool'] == 'alembic' and not HAS_ALEMBIC:
+        module.fail_json(msg=missing_required_lib('alembic'), exception=str(ALEMBIC_IMPORT_ERROR))
 
     params = dict((key, module.params[key]) for key in list(APPLY_OPTIONS) + list(CONNECTION_OPTIONS))
     try:

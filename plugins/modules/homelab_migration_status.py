@@ -168,16 +168,14 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter import (
+    ALEMBIC_IMPORT_ERROR, HAS_ALEMBIC)
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, dependency_order, validate_services)
 from ansible_collections.homelab.migrations.plugins.module_utils.status import (
     build_report, error_summary, password_forms)
 
-try:
-    from importlib.util import find_spec
-except ImportError:  # pragma: no cover - Python 2 never runs this collection
-    find_spec = None
 
 
 def argument_spec():
@@ -201,8 +199,8 @@ def main():
         module.fail_json(msg='%s; nothing was read or changed' % exc)
     # Ansible masks the whole URL (no_log); the password alone (in a driver message, say) too
     module.no_log_values.update(password_forms(urls.values()))
-    if any(s['tool'] == 'alembic' for s in services) and (find_spec is None or find_spec('alembic') is None):
-        module.fail_json(msg=missing_required_lib('alembic'))
+    if any(s['tool'] == 'alembic' for s in services) and not HAS_ALEMBIC:
+        module.fail_json(msg=missing_required_lib('alembic'), exception=str(ALEMBIC_IMPORT_ERROR))
 
     try:
         report = build_report(services, urls=urls, connect_timeout=module.params['connect_timeout'])

@@ -228,3 +228,44 @@ def test_lock_is_visible_while_held(three):
     assert lock['holder']['application_name'] == 'homelab.migrations:discord-bot'
     assert [p['code'] for p in result['services']['discord-bot']['problems']] == ['locked']
     assert result['services']['stream-bot']['lock']['held'] is False
+
+
+SYSTEM_PYTHON = '/usr/bin/python3'
+
+
+def _lacks(module):
+    if not os.path.exists(SYSTEM_PYTHON):
+        return True
+    out = subprocess.run([SYSTEM_PYTHON, '-c', 'import %s' % module], capture_output=True, timeout=60, check=False)
+    return out.returncode != 0
+
+
+@pytest.mark.skipif(not os.path.exists(SYSTEM_PYTHON) or not _lacks('psycopg2') or not _lacks('alembic'),
+                    reason='needs a system Python without psycopg2 and alembic')
+def test_missing_libraries_are_named(three, tmp_path):
+    """On a managed host without psycopg2 (or alembic) the task fails saying which library to install."""
+    specs = homelab(urls_of(three))
+    env = {'ANSIBLE_PYTHON_INTERPRETER': SYSTEM_PYTHON}
+    result, proc = run_module(MODULE, {'services': specs}, env=env)
+    assert result['failed'] is True
+    assert 'Failed to import the required Python library (psycopg2)' in result['msg']
+    assert 'Traceback' not in proc.stdout
+
+    # psycopg2 alone (the venv's build, same CPython minor): now alembic is what is missing
+    import psycopg2
+    only = tmp_path / 'only-psycopg2'
+    only.mkdir()
+    site = os.path.dirname(os.path.dirname(psycopg2.__file__))
+    for entry in os.listdir(site):
+        if entry.startswith('psycopg2'):
+            os.symlink(os.path.join(site, entry), str(only / entry))
+    env['PYTHONPATH'] = str(only)
+    result, proc = run_module(MODULE, {'services': specs}, env=env)
+    assert result['failed'] is True
+    assert 'Failed to import the required Python library (alembic)' in result['msg'], result['msg']
+    drizzle_only = [s for s in specs if s['tool'] == 'drizzle']
+    for spec in drizzle_only:
+        spec['depends_on'] = []
+    result, proc = run_module(MODULE, {'services': drizzle_only}, env=env)
+    assert not result.get('failed'), result.get('msg')
+    assert result['services']['stream-bot']['pending'] == 5
