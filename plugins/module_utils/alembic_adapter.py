@@ -798,10 +798,9 @@ class AlembicAdapter(Adapter):
                 return [row[0] for row in cur.fetchall()]
         except Exception as exc:
             text = ' '.join(self._scrub(str(exc)).split()) or type(exc).__name__
-            low = text.lower()
-            if getattr(conn, 'closed', 0) or any(w in low for w in ('server closed', 'terminating connection',
-                                                                    'connection already closed', 'could not connect',
-                                                                    'no connection')):
+            lost = (type(exc).__name__ in ('OperationalError', 'InterfaceError')
+                    and getattr(exc, 'pgcode', None) is None)
+            if lost or getattr(conn, 'closed', 0):
                 raise AdapterError('cannot read the alembic version table %s: %s (check that the database is up)'
                                    % (table, text), code='unreachable')
             raise AdapterError('cannot read the alembic version table %s: %s (check version_table / '
@@ -932,6 +931,9 @@ class AlembicAdapter(Adapter):
         position = state.extra.get('history_position') or {}
         expected_rows = sorted(after_rows, key=lambda r: (position.get(r, len(position)), r))
         notes = []
+        if steps and options.get('transaction') == 'each':
+            notes.append("alembic runs migrations in the transactions the service's env.py sets up "
+                         '(transaction_per_migration); transaction=each does not change that')
         if direction == 'up' and len(state.heads) > 1 and target == 'heads':
             notes.append('the revision files have several heads (%s); all of them are applied' % ', '.join(state.heads))
         if not steps:
