@@ -283,7 +283,6 @@ from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
 from ansible_collections.homelab.migrations.plugins.module_utils.status import password_forms
 
 
-
 def argument_spec():
     spec = dict(service=dict(type='dict', required=True, options=copy.deepcopy(SERVICE_OPTIONS)))
     spec.update(copy.deepcopy(APPLY_OPTIONS))

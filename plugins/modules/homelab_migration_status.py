@@ -177,7 +177,6 @@ from ansible_collections.homelab.migrations.plugins.module_utils.status import (
     build_report, error_summary, password_forms)
 
 
-
 def argument_spec():
     spec = dict(
         services=dict(type='list', elements='dict', required=True, options=copy.deepcopy(SERVICE_OPTIONS)),

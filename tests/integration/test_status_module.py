@@ -188,8 +188,8 @@ def test_broken_service_is_an_error_with_a_clear_message(three, pg, tmp_path, ca
     assert not result.get('failed'), result
     entry = result['services'][victim]
     if expected == (None, None):
-        assert entry['status'] == 'pending' and entry['pending_migrations'] == ['001', '002', '003', '004', '005',
-                                                                                 '006']
+        assert entry['status'] == 'pending'
+        assert entry['pending_migrations'] == ['001', '002', '003', '004', '005', '006']
         assert_clean_output(proc, result, pg.password)
         return
     assert entry['status'] == 'error'
