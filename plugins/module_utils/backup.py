@@ -128,6 +128,7 @@ def _child_setup(parent_pid, prctl):
     """preexec_fn: private umask, and die with the module (PR_SET_PDEATHSIG) on Linux."""
     def setup():
         os.umask(0o077)
+        os.setpgid(0, 0)  # its own process group: pg_dump --jobs workers are killed with it
         if prctl is not None:
             prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent_pid:  # the module died before prctl took effect
@@ -175,10 +176,10 @@ class _Runner:
         for proc in self.procs:
             if proc.poll() is None:
                 try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except OSError:  # pragma: no cover - not a group leader after all
                     proc.kill()
-                    proc.wait()
-                except OSError:  # pragma: no cover - already gone
-                    pass
+                proc.wait()
 
 
 class _TermGuard:
@@ -206,6 +207,14 @@ class _TermGuard:
         return False
 
 
+# URL parameters that DbUrl.libpq_env does not map but libpq tools understand as environment variables
+_EXTRA_LIBPQ_ENV = {'hostaddr': 'PGHOSTADDR', 'sslcrl': 'PGSSLCRL', 'sslcrldir': 'PGSSLCRLDIR', 'sslsni': 'PGSSLSNI',
+                    'sslcertmode': 'PGSSLCERTMODE', 'gssencmode': 'PGGSSENCMODE', 'channel_binding': 'PGCHANNELBINDING',
+                    'ssl_min_protocol_version': 'PGSSLMINPROTOCOLVERSION',
+                    'ssl_max_protocol_version': 'PGSSLMAXPROTOCOLVERSION', 'krbsrvname': 'PGKRBSRVNAME',
+                    'gsslib': 'PGGSSLIB', 'requirepeer': 'PGREQUIREPEER', 'load_balance_hosts': 'PGLOADBALANCEHOSTS'}
+
+
 def child_env(dburl, passfile_env, connect_timeout, service=None):
     """Environment for pg_dump/pg_restore/psql: connection via PG* variables, password via PGPASSFILE.
 
@@ -213,6 +222,9 @@ def child_env(dburl, passfile_env, connect_timeout, service=None):
     """
     env = dict((k, v) for k, v in os.environ.items() if not k.startswith('PG'))
     env.update(passfile_env)
+    for key, var in _EXTRA_LIBPQ_ENV.items():
+        if key in dburl.params and var not in env:
+            env[var] = dburl.params[key]
     env.setdefault('PGCONNECT_TIMEOUT', str(int(connect_timeout)))
     env.setdefault('PGAPPNAME', connection.application_name('%s:backup' % (service or 'pg_backup')))
     env.pop('LC_ALL', None)
@@ -434,11 +446,17 @@ def _temp_name(name):
 
 
 def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        # a dying pg_dump worker may still add a file: retry for a moment
+        for _attempt in range(50):
+            shutil.rmtree(path, ignore_errors=True)
+            if not os.path.lexists(path):
+                return
+            time.sleep(0.1)
+        shutil.rmtree(path)
+        return
     try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
+        os.unlink(path)
     except FileNotFoundError:
         pass
 

@@ -667,3 +667,22 @@ def test_unwritable_audit_log_fails_before_anything(fresh_db, tmp_path):
         backup.run(params(fresh_db, tmp_path, audit_log=str(tmp_path / 'adir')))
     assert 'nothing was done' in str(err.value)
     assert not (tmp_path / 'backups').exists()
+
+
+def test_child_env_carries_the_url_and_drops_inherited_pg_variables(monkeypatch):
+    monkeypatch.setenv('PGPASSWORD', 'inherited-secret')
+    monkeypatch.setenv('PGHOST', 'elsewhere.example')
+    monkeypatch.setenv('LC_ALL', 'de_DE.UTF-8')
+    url = backup.DbUrl('postgresql://app:s3cret@db.example:6543/appdb?sslmode=verify-full&hostaddr=10.0.0.5'
+                       '&channel_binding=require&options=-c%20statement_timeout%3D0')
+    with backup.PassFile(url) as pf:
+        env = backup.child_env(url, pf.env(), 7, 'dashboard')
+        assert stat.S_IMODE(os.stat(env['PGPASSFILE']).st_mode) == 0o600
+        assert 's3cret' in open(env['PGPASSFILE']).read()
+    assert 'PGPASSWORD' not in env and 's3cret' not in repr(sorted(env.items()))
+    assert (env['PGHOST'], env['PGPORT'], env['PGUSER'], env['PGDATABASE']) == ('db.example', '6543', 'app', 'appdb')
+    assert env['PGSSLMODE'] == 'verify-full' and env['PGHOSTADDR'] == '10.0.0.5'
+    assert env['PGCHANNELBINDING'] == 'require' and env['PGOPTIONS'] == '-c statement_timeout=0'
+    assert env['PGCONNECT_TIMEOUT'] == '7' and env['LC_MESSAGES'] == 'C' and 'LC_ALL' not in env
+    assert backup.dbname_conninfo(backup.DbUrl("postgresql://u@h/it's")) == (
+        "dbname='it\\'s' fallback_application_name='homelab.migrations'")

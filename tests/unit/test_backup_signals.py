@@ -180,16 +180,31 @@ def test_pg_dump_dies_with_the_module(big_db, tmp_path):
     assert final_names(dest) == []
 
 
-def test_sigterm_mid_backup_removes_the_partial(big_db, tmp_path):
+def _partial_has_data(dest):
+    for name in partials(dest):
+        path = os.path.join(dest, name)
+        if os.path.isdir(path):
+            if any('.dat' in n and n != 'toc.dat' for n in os.listdir(path)):
+                return True
+        elif os.path.getsize(path) > 0:
+            return True
+    return False
+
+
+@pytest.mark.parametrize('extra', [{}, {'format': 'directory', 'jobs': 2}], ids=['custom', 'directory-jobs2'])
+def test_sigterm_mid_backup_removes_the_partial(big_db, tmp_path, extra):
     dest = str(tmp_path / 'backups')
-    proc = start_runner(dict(database_url=big_db.url, dest=dest, service='big'))
+    proc = start_runner(dict(database_url=big_db.url, dest=dest, service='big', **extra))
     dump_pid = wait_for(lambda: dump_pids(proc.pid))[0]
-    wait_for(lambda: [n for n in partials(dest) if os.path.getsize(os.path.join(dest, n)) > 0])
+    wait_for(lambda: _partial_has_data(dest))
+    workers = children(dump_pid)
+    assert len(workers) == (2 if extra else 0)
     os.kill(proc.pid, signal.SIGTERM)
     out = finish(proc)
     assert out['ok'] is False and 'interrupted by signal' in out['msg']
     assert os.listdir(dest) == []
     assert not alive(dump_pid)
+    assert not [w for w in workers if alive(w)]
 
 
 # -------------------------------------------------------------------------------------- no password leak
