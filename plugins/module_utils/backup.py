@@ -599,6 +599,24 @@ def ensure_dest(dest, check_mode=False):
     return True
 
 
+def _check_writable(dest):
+    """Check mode: fail as the real run would when dest (or the directory that would hold it) is not writable."""
+    existing = dest
+    while existing and not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.access(existing or '/', os.W_OK | os.X_OK):
+        err = errno.EROFS if _read_only(existing or '/') else errno.EACCES
+        what = 'cannot write a backup into dest %s' % dest if existing == dest else 'cannot create dest %s' % dest
+        raise BackupError(_os_error_text(what, OSError(err, os.strerror(err)), dest))
+
+
+def _read_only(path):
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # pragma: no cover
+        return False
+
+
 def _os_error_text(what, exc, dest):
     reason = exc.strerror or str(exc)
     hint = 'check dest'
@@ -845,6 +863,7 @@ def take_backup(params, check_mode=False):
     ext = EXTENSIONS[fmt]
     before = [e['name'] for e in list_backups(dest, service)]
     if check_mode:
+        _check_writable(dest)
         name = _free_name(dest, base, ext)
         pruned = []
         if params.get('keep_days') is not None or params.get('keep_count') is not None:

@@ -26,8 +26,9 @@ import json, sys
 sys.path.insert(0, sys.argv[1])
 from ansible_collections.homelab.migrations.plugins.module_utils import backup
 params = json.load(sys.stdin)
+check_mode = params.pop('_check_mode', False)
 try:
-    print(json.dumps({'ok': True, 'result': backup.run(params)}))
+    print(json.dumps({'ok': True, 'result': backup.run(params, check_mode=check_mode)}))
 except backup.BackupError as exc:
     print(json.dumps({'ok': False, 'msg': str(exc)}))
 '''
@@ -315,6 +316,9 @@ def test_read_only_dest(fresh_db):
         with pytest.raises(BackupError) as err:
             backup.run(dict(database_url=fresh_db.password_url, dest=os.path.join(where, 'sub'), service='svc'))
         assert 'cannot create dest' in str(err.value)
+        with pytest.raises(BackupError) as err:  # check mode sees it too
+            backup.run(dict(database_url=fresh_db.password_url, dest=where, service='svc'), check_mode=True)
+        assert 'Read-only file system' in str(err.value)
         assert os.listdir(where) == []
 
 
@@ -332,6 +336,9 @@ def test_unwritable_dest_for_a_non_root_user(fresh_db, tmp_path):
         assert 'Permission denied' in out['msg'] and 'may not write there' in out['msg']
         assert fresh_db.password not in out['msg']
         assert os.listdir(root_dir) == []
+        out = finish(start_runner(dict(database_url=fresh_db.password_url, dest=root_dir, service='svc',
+                                       _check_mode=True), python='/usr/bin/python3', user='postgres'))
+        assert out['ok'] is False and 'Permission denied' in out['msg']
         # and a directory it may create is fine for the same user
         ok_dir = os.path.join(tempfile.mkdtemp(prefix='homelab-pgok-'), 'b')
         os.chown(os.path.dirname(ok_dir), pwd.getpwnam('postgres').pw_uid, -1)
