@@ -254,6 +254,7 @@ class AlembicProject:
         This is the code `alembic revision` runs, with one ScriptDirectory kept across calls (the CLI
         reloads every revision file per call, which makes 500+ revisions take minutes).
         """
+        import contextlib
         import io
 
         from alembic.config import Config
@@ -265,7 +266,8 @@ class AlembicProject:
         head = start_head
         for i in range(count):
             rev_id = '%s%0*d' % (prefix, width, i + 1)
-            script = script_dir.generate_revision(rev_id, 'step %d' % (i + 1), head=head)
+            with contextlib.redirect_stdout(io.StringIO()):  # alembic's "Generating ... done"
+                script = script_dir.generate_revision(rev_id, 'step %d' % (i + 1), head=head)
             if body:
                 self.fill_body(script.path, rev_id)
             ids.append(rev_id)
@@ -346,3 +348,27 @@ def build_branchy(root, **init_kw):
     proj.revision('c1 aux base', 'c1', head='base', branch_label='aux')
     proj.revision('c2 aux', 'c2', head='aux@head', depends_on='a2')
     return proj
+
+
+def main(argv=None):
+    """Make a project for a benchmark: ``python tests/harness/alembic_gen.py DIR (--linear N | --branchy)``."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument('directory')
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument('--linear', type=int, metavar='N', help='N linear revisions (in-process generate_revision)')
+    group.add_argument('--branchy', action='store_true', help='the branch/merge/label/depends_on history')
+    args = parser.parse_args(argv)
+    start = time.monotonic()
+    if args.branchy:
+        proj = build_branchy(args.directory)
+    else:
+        proj = AlembicProject.init(args.directory)
+        proj.bulk_linear(args.linear)
+    sys.stdout.write('%s: %d revision files in %.1fs\n' % (proj.root, len(proj.files()), time.monotonic() - start))
+
+
+if __name__ == '__main__':
+    main()

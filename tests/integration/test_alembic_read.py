@@ -300,3 +300,16 @@ def test_status_of_2000_revisions_is_fast(tmp_path_factory, fresh_db):
     print('\n2000 revisions: read_state %.3fs; alembic heads + current %.3fs (ratio %.2f)' % (ours, cli, ours / cli))
     assert (len(state.applied), len(state.pending), state.heads) == (1000, 1000, ['r02000'])
     assert ours <= cli / 4
+
+
+def test_pyproject_template_project(tmp_path, fresh_db):
+    """`alembic init -t pyproject`: script_location lives in [tool.alembic] of pyproject.toml."""
+    proj = AlembicProject.init(str(tmp_path / 'svc'), template='pyproject')
+    proj.revision('one', 'p1')
+    proj.revision('two', 'p2', branch_label='main')
+    proj.revision('three', 'p3', head='main@head')
+    state = read(proj, fresh_db.password_url)
+    assert state.extra['config'].script_location == os.path.join(proj.root, 'alembic')
+    assert state.heads == proj.heads() == ['p3']
+    assert state.history == list(reversed(proj.history())) == ['p1', 'p2', 'p3']
+    assert state.pending == ['p1', 'p2', 'p3'] and state.problems == []
