@@ -1123,8 +1123,8 @@ _ACTIONS = {'present': 'backup', 'restored': 'restore', 'pruned': 'prune'}
 def _audit_service(params):
     if params.get('service'):
         return params['service']
-    match = re.match(r'^(.+)_\d{8}_\d{6}(?:_\d+)?\.(?:dump|sql|dir)$', os.path.basename((params.get('path') or '')
-                                                                                  .rstrip('/')))
+    name = os.path.basename((params.get('path') or '').rstrip('/'))
+    match = re.match(r'^(.+)_\d{8}_\d{6}(?:_\d+)?\.(?:dump|sql|dir)$', name)
     return match.group(1) if match else None
 
 
