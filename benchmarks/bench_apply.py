@@ -128,10 +128,11 @@ def run(server, reps=3, quick=False, only=None, log=print):
         if '4' in only:
             log('[bench] row 4: drizzle apply ...')
             rows.append(common.guarded('4', 'apply: drizzle migrations',
-                                       lambda: row4_drizzle(server, common.drizzle_peer(), reps, tmp, quick)))
+                                       lambda: row4_drizzle(server, common.drizzle_peer(), reps, tmp, quick), log=log))
         if '5' in only:
             log('[bench] row 5: alembic apply ...')
-            rows.append(common.guarded('5', 'apply: alembic revisions', lambda: row5_alembic(server, reps, tmp, quick)))
+            rows.append(common.guarded('5', 'apply: alembic revisions', lambda: row5_alembic(server, reps, tmp, quick),
+                                       log=log))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows

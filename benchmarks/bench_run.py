@@ -182,7 +182,7 @@ def run(server, reps=3, quick=False, only=None, log=print):
     try:
         log('[bench] row 7: full run of the example homelab ...')
         return [common.guarded('7', 'full run: example homelab',
-                               lambda: row7_full_run(server, common.drizzle_peer(), reps, tmp))]
+                               lambda: row7_full_run(server, common.drizzle_peer(), reps, tmp), log=log)]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

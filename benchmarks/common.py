@@ -48,10 +48,12 @@ class BenchError(RuntimeError):
 
 # ------------------------------------------------------------------------------ timed children
 class Child:
-    """What one child process did: wall seconds, peak RSS in MB, exit code and its output."""
+    """What one child process did: wall seconds, peak RSS in MB, exit code, its output and CPU seconds
+    (user + system of the command's process tree; a database server's work is not in it)."""
 
-    def __init__(self, argv, wall, peak_mb, rc, stdout, stderr):
+    def __init__(self, argv, wall, peak_mb, rc, stdout, stderr, cpu=None):
         self.argv = argv
+        self.cpu = cpu
         self.wall = wall
         self.peak_mb = peak_mb
         self.rc = rc
@@ -72,6 +74,8 @@ class Sequence(object):
         self.children = list(children)
         self.wall = sum(c.wall for c in self.children)
         self.peak_mb = max([c.peak_mb for c in self.children] or [0.0])
+        cpus = [c.cpu for c in self.children]
+        self.cpu = sum(cpus) if cpus and None not in cpus else None
 
 
 # A small launcher between us and the measured command. The peak RSS of a process includes the memory
@@ -93,7 +97,7 @@ _, status, usage = os.wait4(pid, 0)
 wall = time.perf_counter() - started
 code = os.waitstatus_to_exitcode(status)
 with open(out, "w") as fh:
-    json.dump({"wall": wall, "maxrss_kb": usage.ru_maxrss, "rc": code}, fh)
+    json.dump({"wall": wall, "maxrss_kb": usage.ru_maxrss, "cpu": usage.ru_utime + usage.ru_stime, "rc": code}, fh)
 sys.exit(code if 0 <= code < 256 else 1)
 """
 
@@ -121,7 +125,7 @@ def run_child(argv, env=None, cwd=None, timeout=900):
         except (OSError, ValueError):
             facts = {'wall': None, 'maxrss_kb': 0, 'rc': proc.returncode if proc.returncode else -9}
             stderr += '\n[bench] the command was killed after %ss or could not start' % timeout
-    return Child(argv, facts['wall'], facts['maxrss_kb'] / 1024.0, facts['rc'], stdout, stderr)
+    return Child(argv, facts['wall'], facts['maxrss_kb'] / 1024.0, facts['rc'], stdout, stderr, facts.get('cpu'))
 
 
 def write_private(path, data):
@@ -283,11 +287,16 @@ def journal_tags(folder):
 def guarded(row, name, fn, log=None):
     """``fn()`` (a row or a list of rows); a failure becomes an error row instead of ending the bench."""
     import traceback
+    say = log or (lambda text: sys.stderr.write(text + '\n'))
+    started = time.time()
     try:
         return fn()
     except Exception as exc:
-        (log or (lambda text: sys.stderr.write(text + '\n')))(traceback.format_exc())
+        say(traceback.format_exc())
         return error_row(row, name, exc)
+    finally:
+        if log is not None:
+            log('[bench] row %s: %.0fs' % (row, time.time() - started))
 
 
 # ------------------------------------------------------------------------------ statistics and rows
@@ -329,6 +338,11 @@ def make_row(row, name, ours=None, raw=None, target=None, ours_s=None, raw_s=Non
     if raw_peak_mb is None:
         raw_peak_mb = peak(raw)
     ratio = (ours_s / raw_s) if (ours_s is not None and raw_s) else None
+    extra = dict(extra or {})
+    for side, runs in (('ours', ours), ('raw', raw)):
+        cpus = [getattr(r, 'cpu', None) for r in (runs or [])]
+        if cpus and None not in cpus:
+            extra.setdefault('%s_cpu_s' % side, _round(median(cpus)))
     passed = None
     target_text = ''
     if target:
@@ -359,7 +373,7 @@ def make_row(row, name, ours=None, raw=None, target=None, ours_s=None, raw_s=Non
         'ours_runs': [_round(v) for v in ours_runs],
         'raw_runs': [_round(v) for v in raw_runs],
         'notes': notes,
-        'extra': extra or {},
+        'extra': extra,
     }
 
 

@@ -33,6 +33,9 @@ def parse_args(argv=None):
                                                              'less; the figures mean little)')
     parser.add_argument('--only', default='', help='comma-separated row numbers to run, e.g. 1,3 (default: all)')
     parser.add_argument('--reps', type=int, default=None, help='repetitions per side (default 3, --quick 1)')
+    parser.add_argument('--backup-reps', type=int, default=None,
+                        help='repetitions of row 6 (bench_backup.py: each is a custom and a 2-job directory dump of '
+                             'a >= 1 GB database, ours and raw; default min(reps, 2) to stay under 10 minutes)')
     parser.add_argument('--out', default=None, help='JSON file to write (default benchmarks/results/bench-<date>.json '
                                                     'and latest.json)')
     args = parser.parse_args(argv)
@@ -45,6 +48,10 @@ def parse_args(argv=None):
         args.reps = 1 if args.quick else 3
     if args.reps < 1:
         parser.error('--reps must be at least 1')
+    if args.backup_reps is None:
+        args.backup_reps = min(args.reps, 2)
+    if args.backup_reps < 1:
+        parser.error('--backup-reps must be at least 1')
     return args
 
 
@@ -152,7 +159,7 @@ def run_all(args):
     if '6' in args.only and not args.quick:  # its own cluster (a >= 1 GB database), after ours is gone
         log('[bench] row 6: backup ...')
         rows += _as_list(common.guarded('6', 'backup: pg_backup vs pg_dump -Fc',
-                                        lambda: backup_rows(args.reps, args.quick), log=log))
+                                        lambda: backup_rows(args.backup_reps, args.quick), log=log))
     rows.sort(key=lambda r: (int(''.join(ch for ch in r['row'] if ch.isdigit()) or 0), r['row']))
     info['duration_s'] = round(time.time() - started, 1)
     return info, rows
@@ -163,7 +170,8 @@ def _as_list(value):
 
 
 def write_results(info, rows, args):
-    doc = {'machine': info, 'quick': args.quick, 'reps': args.reps, 'only': args.only, 'rows': rows,
+    doc = {'machine': info, 'quick': args.quick, 'reps': args.reps, 'backup_reps': args.backup_reps, 'only': args.only,
+           'rows': rows,
            'table': common.format_table(rows)}
     paths = []
     if args.out:
