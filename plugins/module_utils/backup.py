@@ -30,6 +30,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -1014,6 +1015,9 @@ def restore(params, check_mode=False):
         with _TermGuard():
             with PassFile(dburl) as pf:
                 runner.env = child_env(dburl, pf.env(), params.get('connect_timeout') or 10, params.get('service'))
+                # no NOTICE per DROP ... IF EXISTS: keep stderr for what matters
+                runner.env['PGOPTIONS'] = ' '.join(filter(None, [runner.env.get('PGOPTIONS'),
+                                                                 '-c client_min_messages=warning']))
                 if clean == 'database':
                     wipe = _write_temp(wipe_sql(server_num))
                     tool = 'psql'
@@ -1048,7 +1052,6 @@ def restore(params, check_mode=False):
 
 
 def _write_temp(text):
-    import tempfile
     fd, path = tempfile.mkstemp(prefix='.homelab-restore-', suffix='.sql')
     with os.fdopen(fd, 'w') as fh:
         fh.write(text)
