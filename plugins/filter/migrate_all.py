@@ -227,7 +227,11 @@ def migrate_all_failure(result, pending=None, task=None):
     if not migration:
         details = result.get('details') or {}
         migration = details.get('failed_migration') or details.get('migration')
-    if not migration and pending:
+    if not migration and pending and not result.get('applied') and any(str(p) in msg for p in pending):
+        # nothing stayed applied (one transaction, rolled back) and the message names the migration itself:
+        # guessing the first pending one would blame a migration that did not fail
+        pass
+    elif not migration and pending:
         applied = result.get('applied')
         if isinstance(applied, list) and len(applied) < len(pending):
             migration = pending[len(applied)]
