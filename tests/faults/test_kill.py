@@ -1,0 +1,114 @@
+"""SIGKILL of the whole `ansible-playbook playbooks/migrate.yml` process group at 20 points of a real run.
+
+A real run of the example homelab (three services, from empty databases, backups, audit) is timed
+first; 20 kill points are then spread over that duration (stratified: one random point in each twentieth,
+random.Random(20261124), so the same fractions every time). For each point, on fresh databases: start the
+run, SIGKILL its process group at that point, then check that nothing is lost (harness.faults.FaultLab.verify:
+each service at a revision alembic / drizzle-orm and the collection's status agree on, its schema exactly a
+clean run's schema at that revision, tracking rows unique, no lock held, no session or process of the run
+left, backups matching their .sha256, the audit log whole), then run the playbook again: it completes, every
+service at head, no stale partial backup left, an audit record per service.
+
+Points alternate between migrate_all_transaction=all (the default) and each (a commit per migration, so
+kills land between committed migrations too). Two lanes (two homelabs) run side by side to keep the wall
+time down; kill points are fractions of a run timed with both lanes busy.
+"""
+
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from harness.faults import HEADS, ORDER, FaultLab, last_task, references
+
+pytestmark = [pytest.mark.peer, pytest.mark.slow]
+
+SEED = 20261124
+POINTS = int(__import__('os').environ.get('FAULT_POINTS', 20))
+LANES = 2
+
+
+@pytest.fixture
+def refs(pg, drizzle_peer, tmp_path_factory):
+    return references(pg, drizzle_peer, tmp_path_factory)
+
+
+def kill_points(duration, points=POINTS, seed=SEED):
+    """One point in each 1/points of ``duration``, seeded: the same fractions on every machine."""
+    rng = random.Random(seed)
+    return [duration * (i + rng.random()) / points for i in range(points)]
+
+
+def test_kill_points_are_reproducible_and_spread():
+    a, b = kill_points(10.0), kill_points(10.0)
+    assert a == b and len(a) == POINTS
+    assert all(i * 0.5 <= p < (i + 1) * 0.5 for i, p in enumerate(a))
+
+
+def _trial(lab, peer, refs, index, delay, log):
+    lab.reset()
+    transaction = 'each' if index % 2 else 'all'
+    run = lab.spawn(migrate_all_transaction=transaction)
+    time.sleep(max(0.0, delay - (time.monotonic() - run.started)))
+    if run.running():
+        run.kill()
+    else:
+        run.wait()
+        assert run.returncode == 0, run.output[-4000:]
+    assert lab.pg.password not in run.output
+    where = lab.verify(peer, refs)
+    stage = last_task(run.stdout)
+    partials = lab.partials()
+    again = lab.play()
+    assert again.returncode == 0, 'the run after the kill at %.2fs (%s) failed:\n%s' % (
+        delay, stage, again.output[-5000:])
+    lab.verify(peer, refs, expect=HEADS)
+    assert lab.partials() == [], 'temp files of the killed backup were left: %s' % lab.partials()
+    records = lab.role_records()[-len(ORDER):]
+    assert [r['service'] for r in records] == ORDER, records
+    assert all(r['outcome'] in ('success', 'unchanged') for r in records), records
+    log.append((index, delay, transaction, 'killed' if run.killed else 'finished', stage,
+                ' '.join('%s=%s' % (n, where[n]) for n in ORDER), len(partials), round(again.elapsed, 1)))
+
+
+def test_sigkill_at_random_points_loses_nothing(pg, drizzle_peer, refs, tmp_path):
+    labs = [FaultLab(pg, tmp_path / ('lane%d' % n)) for n in range(LANES)]
+    started = time.monotonic()
+    try:
+        # time a real run, every lane busy (as during the trials)
+        runs = [lab.spawn() for lab in labs]
+        for run in runs:
+            run.wait(600)
+            assert run.returncode == 0, run.output[-5000:]
+        for lab in labs:
+            lab.verify(drizzle_peer, refs, expect=HEADS)
+        duration = sum(run.elapsed for run in runs) / len(runs)
+        points = kill_points(duration)
+        log = []
+        lock = threading.Lock()
+
+        def lane(n):
+            mine = []
+            for index in range(n, POINTS, LANES):
+                _trial(labs[n], drizzle_peer, refs, index, points[index], mine)
+            with lock:
+                log.extend(mine)
+
+        with ThreadPoolExecutor(LANES) as pool:
+            for future in [pool.submit(lane, n) for n in range(LANES)]:
+                future.result()
+    finally:
+        for lab in labs:
+            lab.drop()
+    log.sort()
+    table = '\n'.join('%2d %6.2fs %-4s %-8s %-70s %s partials=%d next=%ss' % row for row in log)
+    print('\nrun duration %.1fs; %d kill points; suite %.0fs\n%s' % (duration, POINTS, time.monotonic() - started,
+                                                                      table))
+    assert len(log) == POINTS
+    killed = [row for row in log if row[3] == 'killed']
+    assert len(killed) >= POINTS * 3 // 4, 'most points must land inside the run:\n' + table
+    # the points reached into the migrations, not only the reading steps before them
+    assert any('Move to the target revision' in row[4] for row in killed), table
+    assert any('Back up the database' in row[4] for row in killed), table
