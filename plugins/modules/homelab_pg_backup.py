@@ -78,7 +78,8 @@ options:
     description:
       - Name prefix of the backup files, normally the service name. 1-63 characters of C(a-z), C(0-9), C(_) and C(-),
         starting with a letter or digit (so it cannot point outside O(dest)).
-      - Required with O(state=present) and O(state=pruned).
+      - Required with O(state=present) and O(state=pruned). With O(state=restored) it only names the service in the
+        audit record (default, from the backup's file name) and in the server's C(application_name).
     type: str
   format:
     description:
