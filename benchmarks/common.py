@@ -489,10 +489,15 @@ def format_table(rows):
                  _fmt(r.get('ratio'), 2), r.get('target') or '-', result, peak]
         lines.append(' '.join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, (_, w)) in enumerate(zip(cells,
                                                                                                      COLUMNS))))
-    lines.append('peak MB: ours/raw (largest process of the command, from wait4 rusage); ratio = ours / raw')
-    notes = [(r.get('row'), r.get('notes')) for r in rows if r.get('notes')]
-    for row, note in notes:
-        lines.append('  [%s] %s' % (row, note))
+    lines.append('ours/raw s: medians of wall time; ratio = ours / raw; peak MB: ours/raw, the largest process of each '
+                 'command (wait4 rusage); CPU s: user+system of the commands (not the database server)')
+    for r in rows:
+        extra = r.get('extra') or {}
+        cpu = ''
+        if extra.get('ours_cpu_s') is not None and extra.get('raw_cpu_s') is not None:
+            cpu = '(CPU s ours/raw %.2f/%.2f) ' % (extra['ours_cpu_s'], extra['raw_cpu_s'])
+        if cpu or r.get('notes'):
+            lines.append('  [%s] %s%s' % (r.get('row'), cpu, r.get('notes') or ''))
     return '\n'.join(lines)
 
 
