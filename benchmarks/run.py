@@ -60,12 +60,29 @@ def log(text):
     sys.stderr.flush()
 
 
+def backup_cluster_busy(bench_backup):
+    """(datadir, pid) when bench_backup's cached cluster is running (another run is using it), else None."""
+    try:
+        datadir = bench_backup.BenchCluster().datadir
+        with open(os.path.join(datadir, 'postmaster.pid')) as fh:
+            pid = int(fh.readline().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError, AttributeError, RuntimeError):
+        return None
+    return datadir, pid
+
+
 def backup_rows(reps, quick):
     """Row 6 from benchmarks/bench_backup.py (the backup engineer's): run(reps=...) -> [row dicts]."""
     try:
         import bench_backup
     except ImportError as exc:
         raise common.BenchError('benchmarks/bench_backup.py is missing or broken (%s); row 6 needs it' % exc)
+    busy = backup_cluster_busy(bench_backup)
+    if busy:
+        raise common.BenchError('the row 6 cluster (%s) is in use by another benchmark run (postmaster pid %s); '
+                                'bench_backup.run() would stop it. Run row 6 again when that run has finished: '
+                                '.venv/bin/python benchmarks/run.py --only 6' % busy)
     params = inspect.signature(bench_backup.run).parameters
     kwargs = {'reps': reps}
     if 'quick' in params:
