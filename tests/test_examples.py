@@ -41,7 +41,7 @@ def alembic(db_url, *args, env_extra=None):
     if db_url is not None:
         env['DATABASE_URL'] = db_url
     env.update(env_extra or {})
-    return subprocess.run([ALEMBIC] + list(args), cwd=DASHBOARD, env=env, capture_output=True, text=True,
+    return subprocess.run([ALEMBIC] + list(args), cwd=DASHBOARD, env=env, check=False, capture_output=True, text=True,
                           timeout=180)
 
 
@@ -110,7 +110,7 @@ def partial_folder(src, dest, count):
 # ---------------------------------------------------------------------------------------- dashboard
 def test_dashboard_layout():
     """Revision files are NNN_description.py with ids 001..006 in one line of history."""
-    out = subprocess.run([ALEMBIC, 'history'], cwd=DASHBOARD, capture_output=True, text=True, timeout=60,
+    out = subprocess.run([ALEMBIC, 'history'], cwd=DASHBOARD, check=False, capture_output=True, text=True, timeout=60,
                          env={k: v for k, v in os.environ.items() if k != 'DATABASE_URL'})
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
@@ -173,10 +173,10 @@ def test_dashboard_head_base_head_same_schema(fresh_db, make_db):
     alembic_ok(url, 'upgrade', 'head')
     assert fresh_db.schema_dump() == at_head
     # and one step at a time down and up again lands on the same schema
-    for _ in range(6):
+    for _step in range(6):
         alembic_ok(url, 'downgrade', '-1')
     assert version(fresh_db) == []
-    for _ in range(6):
+    for _step in range(6):
         alembic_ok(url, 'upgrade', '+1')
     assert version(fresh_db) == ['006']
     assert fresh_db.schema_dump() == at_head
@@ -320,11 +320,11 @@ def test_bot_snapshots_match_schema(bot, drizzle_peer, tmp_path):
     env = dict(os.environ, NODE_PATH=os.path.join(drizzle_peer.peer_dir, 'node_modules'))
     env.pop('DATABASE_URL', None)
     kit = os.path.join(drizzle_peer.peer_dir, 'node_modules', '.bin', 'drizzle-kit')
-    out = subprocess.run([kit, 'generate'], cwd=work, env=env, capture_output=True, text=True, timeout=180)
+    out = subprocess.run([kit, 'generate'], cwd=work, env=env, check=False, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     assert 'No schema changes' in out.stdout, out.stdout
     assert sorted(os.listdir(os.path.join(work, 'migrations'))) == before
-    check = subprocess.run([kit, 'check'], cwd=work, env=env, capture_output=True, text=True, timeout=180)
+    check = subprocess.run([kit, 'check'], cwd=work, env=env, check=False, capture_output=True, text=True, timeout=180)
     assert check.returncode == 0, check.stdout + check.stderr
 
 

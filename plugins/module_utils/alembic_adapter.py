@@ -426,7 +426,7 @@ def _bind(values, target, value):
             values[target.id] = _literal(target.id, value)
         return
     if isinstance(target, (ast.Tuple, ast.List)):
-        names = [n for n, _ in _stored_names(target) if n in REV_NAMES]
+        names = [n for n, _node in _stored_names(target) if n in REV_NAMES]
         if not names:
             return
         if (isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(target.elts)
@@ -437,7 +437,7 @@ def _bind(values, target, value):
         raise _FileError('line %s: %s is assigned by unpacking an expression; write it as a plain literal assignment'
                          % (target.lineno, ', '.join(names)))
     if isinstance(target, ast.Starred):
-        names = [n for n, _ in _stored_names(target) if n in REV_NAMES]
+        names = [n for n, _node in _stored_names(target) if n in REV_NAMES]
         if names:
             raise _FileError('line %s: %s is assigned by star-unpacking; write it as a plain literal assignment'
                              % (target.lineno, ', '.join(names)))
@@ -449,8 +449,8 @@ def parse_module(data):
         return ast.parse(data)
     except (SyntaxError, ValueError) as exc:
         line = getattr(exc, 'lineno', None)
-        raise _FileError('is not valid Python%s: %s' % (' (line %s)' % line if line else '',
-                                                      getattr(exc, 'msg', None) or exc))
+        where = ' (line %s)' % line if line is not None else ''
+        raise _FileError('is not valid Python%s: %s' % (where, getattr(exc, 'msg', None) or exc))
     except (RecursionError, MemoryError):
         raise _FileError('is too deeply nested to parse')
 
@@ -671,14 +671,16 @@ class RevisionGraph(object):
                 self.heads = set(heads)
 
             def _insert_version(self, version):
-                assert version not in self.heads
+                if version in self.heads:
+                    raise ValueError('revision %s is already in the version table' % version)
                 self.heads.add(version)
 
             def _delete_version(self, version):
                 self.heads.remove(version)
 
             def _update_version(self, from_, to_):
-                assert to_ not in self.heads
+                if to_ in self.heads:
+                    raise ValueError('revision %s is already in the version table' % to_)
                 self.heads.remove(from_)
                 self.heads.add(to_)
 
@@ -999,7 +1001,7 @@ class AlembicAdapter(Adapter):
         command = plan.extra.get('command', 'upgrade')
         listing = '\n'.join('--   %s' % s for s in plan.steps)
         header = '-- %s: alembic %s %s runs %d revision(s):\n%s\n' % (self.name, command, plan.target,
-                                                                       len(plan.steps), listing)
+                                                                      len(plan.steps), listing)
         if len(rows) > 1:
             plan.sql = header + ('-- (no offline SQL: the database is at several heads, which `--sql` cannot '
                                  'start from)\n')

@@ -161,11 +161,11 @@ class AlembicProject:
 
     def cli(self, *args, url=None, ini=True, check=True, timeout=300):
         argv = [ALEMBIC] + (['-c', self.ini] if ini else []) + list(args)
-        proc = subprocess.run(argv, cwd=self.root, env=self.env(url), capture_output=True, text=True,
+        proc = subprocess.run(argv, cwd=self.root, env=self.env(url), check=False, capture_output=True, text=True,
                               timeout=timeout)
         if check and proc.returncode != 0:
             raise AlembicCliError('%s failed (%s):\n%s\n%s' % (' '.join(args), proc.returncode, proc.stdout,
-                                                              proc.stderr))
+                                                               proc.stderr))
         return proc
 
     @staticmethod

@@ -43,7 +43,7 @@ class DrizzlePeer:
         if self.installed():
             return
         out = subprocess.run([self.npm, 'ci', '--no-audit', '--no-fund', '--loglevel=error'], cwd=self.peer_dir,
-                             capture_output=True, text=True, timeout=900)
+                             check=False, capture_output=True, text=True, timeout=900)
         if out.returncode != 0 or not self.installed():
             raise DrizzlePeerError('npm ci in %s failed (exit %s): %s\nrun scripts/setup.sh or `npm ci` there by hand'
                                    % (self.peer_dir, out.returncode, (out.stderr or out.stdout)[-2000:]))
@@ -62,7 +62,8 @@ class DrizzlePeer:
         if schema is not None:
             argv += ['--schema', schema]
         env = dict(os.environ, DATABASE_URL=url)
-        out = subprocess.run(argv, cwd=self.peer_dir, env=env, capture_output=True, text=True, timeout=self.timeout)
+        out = subprocess.run(argv, cwd=self.peer_dir, env=env, check=False, capture_output=True, text=True,
+                             timeout=self.timeout)
         try:
             result = json.loads(out.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):

@@ -8,7 +8,6 @@ database is moved with `alembic upgrade`/`stamp`; what the adapter says is compa
 
 import os
 import shutil
-import time
 
 import pytest
 
@@ -274,32 +273,21 @@ def test_long_history_matches_alembic(long_history, fresh_db):
     assert len(state.pending) == 273 and state.pending[-1] == 'merge1'
 
 
-def test_status_of_2000_revisions_is_fast(tmp_path_factory, fresh_db):
-    """read_state must take at most a quarter of `alembic heads` + `alembic current`."""
+def test_status_of_2000_revisions(tmp_path_factory, fresh_db):
+    """A 2,000-revision history half applied (its speed against the CLI is row 2 of `make bench`)."""
     proj = AlembicProject.init(str(tmp_path_factory.mktemp('big') / 'svc'))
     proj.bulk_linear(2000)
     url = fresh_db.password_url
     proj.cli('stamp', 'r01000', url=url)
-
-    def best(fn, runs):
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    cli = best(lambda: proj.heads(), 2) + best(lambda: proj.current(url), 2)
     adapter = adapter_for(proj, url)
     conn = connect(DbUrl(url))
     try:
-        ours = best(lambda: adapter.read_state(conn), 3)
         state = adapter.read_state(conn)
     finally:
         conn.close()
-    print('\n2000 revisions: read_state %.3fs; alembic heads + current %.3fs (ratio %.2f)' % (ours, cli, ours / cli))
     assert (len(state.applied), len(state.pending), state.heads) == (1000, 1000, ['r02000'])
-    assert ours <= cli / 4
+    assert state.current == proj.current(url) == ['r01000']
+    assert state.pending[0] == 'r01001' and state.pending[-1] == 'r02000'
 
 
 def test_pyproject_template_project(tmp_path, fresh_db):

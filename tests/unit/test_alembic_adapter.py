@@ -227,7 +227,7 @@ def test_file_listing_matches_scriptdirectory(tmp_path):
     # without recursion only the first level counts, for both
     with open(os.path.join(root, 'alembic.ini'), 'w') as fh:
         fh.write(ini.replace('true', 'false'))
-    ours, _ = aa.list_revision_files(aa.AlembicConfig(root, 'alembic.ini'))
+    ours, _errors = aa.list_revision_files(aa.AlembicConfig(root, 'alembic.ini'))
     assert [os.path.basename(p) for p in ours] == ['a_first.py', 'b_second.py']
 
 
@@ -361,7 +361,7 @@ def test_graph_answers_like_the_revision_map(tmp_path):
     assert graph.applied_set(['c2']) == {'c2', 'c1', 'a2', 'a1'}
     assert graph.upgrade_steps('heads', ['c2'])[-1] == 'm1'
     assert set(graph.upgrade_steps('heads', ['c2'])) == {'a3', 'b1', 'm1'}
-    assert graph.downgrade_steps('a1', ['m1', 'c2']) == [x for x in graph.downgrade_steps('a1', ['m1', 'c2'])]
+    assert graph.downgrade_steps('a1', ['m1', 'c2']) == list(graph.downgrade_steps('a1', ['m1', 'c2']))
     assert set(graph.downgrade_steps('a1', ['m1', 'c2'])) == {'m1', 'a3', 'b1', 'c2', 'a2'}
     # the version table after upgrading c2 from nothing: c2's dependency on a2 merges the a2 row away,
     # while `alembic current` still shows a2 as a head of its own
