@@ -32,6 +32,8 @@ if ! have_pg_server; then
 fi
 command -v pg_dump >/dev/null || apt_install postgresql-client
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+# ansible-test sanity's shellcheck test is skipped (not passed) without it
+command -v shellcheck >/dev/null || apt_install shellcheck || log "shellcheck missing: ansible-test will skip its shellcheck test"
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
