@@ -474,7 +474,11 @@ def test_failed_health_check_rolls_the_service_back(homelab):
 
 
 def _run_on_a_terminal(argv, env, answer, timeout=300):
-    """Run argv with stdin and stdout on a pseudo-terminal; type ``answer`` at the prompt."""
+    """Run argv with stdin and stdout on a pseudo-terminal; type ``answer`` at the prompt.
+
+    The prompt switches the terminal mode after printing (which may drop what was typed too early,
+    as with a human typing ahead), so the answer is typed again while nothing happens after it.
+    """
     import pty
     import select
     pid, fd = pty.fork()
@@ -484,29 +488,32 @@ def _run_on_a_terminal(argv, env, answer, timeout=300):
             os.execve(argv[0], argv, env)
         finally:
             os._exit(127)
-    out, sent = b'', False
+    out, sent, typed_at = b'', 0, 0.0
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 1)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-            if not sent and b'Type "yes"' in out and out.rstrip().endswith(b':'):
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            prompt_at = out.rfind(b'Type "yes"')
+            waiting = prompt_at >= 0 and b'TASK [' not in out[prompt_at:] and b'PLAY RECAP' not in out[prompt_at:]
+            if waiting and sent < 10 and time.monotonic() - typed_at > 2:
+                time.sleep(0.3)
                 os.write(fd, answer + b'\r')
-                sent = True
+                sent += 1
+                typed_at = time.monotonic()
     finally:
         if time.monotonic() >= deadline:
             os.kill(pid, 9)
         _, status = os.waitpid(pid, 0)
         os.close(fd)
-    return os.waitstatus_to_exitcode(status), out.decode('utf-8', 'replace'), sent
+    return os.waitstatus_to_exitcode(status), out.decode('utf-8', 'replace'), sent > 0
 
 
 @pytest.mark.parametrize('answer', [b'yes', b'no'])
