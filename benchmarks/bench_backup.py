@@ -65,6 +65,7 @@ class BenchCluster:
         self.datadir = os.path.join(root, 'pg%s' % self.major)
         self.logfile = os.path.join(root, 'server.log')
         self.port = None
+        self.owned = False
 
     def _run(self, argv, check=True):
         out = subprocess.run(_as_postgres() + argv, capture_output=True, text=True, timeout=600, cwd=self.root)
@@ -86,14 +87,23 @@ class BenchCluster:
                 fh.write("listen_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n"
                          "shared_buffers = '256MB'\nmax_wal_size = '4GB'\nwal_level = minimal\n"
                          "max_wal_senders = 0\nfsync = off\nsynchronous_commit = off\n" % self.root)
-        self._run([os.path.join(self.bindir, 'pg_ctl'), '-D', self.datadir, '-m', 'fast', 'stop'], check=False)
+        status = self._run([os.path.join(self.bindir, 'pg_ctl'), '-D', self.datadir, 'status'], check=False)
+        if status.returncode == 0:
+            # already running (another run of this benchmark): use it, and leave it running afterwards
+            with open(os.path.join(self.datadir, 'postmaster.pid')) as fh:
+                self.port = int(fh.read().splitlines()[3])
+            self.owned = False
+            return self
         self.port = free_port()
         self._run([os.path.join(self.bindir, 'pg_ctl'), '-D', self.datadir, '-l', self.logfile, '-w', '-t', '120',
                    '-o', '-p %d' % self.port, 'start'])
+        self.owned = True
         return self
 
     def stop(self):
-        self._run([os.path.join(self.bindir, 'pg_ctl'), '-D', self.datadir, '-m', 'fast', '-w', 'stop'], check=False)
+        if self.owned:
+            self._run([os.path.join(self.bindir, 'pg_ctl'), '-D', self.datadir, '-m', 'fast', '-w', 'stop'],
+                      check=False)
 
     def url(self, dbname=DBNAME):
         return 'postgresql://postgres@127.0.0.1:%d/%s' % (self.port, dbname)
