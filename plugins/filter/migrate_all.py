@@ -353,6 +353,19 @@ def _ran(value):
     return isinstance(value, dict) and bool(value) and not _when_skipped(value)
 
 
+def migrate_all_untouched(apply):
+    """True when the apply step failed before it changed anything (connect, lock, read or plan failed).
+
+    homelab_migration_apply ends those messages with "nothing was changed". Going back to the pre-run
+    revision, or restoring the backup, would then undo whatever another run did meanwhile (the lock
+    timed out because another run held it).
+    """
+    apply = _registered(apply)
+    if not apply.get('failed') or apply.get('applied') or apply.get('reverted'):
+        return False
+    return str(apply.get('msg') or '').rstrip(' .').endswith('nothing was changed')
+
+
 def migrate_all_recovery(error, before=None, attempted=False, backup=None, apply=None, back=None, restore=None):
     """The result of a service whose block failed: how it was recovered (back to ``before``, or the backup)."""
     backup = _registered(backup)
@@ -478,6 +491,7 @@ class FilterModule(object):
             'migrate_all_record': migrate_all_record,
             'migrate_all_outcome': migrate_all_outcome,
             'migrate_all_recovery': migrate_all_recovery,
+            'migrate_all_untouched': migrate_all_untouched,
             'migrate_all_changed': migrate_all_changed,
             'migrate_all_target': migrate_all_target,
             'migrate_all_failure_message': migrate_all_failure_message,
