@@ -119,10 +119,10 @@ def migrate_all_status_table(status, order, selected=None):
         lock = info.get('lock') or {}
         if lock.get('held'):
             holder = lock.get('holder') or {}
-            lines.append('    locked   by pid %s (%s) since %s' % (holder.get('pid'), holder.get('application_name'),
-                                                                 holder.get('since')))
-    lines.append('overall: %s, %s pending migration(s)' % ((status or {}).get('overall_status', 'error'),
-                                                           (status or {}).get('total_pending', 0)))
+            lines.append('    locked   by pid %s (%s) since %s'
+                         % (holder.get('pid'), holder.get('application_name'), holder.get('since')))
+    lines.append('overall: %s, %s pending migration(s)'
+                 % ((status or {}).get('overall_status', 'error'), (status or {}).get('total_pending', 0)))
     return lines
 
 
@@ -188,8 +188,8 @@ def migrate_all_decide(name, services, status, plan, results, scope='service', s
     if plan.get('failed'):
         return {'action': 'fail', 'reason': 'cannot plan: %s' % plan.get('msg', 'unknown error')}
     if not plan.get('changed'):
-        return {'action': 'unchanged', 'reason': 'already at %s' % _cell(plan.get('to_revision')
-                                                                        or plan.get('from_revision'))}
+        at = plan.get('to_revision') or plan.get('from_revision')
+        return {'action': 'unchanged', 'reason': 'already at %s' % _cell(at)}
     failed = [n for n, r in (results or {}).items() if r.get('outcome') == 'failed']
     if scope == 'run' and failed:
         return {'action': 'skip', 'reason': 'not attempted: %s failed and migrate_all_rollback_scope is run'
@@ -315,8 +315,9 @@ def migrate_all_failure_message(results, order, audit_log=None):
 
 
 def _when_skipped(value):
-    return isinstance(value, dict) and bool(value.get('skipped')) and ('skip_reason' in value
-                                                                      or 'false_condition' in value)
+    if not isinstance(value, dict) or not value.get('skipped'):
+        return False
+    return 'skip_reason' in value or 'false_condition' in value
 
 
 def _registered(value):

@@ -73,9 +73,10 @@ options:
         default: {}
 attributes:
   check_mode:
+    description: Nothing is written; the records are returned as they would be written.
     support: full
-    details: In check mode nothing is written; the records are returned as they would be written.
   diff_mode:
+    description: No diff is returned.
     support: none
 notes:
   - The role calls the status report part with C(check_mode=false), so the report is fresh after a
