@@ -1,0 +1,92 @@
+"""A failing health check after apply: the service is rolled back and the play fails clearly.
+
+stream-bot (at 0002, with rows) gets a health_check URL that answers HTTP 500 (a local http.server on a
+free port), or points at a closed port. After its migrations are applied the check fails; the role must take
+stream-bot back to 0002 with its rows as they were, skip discord-bot (it depends on stream-bot), keep the
+dashboard migrated, and fail the play with a message naming the health check and why.
+"""
+
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from harness.faults import BOTS, FaultLab, outcomes, references
+
+pytestmark = pytest.mark.peer
+PRE_RUN = '0002_add_currency_system'
+
+
+@pytest.fixture
+def refs(pg, drizzle_peer, tmp_path_factory):
+    return references(pg, drizzle_peer, tmp_path_factory)
+
+
+@pytest.fixture
+def lab(pg, tmp_path):
+    lab = FaultLab(pg, tmp_path)
+    yield lab
+    lab.drop()
+
+
+class _Broken(BaseHTTPRequestHandler):
+    hits = 0
+
+    def do_GET(self):  # noqa: N802
+        type(self).hits += 1
+        self.send_response(500)
+        self.end_headers()
+        self.wfile.write(b'stream-bot: database schema mismatch')
+
+    def log_message(self, *args):
+        pass
+
+
+def _closed_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]  # closed again when the socket is
+
+
+@pytest.mark.parametrize('kind', ['http500', 'closed_port'])
+def test_failing_health_check_rolls_the_service_back(lab, drizzle_peer, refs, kind):
+    server = None
+    if kind == 'http500':
+        _Broken.hits = 0
+        server = HTTPServer(('127.0.0.1', 0), _Broken)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = 'http://127.0.0.1:%d/healthz' % server.server_port
+    else:
+        url = 'http://127.0.0.1:%d/healthz' % _closed_port()
+    lab.move('stream-bot', PRE_RUN)
+    lab.seed_stream_bot()
+    before = lab.snapshot(['stream-bot', 'discord-bot'])
+    services = [lab.spec('dashboard'), lab.spec('stream-bot', depends_on=['dashboard'], health_check=url),
+                lab.spec('discord-bot', depends_on=['dashboard', 'stream-bot'])]
+    try:
+        proc = lab.play(migrate_all_services=services, migrate_all_health_check_retries=2,
+                        migrate_all_health_check_delay=0, migrate_all_health_check_timeout=5)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+    assert proc.returncode != 0, proc.output[-5000:]
+    fatal = proc.stdout[proc.stdout.rindex('TASK ['):]
+    assert 'stream-bot failed' in fatal and 'health check %s' % url in fatal, fatal[-3000:]
+    if kind == 'http500':
+        assert 'HTTP 500' in fatal, fatal[-3000:]
+        assert _Broken.hits >= 2, 'the check is retried (retries=2), got %d request(s)' % _Broken.hits
+    else:
+        assert 'refused' in fatal.lower() or 'no answer' in fatal.lower(), fatal[-3000:]
+
+    # stream-bot back where it was, schema and rows; discord-bot untouched; dashboard migrated
+    assert lab.snapshot(['stream-bot', 'discord-bot']) == before
+    role = lab.role_records()
+    assert outcomes(role) == {'dashboard': 'success', 'stream-bot': 'failed', 'discord-bot': 'skipped'}, role
+    rec = [r for r in role if r['service'] == 'stream-bot'][-1]
+    assert rec['applied'] == BOTS['stream-bot'][3:], rec
+    assert rec['reverted'] == BOTS['stream-bot'][:2:-1], rec
+    assert rec['recovery'].startswith('rolled back to ' + PRE_RUN), rec
+    assert rec['to'] == PRE_RUN and rec['backup'], rec
+    lab.verify(drizzle_peer, refs, expect={'dashboard': '006', 'stream-bot': PRE_RUN, 'discord-bot': None})
