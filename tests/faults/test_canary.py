@@ -1,0 +1,121 @@
+"""A canary password in every database URL must leak nowhere.
+
+The example inventory builds every service's URL from homelab_demo_pg_user/password; the password role's
+password (tests/harness/pg.py) is a canary full of URL-hostile characters, `Cnry<12 hex>@:/%?`. Its unique
+prefix survives any quoting, so looking for the prefix finds the password however it was encoded.
+
+Four runs at -vvvv cover the paths that handle URLs: check mode; a run where stream-bot's new migration
+fails and its down file is missing, so going back fails and the backup is restored (pg_dump, pg_restore);
+a successful run; a rollback by tag. While they run, a thread polls every process's argv (/proc/*/cmdline).
+Afterwards: not in any run's stdout/stderr, the audit log, the status report, the metrics file, the fact, the
+backup directory's file names, its .sha256 files, nor any file the runs wrote under the lab's directory.
+"""
+
+import os
+import shutil
+import threading
+import time
+
+import pytest
+
+from harness.faults import BOTS, HOMELAB, FaultLab, outcomes, pids, proc_cmdline
+from integration.test_role import BROKEN
+
+pytestmark = pytest.mark.peer
+
+
+class ArgvWatch(threading.Thread):
+    """Polls /proc/*/cmdline of every process for ``needle`` until stopped."""
+
+    def __init__(self, needle, interval=0.01):
+        super(ArgvWatch, self).__init__(daemon=True)
+        self.needle = needle
+        self.interval = interval
+        self.hits = {}
+        self.scans = 0
+        self.seen = set()
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            for pid in pids():
+                cmd = proc_cmdline(pid)
+                for word in cmd.split(' ')[:2]:  # the program, or the script of an interpreter
+                    self.seen.add(os.path.basename(word))
+                if self.needle in cmd:
+                    self.hits[pid] = cmd
+            self.scans += 1
+            time.sleep(self.interval)
+
+    def stop(self):
+        self.halt.set()
+        self.join(10)
+
+
+@pytest.fixture
+def lab(pg, tmp_path):
+    lab = FaultLab(pg, tmp_path)
+    yield lab
+    lab.drop()
+
+
+def _files_under(root):
+    for base, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != 'services']  # the copy of the example's own files
+        for name in files:
+            yield os.path.join(base, name)
+
+
+def _unbreak_stream_bot(lab):
+    """Undo Homelab.break_stream_bot: the example's journal and down files back, the broken migration gone."""
+    src = os.path.join(HOMELAB, 'services', 'stream-bot', 'migrations')
+    dst = os.path.join(lab.services_dir, 'stream-bot', 'migrations')
+    for name in ('meta/_journal.json', '0003_add_platform_user_unique_constraint.down.sql'):
+        shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
+    for name in (BROKEN + '.sql', BROKEN + '.down.sql'):
+        os.unlink(os.path.join(dst, name))
+
+
+def test_canary_password_appears_nowhere(lab):
+    password = lab.pg.password
+    canary = password[:16]
+    assert canary.startswith('Cnry') and len(set('@:/%?') & set(password)) == 5
+    lab.move('stream-bot', '0002_add_currency_system')
+    lab.seed_stream_bot()
+    lab.break_stream_bot(without_down='0003_add_platform_user_unique_constraint')
+
+    watch = ArgvWatch(canary)
+    watch.start()
+    runs = []
+    try:
+        runs.append(('check', lab.play(check=True, confirm=False, verbosity=4)))
+        runs.append(('restore', lab.play(verbosity=4, migrate_all_transaction='each')))
+        _unbreak_stream_bot(lab)
+        runs.append(('apply', lab.play(verbosity=4)))
+        runs.append(('rollback', lab.play(verbosity=4, tags='discord-bot', migrate_all_action='rollback')))
+    finally:
+        watch.stop()
+
+    # the runs did what they were meant to (so the URL-handling paths really ran)
+    codes = dict((name, proc.returncode) for name, proc in runs)
+    assert codes == {'check': 0, 'restore': 2, 'apply': 0, 'rollback': 0}, [p.output[-3000:] for _, p in runs]
+    restore = [r for r in lab.role_records() if r['service'] == 'stream-bot'][0]
+    assert 'restored the backup' in restore['recovery'], restore
+    assert outcomes(lab.role_records()[-1:]) == {'discord-bot': 'success'}
+    assert lab.drizzle_applied('discord-bot') == BOTS['discord-bot'][:2]
+    # the watcher saw the tools the runs started
+    assert watch.scans > 100 and {'ansible-playbook', 'pg_dump', 'pg_restore'} <= watch.seen, watch.seen
+
+    assert watch.hits == {}, 'the password was on a command line: %s' % watch.hits
+    for name, proc in runs:
+        assert canary not in proc.stdout and canary not in proc.stderr, (name, 'in the -vvvv output')
+    for path in (lab.audit_log, lab.status_report, lab.textfile, lab.fact_file):
+        with open(path, 'rb') as fh:
+            assert canary.encode() not in fh.read(), path
+    names = os.listdir(lab.backup_dir)
+    assert names and not any(canary in n for n in names), names
+    sums = [n for n in names if n.endswith('.sha256')]
+    assert len(sums) >= 3
+    for path in _files_under(str(lab.tmp)):
+        with open(path, 'rb') as fh:
+            assert canary.encode() not in fh.read(), 'in %s' % path
