@@ -20,6 +20,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import stat
 
 from ansible.errors import AnsibleFilterError
@@ -216,8 +217,17 @@ def migrate_all_decide(name, services, status, plan, results, scope='service', s
     return {'action': 'run', 'reason': '; '.join(notes)}
 
 
+_ALEMBIC_STEP = re.compile(r'Running (upgrade|downgrade) (\S+?) -> (\S+?)(?:,|\s|$)')
+
+
 def migrate_all_failure(result, pending=None, task=None):
-    """One message for a failed step that names the migration when it can be known."""
+    """One message for a failed step that names the migration when it can be known.
+
+    The adapters name the failing migration themselves (drizzle: "migration <tag> (<file>) failed at
+    ..."); alembic's own log says which step ran last ("Running upgrade 004 -> 005"). Otherwise, when
+    migrations committed one by one (``applied`` not empty), the failing one is the next pending one.
+    Nothing is guessed when the step failed before changing anything (lock, connection, plan).
+    """
     result = result or {}
     msg = result.get('msg') or result.get('message') or 'unknown error'
     if isinstance(msg, (list, tuple)):
@@ -227,20 +237,17 @@ def migrate_all_failure(result, pending=None, task=None):
     if not migration:
         details = result.get('details') or {}
         migration = details.get('failed_migration') or details.get('migration')
-    if not migration and pending and not result.get('applied') and any(str(p) in msg for p in pending):
-        # nothing stayed applied (one transaction, rolled back) and the message names the migration itself:
-        # guessing the first pending one would blame a migration that did not fail
-        pass
-    elif not migration and pending:
+    if not migration and not migrate_all_untouched(result):
+        steps = list(_ALEMBIC_STEP.finditer(msg))
         applied = result.get('applied')
-        if isinstance(applied, list) and len(applied) < len(pending):
+        if steps:
+            last = steps[-1]
+            migration = last.group(3) if last.group(1) == 'upgrade' else last.group(2)
+        elif pending and not any(str(p) in msg for p in pending) and isinstance(applied, list) \
+                and applied and len(applied) < len(pending):
             migration = pending[len(applied)]
-        elif task and 'apply' in str(task).lower() and len(pending) == 1:
-            migration = pending[0]
-    if migration and str(migration) not in msg:
-        msg = 'migration %s failed: %s' % (migration, msg)
-    elif migration and 'migration' not in msg.lower():
-        msg = 'migration %s: %s' % (migration, msg)
+    if migration and not re.search(r'\bmigration %s\b' % re.escape(str(migration)), msg):
+        msg = ('migration %s: %s' if str(migration) in msg else 'migration %s failed: %s') % (migration, msg)
     if task:
         msg = '%s (task: %s)' % (msg, task)
     return msg
@@ -367,7 +374,27 @@ def migrate_all_untouched(apply):
     return str(apply.get('msg') or '').rstrip(' .').endswith('nothing was changed')
 
 
-def migrate_all_recovery(error, before=None, attempted=False, backup=None, apply=None, back=None, restore=None):
+def migrate_all_undo_needed(apply, attempted=False):
+    """Whether a failed service must be taken back: something of this run may have stayed.
+
+    Not when the apply failed and reports (from the state it re-read) that nothing was applied or
+    reverted and the revision did not move: a rolled-back transaction, or a lock held by another run
+    (going back, let alone restoring a backup, would then fight that run).
+    """
+    if not attempted:
+        return False
+    apply = _registered(apply)
+    if migrate_all_untouched(apply):
+        return False
+    if not apply or not apply.get('failed') or 'applied' not in apply:
+        return True
+    if apply.get('applied') or apply.get('reverted'):
+        return True
+    return apply.get('to_revision') != apply.get('from_revision')
+
+
+def migrate_all_recovery(error, before=None, attempted=False, backup=None, apply=None, back=None, restore=None,
+                         undo_needed=True):
     """The result of a service whose block failed: how it was recovered (back to ``before``, or the backup)."""
     backup = _registered(backup)
     apply = _registered(apply)
@@ -376,6 +403,8 @@ def migrate_all_recovery(error, before=None, attempted=False, backup=None, apply
     to = before
     if not attempted:
         recovery = 'nothing was changed'
+    elif not undo_needed:
+        recovery = 'nothing to undo: nothing of this run stayed, still at %s' % before_text
     elif _ran(back) and not back.get('failed'):
         reverted = list(back.get('reverted') or [])
         recovery = 'rolled back to %s (%s)' % (before_text, 'reverted ' + ', '.join(reverted) if reverted else
@@ -492,6 +521,7 @@ class FilterModule(object):
             'migrate_all_record': migrate_all_record,
             'migrate_all_outcome': migrate_all_outcome,
             'migrate_all_recovery': migrate_all_recovery,
+            'migrate_all_undo_needed': migrate_all_undo_needed,
             'migrate_all_untouched': migrate_all_untouched,
             'migrate_all_changed': migrate_all_changed,
             'migrate_all_target': migrate_all_target,

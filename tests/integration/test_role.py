@@ -359,6 +359,29 @@ def test_when_going_back_fails_the_backup_is_restored(homelab):
     assert rec['to'] == '0002_add_currency_system'
 
 
+def test_a_lock_held_by_another_run_fails_the_service_without_undoing_anything(homelab):
+    from ansible_collections.homelab.migrations.plugins.module_utils import lock
+    homelab.move('stream-bot', '0002_add_currency_system')
+    homelab.seed_stream_bot()
+    before = homelab.snapshot(['stream-bot'])
+    other_run = homelab.dbs['stream-bot'].conn()
+    try:
+        lock.acquire(other_run, 'stream-bot', wait_seconds=0)
+        proc = homelab.play(tags='stream-bot', migrate_all_lock_wait=2)
+        assert homelab.snapshot(['stream-bot']) == before
+    finally:
+        other_run.close()
+    assert proc.returncode != 0
+    assert 'is locked by' in proc.stdout
+    records = homelab.audit()
+    # one failed apply; no going back, no restore of the backup under the other run's feet
+    assert [(r['action'], r['outcome']) for r in records if r.get('source') != 'role'] == [('apply', 'failed')]
+    role = homelab.role_records()[-1]
+    assert role['outcome'] == 'failed' and role['recovery'] == 'nothing was changed', role['recovery']
+    assert 'is locked by' in role['error'] and 'migration 0003' not in role['error']
+    assert role['to'] == '0002_add_currency_system'
+
+
 def test_rollback_scope_run_takes_the_dashboard_back_too(homelab):
     homelab.move('dashboard', '003')
     homelab.break_stream_bot()

@@ -108,6 +108,21 @@ def test_failure_message_names_the_migration():
     msg = f.migrate_all_failure({'msg': 'relation "x" does not exist', 'applied': ['0002']}, ['0002', '0003', '0004'],
                                 'Move to the target revision stream-bot')
     assert msg.startswith('migration 0003 failed: relation "x" does not exist')
+    # alembic's log names the step that ran last
+    alembic = ("alembic upgrade 006 failed (exit 1); it got as far as 004 (applied 004). alembic said:\n"
+               "INFO  [alembic.runtime.migration] Running upgrade 003 -> 004, add index\n"
+               "INFO  [alembic.runtime.migration] Running upgrade 004 -> 005, verify legacy emails\n"
+               "sqlalchemy.exc.ProgrammingError: column does not exist")
+    assert f.migrate_all_failure({'msg': alembic, 'applied': ['004']}, ['004', '005', '006']).startswith(
+        'migration 005: alembic upgrade')
+    down = "alembic downgrade 003 failed. alembic said:\nINFO  Running downgrade 005 -> 004, verify legacy emails"
+    assert f.migrate_all_failure({'msg': down, 'applied': []}, []).startswith('migration 005: ')
+    # one transaction rolled back: applied is empty, nothing is guessed
+    assert f.migrate_all_failure({'msg': 'boom', 'applied': []}, ['0003', '0004']) == 'boom'
+    # failed before changing anything: no migration is blamed
+    locked = "service 'stream-bot' is locked by pid 7; waited 2s (lock_wait). ...; nothing was changed"
+    assert f.migrate_all_failure({'failed': True, 'msg': locked, 'applied': [], 'reverted': []},
+                                 ['0003', '0004']) == locked
     assert msg.endswith('(task: Move to the target revision stream-bot)')
     msg = f.migrate_all_failure({'msg': "migration 0003 (0003.sql) failed at ...", 'applied': []}, ['0003'])
     assert msg == "migration 0003 (0003.sql) failed at ..."
@@ -137,6 +152,27 @@ def test_outcome_and_recovery_results():
     assert rec['recovery'].startswith('NOT RECOVERED') and 'disk full' in rec['recovery'] and rec['to'] is None
     rec = f.migrate_all_recovery('backup failed', '0001', False, {}, {}, skipped, skipped)
     assert rec['recovery'] == 'nothing was changed' and rec['to'] == '0001'
+
+
+def test_undo_is_needed_only_when_something_of_the_run_may_have_stayed():
+    skipped = {'changed': False, 'skipped': True, 'skip_reason': 'Conditional result was False'}
+    assert f.migrate_all_undo_needed(skipped, False) is False
+    # a later step (health check) failed after a successful apply
+    assert f.migrate_all_undo_needed({'changed': True, 'applied': ['2'], 'from_revision': '1', 'to_revision': '2'},
+                                     True) is True
+    # the transaction was rolled back / the lock was held by another run: nothing to undo
+    assert f.migrate_all_undo_needed({'failed': True, 'applied': [], 'reverted': [], 'from_revision': '1',
+                                      'to_revision': '1'}, True) is False
+    assert f.migrate_all_undo_needed({'failed': True, 'applied': [], 'reverted': [], 'from_revision': None,
+                                      'to_revision': None}, True) is False
+    # partly applied, state unknown after the failure, module crash
+    assert f.migrate_all_undo_needed({'failed': True, 'applied': ['2'], 'reverted': [], 'from_revision': '1',
+                                      'to_revision': '2'}, True) is True
+    assert f.migrate_all_undo_needed({'failed': True, 'applied': [], 'reverted': [], 'from_revision': '1',
+                                      'to_revision': None}, True) is True
+    assert f.migrate_all_undo_needed({'failed': True, 'msg': 'MODULE FAILURE'}, True) is True
+    rec = f.migrate_all_recovery('locked', '0002', True, {'path': '/b/x'}, {}, skipped, skipped, False)
+    assert rec['recovery'] == 'nothing to undo: nothing of this run stayed, still at 0002' and rec['to'] == '0002'
 
 
 def test_summary_and_record():
