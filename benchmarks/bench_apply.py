@@ -32,6 +32,7 @@ def _fresh(server, prefix, fn):
     """fn(db name, url) on a new database, dropped afterwards."""
     db = common.fresh_database(server, prefix)
     try:
+        common.checkpoint(server)
         return fn(db, server.url(db, password=True))
     finally:
         server.drop_database(db)

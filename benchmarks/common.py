@@ -586,6 +586,17 @@ def fresh_database(server, prefix='bench'):
     return server.create_database('%s_%s' % (prefix, uuid.uuid4().hex[:10]))
 
 
+def checkpoint(server):
+    """CHECKPOINT before a measured write run, so each side starts with the server's WAL in the same state
+    (creating databases and thousands of DDL statements otherwise leave the next run a checkpoint to pay)."""
+    conn = server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute('CHECKPOINT')
+    finally:
+        conn.close()
+
+
 def drizzle_peer():
     """The drizzle-orm peer (installed with npm ci when needed); BenchError without Node."""
     from harness.drizzle_peer import DrizzlePeer

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """`make bench`: homelab.migrations against the raw tools, one table.
 
-    .venv/bin/python benchmarks/run.py                 # every row, 3 repetitions (under 10 minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py                 # every row, 5 repetitions (under 10 minutes on 2 cores)
     .venv/bin/python benchmarks/run.py --quick         # tiny sizes, 1 repetition (a smoke test)
     .venv/bin/python benchmarks/run.py --only 2,4      # some rows
     .venv/bin/python benchmarks/run.py --reps 5 --out /tmp/bench.json
@@ -32,7 +32,8 @@ def parse_args(argv=None):
     parser.add_argument('--quick', action='store_true', help='tiny sizes and 1 repetition (a smoke test, minutes '
                                                              'less; the figures mean little)')
     parser.add_argument('--only', default='', help='comma-separated row numbers to run, e.g. 1,3 (default: all)')
-    parser.add_argument('--reps', type=int, default=None, help='repetitions per side (default 3, --quick 1)')
+    parser.add_argument('--reps', type=int, default=None,
+                        help='repetitions per side (default 5, --quick 1; row 7: at most 3; row 6: --backup-reps)')
     parser.add_argument('--backup-reps', type=int, default=None,
                         help='repetitions of row 6 (bench_backup.py: each is a custom and a 2-job directory dump of '
                              'a >= 1 GB database, ours and raw; default min(reps, 2) to stay under 10 minutes)')
@@ -45,7 +46,7 @@ def parse_args(argv=None):
         parser.error('--only: unknown row(s) %s; rows are %s' % (', '.join(bad), ', '.join(ROWS)))
     args.only = only
     if args.reps is None:
-        args.reps = 1 if args.quick else 3
+        args.reps = 1 if args.quick else 5
     if args.reps < 1:
         parser.error('--reps must be at least 1')
     if args.backup_reps is None:
