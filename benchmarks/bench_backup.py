@@ -68,7 +68,8 @@ class BenchCluster:
         self.owned = False
 
     def _run(self, argv, check=True):
-        out = subprocess.run(_as_postgres() + argv, capture_output=True, text=True, timeout=600, cwd=self.root)
+        out = subprocess.run(_as_postgres() + argv, check=False, capture_output=True, text=True, timeout=600,
+                             cwd=self.root)
         if check and out.returncode != 0:
             raise RuntimeError('%s failed: %s %s' % (argv[0], out.stdout, out.stderr))
         return out
@@ -110,7 +111,8 @@ class BenchCluster:
 
     def psql(self, sql, dbname=DBNAME):
         out = subprocess.run([os.path.join(self.bindir, 'psql'), '-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1',
-                              '-d', self.url(dbname), '-c', sql], capture_output=True, text=True, timeout=3600)
+                              '-d', self.url(dbname), '-c', sql], check=False, capture_output=True, text=True,
+                             timeout=3600)
         if out.returncode != 0:
             raise RuntimeError('psql failed: %s' % out.stderr)
         return out.stdout.strip()
@@ -237,7 +239,7 @@ def run(reps=3, log=print):
                 cpu_ratio=round(statistics.median(ours_cpu) / statistics.median(raw_cpu), 3),
                 reps=reps, ours_s=[round(x, 3) for x in ours], raw_s=[round(x, 3) for x in raw],
                 raw_command='pg_dump -F%s%s -f FILE' % ('c' if fmt == 'custom' else 'd',
-                                                         ' -j %d' % jobs if jobs > 1 else ''),
+                                                        ' -j %d' % jobs if jobs > 1 else ''),
                 database_bytes=db_bytes, dump_bytes=size, pg_dump=backup.version_text(version),
             )
             row['ok'] = row['target'] is None or row['ratio'] <= row['target']
@@ -250,18 +252,18 @@ def run(reps=3, log=print):
 
 def print_table(rows, out=sys.stdout):
     head = '%-60s %9s %9s %7s %8s %9s' % ('benchmark (medians)', 'ours (s)', 'raw (s)', 'ratio', 'target',
-                                           'cpu ratio')
+                                          'cpu ratio')
     out.write(head + '\n' + '-' * len(head) + '\n')
     for row in rows:
         target = '<= %.2f' % row['target'] if row['target'] else '-'
         out.write('%-60s %9.2f %9.2f %7.3f %8s %9.3f\n' % (row['name'], row['ours_median_s'], row['raw_median_s'],
-                                                          row['ratio'], target, row['cpu_ratio']))
+                                                           row['ratio'], target, row['cpu_ratio']))
         out.write('%-60s raw: %s; %d reps; dump %.0f MB; pg_dump %s\n'
                   % ('', row['raw_command'], row['reps'], (row['dump_bytes'] or 0) / 1e6, row['pg_dump']))
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--reps', type=int, default=3)
     parser.add_argument('--json', help='also write the rows to this file')
     args = parser.parse_args(argv)
