@@ -404,7 +404,8 @@ def migrate_all_recovery(error, before=None, attempted=False, backup=None, apply
     if not attempted:
         recovery = 'nothing was changed'
     elif not undo_needed:
-        recovery = 'nothing to undo: nothing of this run stayed, still at %s' % before_text
+        # PostgreSQL rolled the failed transaction back: the database is where the run found it
+        recovery = 'rolled back to %s (nothing to revert: the failed transaction left no change)' % before_text
     elif _ran(back) and not back.get('failed'):
         reverted = list(back.get('reverted') or [])
         recovery = 'rolled back to %s (%s)' % (before_text, 'reverted ' + ', '.join(reverted) if reverted else

@@ -171,8 +171,9 @@ def test_undo_is_needed_only_when_something_of_the_run_may_have_stayed():
     assert f.migrate_all_undo_needed({'failed': True, 'applied': [], 'reverted': [], 'from_revision': '1',
                                       'to_revision': None}, True) is True
     assert f.migrate_all_undo_needed({'failed': True, 'msg': 'MODULE FAILURE'}, True) is True
-    rec = f.migrate_all_recovery('locked', '0002', True, {'path': '/b/x'}, {}, skipped, skipped, False)
-    assert rec['recovery'] == 'nothing to undo: nothing of this run stayed, still at 0002' and rec['to'] == '0002'
+    rec = f.migrate_all_recovery('boom', '0002', True, {'path': '/b/x'}, {}, skipped, skipped, False)
+    assert rec['recovery'].startswith('rolled back to 0002 (nothing to revert') and rec['to'] == '0002'
+    assert rec['reverted'] == []
 
 
 def test_summary_and_record():
