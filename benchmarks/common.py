@@ -348,13 +348,13 @@ def make_row(row, name, ours=None, raw=None, target=None, ours_s=None, raw_s=Non
     if target:
         kind, value = target
         if kind == 'ratio':
-            target_text = 'ratio <= %g' % value
+            target_text = 'ratio <= %s' % value
             passed = ratio is not None and ratio <= value
         elif kind == 'overhead':
-            target_text = '+%gs max' % value
+            target_text = '+%ss max' % value
             passed = ours_s is not None and raw_s is not None and ours_s - raw_s <= value
         elif kind == 'wall':
-            target_text = '< %gs' % value
+            target_text = '< %ss' % value
             passed = ours_s is not None and ours_s < value
         else:
             raise ValueError('unknown target kind %r' % kind)
@@ -446,7 +446,7 @@ def normalize_row(row, default_row):
     target = row.get('target')
     used.add('target')
     if _number(target):
-        out['target'] = 'ratio <= %g' % target
+        out['target'] = 'ratio <= %s' % target
         out['passed'] = out['ratio'] is not None and out['ratio'] <= target
     else:
         out['target'] = str(target or '')
@@ -463,7 +463,7 @@ def normalize_row(row, default_row):
 
 
 # ------------------------------------------------------------------------------ table
-COLUMNS = (('row', 4), ('benchmark', 50), ('ours s', 9), ('raw s', 9), ('ratio', 7), ('target', 12),
+COLUMNS = (('row', 4), ('benchmark', 58), ('ours s', 9), ('raw s', 9), ('ratio', 7), ('target', 14),
            ('result', 6), ('peak MB', 13))
 
 
@@ -485,8 +485,8 @@ def format_table(rows):
         if r.get('raw_peak_mb') is not None:
             peak = '%s/%s' % (peak, _fmt(r.get('raw_peak_mb'), 0))
         name = r.get('name') or ''
-        cells = [str(r.get('row')), name[:50], _fmt(r.get('ours_s')), _fmt(r.get('raw_s')),
-                 _fmt(r.get('ratio'), 2), r.get('target') or '-', result, peak]
+        cells = [str(r.get('row')), name[:58], _fmt(r.get('ours_s')), _fmt(r.get('raw_s')),
+                 _fmt(r.get('ratio'), 3), r.get('target') or '-', result, peak]
         lines.append(' '.join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, (_, w)) in enumerate(zip(cells,
                                                                                                      COLUMNS))))
     lines.append('ours/raw s: medians of wall time; ratio = ours / raw; peak MB: ours/raw, the largest process of each '
