@@ -26,7 +26,7 @@ from harness.faults import HEADS, ORDER, FaultLab, last_task, references
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
 SEED = 20261124
-POINTS = int(__import__('os').environ.get('FAULT_POINTS', 20))
+POINTS = 20
 LANES = 2
 
 
