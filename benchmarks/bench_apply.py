@@ -67,7 +67,7 @@ def row4_drizzle(server, peer, reps, tmp, quick):
         for runs, fn in order:
             runs.append(_fresh(server, 'drz', fn))
     inner = common.median([c.inner for c in ours_runs])
-    statements = sum(1 for _ in _statements(folder))
+    statements = len(list(_statements(folder)))
     notes = ('%d migrations, %d statements, one transaction each side, fresh database per run. ours = one '
              'interpreter running the apply module_utils (run_apply: lock, read, plan, apply, re-read), %.2fs of it '
              'inside run_apply; raw = node peer.js migrate (drizzle-orm migrate())' % (count, statements, inner))

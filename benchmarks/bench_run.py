@@ -126,7 +126,7 @@ def raw_once(server, peer, tmp):
     work = tempfile.mkdtemp(prefix='raw-', dir=tmp)
     common.checkpoint(server)
     try:
-        status, _ = raw_manual_status(homelab)
+        status = raw_manual_status(homelab)[0]
         parts = {'status': status.wall, 'pg_dump': 0.0, 'alembic upgrade': 0.0, 'drizzle migrate()': 0.0}
         children = list(status.children)
         pg_dump = server.tool('pg_dump')
@@ -143,8 +143,8 @@ def raw_once(server, peer, tmp):
                 parts['alembic upgrade'] += child.wall
             else:
                 service = key.replace('_', '-')
-                child, _ = common.peer_child(peer, 'migrate', os.path.join(SERVICES, service, 'migrations'),
-                                             homelab.url(key))
+                child = common.peer_child(peer, 'migrate', os.path.join(SERVICES, service, 'migrations'),
+                                          homelab.url(key))[0]
                 parts['drizzle migrate()'] += child.wall
             children.append(child)
         check_done(server, homelab)
@@ -162,7 +162,7 @@ FULL_RUN_MAX_REPS = 3  # one repetition is about 20 s: the whole job twice
 def row7_full_run(server, peer, reps, tmp):
     reps = min(reps, FULL_RUN_MAX_REPS)
     ours_runs, raw_runs = [], []
-    for _ in range(reps):
+    for _dummy in range(reps):
         ours_runs.append(ours_once(server, peer, tmp))
         raw_runs.append(raw_once(server, peer, tmp))
     mid = sorted(ours_runs, key=lambda c: c.wall)[len(ours_runs) // 2]

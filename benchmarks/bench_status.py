@@ -110,7 +110,7 @@ def row1_homelab_status(server, peer, reps, tmp):
             return child
 
         ours_runs, raw_runs, said = [], [], None
-        for _ in range(reps):  # interleaved, so a noisy neighbour hits both sides alike
+        for _dummy in range(reps):  # interleaved, so a noisy neighbour hits both sides alike
             ours_runs.append(ours())
             seq, said = raw_manual_status(homelab)
             raw_runs.append(seq)
@@ -149,8 +149,8 @@ def row2_long_history(server, reps, tmp, quick):
         def ours():
             child, answer = common.code_child('status', {'services': [spec]}, tmp)
             entry = answer['services']['history']
-            if (entry['current_revision'], entry['latest_revision'], entry['pending']) != (current, 'r%05d' % count,
-                                                                                          10):
+            expected = (current, 'r%05d' % count, 10)
+            if (entry['current_revision'], entry['latest_revision'], entry['pending']) != expected:
                 raise BenchError('status of the %d-revision history is wrong: %r' % (count, entry))
             child.inner = answer['elapsed']
             return child
@@ -163,7 +163,7 @@ def row2_long_history(server, reps, tmp, quick):
             return common.Sequence([heads, cur])
 
         ours_runs, raw_runs = [], []
-        for _ in range(reps):
+        for _dummy in range(reps):
             ours_runs.append(ours())
             raw_runs.append(raw())
         inner = common.median([c.inner for c in ours_runs])
@@ -255,7 +255,7 @@ def row3_fifty(server, peer, reps, raw_reps, tmp, quick):
         args = ['-i', 'localhost,', '-c', 'local', play]
         extra = {'bench_services': specs, 'bench_count': count}
         ours_runs, task_s = [], []
-        for _ in range(reps):
+        for _dummy in range(reps):
             child = common.ansible_playbook(args, tmp, extra_vars=extra, junit=True)
             child.check('the %d-service status play' % count)
             times = dict(common.task_times(tmp))
@@ -286,7 +286,7 @@ def row3_fifty(server, peer, reps, raw_reps, tmp, quick):
             if seq.cpu is not None:
                 seq.cpu *= scale
             return seq
-        raw_runs = [raw() for _ in range(raw_reps)]
+        raw_runs = [raw() for _dummy in range(raw_reps)]
         task_median = common.median(task_s)
         whole = common.median([c.wall for c in ours_runs])
         if len(sample) < len(specs):
@@ -315,8 +315,8 @@ def run(server, reps=3, quick=False, only=None, log=print):
         peer = None
         if only & {'1', '3'}:
             peer = common.drizzle_peer()
-        steps = (('1', 'status: example homelab, playbook --check', lambda: row1_homelab_status(server, peer, reps,
-                                                                                                   tmp)),
+        steps = (('1', 'status: example homelab, playbook --check',
+                  lambda: row1_homelab_status(server, peer, reps, tmp)),
                  ('2', 'status: long alembic history', lambda: row2_long_history(server, reps, tmp, quick)),
                  ('3', 'status: many services in one module task',
                   lambda: row3_fifty(server, peer, reps, reps, tmp, quick)))

@@ -144,8 +144,8 @@ def code_child(kind, payload, tmpdir):
     try:
         answer = json.loads(child.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise BenchError('benchmarks/common.py %s gave no JSON: %r %r' % (kind, child.stdout[-2000:],
-                                                                         child.stderr[-2000:]))
+        raise BenchError('benchmarks/common.py %s gave no JSON: %r %r'
+                         % (kind, child.stdout[-2000:], child.stderr[-2000:]))
     return child, answer
 
 
@@ -199,7 +199,7 @@ def task_times(tmpdir):
 
 def split_tasks(times, total):
     """Where a playbook's wall time went: per task (junit), in tasks, and outside them (start-up, loading)."""
-    in_tasks = sum(t for _, t in times)
+    in_tasks = sum(seconds for name, seconds in times)
     return {'total_s': round(total, 3), 'in_tasks_s': round(in_tasks, 3), 'outside_tasks': round(total - in_tasks, 3),
             'tasks': [(name, round(t, 3)) for name, t in times]}
 
@@ -308,7 +308,7 @@ def median(values):
 def repeat(fn, reps):
     """Call ``fn()`` (returning a Child or (Child, ...)) ``reps`` times; returns the list of Childs."""
     runs = []
-    for _ in range(reps):
+    for _dummy in range(reps):
         result = fn()
         runs.append(result[0] if isinstance(result, tuple) else result)
     return runs
@@ -487,8 +487,8 @@ def format_table(rows):
         name = r.get('name') or ''
         cells = [str(r.get('row')), name[:58], _fmt(r.get('ours_s')), _fmt(r.get('raw_s')),
                  _fmt(r.get('ratio'), 3), r.get('target') or '-', result, peak]
-        lines.append(' '.join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, (_, w)) in enumerate(zip(cells,
-                                                                                                     COLUMNS))))
+        widths = [width for title, width in COLUMNS]
+        lines.append(' '.join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))))
     lines.append('ours/raw s: medians of wall time; ratio = ours / raw; peak MB: ours/raw, the largest process of each '
                  'command (wait4 rusage); CPU s: user+system of the commands (not the database server)')
     for r in rows:

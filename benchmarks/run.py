@@ -138,8 +138,8 @@ def quick_backup_rows(server, reps):
         ours_runs, raw_runs = [], []
         for rep in range(reps):
             dest = os.path.join(tmp, 'ours%d' % rep)
-            child, answer = common.code_child('backup', {'params': {'database_url': url, 'dest': dest,
-                                                                   'service': 'bench', 'format': 'custom'}}, tmp)
+            params = {'database_url': url, 'dest': dest, 'service': 'bench', 'format': 'custom'}
+            child, answer = common.code_child('backup', {'params': params}, tmp)
             if answer['failed'] or not answer['size_bytes']:
                 raise common.BenchError('the backup code path failed: %s' % answer.get('msg'))
             ours_runs.append(child)
