@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness.faults import HEADS, ORDER, FaultLab, last_task, references
+from harness.faults import HEADS, ORDER, FaultLab, last_task, marked_processes, references, wait_for
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
@@ -112,3 +112,75 @@ def test_sigkill_at_random_points_loses_nothing(pg, drizzle_peer, refs, tmp_path
     # the points reached into the migrations, not only the reading steps before them
     assert any('Move to the target revision' in row[4] for row in killed), table
     assert any('Back up the database' in row[4] for row in killed), table
+
+
+@pytest.mark.parametrize('tool', ['alembic', 'pg_dump'])
+def test_sigkill_while_a_tool_runs_leaves_no_orphan(pg, drizzle_peer, refs, tmp_path, tool):
+    """Two points the random ones may miss: the kill lands while `alembic upgrade` or `pg_dump` is running.
+
+    alembic runs in a process group of its own, so killing ansible-playbook's group does not reach it
+    directly: it must die with the module (PR_SET_PDEATHSIG), its transaction must be rolled back, and
+    its server session must end (no lock, no backend left). pg_dump must die too, leaving only a hidden
+    partial file that the next run removes.
+    """
+    lab = FaultLab(pg, tmp_path)
+    try:
+        if tool == 'pg_dump':  # a dump that takes a moment
+            lab.move('dashboard', '002')
+            lab.dbs['dashboard'].execute(
+                "INSERT INTO users (username, email) SELECT md5(i::text), md5(i::text) || '@example.org' "
+                "FROM generate_series(1, 200000) i")
+        run = lab.spawn()
+        needle = 'upgrade' if tool == 'alembic' else 'pg_dump'
+
+        def running_tool():
+            return [cmd for cmd in marked_processes(lab.marker).values() if tool in cmd and needle in cmd]
+        seen = wait_for(lambda: running_tool() or not run.running(), 300, interval=0.01)
+        assert run.running() and seen, 'never saw %s running:\n%s' % (tool, run.wait().output[-3000:])
+        run.kill()
+        where = lab.verify(drizzle_peer, refs)  # waits for the tool to die; fails if it is still alive
+        assert where['stream-bot'] is None and where['discord-bot'] is None, where
+        assert where['dashboard'] in ((None, '006') if tool == 'alembic' else ('002',)), where
+        again = lab.play()
+        assert again.returncode == 0, again.output[-5000:]
+        lab.verify(drizzle_peer, refs, expect=HEADS)
+        assert lab.partials() == []
+    finally:
+        lab.drop()
+
+
+def test_the_checks_see_an_orphan_a_held_lock_and_a_half_applied_schema(pg, drizzle_peer, refs, tmp_path):
+    """The detectors the kill tests rely on do fire (so their silence above means something)."""
+    import os
+    import subprocess
+
+    from harness.faults import MARKER_VAR
+
+    from ansible_collections.homelab.migrations.plugins.module_utils.lock import lock_key
+
+    lab = FaultLab(pg, tmp_path)
+    try:
+        orphan = subprocess.Popen(['sleep', '30'], env=dict(os.environ, **{MARKER_VAR: lab.marker}),
+                                  start_new_session=True)
+        try:
+            assert orphan.pid in marked_processes(lab.marker)
+            with pytest.raises(AssertionError, match='still alive'):
+                lab.verify(drizzle_peer, refs, settle=0.5)
+        finally:
+            orphan.kill()
+            orphan.wait()
+        conn = lab.dbs['stream-bot'].conn()
+        try:
+            with conn.cursor() as cur:
+                cur.execute('SELECT pg_advisory_lock(%s, %s)', lock_key('stream-bot'))
+            with pytest.raises(AssertionError, match='lock'):
+                lab.verify(drizzle_peer, refs, settle=0.5)
+        finally:
+            conn.close()
+        lab.verify(drizzle_peer, refs, expect=dict.fromkeys(ORDER))
+        # half of a migration: its first statement without its tracking row
+        lab.dbs['discord-bot'].execute('CREATE TABLE "tickets" (id int)')
+        with pytest.raises(AssertionError, match='schema differs|discord-bot'):
+            lab.verify(drizzle_peer, refs)
+    finally:
+        lab.drop()
