@@ -23,13 +23,16 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ast
+import codecs
 import configparser
+import io
 import os
 import re
 import shlex
 import signal
 import subprocess
 import sys
+import tokenize
 import warnings
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapter import (
@@ -457,8 +460,23 @@ def parse_module(data):
 
 def full_values(data):
     """{name: value} of the module-level revision names, from the whole file's AST. Raises _FileError."""
+    return values_from_tree(parse_module(data))
+
+
+def module_names(tree):
+    """The names a module's top-level code binds (None when a star import may bind anything)."""
+    names = set()
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ImportFrom) and any(alias.name == '*' for alias in stmt.names):
+            return None
+        names.update(name for name, _node in _stored_names(stmt))
+    return names
+
+
+def values_from_tree(tree):
+    """{name: value} of the module-level revision names of a parsed file. Raises _FileError."""
     values = {}
-    for stmt in parse_module(data).body:
+    for stmt in tree.body:
         if isinstance(stmt, ast.Assign):
             for target in stmt.targets:
                 _bind(values, target, stmt.value)
@@ -484,14 +502,68 @@ def read_file(path):
         raise _FileError('cannot be read: %s' % (exc.strerror or exc))
 
 
-def read_revision_values(path, data=None):
-    """({name: value}, whole_file_parsed) of one revision file. Raises _FileError."""
+def check_source_encoding(data):
+    """Raise _FileError when Python would refuse to import ``data`` over its encoding.
+
+    The reader's fast path looks only at a file's head, yet alembic imports every revision file
+    on every command, so one undecodable byte anywhere makes all of them fail. The whole file is
+    decoded once, strictly, the way Python picks the encoding (PEP 263 / 3120 as
+    :func:`tokenize.detect_encoding` applies them: a UTF-8 BOM, a coding cookie on the first or
+    second line, else UTF-8). That is cheap, and almost every file passes. A file that fails gets
+    compiled like an import compiles it, because CPython does not decode comments: a stray
+    latin-1 byte in a comment imports fine, and a file alembic runs is not an error here.
+    """
+    try:
+        encoding = tokenize.detect_encoding(io.BytesIO(data).readline)[0]
+    except SyntaxError as exc:
+        text = str(getattr(exc, 'msg', None) or exc)
+        if 'unknown encoding' in text or 'encoding problem' in text:
+            raise _FileError('declares an encoding Python does not accept (%s), so Python refuses to import it; fix '
+                             'its `# -*- coding: ... -*-` line, or save the file as UTF-8 and drop the line' % text)
+        encoding = 'utf-8'  # the first line does not decode: located below
+    offset = 0
+    if encoding == 'utf-8-sig':
+        encoding, offset = 'utf-8', 3
+    try:
+        codecs.decode(data[offset:], encoding, 'strict')
+        return
+    except UnicodeDecodeError as exc:
+        bad = offset + exc.start
+    except LookupError as exc:
+        raise _FileError('declares an encoding Python does not accept (%s); save the file as UTF-8' % exc)
+    try:
+        parse_module(data)
+    except _FileError as exc:
+        if not re.search(r'codec|unicode error|encoding|decode', str(exc)):
+            raise
+    else:
+        return  # only comments hold the bytes: Python (and so alembic) imports it as it is
+    shown = 'UTF-8' if encoding.replace('_', '-').lower() in ('utf-8', 'utf8') else encoding
+    raise _FileError('is not valid %s (byte 0x%02x on line %d), so Python refuses to import it and every `alembic` '
+                     'command fails; save the file as UTF-8%s'
+                     % (shown, bytearray(data[bad:bad + 1])[0], data.count(b'\n', 0, bad) + 1,
+                        '' if shown == 'UTF-8' else ' and fix its coding line'))
+
+
+def read_revision(path, data=None):
+    """({name: value}, module_names or False) of one revision file; False when only its head was read.
+
+    Raises _FileError.
+    """
     if data is None:
         data = read_file(path)
+    check_source_encoding(data)
     values = _fast_values(data)
     if values is not None:
         return values, False
-    return full_values(data), True
+    tree = parse_module(data)
+    return values_from_tree(tree), module_names(tree)
+
+
+def read_revision_values(path, data=None):
+    """({name: value}, whole_file_parsed) of one revision file. Raises _FileError."""
+    values, names = read_revision(path, data)
+    return values, names is not False
 
 
 def _check_ids(name, value, single=False):
@@ -550,10 +622,10 @@ class RevisionGraph(object):
             self.problems.append('%s: sourceless revision (no .py beside it); status cannot read it without running '
                                  'it, ship the .py file' % path)
         labels = set()
-        self.checked = set()  # files whose whole text went through ast already
+        self.checked = {}  # files whose whole text went through ast already: {path: module_names()}
         for path in paths:
             try:
-                values, whole = read_revision_values(path)
+                values, names = read_revision(path)
                 rev = revision_from_values(path, values)
             except _FileError as exc:
                 self.problems.append('%s %s' % (path, exc))
@@ -563,12 +635,13 @@ class RevisionGraph(object):
                                      % (rev.revision, self.files[rev.revision], path))
                 continue
             self.files[rev.revision] = path
-            if whole:
-                self.checked.add(path)
+            if names is not False:
+                self.checked[path] = names
             labels.update(rev._orig_branch_labels)
             self.revisions.append(rev)
         known = set(self.files)
-        for rev in self.revisions:
+        # a file that could not be read may well define the revisions the others name: report it alone
+        for rev in (self.revisions if not self.problems else []):
             for down in _to_tuple(rev.down_revision, default=()):
                 if down not in known:
                     self.problems.append('%s: down_revision %r is not in any revision file under %s'
@@ -601,23 +674,30 @@ class RevisionGraph(object):
     def ok(self):
         return self.map is not None
 
-    def syntax_problems(self, rev_ids):
-        """Syntax errors in the files of ``rev_ids`` (the ones about to run), as messages naming the file.
+    def syntax_problems(self, rev_ids, function=None):
+        """Problems in the files of ``rev_ids`` (the ones about to run), as messages naming the file.
 
         The read side parses only the revision names of most files; the files alembic is about to
-        run get a full parse so a broken one is reported before anything starts.
+        run get a full parse so a broken one is reported before anything starts. With ``function``
+        ('upgrade' or 'downgrade') each file must also define it at module level: alembic looks it
+        up for every step before it runs the first one, and fails on a file without it.
         """
         out = []
         for rev_id in rev_ids:
             path = self.files.get(rev_id)
-            if path is None or path in self.checked:
+            if path is None:
                 continue
-            try:
-                parse_module(read_file(path))
-            except _FileError as exc:
-                out.append('%s %s' % (path, exc))
-                continue
-            self.checked.add(path)
+            if path not in self.checked:
+                try:
+                    self.checked[path] = module_names(parse_module(read_file(path)))
+                except _FileError as exc:
+                    out.append('%s %s' % (path, exc))
+                    continue
+            names = self.checked[path]
+            if function and names is not None and function not in names:
+                out.append('%s has no module-level %s(), so `alembic %s` would fail on revision %s before running '
+                           'anything; define `def %s():` in it (with `pass` as its body if there is nothing to do)'
+                           % (path, function, function, rev_id, function))
         return out
 
     def heads(self):
@@ -745,6 +825,70 @@ def run_child(argv, cwd, env, timeout=None):
     return (proc.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace'), timed_out)
 
 
+def _not_runnable(path):
+    """Why the file at ``path`` cannot be executed, or None."""
+    if not os.path.exists(path):
+        return 'does not exist'
+    if os.path.isdir(path):
+        return 'is a directory'
+    if not os.access(path, os.X_OK):
+        return 'is not executable'
+    return None
+
+
+def find_executable(name, cwd, env=None):
+    """``name`` looked up on the PATH of ``env`` the way run_child's exec does it (relative entries from cwd)."""
+    for folder in os.get_exec_path(env):
+        path = os.path.join(cwd, folder, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def command_problem(argv, cwd, env=None, path_lookups=True):
+    """Why ``argv`` cannot be started by run_child in ``cwd`` with ``env``, or None when it can.
+
+    argv[0] is resolved as exec resolves it (a name on PATH, a path relative to cwd) and must be an
+    executable file; a script's ``#!`` interpreter must exist and be executable too (a moved or
+    rebuilt virtualenv leaves scripts whose interpreter is gone). With ``path_lookups`` False,
+    names looked up on PATH (argv[0] without a slash, ``#!/usr/bin/env python3``) are not checked.
+    """
+    exe = argv[0]
+    if '/' in exe:
+        path = os.path.join(cwd, exe)
+        why = _not_runnable(path)
+        if why:
+            return '%s %s' % (path, why)
+    elif not path_lookups:
+        return None
+    else:
+        path = find_executable(exe, cwd, env)
+        if path is None:
+            return '%s is not on PATH (%s)' % (exe, os.pathsep.join(os.get_exec_path(env)))
+    try:
+        with open(path, 'rb') as fh:
+            head = fh.read(256)
+    except OSError:
+        return None  # exec needs no read access to a binary; a script's interpreter would say so itself
+    if not head.startswith(b'#!'):
+        return None
+    words = head[2:].split(b'\n', 1)[0].decode('utf-8', 'replace').split(None, 1)
+    if not words:
+        return '%s starts with an empty #! line' % path
+    interpreter = os.path.join(cwd, words[0])
+    why = _not_runnable(interpreter)
+    if why:
+        return ('%s is a script whose #! interpreter %s %s (a virtualenv that was moved or rebuilt leaves its '
+                'scripts like that: recreate it)' % (path, interpreter, why))
+    if path_lookups and os.path.basename(interpreter) == 'env' and len(words) > 1:
+        program = words[1].split()[0]
+        if not program.startswith('-') and '=' not in program and '/' not in program \
+                and find_executable(program, cwd, env) is None:
+            return '%s is a script run by `#!%s %s`, and %s is not on PATH (%s)' % (
+                path, words[0], program, program, os.pathsep.join(os.get_exec_path(env)))
+    return None
+
+
 def _tail(text, lines=STDERR_TAIL_LINES, chars=STDERR_TAIL_CHARS):
     text = '\n'.join((text or '').strip().splitlines()[-lines:])
     return text[-chars:]
@@ -808,6 +952,50 @@ class AlembicAdapter(Adapter):
             raise AdapterError('cannot read the alembic version table %s: %s (check version_table / '
                                'version_table_schema and that the user may read it)' % (table, text))
 
+    def other_version_tables(self, conn, known):
+        """Other tables shaped like alembic's version table whose rows are all revision ids in ``known``
+        (and not none), i.e. where this service's env.py may keep its version table: a list of
+        (quoted name, in the session's default schema, rows, schema, table).
+
+        One catalog query (plus a small read of each candidate); a hint only, so errors give [].
+        """
+        found = []
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT n.nspname, c.relname, n.nspname = pg_catalog.current_schema() "
+                    "FROM pg_catalog.pg_attribute a "
+                    "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+                    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE a.attname = 'version_num' AND a.attnum > 0 AND NOT a.attisdropped "
+                    "AND c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_' "
+                    "AND c.oid IS DISTINCT FROM pg_catalog.to_regclass(%s) "
+                    "AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') "
+                    "AND pg_catalog.has_table_privilege(c.oid, 'SELECT') "
+                    "ORDER BY 3 DESC, 1, 2 LIMIT 20", (self.version_table(),))
+                candidates = cur.fetchall()
+                for schema, table, in_default in candidates:
+                    name = quote_ident(schema) + '.' + quote_ident(table)
+                    cur.execute('SELECT version_num::text FROM ' + name + ' LIMIT 100')
+                    rows = [row[0] for row in cur.fetchall()]
+                    if rows and all(r in known for r in rows):
+                        found.append((name, in_default, rows, schema, table))
+        except Exception:
+            if not getattr(conn, 'closed', 1) and not getattr(conn, 'autocommit', True):
+                try:
+                    conn.rollback()
+                except Exception:
+                    pass
+            return []
+        return found
+
+    def _settings_hint(self, other):
+        """'version_table: x (and ...)' for a table found by other_version_tables."""
+        name, in_default, rows, schema, table = other
+        if in_default:
+            return 'version_table: %s and no version_table_schema' % table
+        return 'version_table: %s and version_table_schema: %s' % (table, schema)
+
     def load_graph(self):
         """(AlembicConfig, RevisionGraph); AdapterError for an unusable config."""
         _require_alembic()
@@ -828,11 +1016,30 @@ class AlembicAdapter(Adapter):
         rows = rows or []
         extra = {'config': config, 'graph': graph, 'rows': list(rows), 'version_table': self.version_table(),
                  'version_table_exists': table_exists}
+        # a configured path (alembic_command, .venv) that cannot run is a fact of the host, shown by status;
+        # a name looked up on PATH depends on the caller's environment: plan() checks it when something runs
+        why = self.command_problem(path_lookups=False)
+        if why is not None:
+            extra['command_problem'] = problem('bad_config', self._scrub(why))
+            problems.append(extra['command_problem'])
         if graph is not None and not graph.ok:
             for text in graph.problems:
                 problems.append(problem('bad_config', self._scrub(text)))
         if graph is None or not graph.ok:
             return ServiceState(self.tool, current=rows, problems=problems, extra=extra)
+        if not rows:
+            # nothing applied as far as the configured table tells: is env.py keeping its table elsewhere?
+            others = self.other_version_tables(conn, graph.files)
+            if others:
+                problems.append(problem('bad_config', self._scrub(
+                    'the version table %s %s, but %s; %s most likely where the service\'s env.py keeps its version '
+                    'table, and `alembic upgrade` would move that one while this collection reads %s as nothing '
+                    'applied. Set %s in the service spec (the version_table / version_table_schema that env.py '
+                    'passes to context.configure()), or make env.py use %s'
+                    % (self.version_table(), 'is empty' if table_exists else 'does not exist',
+                       ', '.join('%s holds %s' % (o[0], ', '.join(o[2])) for o in others),
+                       'that is' if len(others) == 1 else 'one of them is', self.version_table(),
+                       self._settings_hint(others[0]), self.version_table()))))
 
         history = graph.history()
         position = dict((rid, i) for i, rid in enumerate(history))
@@ -856,7 +1063,7 @@ class AlembicAdapter(Adapter):
                 applied_set = graph.applied_set(rows)
                 applied = [r for r in history if r in applied_set]
                 pending = graph.upgrade_steps('heads', rows)
-                for text in graph.syntax_problems(pending):
+                for text in graph.syntax_problems(pending, 'upgrade'):
                     problems.append(problem('bad_config', self._scrub(text)))
             except RevisionError as exc:
                 problems.append(problem('unknown_revision', 'the version table %s (%s) does not fit the revision '
@@ -874,7 +1081,8 @@ class AlembicAdapter(Adapter):
         target = str(target).strip()
         if not target:
             raise PlanError('target is empty; use head, heads, base, a revision id or -N')
-        blocking = [p for p in state.problems if p['code'] in ('bad_config', 'unknown_revision')]
+        blocking = [p for p in state.problems if p['code'] in ('bad_config', 'unknown_revision')
+                    and p != state.extra.get('command_problem')]  # checked below, when alembic has to run
         if blocking:
             raise PlanError('cannot plan service %r: %s' % (self.name, blocking[0]['message']),
                             code=blocking[0]['code'])
@@ -920,10 +1128,13 @@ class AlembicAdapter(Adapter):
         except RevisionError as exc:
             raise PlanError('target %r cannot be reached from %s: %s'
                             % (target, state.current_revision or 'base', exc))
-        broken = graph.syntax_problems(steps)
+        verb = 'upgrade' if direction == 'up' else 'downgrade'
+        broken = graph.syntax_problems(steps, verb)
         if broken:
-            raise PlanError('cannot %s service %r: %s' % ('upgrade' if direction == 'up' else 'downgrade', self.name,
-                                                          '; '.join(broken)))
+            raise PlanError('cannot %s service %r: %s' % (verb, self.name, '; '.join(broken)))
+        why = self.command_problem() if steps else None
+        if why is not None:
+            raise PlanError('cannot %s service %r: %s' % (verb, self.name, self._scrub(why)))
         notes = []
         position = state.extra.get('history_position') or {}
         try:
@@ -960,6 +1171,32 @@ class AlembicAdapter(Adapter):
         if os.path.isfile(local) and os.access(local, os.X_OK):
             return [local]
         return ['alembic']
+
+    def command_problem(self, path_lookups=True):
+        """Why the alembic command cannot be run here (a message that says what to do), or None.
+
+        The same resolution as the run itself: PATH from this process's environment, which the
+        child inherits, and relative paths from the service path (its working directory).
+        """
+        argv = self.command()
+        why = command_problem(argv, self.service_path, dict(os.environ), path_lookups=path_lookups)
+        if why is None:
+            return None
+        venv = os.path.join(self.service_path, '.venv')
+        if self.spec.get('alembic_command'):
+            lead = 'alembic_command %s cannot be run: %s' % (self._display(argv), why)
+            fix = ("set alembic_command to the service's own alembic (e.g. ['%s/bin/alembic']), or leave it out to "
+                   'use %s/bin/alembic (or, without it, alembic from PATH)' % (venv, venv))
+        elif argv[0] == 'alembic':
+            lead = 'alembic_command is not set, %s/bin/alembic does not exist (or is not executable) and %s' % (
+                venv, why)
+            fix = ("set alembic_command to the service's alembic, or create the service's virtualenv %s with alembic "
+                   'installed in it' % venv)
+        else:
+            lead = 'alembic_command is not set, so %s would run, but %s' % (argv[0], why)
+            fix = ("recreate the virtualenv %s (with alembic in it), or set alembic_command to the service's alembic"
+                   % venv)
+        return '%s; %s' % (lead, fix)
 
     def child_env(self, options=None):
         options = options or {}
@@ -1063,10 +1300,20 @@ class AlembicAdapter(Adapter):
         expected = plan.extra.get('expected_rows')
         if expected is not None and set(rows_after) != set(expected):
             details['stderr'] = self._scrub(_tail(err))
-            raise ApplyError('%s succeeded but the version table %s now holds %s, not %s as planned; check that the '
-                             "service's env.py migrates the database in DATABASE_URL"
-                             % (shown, self.version_table(), to_revision or 'nothing',
-                                ','.join(plan.extra.get('expected_rows') or []) or 'nothing'),
-                             code='apply_failed', details=details)
+            head = ('%s succeeded but the version table %s now holds %s, not %s as planned'
+                    % (shown, self.version_table(), to_revision or 'nothing', ','.join(expected) or 'nothing'))
+            others = self.other_version_tables(conn, graph.files)
+            moved = [o for o in others if set(o[2]) == set(expected)]
+            if moved:
+                why = ("; alembic moved %s instead (it now holds %s): the service's env.py keeps its version table "
+                       'there, not in %s. Set %s in the service spec (what env.py passes to context.configure()), '
+                       'or make env.py use %s' % (moved[0][0], ', '.join(moved[0][2]), self.version_table(),
+                                                  self._settings_hint(moved[0]), self.version_table()))
+            else:
+                why = ("; check that the service's env.py migrates the database in DATABASE_URL and keeps its "
+                       'version table in %s (version_table / version_table_schema in the service spec must name the '
+                       'table env.py passes to context.configure())%s'
+                       % (self.version_table(), ''.join('; %s holds %s' % (o[0], ', '.join(o[2])) for o in others)))
+            raise ApplyError(head + why, code='apply_failed', details=details)
         return ApplyResult(applied=applied, reverted=reverted, from_revision=plan.from_revision,
                            to_revision=to_revision, queries=[shown])

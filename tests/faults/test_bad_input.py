@@ -23,15 +23,6 @@ pytestmark = pytest.mark.peer
 DROP = "'; DROP TABLE x; --"
 DELETE = object()
 
-# Known bugs, found by this sweep (strict: the test fails once they are fixed, so the mark gets removed)
-MISSING_BINARY = ('alembic adapter: a missing alembic_command is found only when the apply runs it, after the '
-                  'backup was taken; the plan (check-mode apply) should check that argv[0] can be run')
-OTHER_VERSION_TABLE = ('alembic adapter: a version_table that is not the one env.py uses looks empty, so all '
-                       'revisions are planned; the service\'s alembic then migrates its real table (002 -> 006) '
-                       'and the apply reports "nothing of this run stayed"')
-ALEMBIC_NOT_UTF8 = ('alembic adapter: status/plan read a revision file that is not UTF-8 (Python refuses to '
-                    'import it), so the run takes a backup and fails inside `alembic upgrade`')
-
 
 def _prepare(lab):
     lab.reset()
@@ -167,13 +158,12 @@ CASES = [
     ('alembic-config-missing', spec_case('dashboard', 'alembic_config', 'production.ini'), ['production.ini']),
     ('alembic-command-empty', spec_case('dashboard', 'alembic_command', []), ['alembic_command']),
     ('alembic-command-string-list', spec_case('dashboard', 'alembic_command', [['alembic']]), ['alembic_command']),
-    pytest.param('alembic-command-missing-binary', spec_case('dashboard', 'alembic_command',
-                                                             ['/nonexistent/bin/alembic']),
-                 ['/nonexistent/bin/alembic'], marks=pytest.mark.xfail(strict=True, reason=MISSING_BINARY)),
+    ('alembic-command-missing-binary', spec_case('dashboard', 'alembic_command', ['/nonexistent/bin/alembic']),
+     ['/nonexistent/bin/alembic']),
     ('version-table-empty', spec_case('dashboard', 'version_table', ''), ['version_table']),
     ('version-table-too-long', spec_case('dashboard', 'version_table', 'v' * 64), ['version_table']),
-    pytest.param('version-table-not-the-one-env-py-uses', spec_case('dashboard', 'version_table', 'alembic_versions'),
-                 ['alembic_versions'], marks=pytest.mark.xfail(strict=True, reason=OTHER_VERSION_TABLE)),
+    ('version-table-not-the-one-env-py-uses', spec_case('dashboard', 'version_table', 'alembic_versions'),
+     ['alembic_versions']),
     # ---- migrations_dir / migrations_table / migrations_schema
     ('migrations-dir-traversal', spec_case('stream-bot', 'migrations_dir', '../../etc'),
      ['migrations_dir', '../../etc']),
@@ -227,9 +217,8 @@ CASES = [
      ['entries']),
     ('alembic-revision-syntax-error', file_case(_alembic_file('007_broken.py', b'revision = "007\n')),
      ['007_broken.py']),
-    pytest.param('alembic-revision-not-utf8', file_case(_alembic_file(
-        '007_latin1.py', b'# caf\xe9\nrevision = "007"\ndown_revision = "006"\n')), ['007_latin1.py'],
-        marks=pytest.mark.xfail(strict=True, reason=ALEMBIC_NOT_UTF8)),
+    ('alembic-revision-not-utf8', file_case(_alembic_file(
+        '007_latin1.py', b'# caf\xe9\nrevision = "007"\ndown_revision = "006"\n')), ['007_latin1.py']),
     ('alembic-revision-unknown-parent', file_case(_alembic_file(
         '007_orphan.py', b'revision = "007"\ndown_revision = "zzz"\n')), ['zzz']),
     ('alembic-ini-missing-location', file_case(lambda d: _write(os.path.join(d, 'dashboard', 'alembic.ini'),

@@ -18,7 +18,7 @@ import pytest
 
 from harness.alembic_gen import ALEMBIC, VENV_BIN, AlembicProject, build_branchy, build_linear
 
-from ansible_collections.homelab.migrations.plugins.module_utils.adapter import ApplyError
+from ansible_collections.homelab.migrations.plugins.module_utils.adapter import ApplyError, PlanError
 from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter import AlembicAdapter
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl, connect
 
@@ -324,9 +324,24 @@ def test_command_resolution(linear, tmp_path, fresh_db, monkeypatch):
     plan, result = move(AlembicAdapter(spec, DbUrl(url)), url, 'r2')
     assert result.queries == ['alembic -c alembic.ini upgrade r2'] and result.applied == ['r2']
     monkeypatch.setenv('PATH', '/nonexistent')
-    with pytest.raises(ApplyError) as err:
+    with pytest.raises(PlanError) as err:  # found by the plan, before anything (a backup, say) is done
         move(AlembicAdapter(spec, DbUrl(url)), url, 'r3')
+    assert 'alembic is not on PATH (/nonexistent)' in str(err.value) and 'alembic_command' in str(err.value)
+    assert fresh_db.query('SELECT version_num FROM alembic_version') == [('r2',)]
+    # found only when it runs (gone between plan and apply): the same advice, nothing changed
+    monkeypatch.setenv('PATH', VENV_BIN)
+    adapter = AlembicAdapter(spec, DbUrl(url))
+    conn = connect(DbUrl(url))
+    try:
+        plan = adapter.plan(conn, adapter.read_state(conn), 'r3')
+        monkeypatch.setenv('PATH', '/nonexistent')
+        with pytest.raises(ApplyError) as err:
+            adapter.apply(conn, plan)
+    finally:
+        conn.close()
     assert 'cannot run alembic' in str(err.value) and 'alembic_command' in str(err.value)
+    assert err.value.code == 'bad_config'
+    assert fresh_db.query('SELECT version_num FROM alembic_version') == [('r2',)]
 
 
 def test_env_py_that_ignores_database_url_is_caught(linear, tmp_path, fresh_db, make_db):
@@ -344,3 +359,26 @@ def test_env_py_that_ignores_database_url_is_caught(linear, tmp_path, fresh_db, 
     assert 'succeeded but the version table "alembic_version" now holds nothing, not r4' in str(err.value)
     assert "env.py migrates the database in DATABASE_URL" in str(err.value)
     assert other.query('SELECT version_num FROM alembic_version') == [('r4',)]
+
+
+def test_env_py_that_keeps_another_version_table_is_caught_and_named(linear, tmp_path, fresh_db):
+    """On a fresh database nothing tells the plan that env.py uses another table than version_table; after the run
+    the configured table did not move, and the message names the table alembic did move and the settings."""
+    url = fresh_db.password_url
+    adapter = make_adapter(linear, url, version_table='dash_version')
+    with pytest.raises(ApplyError) as err:
+        move(adapter, url, 'head')
+    assert str(err.value) == (
+        '%s -c alembic.ini upgrade head succeeded but the version table "dash_version" now holds nothing, not r4 as '
+        'planned; alembic moved "public"."alembic_version" instead (it now holds r4): the service\'s env.py keeps its '
+        'version table there, not in "dash_version". Set version_table: alembic_version and no version_table_schema '
+        'in the service spec (what env.py passes to context.configure()), or make env.py use "dash_version"' % ALEMBIC)
+    assert err.value.details['applied'] == [] and err.value.details['to_revision'] is None
+    # from now on status names it before anything runs
+    conn = connect(DbUrl(url))
+    try:
+        state = adapter.read_state(conn)
+    finally:
+        conn.close()
+    assert [p['code'] for p in state.problems] == ['bad_config']
+    assert '"public"."alembic_version" holds r4' in state.problems[0]['message']

@@ -187,9 +187,134 @@ def test_custom_version_table_and_schema(tmp_path, fresh_db):
     state = read(proj, url, version_table='dash_version', version_table_schema='meta')
     assert (state.current, state.applied, state.pending) == (['v1'], ['v1'], ['v2'])
     assert state.extra['version_table'] == '"meta"."dash_version"'
-    # the default table does not exist there: nothing applied as far as it can tell
+    # the default table does not exist there: nothing applied as far as it tells, and the table that holds
+    # this service's revisions is named, with the settings that read it
     default = read(proj, url)
     assert (default.current, default.pending, default.extra['version_table_exists']) == ([], ['v1', 'v2'], False)
+    assert [p['code'] for p in default.problems] == ['bad_config']
+    message = default.problems[0]['message']
+    assert message.startswith('the version table "alembic_version" does not exist, but "meta"."dash_version" holds v1')
+    assert 'Set version_table: dash_version and version_table_schema: meta in the service spec' in message
+
+
+def test_a_version_table_env_py_does_not_use_is_a_config_error(tmp_path, fresh_db):
+    """version_table names a table env.py does not use: the real one holds this service's revisions, so status says
+    so and the plan refuses (instead of planning every revision, which the service's alembic would apply on top)."""
+    proj = AlembicProject.init(str(tmp_path / 'svc'))
+    for i in (1, 2, 3):
+        proj.revision('step %d' % i, 'v%d' % i)
+    url = fresh_db.password_url
+    proj.upgrade('v2', url)
+    # another service's version table in the same database: its revisions are not ours, it is not mentioned
+    fresh_db.execute("CREATE TABLE other_app_version (version_num varchar(32) NOT NULL PRIMARY KEY); "
+                     "INSERT INTO other_app_version VALUES ('feedface')")
+    state = read(proj, url, version_table='alembic_versions')
+    assert state.current == [] and state.pending == ['v1', 'v2', 'v3']
+    assert state.problems == [{'code': 'bad_config', 'message': (
+        'the version table "alembic_versions" does not exist, but "public"."alembic_version" holds v2; that is most '
+        "likely where the service's env.py keeps its version table, and `alembic upgrade` would move that one while "
+        'this collection reads "alembic_versions" as nothing applied. Set version_table: alembic_version and no '
+        'version_table_schema in the service spec (the version_table / version_table_schema that env.py passes to '
+        'context.configure()), or make env.py use "alembic_versions"')}]
+    conn = connect(DbUrl(url))
+    try:
+        with pytest.raises(PlanError) as err:
+            adapter_for(proj, url, version_table='alembic_versions').plan(conn, state, 'head')
+    finally:
+        conn.close()
+    assert err.value.code == 'bad_config' and '"public"."alembic_version" holds v2' in str(err.value)
+    # an empty configured table is read the same way; the right settings read cleanly
+    fresh_db.execute('CREATE TABLE alembic_versions (version_num varchar(32) NOT NULL PRIMARY KEY)')
+    empty = read(proj, url, version_table='alembic_versions')
+    assert empty.problems[0]['message'].startswith('the version table "alembic_versions" is empty, but ')
+    right = read(proj, url)
+    assert (right.current, right.pending, right.problems) == (['v2'], ['v3'], [])
+    # a fresh database, or one where only other services' tables exist: nothing to say
+    fresh_db.execute('DROP TABLE alembic_version')
+    assert read(proj, url).problems == []
+
+
+def test_an_undecodable_applied_revision_is_named(tmp_path, fresh_db):
+    """Status reads only the heads of applied files, but one with a byte Python cannot decode breaks every
+    `alembic` command: it is a bad_config problem naming the file, and the plan refuses."""
+    proj = AlembicProject.init(str(tmp_path / 'svc'))
+    proj.revision('one', 'u1')
+    proj.revision('two', 'u2')
+    url = fresh_db.password_url
+    proj.upgrade('u1', url)
+    path = proj.edit('u1', upgrade="    op.execute(\"COMMENT ON TABLE t_u1 IS 'caf\u00e9'\")\n")
+    with open(path, 'rb') as fh:
+        data = fh.read()
+    with open(path, 'wb') as fh:
+        fh.write(data.replace('caf\u00e9'.encode('utf-8'), b'caf\xe9'))
+    with pytest.raises(AlembicCliError) as cli:  # alembic itself cannot even list the revisions
+        proj.heads()
+    assert 'SyntaxError' in str(cli.value)
+    state = read(proj, url)
+    assert state.current == ['u1']
+    bad = [p for p in state.problems if p['code'] == 'bad_config']
+    assert len(bad) == 1 and bad[0]['message'].startswith(path + ' is not valid UTF-8 (byte 0xe9 on line ')
+    conn = connect(DbUrl(url))
+    try:
+        with pytest.raises(PlanError) as err:
+            adapter_for(proj, url).plan(conn, state, 'head')
+    finally:
+        conn.close()
+    assert path in str(err.value) and err.value.code == 'bad_config'
+
+
+def test_a_pending_revision_without_upgrade_is_named(tmp_path, fresh_db):
+    proj = AlembicProject.init(str(tmp_path / 'svc'))
+    proj.revision('one', 'w1')
+    proj.revision('two', 'w2')
+    url = fresh_db.password_url
+    proj.upgrade('w1', url)
+    path = proj.file_of('w2')
+    with open(path) as fh:
+        text = fh.read()
+    with open(path, 'w') as fh:
+        fh.write(text.replace('def upgrade()', 'def upgrade_schema()'))
+    state = read(proj, url)
+    assert state.pending == ['w2']
+    bad = [p['message'] for p in state.problems if p['code'] == 'bad_config']
+    assert bad == ['%s has no module-level upgrade(), so `alembic upgrade` would fail on revision w2 before running '
+                   'anything; define `def upgrade():` in it (with `pass` as its body if there is nothing to do)' % path]
+    # alembic agrees, and fails before it changes anything
+    before = fresh_db.schema_dump()
+    proc = proj.upgrade('head', url, check=False)
+    assert proc.returncode != 0 and "has no attribute 'upgrade'" in proc.stderr
+    assert fresh_db.schema_dump() == before and proj.current(url) == ['w1']
+    conn = connect(DbUrl(url))
+    try:
+        with pytest.raises(PlanError) as err:
+            adapter_for(proj, url).plan(conn, state, 'head')
+    finally:
+        conn.close()
+    assert err.value.code == 'bad_config' and 'has no module-level upgrade()' in str(err.value)
+
+
+def test_a_configured_command_that_cannot_run_is_a_status_problem(tmp_path, fresh_db, monkeypatch):
+    """A configured path (alembic_command, or .venv/bin/alembic) that cannot run is a fact of the host: status
+    shows it. `alembic` looked up on PATH depends on the caller's environment: only the plan checks it."""
+    proj = AlembicProject.init(str(tmp_path / 'svc'))
+    proj.revision('one', 'c1')
+    url = fresh_db.password_url
+    state = read(proj, url, alembic_command=['/nonexistent/bin/alembic'])
+    assert state.pending == ['c1']
+    assert state.problems == [{'code': 'bad_config', 'message': (
+        "alembic_command /nonexistent/bin/alembic cannot be run: /nonexistent/bin/alembic does not exist; set "
+        "alembic_command to the service's own alembic (e.g. ['%s/.venv/bin/alembic']), or leave it out to use "
+        "%s/.venv/bin/alembic (or, without it, alembic from PATH)" % (proj.root, proj.root))}]
+    monkeypatch.setenv('PATH', str(tmp_path / 'empty'))
+    state = read(proj, url, alembic_command=None)
+    assert state.problems == []
+    conn = connect(DbUrl(url))
+    try:
+        with pytest.raises(PlanError) as err:
+            adapter_for(proj, url, alembic_command=None).plan(conn, state, 'head')
+    finally:
+        conn.close()
+    assert 'alembic is not on PATH (%s)' % (tmp_path / 'empty') in str(err.value)
 
 
 def test_unknown_revision_in_the_version_table(branchy, fresh_db):

@@ -18,7 +18,10 @@ from ansible_collections.homelab.migrations.plugins.module_utils import alembic_
 from ansible_collections.homelab.migrations.plugins.module_utils.adapter import AdapterError, PlanError
 
 from alembic.config import Config
+from alembic.runtime.migration import MigrationStep
 from alembic.script import Script, ScriptDirectory
+
+ALEMBIC = os.path.join(os.path.dirname(sys.executable), 'alembic')
 
 TEMPLATE = '''\
 """{message}
@@ -447,7 +450,8 @@ def test_plan_refuses_option_like_targets(tmp_path):
     root, graph = graph_of(tmp_path, {'a.py': template('a')})
     from ansible_collections.homelab.migrations.plugins.module_utils.adapter import ServiceState
     from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
-    adapter = aa.AlembicAdapter({'name': 'svc', 'tool': 'alembic', 'path': root}, DbUrl('postgresql://u@h/db'))
+    adapter = aa.AlembicAdapter({'name': 'svc', 'tool': 'alembic', 'path': root, 'alembic_command': [ALEMBIC]},
+                                DbUrl('postgresql://u@h/db'))
     state = ServiceState('alembic', current=[], heads=['a'], applied=[], pending=['a'], history=['a'],
                          extra={'graph': graph, 'rows': []})
     for target in ('--sql', '-x', '-1x'):
@@ -462,3 +466,198 @@ def test_plan_refuses_option_like_targets(tmp_path):
     assert 'nothing is applied' in str(err.value)
     plan = adapter.plan(None, state, 'head')
     assert (plan.direction, plan.steps, plan.to_revision) == ('up', ['a'], 'a')
+
+
+
+# ------------------------------------------------------------------ source encoding (what Python imports)
+ENCODING_CASES = [
+    # (name, bytes, Python refuses to import it)
+    ('utf-8', template('r1').replace('a revision', 'caf\u00e9').encode('utf-8'), False),
+    ('latin-1 byte in the body', template('r1').replace('SELECT 1', 'SELECT \'caf\xe9\'').encode('latin-1'), True),
+    ('latin-1 byte in the docstring', template('r1').replace('a revision', 'caf\xe9').encode('latin-1'), True),
+    # CPython does not decode comments: such a file imports (and alembic runs it)
+    ('latin-1 byte in a comment', b'# caf\xe9\n' + template('r1').encode('utf-8'), False),
+    ('latin-1 with its coding line', b'# -*- coding: latin-1 -*-\n'
+     + template('r1').replace('SELECT 1', 'SELECT \'caf\xe9\'').encode('latin-1'), False),
+    ('utf-8 bytes under an ascii coding line', b'# coding: ascii\n' + template('r1').replace(
+        'SELECT 1', 'SELECT \'caf\u00e9\'').encode('utf-8'), True),
+    ('unknown coding', b'# -*- coding: klingon -*-\n' + template('r1').encode('utf-8'), True),
+    ('BOM then a latin-1 byte', b'\xef\xbb\xbf' + template('r1').replace('SELECT 1', 'SELECT \'\xe9\'').encode(
+        'latin-1'), True),
+]
+
+
+@pytest.mark.parametrize('name,data,refused', ENCODING_CASES, ids=[c[0] for c in ENCODING_CASES])
+def test_source_encoding_is_checked_as_python_imports(tmp_path, name, data, refused):
+    path = tmp_path / 'versions' / 'r1_rev.py'
+    path.parent.mkdir()
+    path.write_bytes(data)
+    try:  # Python's own import of the file (what alembic does with it)
+        compile(data, str(path), 'exec', dont_inherit=True)
+        python_refuses = False
+    except SyntaxError:
+        python_refuses = True
+    assert python_refuses == refused
+    if not refused:
+        aa.check_source_encoding(data)
+        assert aa.revision_from_file(str(path)).revision == 'r1'
+        return
+    with pytest.raises(aa._FileError) as err:
+        aa.revision_from_file(str(path))
+    assert 'Python refuses to import it' in str(err.value) or 'not accept' in str(err.value)
+
+
+def test_an_undecodable_applied_file_is_named_though_the_fast_path_reads_only_its_head(tmp_path):
+    """Every file is decoded (alembic imports all of them for any command), not only the pending ones."""
+    bad = template('b', 'a').replace('SELECT 1', "SELECT 'caf\xe9'").encode('latin-1')
+    fast = aa._fast_values(bad)
+    assert fast is not None and fast['revision'] == 'b'  # the head alone looks fine
+    root, graph = graph_of(tmp_path, {'a_first.py': template('a'), 'b_second.py': bad,
+                                      'c_third.py': template('c', 'b')})
+    assert not graph.ok
+    path = os.path.join(root, 'alembic', 'versions', 'b_second.py')
+    assert graph.problems == ['%s is not valid UTF-8 (byte 0xe9 on line 23), so Python refuses to import it and '
+                              'every `alembic` command fails; save the file as UTF-8' % path]
+    with pytest.raises(SyntaxError):  # alembic agrees: it cannot even list the revisions
+        list(ScriptDirectory.from_config(Config(os.path.join(root, 'alembic.ini'))).walk_revisions())
+
+
+def test_a_latin1_comment_is_not_an_error_because_alembic_loads_the_file(tmp_path):
+    root, graph = graph_of(tmp_path, {'a_first.py': b'# caf\xe9\n' + template('a').encode('utf-8')})
+    assert graph.ok and graph.heads() == ['a']
+    revs = list(ScriptDirectory.from_config(Config(os.path.join(root, 'alembic.ini'))).walk_revisions())
+    assert [r.revision for r in revs] == ['a']
+
+
+# ------------------------------------------------------------------ upgrade()/downgrade() of the files to run
+NO_UPGRADE = "revision = 'b'\ndown_revision = 'a'\n\ndef downgrade():\n    pass\n"
+
+
+@pytest.mark.parametrize('source,function,missing', [
+    (NO_UPGRADE, 'upgrade', True),
+    (NO_UPGRADE, 'downgrade', False),
+    ("revision = 'b'\ndown_revision = 'a'\n\ndef upgrade():\n    pass\n", 'downgrade', True),
+    ("revision = 'b'\ndown_revision = 'a'\nfrom os import getcwd as upgrade, getcwd as downgrade\n", 'upgrade', False),
+    ("revision = 'b'\ndown_revision = 'a'\nupgrade = downgrade = lambda: None\n", 'upgrade', False),
+    ("revision = 'b'\ndown_revision = 'a'\nif True:\n    def upgrade():\n        pass\n", 'upgrade', False),
+    ("revision = 'b'\ndown_revision = 'a'\nfrom os.path import *\n", 'upgrade', False),  # may bind anything
+])
+def test_files_to_run_must_define_the_function_alembic_calls(tmp_path, source, function, missing):
+    root, graph = graph_of(tmp_path, {'a_first.py': template('a'), 'b_second.py': source})
+    assert graph.ok
+    problems = graph.syntax_problems(['b'], function)
+    path = os.path.join(root, 'alembic', 'versions', 'b_second.py')
+    if missing:
+        assert problems == ['%s has no module-level %s(), so `alembic %s` would fail on revision b before running '
+                            'anything; define `def %s():` in it (with `pass` as its body if there is nothing to do)'
+                            % (path, function, function, function)]
+    else:
+        assert problems == []
+    # alembic builds every step before running the first one: a step of a file without the function fails
+    sd = ScriptDirectory.from_config(Config(os.path.join(root, 'alembic.ini')))
+    script = sd.get_revision('b')
+    build = MigrationStep.upgrade_from_script if function == 'upgrade' else MigrationStep.downgrade_from_script
+    if missing:
+        with pytest.raises(AttributeError):
+            build(sd.revision_map, script)
+    elif 'import *' not in source:
+        build(sd.revision_map, script)
+
+
+# ------------------------------------------------------------------ can the alembic command be run?
+def _script(path, shebang):
+    path.write_text('%s\nexit 0\n' % shebang)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_command_problem_agrees_with_running_it(tmp_path):
+    """command_problem(argv) is None exactly when run_child can start argv and it gets to run (exit 0)."""
+    cwd = tmp_path / 'svc'
+    (cwd / 'bin').mkdir(parents=True)
+    ok = _script(cwd / 'bin' / 'ok', '#!/bin/sh')
+    _script(cwd / 'bin' / 'gone-interpreter', '#!%s/old-venv/bin/python' % tmp_path)
+    _script(cwd / 'bin' / 'env-missing', '#!/usr/bin/env homelab-no-such-python')
+    _script(cwd / 'bin' / 'env-ok', '#!/usr/bin/env sh')
+    noexec = cwd / 'bin' / 'noexec'
+    noexec.write_text('#!/bin/sh\nexit 0\n')
+    noexec.chmod(0o644)
+    env = dict(os.environ, PATH='bin' + os.pathsep + '/usr/bin' + os.pathsep + '/bin')  # a relative entry: from cwd
+    cases = {
+        (ok,): None,
+        ('bin/ok',): None,
+        ('ok',): None,
+        ('env-ok',): None,
+        ('sh', '-c', 'exit 0'): None,
+        ('/nonexistent/bin/alembic',): '/nonexistent/bin/alembic does not exist',
+        ('bin/nothere',): '%s/bin/nothere does not exist' % cwd,
+        ('homelab-no-such-alembic',): 'homelab-no-such-alembic is not on PATH (bin:/usr/bin:/bin)',
+        (str(cwd / 'bin'),): '%s/bin is a directory' % cwd,
+        (str(noexec),): '%s is not executable' % noexec,
+        ('gone-interpreter',): '#! interpreter %s/old-venv/bin/python does not exist' % tmp_path,
+        ('env-missing',): '`#!/usr/bin/env homelab-no-such-python`, and homelab-no-such-python is not on PATH',
+    }
+    for argv, expected in cases.items():
+        why = aa.command_problem(list(argv), str(cwd), env)
+        try:
+            rc = aa.run_child(list(argv), str(cwd), env, timeout=30)[0]
+        except OSError:
+            rc = 'OSError'
+        if expected is None:
+            assert (why, rc) == (None, 0), argv
+        else:
+            assert why is not None and expected in why, (argv, why)
+            assert rc != 0, argv
+    # without PATH lookups (what status checks): only paths are judged
+    assert aa.command_problem(['homelab-no-such-alembic'], str(cwd), env, path_lookups=False) is None
+    assert aa.command_problem(['env-missing'], str(cwd), env, path_lookups=False) is None
+    assert aa.command_problem(['bin/env-missing'], str(cwd), env, path_lookups=False) is None
+    assert 'does not exist' in aa.command_problem(['bin/gone-interpreter'], str(cwd), env, path_lookups=False)
+
+
+def _one_revision_state(tmp_path, command=None):
+    from ansible_collections.homelab.migrations.plugins.module_utils.adapter import ServiceState
+    from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
+    root, graph = graph_of(tmp_path, {'a.py': template('a')})
+    spec = {'name': 'svc', 'tool': 'alembic', 'path': root}
+    if command:
+        spec['alembic_command'] = command
+    adapter = aa.AlembicAdapter(spec, DbUrl('postgresql://u@h/db'))
+    return root, adapter, ServiceState('alembic', current=[], heads=['a'], applied=[], pending=['a'],
+                                       history=['a'], extra={'graph': graph, 'rows': []})
+
+
+def test_plan_refuses_a_command_that_cannot_run(tmp_path, monkeypatch):
+    root, adapter, state = _one_revision_state(tmp_path, ['/nonexistent/bin/alembic', '-x', 'y'])
+    with pytest.raises(PlanError) as err:
+        adapter.plan(None, state, 'head')
+    assert err.value.code == 'bad_config'
+    assert str(err.value) == (
+        "cannot upgrade service 'svc': alembic_command /nonexistent/bin/alembic -x y cannot be run: "
+        "/nonexistent/bin/alembic does not exist; set alembic_command to the service's own alembic (e.g. "
+        "['%s/.venv/bin/alembic']), or leave it out to use %s/.venv/bin/alembic (or, without it, alembic from PATH)"
+        % (root, root))
+    # nothing to run (already there): nothing needs alembic
+    state.applied, state.current, state.extra['rows'] = ['a'], ['a'], ['a']
+    assert adapter.plan(None, state, 'head').steps == []
+    # the default: <path>/.venv/bin/alembic, else `alembic` from PATH
+    root, adapter, state = _one_revision_state(tmp_path / 'default')
+    monkeypatch.setenv('PATH', str(tmp_path / 'empty'))
+    assert adapter.command() == ['alembic']
+    with pytest.raises(PlanError) as err:
+        adapter.plan(None, state, 'head')
+    assert str(err.value) == (
+        "cannot upgrade service 'svc': alembic_command is not set, %s/.venv/bin/alembic does not exist (or is not "
+        "executable) and alembic is not on PATH (%s/empty); set alembic_command to the service's alembic, or "
+        "create the service's virtualenv %s/.venv with alembic installed in it" % (root, tmp_path, root))
+    monkeypatch.setenv('PATH', os.path.dirname(ALEMBIC))
+    assert adapter.plan(None, state, 'head').steps == ['a']
+    # a virtualenv whose python is gone (moved or rebuilt)
+    os.makedirs(os.path.join(root, '.venv', 'bin'))
+    _script(tmp_path / 'default' / '.venv' / 'bin' / 'alembic', '#!%s/moved/bin/python' % root)
+    assert adapter.command() == [os.path.join(root, '.venv', 'bin', 'alembic')]
+    with pytest.raises(PlanError) as err:
+        adapter.plan(None, state, 'head')
+    assert ('alembic_command is not set, so %s/.venv/bin/alembic would run, but %s/.venv/bin/alembic is a script '
+            'whose #! interpreter %s/moved/bin/python does not exist' % (root, root, root)) in str(err.value)
+    assert 'recreate the virtualenv %s/.venv' % root in str(err.value)
