@@ -144,6 +144,43 @@ class Run:
     def running(self):
         return self.proc.poll() is None
 
+    def tasks_started(self):
+        """How many task banners (``TASK [...]``) the run has printed so far."""
+        try:
+            with open(self.out.name) as fh:
+                return fh.read().count('TASK [')
+        except (OSError, ValueError):
+            return 0
+
+    def follow(self, interval=0.01):
+        """Wait for the end of the run, noting when each task started: [seconds since the start, per task]."""
+        starts = []
+        while True:
+            count = self.tasks_started()
+            while len(starts) < count:
+                starts.append(time.monotonic() - self.started)
+            if not self.running():
+                break
+            time.sleep(interval)
+        self.wait()
+        return starts
+
+    def kill_at(self, task, offset, interval=0.01):
+        """SIGKILL ``offset`` seconds after task number ``task`` started (-1: after the start of the run).
+
+        Returns False when the run ended before that point.
+        """
+        while task >= 0 and self.tasks_started() <= task and self.running():
+            time.sleep(interval)
+        began = time.monotonic() if task >= 0 else self.started
+        while self.running() and time.monotonic() - began < offset:
+            time.sleep(interval)
+        if not self.running():
+            self.wait()
+            return False
+        self.kill()
+        return True
+
 
 # --------------------------------------------------------------------------------------------------- the lab
 class FaultLab(Homelab):
