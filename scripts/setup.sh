@@ -66,4 +66,4 @@ fi
 
 mkdir -p .build/collections/ansible_collections/homelab
 ln -sfn ../../../.. .build/collections/ansible_collections/homelab/migrations
-log "ready: $ROOT/.venv ($(.venv/bin/ansible --version | head -1))"
+log "ready: $ROOT/.venv (ansible-core $(.venv/bin/python -c "import ansible.release as r; print(r.__version__)"))"
