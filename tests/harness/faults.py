@@ -14,7 +14,6 @@ files and outputs in tmp_path, the example inventory pointed at them with extra 
   of the run left alive, every published backup matching its .sha256, every audit line whole JSON.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -30,7 +29,6 @@ from integration.test_role import (  # noqa: F401  (re-exported for the fault te
     ALEMBIC, BOTS, DASHBOARD_REVS, HOMELAB, INVENTORY, ORDER, PLAYBOOK, Homelab, outcomes)
 
 from ansible_collections.homelab.migrations.plugins.module_utils import backup as backup_mod
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
 from ansible_collections.homelab.migrations.plugins.module_utils.lock import lock_holder
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import service_defaults
 from ansible_collections.homelab.migrations.plugins.module_utils.status import build_report
@@ -428,15 +426,6 @@ class References:
                                               lineterm='', n=1))
         return '%s at %s: schema differs from a clean run of its tool to that revision:\n%s' % (
             name, revision, diff[:4000])
-
-
-def sha256_file(path):
-    with open(path, 'rb') as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
-
-
-def masked(url):
-    return DbUrl(url).masked
 
 
 _REFERENCES = {}
