@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A throwaway PostgreSQL cluster for the molecule scenario (and anyone else who needs one).
 
     pgctl.py start STATE            start a cluster on a free port (as the postgres OS user when root)

@@ -44,7 +44,7 @@ def sweep_lab(pg, tmp_path_factory):
 
 def _services(lab):
     return [lab.spec('dashboard'), lab.spec('stream-bot', depends_on=['dashboard']),
-             lab.spec('discord-bot', depends_on=['dashboard', 'stream-bot'])]
+            lab.spec('discord-bot', depends_on=['dashboard', 'stream-bot'])]
 
 
 def spec_case(service, key, value):
@@ -196,12 +196,12 @@ CASES = [
      ['0003_add_platform_user_unique_constraint.sql', 'UTF-8']),
     ('sql-not-utf8-applied', file_case(_latin1_applied), ['0001_add_giveaways']),
     ('journal-0-bytes', file_case(lambda d: _write(os.path.join(d, 'stream-bot', 'migrations', 'meta',
-                                                               '_journal.json'), b'')), ['_journal.json', 'empty']),
+                                                                '_journal.json'), b'')), ['_journal.json', 'empty']),
     ('journal-not-json', file_case(lambda d: _write(os.path.join(d, 'stream-bot', 'migrations', 'meta',
-                                                                '_journal.json'), b'{"entries": [')),
+                                                                 '_journal.json'), b'{"entries": [')),
      ['_journal.json', 'JSON']),
     ('journal-not-utf8', file_case(lambda d: _write(os.path.join(d, 'stream-bot', 'migrations', 'meta',
-                                                               '_journal.json'), b'{"entries": [], "x": "\xff"}')),
+                                                                 '_journal.json'), b'{"entries": [], "x": "\xff"}')),
      ['_journal.json', 'UTF-8']),
     ('journal-missing', file_case(lambda d: os.unlink(os.path.join(d, 'stream-bot', 'migrations', 'meta',
                                                                    '_journal.json'))), ['_journal.json']),
@@ -222,7 +222,7 @@ CASES = [
     ('alembic-revision-unknown-parent', file_case(_alembic_file(
         '007_orphan.py', b'revision = "007"\ndown_revision = "zzz"\n')), ['zzz']),
     ('alembic-ini-missing-location', file_case(lambda d: _write(os.path.join(d, 'dashboard', 'alembic.ini'),
-                                                               b'[alembic]\n')), ['script_location']),
+                                                                b'[alembic]\n')), ['script_location']),
 ]
 
 

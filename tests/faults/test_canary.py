@@ -98,7 +98,7 @@ def test_canary_password_appears_nowhere(lab):
 
     # the runs did what they were meant to (so the URL-handling paths really ran)
     codes = dict((name, proc.returncode) for name, proc in runs)
-    assert codes == {'check': 0, 'restore': 2, 'apply': 0, 'rollback': 0}, [p.output[-3000:] for _, p in runs]
+    assert codes == {'check': 0, 'restore': 2, 'apply': 0, 'rollback': 0}, [p.output[-3000:] for _name, p in runs]
     restore = [r for r in lab.role_records() if r['service'] == 'stream-bot'][0]
     assert 'restored the backup' in restore['recovery'], restore
     assert outcomes(lab.role_records()[-1:]) == {'discord-bot': 'success'}

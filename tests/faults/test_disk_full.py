@@ -25,14 +25,14 @@ def small_backup_dir(pg, tmp_path):
     lab = FaultLab(pg, tmp_path)
     os.makedirs(lab.backup_dir, 0o700)
     out = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64k,mode=0700', 'tmpfs', lab.backup_dir],
-                         capture_output=True, text=True, timeout=30)
+                         check=False, capture_output=True, text=True, timeout=30)
     if out.returncode != 0:
         lab.drop()
         pytest.skip('cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN): %s' % out.stderr.strip())
     try:
         yield lab
     finally:
-        subprocess.run(['umount', '-l', lab.backup_dir], capture_output=True, timeout=30)
+        subprocess.run(['umount', '-l', lab.backup_dir], check=False, capture_output=True, timeout=30)
         lab.drop()
 
 

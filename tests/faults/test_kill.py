@@ -116,7 +116,7 @@ def test_sigkill_at_random_points_loses_nothing(pg, drizzle_peer, refs, tmp_path
     log.sort()
     table = '\n'.join('%2d task %2d +%5.2fs %-4s %-8s %-70s %s partials=%d next=%ss' % row for row in log)
     print('\nrun duration %.1fs; %d kill points; suite %.0fs\n%s' % (duration, POINTS, time.monotonic() - started,
-                                                                      table))
+                                                                     table))
     assert len(log) == POINTS
     killed = [row for row in log if row[4] == 'killed']
     assert len(killed) >= POINTS * 3 // 4, 'most points must land inside the run:\n' + table

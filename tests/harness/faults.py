@@ -25,7 +25,7 @@ import uuid
 
 from harness.ansible import VENV_BIN, ansible_env
 from harness.pg import Database
-from integration.test_role import (  # noqa: F401  (re-exported for the fault tests)
+from integration.test_role import (  # noqa: F401  # pylint: disable=unused-import
     ALEMBIC, BOTS, DASHBOARD_REVS, HOMELAB, INVENTORY, ORDER, PLAYBOOK, Homelab, outcomes)
 
 from ansible_collections.homelab.migrations.plugins.module_utils import backup as backup_mod
@@ -227,10 +227,10 @@ class FaultLab(Homelab):
             shutil.rmtree(path, ignore_errors=True)
 
     # ----------------------------------------------------------------------------------------- observing
-    def specs(self, names=ORDER):
+    def specs(self, names=tuple(ORDER)):
         return [service_defaults(self.spec(name, depends_on=[])) for name in names]
 
-    def status(self, names=ORDER):
+    def status(self, names=tuple(ORDER)):
         """The collection's own status, read in-process (module_utils.status.build_report)."""
         return build_report(self.specs(names))
 
@@ -373,7 +373,7 @@ class References:
     def __init__(self, pg, peer, tmp):
         self.schemas = dict((name, {}) for name in ORDER)
         self.empty = dict((name, set()) for name in ORDER)
-        scratch = [Database(pg, pg.create_database()) for _ in range(3)]
+        scratch = [Database(pg, pg.create_database()) for _db in range(3)]
         try:
             self._alembic(scratch[0], tmp)
             for db, bot in zip(scratch[1:], BOTS):
@@ -388,8 +388,8 @@ class References:
         cwd = os.path.join(HOMELAB, 'services', 'dashboard')
         env = dict(os.environ, DATABASE_URL=db.url)
         for rev in DASHBOARD_REVS:
-            out = subprocess.run([ALEMBIC, 'upgrade', rev], cwd=cwd, env=env, capture_output=True, text=True,
-                                 timeout=180)
+            out = subprocess.run([ALEMBIC, 'upgrade', rev], cwd=cwd, env=env, check=False, capture_output=True,
+                                 text=True, timeout=180)
             assert out.returncode == 0, out.stderr
             self.schemas['dashboard'][rev] = db.schema_dump()
 

@@ -88,7 +88,7 @@ def test_backup_and_restore_through_ansible(fresh_db, tmp_path):
                     seen.append(line)
             time.sleep(0.01)
         assert seen, 'pg_dump never showed up'
-        for _ in range(20):  # a little longer: all its processes, while it waits for the lock
+        for _poll in range(20):  # a little longer: all its processes, while it waits for the lock
             for line in cmdlines().values():
                 assert_no_secret(fresh_db.password, line)
             time.sleep(0.02)

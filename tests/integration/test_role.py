@@ -149,7 +149,7 @@ class Homelab:
         assert not result.get('failed'), result.get('msg') or proc.stdout[-3000:]
 
     # ---------------------------------------------------------------------- observing
-    def snapshot(self, names=ORDER):
+    def snapshot(self, names=tuple(ORDER)):
         return dict((name, self.dbs[name].snapshot()) for name in names)
 
     def audit(self):
@@ -173,7 +173,7 @@ class Homelab:
     def alembic_current(self):
         env = dict(os.environ, DATABASE_URL=self.dbs['dashboard'].url)
         out = subprocess.run([ALEMBIC, 'current'], cwd=os.path.join(self.services_dir, 'dashboard'), env=env,
-                             capture_output=True, text=True, timeout=180)
+                             check=False, capture_output=True, text=True, timeout=180)
         assert out.returncode == 0, out.stderr
         return re.findall(r'^(\w+)(?: \(head\))?\s*$', out.stdout, re.M)
 
@@ -523,7 +523,7 @@ def _run_on_a_terminal(argv, env, answer, timeout=300):
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
+            ready, _w, _x = select.select([fd], [], [], 0.5)
             if ready:
                 try:
                     chunk = os.read(fd, 65536)
@@ -542,7 +542,7 @@ def _run_on_a_terminal(argv, env, answer, timeout=300):
     finally:
         if time.monotonic() >= deadline:
             os.kill(pid, 9)
-        _, status = os.waitpid(pid, 0)
+        _pid, status = os.waitpid(pid, 0)
         os.close(fd)
     return os.waitstatus_to_exitcode(status), out.decode('utf-8', 'replace'), sent > 0
 

@@ -468,7 +468,6 @@ def test_plan_refuses_option_like_targets(tmp_path):
     assert (plan.direction, plan.steps, plan.to_revision) == ('up', ['a'], 'a')
 
 
-
 # ------------------------------------------------------------------ source encoding (what Python imports)
 ENCODING_CASES = [
     # (name, bytes, Python refuses to import it)

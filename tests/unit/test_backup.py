@@ -302,7 +302,7 @@ def test_same_second_backups_get_distinct_names(fresh_db, tmp_path):
     fresh_db.execute('CREATE TABLE t (x int); INSERT INTO t VALUES (1)')
     dest = tmp_path / 'backups'
     paths = []
-    for _ in range(4):
+    for _backup in range(4):
         paths.append(backup.run(params(fresh_db, tmp_path))['path'])
     assert len(set(paths)) == 4
     for path in paths:

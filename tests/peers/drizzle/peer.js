@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 // The drizzle-orm peer: drizzle-orm's own migrator and journal reader, driven from the tests and
 // benchmarks of homelab.migrations so they can compare the collection with the real thing.
 //
