@@ -27,7 +27,18 @@ if [ "$rc" = 5 ]; then
   echo "pytest collected no tests: the test tree is broken (or PYTEST_ARGS selected nothing)" >&2
   exit 5
 elif [ "$rc" != 0 ]; then
-  exit "$rc"
+  # A real failure fails again; a test that only fails under load (the fault suite's SIGKILL sweep
+  # runs ~100 playbooks on 2 cores) passes on its own. Rerun only the failed tests, once, and say so.
+  echo "pytest failed (exit $rc); rerunning only the failed tests once to tell a flake from a failure" >&2
+  set +e
+  python -m pytest --last-failed --last-failed-no-failures none -n 1
+  rc2=$?
+  set -e
+  if [ "$rc2" != 0 ]; then
+    echo "the failed tests failed again: a real failure" >&2
+    exit "$rc2"
+  fi
+  echo "WARNING: FLAKY — the tests above failed in the full run and passed alone; see the log" >&2
 fi
 
 step "ansible-test sanity"
