@@ -11,6 +11,7 @@ import signal
 import stat
 import sys
 import threading
+import uuid
 import time
 from urllib.parse import quote
 
@@ -39,9 +40,9 @@ def dashboard(url, root=SERVICES, **extra):
                 alembic_command=[ALEMBIC], **extra)
 
 
-def apply(service, check=False, diff=False, verbosity=0, **args):
+def apply(service, check=False, diff=False, verbosity=0, env=None, **args):
     args['service'] = service
-    return run_module(MODULE, args, check=check, diff=diff, verbosity=verbosity)
+    return run_module(MODULE, args, check=check, diff=diff, verbosity=verbosity, env=env)
 
 
 def four_passes(service, **args):
@@ -189,7 +190,9 @@ def test_two_playbooks_at_once_apply_each_migration_once(fresh_db, tmp_path):
     assert len(drizzle_gen.tracking_rows(fresh_db)) == 4
 
 
-def _module_pids(name):
+def _module_pids(name, tag):
+    """Module processes of this test only: its runs carry ``tag`` in their environment (other tests, e.g. the
+    fault suite on another xdist worker, run the same module at the same time)."""
     pids = []
     for entry in os.listdir('/proc'):
         if not entry.isdigit():
@@ -200,6 +203,12 @@ def _module_pids(name):
         except OSError:
             continue
         if 'AnsiballZ_%s' % name in cmd and 'sh -c' not in cmd and '/bin/sh' not in cmd:
+            try:
+                with open('/proc/%s/environ' % entry, 'rb') as fh:
+                    if tag.encode() not in fh.read().split(b'\0'):
+                        continue
+            except OSError:
+                continue
             pids.append(int(entry))
     return pids
 
@@ -207,14 +216,15 @@ def _module_pids(name):
 def _kill_during(db, start, marker, module=MODULE):
     """Run ``start`` in a thread; SIGKILL the module process once ``marker`` runs in the database."""
     out = {}
-    thread = threading.Thread(target=lambda: out.update(result=start()))
+    tag = 'HOMELAB_TEST_KILL=%s' % uuid.uuid4().hex
+    thread = threading.Thread(target=lambda: out.update(result=start({tag.split('=')[0]: tag.split('=')[1]})))
     thread.start()
     deadline = time.time() + 120
     killed = []
     while time.time() < deadline and not killed:
         if db.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE %s AND state = 'active' AND pid <> "
                     "pg_backend_pid()", ('%' + marker + '%',)):
-            for pid in _module_pids(module):
+            for pid in _module_pids(module, tag):
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
         time.sleep(0.05)
@@ -231,7 +241,7 @@ def test_sigkill_mid_drizzle_apply(fresh_db, tmp_path):
     path.write_text(original + drizzle_gen.BP + '\nSELECT pg_sleep(30) AS homelab_kill_marker;')
     svc = drizzle(root, fresh_db.password_url, name='kill')
     before = fresh_db.snapshot()
-    result, killed = _kill_during(fresh_db, lambda: apply(svc), 'homelab_kill_marker')
+    result, killed = _kill_during(fresh_db, lambda env: apply(svc, env=env), 'homelab_kill_marker')
     assert result.get('failed') is True
     # the backend notices the dead client within client_connection_check_interval: no lock, no half migration
     deadline = time.time() + 15
@@ -257,7 +267,7 @@ def test_sigkill_mid_alembic_upgrade_leaves_no_orphan(fresh_db, tmp_path):
     else:
         pytest.fail('no upgrade() in %s' % path)
     svc = dashboard(fresh_db.password_url, root=str(root))
-    result, killed = _kill_during(fresh_db, lambda: apply(svc), 'homelab_kill_marker')
+    result, killed = _kill_during(fresh_db, lambda env: apply(svc, env=env), 'homelab_kill_marker')
     assert result.get('failed') is True
     # the migrator dies with the module, and its backend (mid pg_sleep(30)) notices within seconds
     deadline = time.time() + 15
