@@ -216,8 +216,9 @@ def _module_pids(name, tag):
 def _kill_during(db, start, marker, module=MODULE):
     """Run ``start`` in a thread; SIGKILL the module process once ``marker`` runs in the database."""
     out = {}
-    tag = 'HOMELAB_TEST_KILL=%s' % uuid.uuid4().hex
-    thread = threading.Thread(target=lambda: out.update(result=start({tag.split('=')[0]: tag.split('=')[1]})))
+    value = uuid.uuid4().hex
+    tag = 'HOMELAB_TEST_KILL=%s' % value
+    thread = threading.Thread(target=lambda: out.update(result=start({'HOMELAB_TEST_KILL': value})))
     thread.start()
     deadline = time.time() + 120
     killed = []
