@@ -9,6 +9,7 @@ database URL: everything they hand back is names, revisions, counts and messages
     services | homelab.migrations.migrate_all_order                  names in depends_on order
     order | homelab.migrations.migrate_all_selected(run, skip)       names the --tags/--skip-tags select
     status | homelab.migrations.migrate_all_status_table(order, sel) readable status table (lines)
+    status | homelab.migrations.migrate_all_plans(selected)          the status task's plans, in order
     'auto' | homelab.migrations.migrate_all_interactive              controller stdin and stdout are TTYs
     name | homelab.migrations.migrate_all_decide(...)                run / skip / fail / unchanged, and why
     result | homelab.migrations.migrate_all_failure(pending, task)   one message naming the failed migration
@@ -288,6 +289,23 @@ def migrate_all_plan_lines(plans, names):
     return lines
 
 
+def migrate_all_plans(status, names):
+    """The plans of ``names`` from the status module's result (its ``plan`` option), in that order.
+
+    Each is what homelab_migration_apply in check mode returns; a service without one (the status
+    task did not plan it) gets a failed plan that says so, so nothing runs on a guess.
+    """
+    services = (status or {}).get('services') or {}
+    plans = []
+    for name in names or []:
+        plan = (services.get(name) or {}).get('plan')
+        if not isinstance(plan, dict):
+            plan = {'failed': True, 'changed': False,
+                    'msg': 'service %r: the status read made no plan for it; nothing was changed' % name}
+        plans.append(plan)
+    return plans
+
+
 def migrate_all_changed(plans, names):
     """Names whose check-mode plan would change something."""
     return [name for name, plan in zip(names or [], plans or []) if (plan or {}).get('changed')]
@@ -514,6 +532,7 @@ class FilterModule(object):
             'migrate_all_selected': migrate_all_selected,
             'migrate_all_deps': migrate_all_deps,
             'migrate_all_status_table': migrate_all_status_table,
+            'migrate_all_plans': migrate_all_plans,
             'migrate_all_interactive': migrate_all_interactive,
             'migrate_all_decide': migrate_all_decide,
             'migrate_all_failure': migrate_all_failure,

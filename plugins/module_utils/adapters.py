@@ -7,19 +7,29 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter import AlembicAdapter
-from ansible_collections.homelab.migrations.plugins.module_utils.drizzle_adapter import DrizzleAdapter
-
+# tool -> (module under module_utils, class): imported when a service of that tool is read, so a
+# drizzle-only run never imports the alembic adapter's dependencies (alembic, SQLAlchemy)
 ADAPTERS = {
-    AlembicAdapter.tool: AlembicAdapter,
-    DrizzleAdapter.tool: DrizzleAdapter,
+    'alembic': ('alembic_adapter', 'AlembicAdapter'),
+    'drizzle': ('drizzle_adapter', 'DrizzleAdapter'),
 }
+
+
+def adapter_class(tool):
+    """The adapter class of ``tool`` (KeyError for an unknown tool)."""
+    if tool == 'alembic':
+        from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter import AlembicAdapter
+        return AlembicAdapter
+    if tool == 'drizzle':
+        from ansible_collections.homelab.migrations.plugins.module_utils.drizzle_adapter import DrizzleAdapter
+        return DrizzleAdapter
+    raise KeyError(tool)
 
 
 def get_adapter(spec, dburl):
     """The adapter for ``spec['tool']``, built from a validated spec and its DbUrl."""
     try:
-        cls = ADAPTERS[spec['tool']]
+        cls = adapter_class(spec['tool'])
     except KeyError:
         raise ValueError('service %r: unknown tool %r (known: %s)' % (spec.get('name'), spec.get('tool'),
                                                                       ', '.join(sorted(ADAPTERS))))

@@ -201,6 +201,7 @@ class _Run(object):
         self.get_adapter = get_adapter
         self.target = self.params.get('target') or spec.get('target') or 'head'
         self.conn = None
+        self.borrowed = False  # a connection of the caller (check_plan): never closed here
         self.locked = False
         self.before = None
         self.plan = None
@@ -427,6 +428,10 @@ class _Run(object):
                                % (self.name, ' '.join(self.scrub(str(exc)).split())))
         self.lock()
         self.before = self.read(adapter)
+        return self.decide(adapter)
+
+    def decide(self, adapter):
+        """From the state read (self.before) on: plan, preview, stop in check mode or carry the plan out."""
         self.result['from_revision'] = self.before.current_revision
         self.result['to_revision'] = self.before.current_revision
         steps = self.make_plan(adapter, self.before)
@@ -443,7 +448,7 @@ class _Run(object):
         return 'success'
 
     def close(self):
-        if self.conn is None:
+        if self.conn is None or self.borrowed:
             return
         try:
             if self.locked and not self.conn.closed:
@@ -482,11 +487,40 @@ def run_apply(spec, dburl, params=None, check_mode=False, diff=False, get_adapte
     ``spec`` is a validated service spec with defaults filled, ``dburl`` its DbUrl, ``params`` the
     other module options (APPLY_OPTIONS plus connect_timeout).
     """
-    started = time.monotonic()
     run = _Run(spec, dburl, params, check_mode, diff, get_adapter)
+    return _finish(run, run.run)
+
+
+def check_plan(spec, dburl, conn, adapter, state, params=None):
+    """What ``run_apply(..., check_mode=True)`` would return, from a state already read on ``conn``.
+
+    The status module plans with the connection and the state of its own read (one read-only
+    session, no second connection or read): the same plan, refusals, warnings and result fields as
+    the apply module's check mode, which it shares this code with. ``conn`` is left open; no audit
+    record is written. Never raises for an expected failure.
+    """
+    params = dict(params or {})
+    params.pop('audit_log', None)
+    run = _Run(spec, dburl, params, True, False, None)
+    run.conn = conn
+    run.borrowed = True
+
+    def plan():
+        if state is None:
+            raise ApplyFailure('service %r: its migration state could not be read; nothing was changed' % run.name)
+        run.lock()
+        run.before = state
+        return run.decide(adapter)
+    return _finish(run, plan)
+
+
+def _finish(run, step):
+    """Run ``step`` (the whole run or its planning part), close, audit and shape the result."""
+    started = time.monotonic()
+    dburl = run.dburl
     outcome, error = 'failed', None
     try:
-        outcome = run.run()
+        outcome = step()
     except ApplyFailure as exc:
         error = dburl.scrub(str(exc))
     except Exception as exc:  # a bug: still release, audit and answer without a traceback

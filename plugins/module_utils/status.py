@@ -29,6 +29,18 @@ UP_TO_DATE = 'up_to_date'
 PENDING = 'pending'
 ERROR = 'error'
 
+# the status module's options besides ``services`` and the connection options
+STATUS_OPTIONS = dict(
+    fail_on_error=dict(type='bool', default=False),
+    plan=dict(type='dict', options=dict(
+        services=dict(type='list', elements='str'),
+        target=dict(type='str'),
+        allow_out_of_order=dict(type='bool', default=False),
+        allow_modified=dict(type='bool', default=False),
+        lock_wait=dict(type='int', default=60),
+    )),
+)
+
 # problems that describe the moment rather than the service: they do not make its status an error
 INFORMATIONAL_CODES = ('locked',)
 
@@ -39,6 +51,10 @@ PRECONNECT_WORKERS = 8
 
 _SQLSTATE_LOCK_NOT_AVAILABLE = '55P03'
 _SQLSTATE_QUERY_CANCELED = '57014'
+
+
+class PlanOptionError(ValueError):
+    """The status module's ``plan`` option names a service that is not in ``services``."""
 
 
 def password_forms(dburls):
@@ -154,8 +170,13 @@ def _recover(conn):
         pass
 
 
-def service_entry(spec, dburl, pool, prepared=None, get_adapter=None):
-    """The report entry of one service. Never raises: failures become problems."""
+def service_entry(spec, dburl, pool, prepared=None, get_adapter=None, plan_params=None):
+    """The report entry of one service. Never raises: failures become problems.
+
+    With ``plan_params`` (apply options: target, allow_out_of_order, allow_modified, lock_wait) the
+    entry also gets ``plan``: what homelab_migration_apply in check mode would report, planned from
+    this very read (apply.check_plan).
+    """
     if prepared is None:
         prepared = []
     if get_adapter is None:
@@ -165,14 +186,12 @@ def service_entry(spec, dburl, pool, prepared=None, get_adapter=None):
     problems = entry['problems']
     try:
         adapter = get_adapter(spec, dburl)
-    except Exception as exc:
-        problems.append(problem_from_exception(name, exc, dburl))
-        return entry
-    try:
         conn = pool.get(dburl, service=name)
         _prepare(conn, prepared)
     except Exception as exc:
         problems.append(problem_from_exception(name, exc, dburl))
+        if plan_params is not None:
+            entry['plan'] = _plan(spec, dburl, None, None, None, entry, plan_params)
         return entry
 
     state = None
@@ -207,7 +226,24 @@ def service_entry(spec, dburl, pool, prepared=None, get_adapter=None):
             problems.append(problem(code if code in PROBLEM_CODES else 'bad_config',
                                     _oneline(dburl.scrub(message or code or 'unknown problem'))))
     entry['status'] = entry_status(entry, state is not None)
+    if plan_params is not None:
+        entry['plan'] = _plan(spec, dburl, conn, adapter, state, entry, plan_params)
     return entry
+
+
+def _plan(spec, dburl, conn, adapter, state, entry, plan_params):
+    if state is None or conn is None or conn.closed:
+        why = '; '.join(p['message'] for p in entry['problems'] if p['code'] not in INFORMATIONAL_CODES)
+        return {'changed': False, 'failed': True, 'outcome': 'failed', 'service': spec['name'],
+                'tool': spec.get('tool'), 'target': plan_params.get('target') or spec.get('target') or 'head',
+                'from_revision': None, 'to_revision': None, 'applied': [], 'reverted': [], 'plan': {}, 'warnings': [],
+                'msg': '%s; nothing was changed' % (why or 'service %r: its migration state could not be read'
+                                                    % spec['name'])}
+    from ansible_collections.homelab.migrations.plugins.module_utils.apply import check_plan
+    result = check_plan(spec, dburl, conn, adapter, state, plan_params)
+    _recover(conn)
+    result.pop('queries', None)
+    return result
 
 
 def entry_status(entry, state_read=True):
@@ -270,12 +306,24 @@ def preconnect(pool, named_urls, workers=PRECONNECT_WORKERS):
 
 
 def build_report(specs, urls=None, connect_timeout=connection_mod.DEFAULT_CONNECT_TIMEOUT, pool=None,
-                 get_adapter=None):
+                 get_adapter=None, plan=None):
     """Status of every service in ``specs`` (validated spec dicts, defaults filled).
 
     ``urls`` is {name: DbUrl} from spec.validate_services (computed when not given; a SpecError
-    then propagates: the caller fails the task before touching anything).
+    then propagates: the caller fails the task before touching anything). ``plan`` (the status
+    module's option: services, target, allow_out_of_order, allow_modified, lock_wait) adds a
+    ``plan`` to the entries of the services it names (all when ``services`` is None).
     """
+    plan_names = None
+    plan_params = None
+    if plan is not None:
+        plan_names = plan.get('services')
+        plan_params = dict((k, v) for k, v in plan.items() if k != 'services' and v is not None)
+        known = [spec['name'] for spec in specs]
+        unknown = [n for n in plan_names or [] if n not in known]
+        if unknown:
+            raise PlanOptionError('plan.services names %s, which %s not in services (%s)'
+                                  % (', '.join(unknown), 'is' if len(unknown) == 1 else 'are', ', '.join(known)))
     if urls is None:
         urls = validate_services(specs)
         dependency_order(specs)
@@ -287,7 +335,9 @@ def build_report(specs, urls=None, connect_timeout=connection_mod.DEFAULT_CONNEC
     try:
         preconnect(pool, [(spec['name'], urls[spec['name']]) for spec in specs])
         for spec in specs:
-            services[spec['name']] = service_entry(spec, urls[spec['name']], pool, prepared, get_adapter)
+            wanted = plan_params is not None and (plan_names is None or spec['name'] in plan_names)
+            services[spec['name']] = service_entry(spec, urls[spec['name']], pool, prepared, get_adapter,
+                                                   plan_params if wanted else None)
     finally:
         if own_pool:
             pool.close()

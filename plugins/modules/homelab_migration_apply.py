@@ -275,8 +275,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.homelab.migrations.plugins.module_utils.apply import APPLY_OPTIONS, run_apply
-from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter import (
-    ALEMBIC_IMPORT_ERROR, HAS_ALEMBIC)
+from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter import alembic_import_error
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, validate_service)
@@ -301,8 +300,8 @@ def main():
         module.fail_json(msg='%s; nothing was changed' % exc)
     # Ansible masks the whole URL (no_log); the password alone (in a driver message, say) too
     module.no_log_values.update(password_forms([dburl]))
-    if service['tool'] == 'alembic' and not HAS_ALEMBIC:
-        module.fail_json(msg=missing_required_lib('alembic'), exception=str(ALEMBIC_IMPORT_ERROR))
+    if service['tool'] == 'alembic' and alembic_import_error() is not None:
+        module.fail_json(msg=missing_required_lib('alembic'), exception=str(alembic_import_error()))
 
     params = dict((key, module.params[key]) for key in list(APPLY_OPTIONS) + list(CONNECTION_OPTIONS))
     try:

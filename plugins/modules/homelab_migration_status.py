@@ -34,6 +34,39 @@ options:
       - Fail the task when any service has status V(error). The full report is returned either way.
     type: bool
     default: false
+  plan:
+    description:
+      - Also plan the services, exactly as M(homelab.migrations.homelab_migration_apply) in check mode
+        would, from this same read (no second connection or read per service). Each planned service gets
+        RV(services.plan).
+      - A plan that cannot be made (a broken file, a refused change, an unreachable database) is reported
+        in RV(services.plan) with C(failed) and C(msg); it does not fail the task.
+    type: dict
+    suboptions:
+      services:
+        description: Names of the services to plan (each must be in O(services)). Default is every service.
+        type: list
+        elements: str
+      target:
+        description:
+          - Where to plan every named service to, with the values
+            O(homelab.migrations.homelab_migration_apply#module:target) takes.
+          - Default is each service's own O(services[].target).
+        type: str
+      allow_out_of_order:
+        description: As O(homelab.migrations.homelab_migration_apply#module:allow_out_of_order).
+        type: bool
+        default: false
+      allow_modified:
+        description: As O(homelab.migrations.homelab_migration_apply#module:allow_modified).
+        type: bool
+        default: false
+      lock_wait:
+        description:
+          - As O(homelab.migrations.homelab_migration_apply#module:lock_wait); the plan never waits for the
+            lock, it names the wait a real run would make in its warning when the lock is held.
+        type: int
+        default: 60
 attributes:
   check_mode:
     description: Fully supported; the module never changes anything.
@@ -75,6 +108,13 @@ EXAMPLES = r'''
   ansible.builtin.debug:
     msg: "{{ item.key }}: {{ item.value.status }} ({{ item.value.pending_migrations | join(', ') }})"
   loop: "{{ migration_status.services | dict2items }}"
+
+- name: What a run to each service's target would do (the apply module's check mode, one read)
+  homelab.migrations.homelab_migration_status:
+    services: "{{ migrate_all_services }}"
+    plan:
+      services: [stream-bot]
+  register: migration_plan
 
 - name: Fail a scheduled job when any service cannot be read
   homelab.migrations.homelab_migration_status:
@@ -161,6 +201,23 @@ services:
           (C(pid), C(application_name), C(client_addr), C(since)) or null.
       type: dict
       returned: always
+    plan:
+      description:
+        - What M(homelab.migrations.homelab_migration_apply) in check mode would return for the service
+          (C(changed), C(target), C(from_revision), C(to_revision), C(applied), C(reverted), C(plan),
+          C(outcome), C(warnings)), planned from this read; C(failed) and C(msg) when it cannot be planned.
+      type: dict
+      returned: when O(plan) is given and names the service
+      sample:
+        changed: true
+        target: head
+        from_revision: "006"
+        to_revision: "008"
+        applied: ["007", "008"]
+        reverted: []
+        outcome: check
+        plan: {direction: up, steps: ["007", "008"], from_revision: "006", to_revision: "008", target: head}
+        warnings: []
 '''
 
 import copy
@@ -168,20 +225,19 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter import (
-    ALEMBIC_IMPORT_ERROR, HAS_ALEMBIC)
+from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter import alembic_import_error
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, dependency_order, validate_services)
 from ansible_collections.homelab.migrations.plugins.module_utils.status import (
-    build_report, error_summary, password_forms)
+    STATUS_OPTIONS, PlanOptionError, build_report, error_summary, password_forms)
 
 
 def argument_spec():
     spec = dict(
         services=dict(type='list', elements='dict', required=True, options=copy.deepcopy(SERVICE_OPTIONS)),
-        fail_on_error=dict(type='bool', default=False),
     )
+    spec.update(copy.deepcopy(STATUS_OPTIONS))
     spec.update(copy.deepcopy(CONNECTION_OPTIONS))
     return spec
 
@@ -198,17 +254,23 @@ def main():
         module.fail_json(msg='%s; nothing was read or changed' % exc)
     # Ansible masks the whole URL (no_log); the password alone (in a driver message, say) too
     module.no_log_values.update(password_forms(urls.values()))
-    if any(s['tool'] == 'alembic' for s in services) and not HAS_ALEMBIC:
-        module.fail_json(msg=missing_required_lib('alembic'), exception=str(ALEMBIC_IMPORT_ERROR))
+    if any(s['tool'] == 'alembic' for s in services) and alembic_import_error() is not None:
+        module.fail_json(msg=missing_required_lib('alembic'), exception=str(alembic_import_error()))
 
     try:
-        report = build_report(services, urls=urls, connect_timeout=module.params['connect_timeout'])
+        report = build_report(services, urls=urls, connect_timeout=module.params['connect_timeout'],
+                              plan=module.params['plan'])
+    except PlanOptionError as exc:
+        module.fail_json(msg='%s; nothing was read or changed' % exc)
     except Exception as exc:  # build_report turns failures into problems; this is a last resort
         module.fail_json(msg='reading the migration status failed unexpectedly: %s: %s'
                          % (exc.__class__.__name__, exc), exception=traceback.format_exc())
     if module.params['fail_on_error'] and not report['success']:
         lines = error_summary(report)
         module.fail_json(msg='%d service(s) in error: %s' % (len(lines), ' | '.join(lines)), changed=False, **report)
+    for name, entry in report['services'].items():
+        for warning in (entry.get('plan') or {}).get('warnings') or []:
+            module.warn('%s: %s' % (name, warning) if name not in warning else warning)
     module.exit_json(changed=False, **report)
 
 

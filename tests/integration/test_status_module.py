@@ -269,3 +269,101 @@ def test_missing_libraries_are_named(three, tmp_path):
     result, proc = run_module(MODULE, {'services': drizzle_only}, env=env)
     assert not result.get('failed'), result.get('msg')
     assert result['services']['stream-bot']['pending'] == 5
+
+
+# ------------------------------------------------------------------------ plan (the apply check mode)
+PLAN_KEYS = ('changed', 'failed', 'target', 'from_revision', 'to_revision', 'applied', 'reverted', 'outcome')
+
+
+def _plan_view(result):
+    view = dict((k, result.get(k)) for k in PLAN_KEYS)
+    view['failed'] = bool(view['failed'])
+    view['steps'] = (result.get('plan') or {}).get('steps')
+    view['msg'] = ' '.join(str(result.get('msg') or '').split())
+    return view
+
+
+def _apply_check(spec, **args):
+    result, proc = run_module('homelab_migration_apply', dict(service=spec, **args), check=True)
+    assert 'Traceback' not in proc.stdout + proc.stderr
+    return result
+
+
+@pytest.mark.parametrize('point', ['empty', 'partly', 'rollback'])
+def test_plans_equal_the_apply_modules_check_mode(three, drizzle_peer, point):
+    """The status task's plans are the apply module's check-mode results, read once for all services."""
+    if point != 'empty':
+        alembic_to(three['dashboard'], '004')
+        drizzle_peer.migrate(os.path.join(SERVICES, 'discord-bot', 'migrations'), three['discord-bot'].url)
+    specs = homelab(urls_of(three))
+    before = snapshots(three)
+    plan = {'services': ['dashboard', 'discord-bot', 'stream-bot']}
+    if point == 'rollback':
+        plan['target'] = '-1'
+    result, proc = run_module(MODULE, {'services': specs, 'plan': plan})
+    assert not result.get('failed'), result
+    assert snapshots(three) == before
+    for spec in specs:
+        ours = result['services'][spec['name']]['plan']
+        args = {'target': '-1'} if point == 'rollback' else {}
+        theirs = _apply_check(spec, **args)
+        assert _plan_view(ours) == _plan_view(theirs), spec['name']
+    plans = dict((name, entry['plan']) for name, entry in result['services'].items())
+    if point == 'empty':
+        assert plans['dashboard']['applied'] == ['001', '002', '003', '004', '005', '006']
+        assert plans['stream-bot']['applied'] == STREAM and plans['stream-bot']['changed'] is True
+    elif point == 'partly':
+        assert plans['dashboard']['from_revision'] == '004' and plans['dashboard']['to_revision'] == '006'
+        assert plans['discord-bot']['changed'] is False
+    else:
+        assert plans['dashboard']['reverted'] == ['004'] and plans['dashboard']['to_revision'] == '003'
+        assert plans['stream-bot'].get('failed') and 'only 0 migration(s)' in plans['stream-bot']['msg']
+    assert snapshots(three) == before
+
+
+def test_plan_refusals_and_allowances_match_apply(three, drizzle_peer, tmp_path):
+    """An out-of-order entry: refused without allow_out_of_order, planned with it, exactly as apply does."""
+    folder = str(tmp_path / 'stream')
+    shutil.copytree(os.path.join(SERVICES, 'stream-bot', 'migrations'), folder)
+    journal_path = os.path.join(folder, 'meta', '_journal.json')
+    with open(journal_path) as fh:
+        journal = json.load(fh)
+    full = journal['entries']
+    journal['entries'] = full[:2] + full[3:]
+    with open(journal_path, 'w') as fh:
+        json.dump(journal, fh)
+    drizzle_peer.migrate(folder, three['stream-bot'].url)
+    journal['entries'] = full
+    with open(journal_path, 'w') as fh:
+        json.dump(journal, fh)
+    spec = dict(name='stream-bot', tool='drizzle', path=str(tmp_path), migrations_dir='stream',
+                database_url=three['stream-bot'].password_url)
+    for allow in (False, True):
+        result, proc = run_module(MODULE, {'services': [spec], 'plan': {'allow_out_of_order': allow}})
+        ours = result['services']['stream-bot']['plan']
+        theirs = _apply_check(spec, allow_out_of_order=allow)
+        assert _plan_view(ours) == _plan_view(theirs), allow
+        if allow:
+            assert ours['applied'] == [STREAM[2]] and not ours.get('failed')
+        else:
+            assert ours.get('failed') and 'allow_out_of_order' in ours['msg']
+            assert not result.get('failed'), 'a plan that cannot be made does not fail the status task'
+
+
+def test_plan_of_an_unknown_service_is_refused(three):
+    specs = homelab(urls_of(three))
+    result, proc = run_module(MODULE, {'services': specs, 'plan': {'services': ['dashbaord']}})
+    assert result.get('failed')
+    assert ('plan.services names dashbaord, which is not in services (dashboard, stream-bot, discord-bot)'
+            in result['msg'])
+
+
+def test_unreachable_service_gets_a_failed_plan(three):
+    specs = homelab(urls_of(three))
+    specs[1]['database_url'] = 'postgresql://nobody@127.0.0.1:%d/nothing' % free_port()
+    result, proc = run_module(MODULE, {'services': specs, 'plan': {}})
+    assert not result.get('failed'), result
+    bad = result['services']['stream-bot']['plan']
+    assert bad['failed'] and bad['changed'] is False and 'nothing was changed' in bad['msg']
+    assert 'cannot connect' in bad['msg'] or 'connect' in bad['msg'], bad['msg']
+    assert result['services']['dashboard']['plan']['changed'] is True

@@ -5,6 +5,7 @@ import pytest
 
 from ansible_collections.homelab.migrations.plugins.doc_fragments.service import ModuleDocFragment
 from ansible_collections.homelab.migrations.plugins.module_utils.apply import APPLY_OPTIONS
+from ansible_collections.homelab.migrations.plugins.module_utils.status import STATUS_OPTIONS
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, dependency_order, service_defaults, validate_service,
     validate_services)
@@ -111,6 +112,8 @@ def _compare(doc_options, argspec, where):
         assert doc.get('choices') == opt.get('choices'), (where, key)
         assert doc.get('elements') == opt.get('elements'), (where, key)
         assert doc.get('description'), (where, key)
+        if opt.get('options') or doc.get('suboptions'):
+            _compare(doc.get('suboptions') or {}, opt.get('options') or {}, '%s.%s' % (where, key))
 
 
 @pytest.mark.parametrize('attr,option,typ', [('SERVICES', 'services', 'list'), ('SINGLE', 'service', 'dict')])
@@ -127,7 +130,7 @@ def test_connection_fragment_matches():
 
 
 @pytest.mark.parametrize('module,own', [
-    (homelab_migration_status, {'fail_on_error': dict(type='bool', default=False)}),
+    (homelab_migration_status, STATUS_OPTIONS),
     (homelab_migration_apply, APPLY_OPTIONS),
 ])
 def test_module_docs_match_argument_spec(module, own):

@@ -1,0 +1,139 @@
+"""What a module imports: a drizzle-only run never imports alembic or SQLAlchemy, and the alembic
+adapter's light import of alembic's revision machinery leaves the real package intact for later.
+
+Each case runs in a fresh interpreter: the test process has alembic imported already.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from harness.ansible import COLLECTIONS
+
+
+def _run(code):
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS)
+    proc = subprocess.run([sys.executable, '-c', textwrap.dedent(code)], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_drizzle_only_status_imports_neither_alembic_nor_sqlalchemy():
+    out = _run('''
+        import json, sys
+        from ansible_collections.homelab.migrations.plugins.modules import homelab_migration_status  # noqa
+        from ansible_collections.homelab.migrations.plugins.modules import homelab_migration_apply  # noqa
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters import get_adapter
+        from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
+        spec = {'name': 'bot', 'tool': 'drizzle', 'path': '/nonexistent', 'migrations_dir': 'migrations',
+                'migrations_table': '__drizzle_migrations', 'migrations_schema': 'drizzle'}
+        adapter = get_adapter(spec, DbUrl('postgresql://u@localhost/db'))
+        loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'sqlalchemy'))
+        print(json.dumps({'adapter': type(adapter).__name__, 'loaded': loaded}))
+    ''')
+    assert out == {'adapter': 'DrizzleAdapter', 'loaded': []}
+
+
+def test_light_alembic_import_is_private_and_the_real_package_still_imports():
+    out = _run('''
+        import json, sys
+        from ansible_collections.homelab.migrations.plugins.module_utils import alembic_adapter as aa
+        assert aa.alembic_import_error() is None
+        after_load = sorted(m for m in sys.modules if m.split('.')[0] == 'alembic')
+        # the adapter's copy works: a merge of two branches has one head
+        revs = [aa.Revision('a', None), aa.Revision('b', 'a'), aa.Revision('c', 'a'), aa.Revision('m', ('b', 'c'))]
+        heads = list(aa.RevisionMap(lambda: revs).heads)
+        # and the real package is whole for whoever imports it next
+        import alembic
+        import alembic.command
+        from alembic.script import ScriptDirectory
+        from alembic.runtime.migration import MigrationContext
+        print(json.dumps({'after_load': after_load, 'heads': heads, 'version': alembic.__version__,
+                          'script': ScriptDirectory.__name__, 'ctx': MigrationContext.__name__,
+                          'context': hasattr(alembic, 'context') and hasattr(alembic, 'op')}))
+    ''')
+    assert out['after_load'] == [], 'the light import must not leave stand-ins or partial modules behind'
+    assert out['heads'] == ['m']
+    assert out['script'] == 'ScriptDirectory' and out['ctx'] == 'MigrationContext' and out['context'] is True
+
+
+def test_alembic_imported_first_is_reused():
+    out = _run('''
+        import json
+        import alembic.script.revision as real
+        from ansible_collections.homelab.migrations.plugins.module_utils import alembic_adapter as aa
+        assert aa.alembic_import_error() is None
+        print(json.dumps({'same': aa.RevisionMap is real.RevisionMap and aa.RevisionError is real.RevisionError}))
+    ''')
+    assert out == {'same': True}
+
+
+def test_missing_alembic_is_reported_not_raised():
+    out = _run('''
+        import json, sys
+        sys.modules['alembic'] = None  # what an interpreter without alembic sees
+        from ansible_collections.homelab.migrations.plugins.module_utils import alembic_adapter as aa
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapter import AdapterError
+        error = aa.alembic_import_error()
+        try:
+            aa._require_alembic()
+            raised = None
+        except AdapterError as exc:
+            raised = str(exc)
+        print(json.dumps({'error': type(error).__name__, 'raised': raised}))
+    ''')
+    assert out['error'] in ('ImportError', 'ModuleNotFoundError')
+    assert 'pip install alembic' in out['raised']
+
+
+ROWS_AFTER = '''
+    import json, sys
+    if sys.argv[-1] == 'plain':
+        import alembic  # noqa: F401  (the adapter then uses the package as it is)
+    from ansible_collections.homelab.migrations.plugins.module_utils import alembic_adapter as aa
+    assert aa.alembic_import_error() is None
+    R = aa.Revision
+    revs = [R('a', None), R('b', 'a'), R('c', 'a', branch_labels=('side',)), R('d', 'c'),
+            R('m', ('b', 'd')), R('x', None, dependencies=('b',)), R('y', 'x')]
+    for rev in revs:
+        rev.module = aa._NoModule
+    graph = type('G', (), {})()
+    graph.map = aa.RevisionMap(lambda: revs)
+    cases = [([], ['a', 'b', 'c', 'd', 'm'], True), (['b', 'd'], ['m'], True), (['m'], ['m', 'd'], False),
+             ([], ['a', 'b', 'x', 'y'], True), (['y', 'b'], ['y'], False)]
+    out = [sorted(aa.RevisionGraph.rows_after(graph, rows, steps, up)) for rows, steps, up in cases]
+    print(json.dumps({'out': out, 'heads': sorted(graph.map.heads),
+                      'light': 'alembic' not in sys.modules or sys.argv[-1] == 'plain'}))
+'''
+
+
+def test_light_import_predicts_the_version_table_as_the_plain_import():
+    """HeadMaintainer/RevisionStep of the private copy give what the real package gives (merges, unmerges,
+    dependencies), so check mode's to_revision does not depend on how alembic was imported."""
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS)
+    answers = []
+    for mode in ('light', 'plain'):
+        proc = subprocess.run([sys.executable, '-c', textwrap.dedent(ROWS_AFTER), mode], env=env, capture_output=True,
+                              text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+        answers.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    light, plain = answers
+    assert light['light'] is True
+    assert light == plain
+    assert light['out'][1] == ['m'] and light['heads'] == ['m', 'y']
+
+
+def test_light_import_leaves_mako_to_the_real_package():
+    out = _run('''
+        import json, sys
+        from ansible_collections.homelab.migrations.plugins.module_utils import alembic_adapter as aa
+        assert aa.alembic_import_error() is None
+        stand_ins_left = sorted(m for m in sys.modules if m.split('.')[0] in ('mako', 'alembic'))
+        from alembic.util import pyfiles
+        import mako.template
+        print(json.dumps({'left': stand_ins_left, 'real': pyfiles.Template is mako.template.Template}))
+    ''')
+    assert out == {'left': [], 'real': True}
