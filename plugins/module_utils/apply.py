@@ -491,7 +491,7 @@ def run_apply(spec, dburl, params=None, check_mode=False, diff=False, get_adapte
     return _finish(run, run.run)
 
 
-def check_plan(spec, dburl, conn, adapter, state, params=None):
+def check_plan(spec, dburl, conn, adapter, state, params=None, diff=False):
     """What ``run_apply(..., check_mode=True)`` would return, from a state already read on ``conn``.
 
     The status module plans with the connection and the state of its own read (one read-only
@@ -501,7 +501,7 @@ def check_plan(spec, dburl, conn, adapter, state, params=None):
     """
     params = dict(params or {})
     params.pop('audit_log', None)
-    run = _Run(spec, dburl, params, True, False, None)
+    run = _Run(spec, dburl, params, True, diff, None)
     run.conn = conn
     run.borrowed = True
 

@@ -170,12 +170,12 @@ def _recover(conn):
         pass
 
 
-def service_entry(spec, dburl, pool, prepared=None, get_adapter=None, plan_params=None):
+def service_entry(spec, dburl, pool, prepared=None, get_adapter=None, plan_params=None, diff=False):
     """The report entry of one service. Never raises: failures become problems.
 
     With ``plan_params`` (apply options: target, allow_out_of_order, allow_modified, lock_wait) the
     entry also gets ``plan``: what homelab_migration_apply in check mode would report, planned from
-    this very read (apply.check_plan).
+    this very read (apply.check_plan); with ``diff`` too its ``diff`` (the SQL it would run).
     """
     if prepared is None:
         prepared = []
@@ -227,11 +227,11 @@ def service_entry(spec, dburl, pool, prepared=None, get_adapter=None, plan_param
                                     _oneline(dburl.scrub(message or code or 'unknown problem'))))
     entry['status'] = entry_status(entry, state is not None)
     if plan_params is not None:
-        entry['plan'] = _plan(spec, dburl, conn, adapter, state, entry, plan_params)
+        entry['plan'] = _plan(spec, dburl, conn, adapter, state, entry, plan_params, diff)
     return entry
 
 
-def _plan(spec, dburl, conn, adapter, state, entry, plan_params):
+def _plan(spec, dburl, conn, adapter, state, entry, plan_params, diff=False):
     if state is None or conn is None or conn.closed:
         why = '; '.join(p['message'] for p in entry['problems'] if p['code'] not in INFORMATIONAL_CODES)
         return {'changed': False, 'failed': True, 'outcome': 'failed', 'service': spec['name'],
@@ -240,7 +240,7 @@ def _plan(spec, dburl, conn, adapter, state, entry, plan_params):
                 'msg': '%s; nothing was changed' % (why or 'service %r: its migration state could not be read'
                                                     % spec['name'])}
     from ansible_collections.homelab.migrations.plugins.module_utils.apply import check_plan
-    result = check_plan(spec, dburl, conn, adapter, state, plan_params)
+    result = check_plan(spec, dburl, conn, adapter, state, plan_params, diff=diff)
     _recover(conn)
     result.pop('queries', None)
     return result
@@ -306,13 +306,14 @@ def preconnect(pool, named_urls, workers=PRECONNECT_WORKERS):
 
 
 def build_report(specs, urls=None, connect_timeout=connection_mod.DEFAULT_CONNECT_TIMEOUT, pool=None,
-                 get_adapter=None, plan=None):
+                 get_adapter=None, plan=None, diff=False):
     """Status of every service in ``specs`` (validated spec dicts, defaults filled).
 
     ``urls`` is {name: DbUrl} from spec.validate_services (computed when not given; a SpecError
     then propagates: the caller fails the task before touching anything). ``plan`` (the status
     module's option: services, target, allow_out_of_order, allow_modified, lock_wait) adds a
-    ``plan`` to the entries of the services it names (all when ``services`` is None).
+    ``plan`` to the entries of the services it names (all when ``services`` is None); with ``diff``
+    each plan also holds its ``diff`` (the SQL the run would send), as the apply module's does.
     """
     plan_names = None
     plan_params = None
@@ -337,11 +338,25 @@ def build_report(specs, urls=None, connect_timeout=connection_mod.DEFAULT_CONNEC
         for spec in specs:
             wanted = plan_params is not None and (plan_names is None or spec['name'] in plan_names)
             services[spec['name']] = service_entry(spec, urls[spec['name']], pool, prepared, get_adapter,
-                                                   plan_params if wanted else None)
+                                                   plan_params if wanted else None, diff)
     finally:
         if own_pool:
             pool.close()
     return summarize(services)
+
+
+def plan_diffs(report):
+    """The planned services' diffs as one list for the module's ``diff`` (one entry per service that would
+    change, headed with its name), or []."""
+    out = []
+    for name, entry in report['services'].items():
+        plan = entry.get('plan') or {}
+        item = plan.get('diff')
+        if not item or not plan.get('changed'):
+            continue
+        out.append(dict(item, before_header='%s (now)' % name,
+                        after_header='%s (after %s)' % (name, plan.get('target') or 'the run')))
+    return out
 
 
 def error_summary(report):

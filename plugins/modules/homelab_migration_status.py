@@ -72,8 +72,10 @@ attributes:
     description: Fully supported; the module never changes anything.
     support: full
   diff_mode:
-    description: Nothing to show; the module never changes anything.
-    support: none
+    description:
+      - With O(plan), RV(diff) holds for each planned service that would change the SQL the run would send, as
+        M(homelab.migrations.homelab_migration_apply) shows it in diff mode. Without O(plan), nothing to show.
+    support: partial
 requirements:
   - psycopg2 (or psycopg2-binary) on the managed host
   - alembic on the managed host for services with O(services[].tool=alembic)
@@ -140,6 +142,13 @@ total_pending:
   returned: always
   type: int
   sample: 3
+diff:
+  description:
+    - In diff mode with O(plan), one entry per planned service that would change - C(prepared) (the SQL the
+      run would send), C(before)/C(after) (the revisions) and headers naming the service.
+  returned: when diff mode is on and a planned service would change
+  type: list
+  elements: dict
 services:
   description: The state of each service, by service name, in the order of O(services).
   returned: always
@@ -230,7 +239,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils.connection impo
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, dependency_order, validate_services)
 from ansible_collections.homelab.migrations.plugins.module_utils.status import (
-    STATUS_OPTIONS, PlanOptionError, build_report, error_summary, password_forms)
+    STATUS_OPTIONS, PlanOptionError, build_report, error_summary, password_forms, plan_diffs)
 
 
 def argument_spec():
@@ -259,7 +268,7 @@ def main():
 
     try:
         report = build_report(services, urls=urls, connect_timeout=module.params['connect_timeout'],
-                              plan=module.params['plan'])
+                              plan=module.params['plan'], diff=module._diff)
     except PlanOptionError as exc:
         module.fail_json(msg='%s; nothing was read or changed' % exc)
     except Exception as exc:  # build_report turns failures into problems; this is a last resort
@@ -271,6 +280,9 @@ def main():
     for name, entry in report['services'].items():
         for warning in (entry.get('plan') or {}).get('warnings') or []:
             module.warn('%s: %s' % (name, warning) if name not in warning else warning)
+    diffs = plan_diffs(report) if module._diff else []
+    if diffs:
+        report['diff'] = diffs
     module.exit_json(changed=False, **report)
 
 

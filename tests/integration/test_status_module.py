@@ -367,3 +367,24 @@ def test_unreachable_service_gets_a_failed_plan(three):
     assert bad['failed'] and bad['changed'] is False and 'nothing was changed' in bad['msg']
     assert 'cannot connect' in bad['msg'] or 'connect' in bad['msg'], bad['msg']
     assert result['services']['dashboard']['plan']['changed'] is True
+
+
+def test_plan_diff_is_the_sql_the_apply_module_shows(three, drizzle_peer):
+    """--check --diff of the role shows the SQL per service, as the apply module's diff mode does."""
+    alembic_to(three['dashboard'], '004')
+    drizzle_peer.migrate(os.path.join(SERVICES, 'discord-bot', 'migrations'), three['discord-bot'].url)
+    specs = homelab(urls_of(three))
+    result, proc = run_module(MODULE, {'services': specs, 'plan': {}}, check=True, diff=True)
+    assert not result.get('failed'), result
+    diffs = dict((d['before_header'].split(' ')[0], d) for d in result['diff'])
+    assert sorted(diffs) == ['dashboard', 'stream-bot'], 'only services that would change have a diff'
+    for name in ('dashboard', 'stream-bot'):
+        spec = [s for s in specs if s['name'] == name][0]
+        theirs, _proc = run_module('homelab_migration_apply', {'service': spec}, check=True, diff=True)
+        assert diffs[name]['prepared'] == theirs['diff']['prepared'], name
+        assert diffs[name]['before'] == theirs['diff']['before'] and diffs[name]['after'] == theirs['diff']['after']
+    assert 'CREATE TABLE' in diffs['stream-bot']['prepared']
+    assert "UPDATE alembic_version SET version_num='006'" in diffs['dashboard']['prepared']
+    # without diff mode, no SQL is rendered
+    plain, _proc = run_module(MODULE, {'services': specs, 'plan': {}}, check=True)
+    assert 'diff' not in plain and 'diff' not in plain['services']['dashboard']['plan']
