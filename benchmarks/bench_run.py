@@ -17,8 +17,7 @@ from common import BenchError, make_row
 
 # junit task name fragments -> what the task is
 MODULE_TASKS = (
-    ('status', ('Read the migration status',)),
-    ('plan', ('Plan each selected service',)),
+    ('status', ('Read the migration status',)),  # the first one also plans the selected services
     ('backup', ('Back up the database of', 'Prune old backups of', 'Restore the run')),
     ('apply', ('Move to the target revision', 'Go back to the pre-run revision')),
     ('audit', ('Write the audit record of', 'Publish the status report')),

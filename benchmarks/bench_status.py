@@ -28,6 +28,18 @@ FIFTY_DRIZZLE_MIGRATIONS = 20
 RAW_SAMPLE = 10
 
 
+FLOOR_PLAY = """\
+- name: The status task alone
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Read the migration status of every service and plan them
+      homelab.migrations.homelab_migration_status:
+        services: "{{ migrate_all_services }}"
+        plan: {}
+"""
+
+
 # ------------------------------------------------------------------------------ the example homelab
 class Homelab:
     """The example homelab's three databases on the bench server, at a realistic part-way state.
@@ -109,22 +121,36 @@ def row1_homelab_status(server, peer, reps, tmp):
                 raise BenchError('the --check run did not report the pending migrations:\n%s' % child.stdout[-3000:])
             return child
 
-        ours_runs, raw_runs, said = [], [], None
+        # the floor of any play: ansible-playbook with nothing but the status task (no role)
+        floor_play = os.path.join(tmp, 'status-only.yml')
+        with open(floor_play, 'w') as fh:
+            fh.write(FLOOR_PLAY)
+
+        def floor():
+            child = common.ansible_playbook(['-i', INVENTORY, floor_play, '--check'], tmp,
+                                            extra_vars=homelab.extra_vars())
+            return child.check('ansible-playbook status-only.yml --check')
+
+        ours_runs, raw_runs, floor_runs, said = [], [], [], None
         for _dummy in range(reps):  # interleaved, so a noisy neighbour hits both sides alike
             ours_runs.append(ours())
             seq, said = raw_manual_status(homelab)
             raw_runs.append(seq)
+            floor_runs.append(floor())
+        floor_s = common.median([c.wall for c in floor_runs])
+        raw_s = common.median([s.wall for s in raw_runs])
         # one more run with the junit callback, for where the time goes (not part of the medians)
         profiled = common.ansible_playbook(argv, tmp, extra_vars=homelab.extra_vars(), junit=True)
         profiled.check('ansible-playbook playbooks/migrate.yml --check (profiled)')
         split = common.split_tasks(common.task_times(tmp), profiled.wall)
         top = sorted(split['tasks'], key=lambda t: -t[1])[:3]
         notes = ('raw = alembic current + alembic heads + drizzle-orm status x2, sequential. Profiled --check run '
-                 '%.2fs: %s; Ansible outside tasks %.2fs'
+                 '%.2fs: %s; Ansible outside tasks %.2fs. Floor: a play with only the status task (no role) '
+                 '%.2fs = %.2f x raw'
                  % (profiled.wall, ', '.join('%s %.2fs' % (common.short_task(n), t) for n, t in top),
-                    split['outside_tasks']))
+                    split['outside_tasks'], floor_s, floor_s / raw_s if raw_s else float('nan')))
         return make_row('1', 'status: example homelab, playbook --check', ours_runs, raw_runs, ('ratio', 1.0),
-                        notes=notes, extra={'raw_said': said, 'profile': split,
+                        notes=notes, extra={'raw_said': said, 'profile': split, 'floor_s': round(floor_s, 3),
                                             'raw_parts_s': [[round(c.wall, 3) for c in s.children]
                                                             for s in raw_runs]})
     finally:

@@ -31,6 +31,7 @@ RESULTS = os.path.join(HERE, 'results')
 CACHE = os.path.join(REPO, '.cache', 'bench')
 PYTHON = sys.executable
 VENV_BIN = os.path.dirname(PYTHON)
+CHILD = os.path.join(HERE, 'child.py')  # the "ours" side of rows 2, 4, 5 and 6 (a lean interpreter)
 
 if TESTS not in sys.path:
     sys.path.insert(0, TESTS)
@@ -137,14 +138,14 @@ def write_private(path, data):
 
 
 def code_child(kind, payload, tmpdir):
-    """Run ``kind`` (see CHILD_KINDS) in a fresh interpreter; returns (Child, its JSON answer)."""
+    """Run ``kind`` (see child.py's KINDS) in a fresh interpreter; returns (Child, its JSON answer)."""
     path = write_private(os.path.join(tmpdir, 'payload-%s.json' % kind), payload)
-    child = run_child([PYTHON, os.path.abspath(__file__), kind, path], cwd=tmpdir)
-    child.check('benchmarks/common.py %s' % kind)
+    child = run_child([PYTHON, CHILD, kind, path], cwd=tmpdir)
+    child.check('benchmarks/child.py %s' % kind)
     try:
         answer = json.loads(child.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise BenchError('benchmarks/common.py %s gave no JSON: %r %r'
+        raise BenchError('benchmarks/child.py %s gave no JSON: %r %r'
                          % (kind, child.stdout[-2000:], child.stderr[-2000:]))
     return child, answer
 
@@ -629,60 +630,3 @@ def alembic_child(service_dir, args, url):
     env.pop('ALEMBIC_CONFIG', None)
     child = run_child([os.path.join(VENV_BIN, 'alembic')] + list(args), env=env, cwd=service_dir)
     return child.check('alembic %s in %s' % (' '.join(args), service_dir))
-
-
-# ------------------------------------------------------------------------------ child kinds ("ours")
-def _child_status(payload):
-    """The status module's code path: build_report over the payload's service specs."""
-    from ansible_collections.homelab.migrations.plugins.module_utils.spec import service_defaults
-    from ansible_collections.homelab.migrations.plugins.module_utils.status import build_report
-    specs = [service_defaults(s) for s in payload['services']]
-    started = time.perf_counter()
-    report = build_report(specs)
-    elapsed = time.perf_counter() - started
-    return {'elapsed': elapsed, 'overall_status': report['overall_status'], 'total_pending': report['total_pending'],
-            'services': dict((name, {'status': e['status'], 'current_revision': e['current_revision'],
-                                     'latest_revision': e['latest_revision'], 'applied': e['applied'],
-                                     'pending': e['pending'], 'problems': e['problems']})
-                             for name, e in report['services'].items())}
-
-
-def _child_apply(payload):
-    """The apply module's code path: run_apply for one service to a target."""
-    from ansible_collections.homelab.migrations.plugins.module_utils.apply import run_apply
-    from ansible_collections.homelab.migrations.plugins.module_utils.spec import service_defaults, validate_service
-    spec = service_defaults(payload['service'])
-    dburl = validate_service(spec)
-    started = time.perf_counter()
-    result = run_apply(spec, dburl, payload.get('params') or {})
-    elapsed = time.perf_counter() - started
-    return {'elapsed': elapsed, 'failed': bool(result.get('failed')), 'msg': result.get('msg'),
-            'changed': result.get('changed'), 'applied': len(result.get('applied') or []),
-            'to_revision': result.get('to_revision'), 'duration_seconds': result.get('duration_seconds')}
-
-
-def _child_backup(payload):
-    """The backup module's code path: module_utils.backup.run (pg_dump, verify, checksum, publish)."""
-    from ansible_collections.homelab.migrations.plugins.module_utils import backup
-    started = time.perf_counter()
-    result = backup.run(payload['params'])
-    elapsed = time.perf_counter() - started
-    return {'elapsed': elapsed, 'failed': bool(result.get('failed')), 'msg': result.get('msg'),
-            'path': result.get('path'), 'size_bytes': result.get('size_bytes'),
-            'duration_seconds': result.get('duration_seconds')}
-
-
-CHILD_KINDS = {'status': _child_status, 'apply': _child_apply, 'backup': _child_backup}
-
-
-def _child_main(argv):
-    kind, path = argv
-    with open(path) as fh:
-        payload = json.load(fh)
-    answer = CHILD_KINDS[kind](payload)
-    sys.stdout.write(json.dumps(answer) + '\n')
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(_child_main(sys.argv[1:]))
