@@ -29,14 +29,13 @@ import io
 import os
 import re
 import shlex
-import signal
-import subprocess
 import sys
 import tokenize
 import warnings
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapter import (
     Adapter, AdapterError, ApplyError, ApplyResult, Plan, PlanError, ServiceState, problem)
+from ansible_collections.homelab.migrations.plugins.module_utils.child import run_child
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
 
 # alembic's revision machinery, imported on first use by _load_alembic(): a module that never reads an
@@ -85,7 +84,6 @@ _INNER_BRACKETS_RE = re.compile(br'\[[^\[\]]*\]')
 _COOKIE_RE = re.compile(br'(?:[^\n]*\n)?[ \t\f]*#[^\n]*?coding[:=][ \t]*([-\w.]+)')
 _TIMEOUT_RE = re.compile(r'^\d+(?:\.\d+)?\s*(?:us|ms|s|min|h|d)?$')
 
-PR_SET_PDEATHSIG = 1
 STDERR_TAIL_LINES = 30
 STDERR_TAIL_CHARS = 4000
 PREVIEW_TIMEOUT = 120
@@ -837,56 +835,7 @@ class RevisionGraph(object):
 
 
 # ------------------------------------------------------------------------ child process
-def _libc_prctl():
-    if not sys.platform.startswith('linux'):
-        return None
-    try:
-        import ctypes
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (ImportError, OSError, AttributeError):  # pragma: no cover - non-glibc oddities
-        return None
-
-
-def _kill_group(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        try:
-            proc.kill()
-        except OSError:
-            pass
-
-
-def run_child(argv, cwd, env, timeout=None):
-    """Run argv in its own process group; it gets SIGKILL when we die (Linux) or on timeout/errors.
-
-    Returns (returncode, stdout, stderr, timed_out) with text decoded as UTF-8 (replace).
-    Raises OSError when argv[0] cannot be started.
-    """
-    parent = os.getpid()
-    prctl = _libc_prctl()
-
-    def preexec():
-        os.setpgid(0, 0)
-        if prctl is not None:
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # we died between fork and prctl
-            os._exit(111)
-
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, preexec_fn=preexec, close_fds=True)
-    timed_out = False
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(proc)
-        out, err = proc.communicate()
-    except BaseException:
-        _kill_group(proc)
-        proc.wait()
-        raise
-    return (proc.returncode, out.decode('utf-8', 'replace'), err.decode('utf-8', 'replace'), timed_out)
+# run_child (module_utils.child) runs alembic: own process group, SIGKILL when we die or on timeout/errors
 
 
 def _not_runnable(path):

@@ -36,6 +36,7 @@ import time
 import uuid
 
 from ansible_collections.homelab.migrations.plugins.module_utils import audit as audit_mod
+from ansible_collections.homelab.migrations.plugins.module_utils import child
 from ansible_collections.homelab.migrations.plugins.module_utils import connection
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import (
     ConnectError, DbUrl, PassFile, UrlError)
@@ -54,7 +55,6 @@ PLAIN_COMPLETE_MARKER = b'-- PostgreSQL database dump complete'
 CLIENT_PACKAGE_HINT = ('install the PostgreSQL client tools (`apt-get install postgresql-client` on Debian/Ubuntu, '
                        '`dnf install postgresql` on Fedora/RHEL) or point the module at them with pg_bindir')
 _CHUNK = 1024 * 1024
-_PR_SET_PDEATHSIG = 1
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 
@@ -119,67 +119,44 @@ def _result(**kw):
 
 # --------------------------------------------------------------------------------------- child processes
 def _load_libc():
+    """libc through ctypes (renameat2 for _publish), or None."""
     try:
         return ctypes.CDLL(ctypes.util.find_library('c') or None, use_errno=True)
     except (OSError, TypeError):  # pragma: no cover - no usable libc (not Linux)
         return None
 
 
-def _child_setup(parent_pid, prctl):
-    """preexec_fn: private umask, and die with the module (PR_SET_PDEATHSIG) on Linux."""
-    def setup():
-        os.umask(0o077)
-        os.setpgid(0, 0)  # its own process group: pg_dump --jobs workers are killed with it
-        if prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the module died before prctl took effect
-            os._exit(1)
-    return setup
-
-
 class _Runner:
-    """Runs PostgreSQL client tools: no stdin, scrubbed output, killed with the module."""
+    """Runs PostgreSQL client tools: no stdin, scrubbed output, private umask, each in its own process
+    group (pg_dump --jobs workers included) that dies with the module (module_utils.child)."""
 
     def __init__(self, dburl=None, env=None):
         self.dburl = dburl
         self.env = env
-        libc = _load_libc()
-        self.prctl = getattr(libc, 'prctl', None) if libc is not None else None
         self.procs = []
 
     def popen(self, argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=None):
         try:
-            proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env or self.env,
-                                    close_fds=True, preexec_fn=_child_setup(os.getpid(), self.prctl))
+            proc = child.start(argv, env=env or self.env, stdin=stdin, stdout=stdout, stderr=stderr, umask=0o077)
         except OSError as exc:
             raise BackupError('cannot run %s: %s; %s' % (argv[0], exc.strerror or exc, CLIENT_PACKAGE_HINT))
         self.procs.append(proc)
         return proc
 
     def run(self, argv, timeout=None, stdout=subprocess.PIPE):
-        proc = self.popen(argv, stdout=stdout)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        rc, out, err, timed_out = child.finish(self.popen(argv, stdout=stdout), timeout)
+        if timed_out:
             raise BackupError('%s did not finish within %s seconds' % (os.path.basename(argv[0]), timeout))
-        return proc.returncode, self.text(out), self.text(err)
+        return rc, self.text(out), self.text(err)
 
     def text(self, data):
-        if data is None:
-            return ''
-        if isinstance(data, bytes):
-            data = data.decode('utf-8', 'replace')
+        data = child.text(data)
         return self.dburl.scrub(data) if self.dburl is not None else data
 
     def kill_all(self):
         for proc in self.procs:
             if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except OSError:  # pragma: no cover - not a group leader after all
-                    proc.kill()
+                child.kill_group(proc)
                 proc.wait()
 
 
