@@ -643,6 +643,7 @@ def _check_ids(name, value, single=False):
 
 def revision_from_values(path, values):
     """An alembic Revision built from a file's literals, the way Script.__init__ builds it."""
+    _require_alembic()
     if 'revision' in values:
         rev_id = values['revision']
         _check_ids('revision', rev_id, single=True)
