@@ -14,6 +14,7 @@ database URL: everything they hand back is names, revisions, counts and messages
     name | homelab.migrations.migrate_all_decide(...)                run / skip / fail / unchanged, and why
     result | homelab.migrations.migrate_all_failure(pending, task)   one message naming the failed migration
     results | homelab.migrations.migrate_all_summary(order)          one readable line per service
+    failed | homelab.migrations.migrate_all_refusal(...)             the audit record of a refused run
 """
 
 from __future__ import absolute_import, division, print_function
@@ -502,6 +503,61 @@ def migrate_all_record(result, name, action='apply', target=None, run_id=None, *
     return record
 
 
+_URL = re.compile(r"\b([a-z][a-z0-9+.-]*)://(?=[^\s,;()'\"<>])[^\s'\"<>]+", re.I)
+
+
+def _no_database_url(text):
+    """``text`` with every URL but http(s) ones (health checks) cut to its scheme: no database URL in a record."""
+    return _URL.sub(lambda m: m.group(0) if m.group(1).lower() in ('http', 'https') else m.group(1) + '://...',
+                    text)
+
+
+def migrate_all_refusal_message(failed):
+    """The message of the failed task that refused a run (``ansible_failed_result``), as one string."""
+    failed = failed if isinstance(failed, dict) else {}
+    msg = failed.get('msg') or failed.get('message') or 'the run was refused (unknown error)'
+    if isinstance(msg, (list, tuple)):
+        msg = '; '.join(str(m) for m in msg)
+    return str(msg).strip()
+
+
+def _names(value):
+    if not isinstance(value, (list, tuple)):
+        return None
+    return [str(v) for v in value if isinstance(v, str)]
+
+
+def migrate_all_refusal(failed, action='apply', run_id=None, order=None, selected=None, pending=None, task=None):
+    """The role's audit record of a run refused before any service was worked on.
+
+    ``failed`` is the result of the task that refused it (``ansible_failed_result``); ``order`` the
+    known service names, ``selected`` those the run was to work on, ``pending`` those with changes
+    pending (each None when the run stopped before it was known). No service was touched, so the
+    record names none (``service`` is null) and says ``changed: false``; its error is the play's
+    failure message without any URL but health-check ones (the audit module masks passwords too).
+    """
+    return {
+        'service': None,
+        'action': action if isinstance(action, str) and action else 'apply',
+        'from': None,
+        'to': None,
+        'outcome': 'refused',
+        'error': _no_database_url(migrate_all_refusal_message(failed)),
+        'reason': ('refused by the task: %s' % task) if task else None,
+        'recovery': 'nothing was changed',
+        'changed': False,
+        'services': _names(order),
+        'selected': _names(selected),
+        'pending': _names(pending),
+        'applied': [],
+        'reverted': [],
+        'backup': None,
+        'target': None,
+        'run_id': run_id,
+        'source': 'role',
+    }
+
+
 def migrate_all_summary(results, order):
     """One readable line per service: before -> after, applied count, backup path, outcome."""
     lines = []
@@ -539,6 +595,8 @@ class FilterModule(object):
             'migrate_all_summary': migrate_all_summary,
             'migrate_all_run_rollback': migrate_all_run_rollback,
             'migrate_all_record': migrate_all_record,
+            'migrate_all_refusal': migrate_all_refusal,
+            'migrate_all_refusal_message': migrate_all_refusal_message,
             'migrate_all_outcome': migrate_all_outcome,
             'migrate_all_recovery': migrate_all_recovery,
             'migrate_all_undo_needed': migrate_all_undo_needed,

@@ -14,7 +14,7 @@ import os
 import socket
 
 AUDIT_FIELDS = ('time', 'host', 'user', 'service', 'action', 'from', 'to', 'outcome', 'error', 'confirmation')
-OUTCOMES = ('success', 'failed', 'unchanged', 'skipped', 'rolled_back', 'restored', 'check')
+OUTCOMES = ('success', 'failed', 'unchanged', 'skipped', 'rolled_back', 'restored', 'check', 'refused')
 
 
 def _user():

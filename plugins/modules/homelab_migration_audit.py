@@ -31,6 +31,8 @@ options:
     description:
       - Records to append. Each is a dict with at least C(service), C(action) and C(outcome);
         C(from), C(to), C(error), C(confirmation) and any further keys are kept.
+      - A record of a run refused before any service was worked on (C(outcome=refused)) concerns no
+        single service; its C(service) may be empty (written as null).
       - C(time), C(host) and C(user) are filled in when missing. Anything that looks like a password in a
         URL is masked.
     type: list
@@ -95,6 +97,19 @@ EXAMPLES = r'''
         outcome: success
     confirmation: migrate_all_confirm
 
+- name: Record a run that was refused before it touched anything
+  homelab.migrations.homelab_migration_audit:
+    audit_log: /var/log/homelab-migrations/audit.log
+    records:
+      - service:
+        action: apply
+        outcome: refused
+        error: stream-bot has changes pending and the run was not confirmed. Nothing was touched.
+        selected: [dashboard, stream-bot]
+        changed: false
+        source: role
+    confirmation: none
+
 - name: Publish the status for the dashboard and node_exporter
   homelab.migrations.homelab_migration_audit:
     status: "{{ migration_status }}"
@@ -137,11 +152,11 @@ def build_records(records, confirmation):
     built = []
     for index, rec in enumerate(records):
         for key in ('service', 'action', 'outcome'):
-            if not rec.get(key):
-                raise ValueError('records[%d] has no %s; every record needs service, action and outcome'
-                                 % (index, key))
+            if not rec.get(key) and not (key == 'service' and rec.get('outcome') == 'refused'):
+                raise ValueError('records[%d] has no %s; every record needs service, action and outcome '
+                                 '(only the record of a refused run may name no service)' % (index, key))
         extra = dict((k, v) for k, v in rec.items() if k not in _BASE and k not in ('time', 'host', 'user'))
-        record = make_record(rec['service'], rec['action'], from_revision=rec.get('from'),
+        record = make_record(rec.get('service') or None, rec['action'], from_revision=rec.get('from'),
                              to_revision=rec.get('to'), outcome=rec['outcome'], error=rec.get('error'),
                              confirmation=rec.get('confirmation') or confirmation, scrub=scrub, **scrub_data(extra))
         for key in ('time', 'host', 'user'):

@@ -197,6 +197,36 @@ def test_summary_and_record():
     assert f.migrate_all_record({}, 'x')['outcome'] == 'failed'
 
 
+def test_refusal_record_says_refused_why_and_nothing_changed_without_a_database_url():
+    failed = {'failed': True, 'msg': "service 'a': database_url mysql://root:pw@db/x has scheme 'mysql'; use "
+                                     "postgresql://, postgres:// or postgresql+psycopg2:// (health_check "
+                                     "http://127.0.0.1:8080/health)"}
+    rec = f.migrate_all_refusal(failed, 'rollback', 'run-1', ['a', 'b'], ['b'], None, 'Order the services')
+    assert rec['outcome'] == 'refused' and rec['source'] == 'role' and rec['service'] is None
+    assert rec['action'] == 'rollback' and rec['run_id'] == 'run-1' and rec['changed'] is False
+    assert rec['services'] == ['a', 'b'] and rec['selected'] == ['b'] and rec['pending'] is None
+    assert rec['recovery'] == 'nothing was changed' and rec['reason'] == 'refused by the task: Order the services'
+    assert 'mysql://...' in rec['error'] and 'root' not in rec['error'] and 'pw@' not in rec['error']
+    assert 'use postgresql://, postgres:// or postgresql+psycopg2://' in rec['error']
+    assert 'http://127.0.0.1:8080/health' in rec['error'], 'a health check URL is not a database URL'
+    # the run stopped before anything was known: still one record, the fields that are not known are null
+    bare = f.migrate_all_refusal({'msg': ['one', 'two']}, None)
+    assert bare['action'] == 'apply' and bare['error'] == 'one; two' and bare['services'] is None
+    assert f.migrate_all_refusal_message(None) == 'the run was refused (unknown error)'
+    assert f.migrate_all_refusal_message({'msg': ' x  '}) == 'x'
+
+
+def test_audit_module_takes_a_refused_run_without_a_service_and_nothing_else_without_one():
+    from ansible_collections.homelab.migrations.plugins.modules.homelab_migration_audit import build_records
+    rec = f.migrate_all_refusal({'msg': 'not confirmed; postgresql://u:s3cret@db/x'}, 'apply', 'run-1', ['a'], ['a'])
+    built = build_records([rec], 'none')[0]
+    assert built['service'] is None and built['outcome'] == 'refused' and built['confirmation'] == 'none'
+    assert built['selected'] == ['a'] and built['changed'] is False and 's3cret' not in json.dumps(built)
+    assert built['time'] and built['host'] and built['user']
+    with pytest.raises(ValueError, match='records\\[0\\] has no service'):
+        build_records([{'action': 'apply', 'outcome': 'failed'}], None)
+
+
 def test_status_table_and_plan_lines():
     st = status(dashboard={'status': 'pending', 'tool': 'alembic', 'current_revision': '003',
                            'latest_revision': '006', 'applied': 3, 'pending': 3,
