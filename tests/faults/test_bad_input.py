@@ -4,7 +4,8 @@ Every service-spec key with a wrong type or value, unknown keys, malicious names
 (non-UTF-8 SQL, a 0-byte journal, a journal pointing outside its folder, ...) and a few role variables:
 each must be a clear error (the message names the problem: the key, the value or the file) before anything
 changes: no backup taken, no migration run, every database exactly as before (schema and rows, and a
-canary table `x` that an injected `DROP TABLE x` would remove).
+canary table `x` that an injected `DROP TABLE x` would remove), and exactly one audit record of the attempt
+(outcome refused, the same error, no password, no database URL).
 
 One homelab serves the whole sweep (module scope): dashboard at 002 and stream-bot at 0002 with rows,
 discord-bot empty. File cases work on their own copy of the services (homelab_demo_services_dir).
@@ -12,6 +13,7 @@ discord-bot empty. File cases work on their own copy of the services (homelab_de
 
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -259,9 +261,23 @@ def test_bad_input_is_a_clear_error_before_anything_changes(sweep_lab, tmp_path,
     # before anything changed
     assert not changed, 'the databases changed'
     assert lab.backups() == [], 'a backup was taken before the error'
-    applies = [r for r in lab.audit()[before_audit:] if r.get('source') != 'role']
+    new = lab.audit()[before_audit:]
+    applies = [r for r in new if r.get('source') != 'role']
     assert applies == [], applies
     assert lab.holders() == {}
+    # one audit record for the attempt: the run was refused, why (the same error), nothing changed
+    assert len(new) == 1 and new[0].get('outcome') == 'refused', new
+    record = new[0]
+    assert record['source'] == 'role' and record['changed'] is False and record['recovery'] == 'nothing was changed'
+    assert record['action'] == 'apply' or case == 'action-unknown', record
+    assert record['run_id'], record
+    for text in expected:
+        assert text in record['error'], 'the audit record does not name %r: %s' % (text, record['error'])
+    line = json.dumps(record)
+    assert lab.canary not in line and lab.pg.password not in line, 'a password in the audit record'
+    # scheme names in a hint ("use postgresql://, postgres:// ...") are fine, a URL is not: the record cuts it
+    assert not re.search(r'\b(?!https?://)[a-z][a-z0-9+.-]*://[^\s,;\'".]', record['error']), record['error']
+    assert not [db.name for db in lab.dbs.values() if db.name in line], 'a database URL in the audit record'
 
 
 @pytest.fixture

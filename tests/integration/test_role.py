@@ -236,6 +236,19 @@ def outcomes(records):
     return dict((r['service'], r['outcome']) for r in records)
 
 
+def refused(lab, records, action='apply'):
+    """The one audit record of a refused run among ``records`` (the new ones), checked for its shape."""
+    assert [r.get('outcome') for r in records] == ['refused'], records
+    record = records[0]
+    assert record['source'] == 'role' and record['action'] == action and record['service'] is None, record
+    assert record['changed'] is False and record['recovery'] == 'nothing was changed', record
+    assert record['run_id'] and record['applied'] == [] and record['backup'] is None, record
+    line = json.dumps(record)
+    assert lab.canary not in line, 'a password in the record'
+    assert not [db.name for db in lab.dbs.values() if db.name in line], 'a database URL in the record'
+    return record
+
+
 def assert_at_head(lab, peer):
     assert lab.alembic_current() == ['006']
     for bot, tags in BOTS.items():
@@ -438,10 +451,46 @@ def test_rollback_by_tag_moves_only_that_service_one_step_back(homelab, drizzle_
 def test_rollback_without_a_tag_is_refused(homelab):
     assert homelab.play(tags='dashboard').returncode == 0
     before = homelab.snapshot()
+    records = homelab.audit()
     proc = homelab.play(migrate_all_action='rollback')
     assert proc.returncode != 0
     assert '--tags' in proc.stdout and 'Nothing was changed' in proc.stdout
     assert homelab.snapshot() == before
+    # the refused attempt is audited: why, the services it knew, nothing changed
+    record = refused(homelab, homelab.audit()[len(records):], action='rollback')
+    assert '--tags' in record['error'] and 'Nothing was changed' in record['error']
+    assert record['services'] == ORDER and record['selected'] == ORDER
+    assert record['reason'] == 'refused by the task: Refuse a rollback that does not name its service(s)'
+    assert homelab.fact()[-1:] == [record], 'the refusal is in the migrate_all_audit fact too'
+
+
+def test_check_mode_refuses_like_a_run_and_writes_no_audit_record(homelab):
+    """--check writes nothing, not even the record of a refusal; it still fails with the same message."""
+    proc = homelab.play(check=True, confirm=False, migrate_all_action='rollback')
+    assert proc.returncode != 0
+    assert '--tags' in proc.stdout and 'Nothing was changed' in proc.stdout
+    services = [homelab.spec('dashboard', depends_on=['stream-bot']), homelab.spec('stream-bot',
+                                                                                   depends_on=['dashboard'])]
+    proc = homelab.play(check=True, confirm=False, migrate_all_services=services)
+    assert proc.returncode != 0 and 'cycle' in proc.stdout, proc.output[-3000:]
+    proc = homelab.play(check=True, confirm=False, migrate_all_lock_wait='soon')
+    assert proc.returncode != 0 and 'migrate_all_lock_wait' in proc.stdout, proc.output[-3000:]
+    assert not os.path.exists(homelab.audit_log)
+    assert homelab.backups() == []
+
+
+def test_a_refusal_that_cannot_be_recorded_still_fails_with_its_reason(homelab, tmp_path):
+    """The audit log may be the bad input: the play fails with the refusal and why it was not recorded."""
+    blocker = tmp_path / 'not-a-dir'
+    blocker.write_text('a file where the audit log directory should be')
+    before = homelab.snapshot()
+    proc = homelab.play(confirm=False, migrate_all_audit_log=str(blocker / 'audit.log'))
+    assert proc.returncode != 0
+    fatal = proc.stdout[proc.stdout.index('TASK [homelab.migrations.migrate_all : Fail with the reason'):]
+    assert 'not confirmed' in fatal and '-e migrate_all_confirm=true' in fatal, fatal[-3000:]
+    assert 'the refusal could not be recorded' in fatal and 'could not write the audit log' in fatal, fatal[-3000:]
+    assert homelab.snapshot() == before
+    assert homelab.backups() == []
 
 
 def test_no_tty_and_no_confirmation_stops_at_once_touching_nothing(homelab, drizzle_peer):
@@ -453,6 +502,11 @@ def test_no_tty_and_no_confirmation_stops_at_once_touching_nothing(homelab, driz
     assert 'Nothing was touched' in proc.stdout
     assert homelab.snapshot() == before
     assert homelab.backups() == []
+    # one audit record of the attempt: refused, not confirmed, what it would have worked on
+    record = refused(homelab, homelab.audit())
+    assert 'not confirmed' in record['error'] and '-e migrate_all_confirm=true' in record['error']
+    assert record['confirmation'] == 'none'
+    assert record['services'] == ORDER and record['selected'] == ORDER and record['pending'] == ORDER
     # the same run confirmed completes
     proc = homelab.play(confirm=True)
     assert proc.returncode == 0, proc.output[-5000:]
@@ -468,9 +522,12 @@ def test_dependency_cycle_is_an_error_before_anything_runs(homelab):
     assert 'cycle' in proc.stdout and 'dashboard -> discord-bot -> dashboard' in proc.stdout
     assert 'Read the migration status' not in proc.stdout
     assert homelab.snapshot() == before
+    record = refused(homelab, homelab.audit())
+    assert 'dashboard -> discord-bot -> dashboard' in record['error'] and record['services'] is None
     services[0]['depends_on'] = ['grafana']
     proc = homelab.play(migrate_all_services=services)
     assert proc.returncode != 0 and "'grafana', which is not in the service list" in proc.stdout
+    assert "'grafana', which is not in the service list" in refused(homelab, homelab.audit()[1:])['error']
 
 
 class _Unhealthy(BaseHTTPRequestHandler):
@@ -567,7 +624,9 @@ def test_interactive_terminal_asks_and_records_the_answer(homelab, tmp_path, ans
         assert rc != 0
         assert 'the answer was not yes' in out
         assert homelab.snapshot() == before
-        assert not os.path.exists(homelab.audit_log)
+        record = refused(homelab, homelab.audit())
+        assert record['confirmation'] == 'none' and 'the answer was not yes' in record['error']
+        assert record['selected'] == ['discord-bot']
 
 
 def test_inventory_urls_work_with_the_canary_password(homelab):
