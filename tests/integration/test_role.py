@@ -637,3 +637,34 @@ def test_inventory_urls_work_with_the_canary_password(homelab):
     with open(homelab.status_report) as fh:
         text = fh.read()
     assert homelab.pg.password not in text and '"unreachable"' not in text
+
+
+def test_one_prompt_shows_every_hosts_plan(homelab, tmp_path, drizzle_peer):
+    """Two hosts in one play: the first has nothing pending, the second has; the one question shows the
+    second host's plan (pause runs once, for the first host) and its answer counts for both."""
+    homelab.move('discord-bot', '0002_add_stream_notifications')
+    inventory = str(tmp_path / 'two-hosts.yml')
+    with open(inventory, 'w') as fh:
+        json.dump({'all': {'hosts': {
+            'quiet-host': {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+                           'migrate_all_services': [homelab.spec('discord-bot')]},
+            'busy-host': {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+                          'migrate_all_services': [homelab.spec('stream-bot')]},
+        }}}, fh)
+    os.chmod(inventory, 0o600)
+    varsfile = str(tmp_path / 'vars.json')
+    fd = os.open(varsfile, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, 'w') as fh:
+        json.dump(dict((k, v) for k, v in homelab.extra_vars(confirm=False).items()
+                       if not k.startswith('homelab_demo_')), fh)
+    argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), PLAYBOOK, '-i', inventory,
+            '-e', '@' + varsfile]
+    rc, out, asked = _run_on_a_terminal(argv, ansible_env(homelab.env()), b'yes')
+    assert asked, out[-4000:]
+    prompt = out[out.index('Ask before changing any database'):out.rindex('Type "yes"')]
+    assert 'busy-host:' in prompt and 'stream-bot: (none) -> 0004_add_giveaway_concurrency_improvements' in prompt
+    assert 'quiet-host' not in prompt, 'a host with nothing pending is not in the question'
+    assert rc == 0, out[-4000:]
+    assert homelab.drizzle_applied('stream-bot') == BOTS['stream-bot']
+    records = [r for r in homelab.audit() if r.get('service') == 'stream-bot']
+    assert records and all(r['confirmation'] == 'prompt' for r in records), records
