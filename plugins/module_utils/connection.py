@@ -50,6 +50,9 @@ class UrlError(ValueError):
 def _split(url):
     if not isinstance(url, str) or not url:
         raise UrlError('database_url must be a non-empty string like postgresql://user:password@host:5432/dbname')
+    if '://' not in url:
+        raise UrlError('database_url %s is not a URL (no "://"); use postgresql://user:password@host:5432/dbname'
+                       % mask_url(url))
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     base = scheme.split('+', 1)[0]
@@ -64,6 +67,9 @@ def mask_url(url):
     """Return ``url`` with any password replaced by a mask. Never raises."""
     if not isinstance(url, str):
         return '<database_url>'
+    if '//' not in url and ('@' in url or ':' in url):
+        # not a URL (no scheme://): a mistyped one such as user:secret@host/db would show its password
+        return MASK
     try:
         parts = urlsplit(url)
         netloc = parts.netloc

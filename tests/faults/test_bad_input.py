@@ -49,6 +49,13 @@ def _services(lab):
             lab.spec('discord-bot', depends_on=['dashboard', 'stream-bot'])]
 
 
+def url_without_scheme(lab, case_dir):
+    services = _services(lab)
+    url = services[1]['database_url']
+    services[1]['database_url'] = url.split('://', 1)[1]
+    return {'migrate_all_services': services}
+
+
 def spec_case(service, key, value):
     def mutate(lab, case_dir):
         services = _services(lab)
@@ -147,6 +154,8 @@ CASES = [
     ('url-garbage', spec_case('stream-bot', 'database_url', 'not a url'), ['database_url']),
     ('url-mysql', spec_case('stream-bot', 'database_url', 'mysql://root@127.0.0.1/stream'), ['mysql']),
     ('url-number', spec_case('stream-bot', 'database_url', 5432), ['database_url']),
+    # a URL typed without "postgresql://": it holds the password and must not be shown anywhere
+    ('url-no-scheme', url_without_scheme, ['database_url', 'is not a URL']),
     # ---- depends_on
     ('depends-unknown', spec_case('stream-bot', 'depends_on', ['grafana']), ['grafana']),
     ('depends-self', spec_case('stream-bot', 'depends_on', ['stream-bot']), ['stream-bot', 'itself']),
@@ -258,6 +267,7 @@ def test_bad_input_is_a_clear_error_before_anything_changes(sweep_lab, tmp_path,
     for text in expected:
         assert text in errors, 'the error does not name %r:\n%s' % (text, (errors or proc.output)[-4000:])
     assert 'Traceback' not in proc.output, proc.output[-4000:]
+    assert lab.canary not in proc.output and lab.pg.password not in proc.output, 'a password in the output'
     # before anything changed
     assert not changed, 'the databases changed'
     assert lab.backups() == [], 'a backup was taken before the error'

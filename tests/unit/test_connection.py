@@ -194,3 +194,13 @@ def test_no_passfile_without_password():
 
 def test_psycopg2_is_the_driver():
     assert c.HAS_PSYCOPG2 and c.psycopg2 is psycopg2
+
+
+@pytest.mark.parametrize('url', ['homelab:s3cret-pw@db:5432/app', 's3cret-pw@db/app',
+                                 'postgresql:homelab:s3cret-pw@db/app'])
+def test_a_url_without_scheme_slashes_is_not_shown(url):
+    """A mistyped URL (no //) would otherwise reach the error message, the play output and the audit log."""
+    assert 's3cret-pw' not in mask_url(url)
+    with pytest.raises(UrlError) as err:
+        DbUrl(url)
+    assert 's3cret-pw' not in str(err.value)
