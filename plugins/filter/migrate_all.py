@@ -432,6 +432,11 @@ def migrate_all_recovery(error, before=None, attempted=False, backup=None, apply
     elif _ran(restore) and not restore.get('failed'):
         recovery = 'going back to %s failed (%s); restored the backup %s' % (
             before_text, (back or {}).get('msg', 'unknown error'), path)
+    elif _ran(back) and back.get('conflict'):
+        to = None
+        recovery = ('NOT RECOVERED: another run is or was at work on it, so it was neither taken back to %s nor '
+                    'restored from %s (%s); check what that run did, then go back or restore by hand'
+                    % (before_text, path or 'a backup', back.get('msg', 'unknown error')))
     else:
         to = None
         why = 'restoring %s failed (%s)' % (path, (restore or {}).get('msg', 'unknown error')) if path \
@@ -464,6 +469,12 @@ def migrate_all_run_rollback(previous, done, undo=None, restore=None, because=''
         reverted = list(undo.get('reverted') or [])
         result.update(outcome='rolled_back', to=undo.get('to_revision', before), reverted=reverted,
                       recovery='rolled back to %s (reverted %s)' % (before_text, ', '.join(reverted) or 'nothing'))
+    elif undo.get('conflict') and not _ran(restore):
+        result.update(outcome='failed', to=None,
+                      error='run-scope rollback: another run is or was at work on it, so it was neither taken '
+                            'back to %s nor restored from %s (%s)' % (before_text, done.get('backup') or 'a backup',
+                                                                       undo.get('msg', 'unknown error')),
+                      recovery='NOT RECOVERED: check what the other run did, then go back or restore by hand')
     elif _ran(restore) and not restore.get('failed'):
         result.update(outcome='restored', to=before,
                       recovery='going back to %s failed (%s); restored the backup %s'

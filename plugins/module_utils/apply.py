@@ -43,6 +43,7 @@ APPLY_OPTIONS = dict(
     statement_timeout=dict(type='str'),
     confirmation=dict(type='str'),
     action=dict(type='str', default='apply'),
+    expect_from=dict(type='str'),
 )
 
 _DURATION_RE = re.compile(r'^\s*\d+(\.\d+)?\s*(us|ms|s|min|h|d)?\s*$')
@@ -265,6 +266,7 @@ class _Run(object):
             self.result['lock_wait_seconds'] = lock_mod.acquire(self.conn, self.name,
                                                                 wait_seconds=self.params.get('lock_wait') or 0)
         except lock_mod.LockTimeout as exc:
+            self.result['conflict'] = True
             raise ApplyFailure('%s; nothing was changed' % self.scrub(str(exc)))
         self.locked = True
 
@@ -275,6 +277,20 @@ class _Run(object):
             raise ApplyFailure('%s; nothing was changed' % self.adapter_message(exc))
         except Exception as exc:
             raise ApplyFailure('%s; nothing was changed' % describe_unexpected(self.name, exc, self.dburl))
+
+    def check_expected(self, current):
+        """expect_from: the service must be where the caller left it (no other run moved it since)."""
+        expected = self.params.get('expect_from')
+        if expected is None:
+            return
+        wanted = set(r for r in str(expected).split(',') if r.strip()) if str(expected).strip() not in ('', 'base') \
+            else set()
+        found = set(r for r in str(current or '').split(',') if r.strip())
+        if wanted != found:
+            self.result['conflict'] = True
+            raise ApplyFailure('service %r is at %s, not at %s (expect_from): another run changed it since; '
+                               'nothing was changed, check what that run did before going back by hand'
+                               % (self.name, current or 'base', str(expected).strip() or 'base'))
 
     def make_plan(self, adapter, state):
         try:
@@ -433,6 +449,7 @@ class _Run(object):
     def decide(self, adapter):
         """From the state read (self.before) on: plan, preview, stop in check mode or carry the plan out."""
         self.result['from_revision'] = self.before.current_revision
+        self.check_expected(self.before.current_revision)
         self.result['to_revision'] = self.before.current_revision
         steps = self.make_plan(adapter, self.before)
         self.preview(adapter, steps)

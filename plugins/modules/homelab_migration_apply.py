@@ -87,6 +87,14 @@ options:
       - The action recorded in the audit record; the role passes V(rollback) when it moves a service back.
     type: str
     default: apply
+  expect_from:
+    description:
+      - Move the service only if, once its lock is held, it is at exactly this revision (Alembic heads joined by
+        commas; V(base) or an empty string for nothing applied). Otherwise fail with RV(conflict) and change
+        nothing.
+      - The role passes the revision its own apply left when it goes back after a failed health check, so it
+        never undoes what another run did in between.
+    type: str
 attributes:
   check_mode:
     description: Connects and reads (read-only session, no lock taken), plans, and reports what would run.
@@ -186,6 +194,13 @@ lock_wait_seconds:
   returned: always
   type: float
   sample: 0.002
+conflict:
+  description:
+    - True when the run changed nothing because another run is or was at work on the service - its lock was
+      held past O(lock_wait), or it was not at O(expect_from). Restoring a backup would then undo that run's work.
+  returned: when another run got in the way
+  type: bool
+  sample: true
 duration_seconds:
   description: Seconds the whole run took.
   returned: always

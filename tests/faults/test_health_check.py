@@ -6,6 +6,7 @@ stream-bot back to 0002 with its rows as they were, skip discord-bot (it depends
 dashboard migrated, and fail the play with a message naming the health check and why.
 """
 
+import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -90,3 +91,51 @@ def test_failing_health_check_rolls_the_service_back(lab, drizzle_peer, refs, ki
     assert rec['recovery'].startswith('rolled back to ' + PRE_RUN), rec
     assert rec['to'] == PRE_RUN and rec['backup'], rec
     lab.verify(drizzle_peer, refs, expect={'dashboard': '006', 'stream-bot': PRE_RUN, 'discord-bot': None})
+
+
+class _MovedMeanwhile(BaseHTTPRequestHandler):
+    """A failing health check during which another run takes stream-bot back one migration."""
+    lab = None
+    hits = 0
+
+    def do_GET(self):  # noqa: N802
+        cls = type(self)
+        cls.hits += 1
+        if cls.hits == 1:
+            cls.lab.move('stream-bot', '-1')  # the other run (through the apply module, as a run would)
+        self.send_response(503)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_going_back_never_undoes_what_another_run_did_meanwhile(lab, drizzle_peer, refs):
+    """The lock is released between the apply and the health check. When another run moves the service in
+    that window, the failed run must neither go back over it nor restore its backup over it: it stops and
+    says so, and the database stays where the other run left it."""
+    _MovedMeanwhile.lab, _MovedMeanwhile.hits = lab, 0
+    server = HTTPServer(('127.0.0.1', 0), _MovedMeanwhile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = 'http://127.0.0.1:%d/healthz' % server.server_port
+    lab.move('stream-bot', PRE_RUN)
+    lab.seed_stream_bot()
+    services = [lab.spec('dashboard'), lab.spec('stream-bot', depends_on=['dashboard'], health_check=url),
+                lab.spec('discord-bot', depends_on=['dashboard', 'stream-bot'])]
+    try:
+        proc = lab.play(migrate_all_services=services, migrate_all_health_check_retries=1,
+                        migrate_all_health_check_delay=0, migrate_all_health_check_timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode != 0, proc.output[-5000:]
+    other = BOTS['stream-bot'][-2]  # where the other run left it
+    fatal = proc.stdout[proc.stdout.rindex('TASK ['):]
+    assert 'stream-bot failed' in fatal and 'NOT RECOVERED: another run' in fatal, fatal[-3000:]
+    assert 'is at %s, not at %s (expect_from)' % (other, BOTS['stream-bot'][-1]) in fatal, fatal[-3000:]
+    role = lab.role_records()
+    rec = [r for r in role if r['service'] == 'stream-bot'][-1]
+    assert rec['outcome'] == 'failed' and rec['reverted'] == [] and rec['backup'], rec
+    # no restore happened: the other run's state stands, and the backup is still there for a human
+    assert os.path.exists(rec['backup']), rec
+    lab.verify(drizzle_peer, refs, expect={'dashboard': '006', 'stream-bot': other, 'discord-bot': None})

@@ -152,6 +152,11 @@ def test_outcome_and_recovery_results():
     assert rec['recovery'].startswith('NOT RECOVERED') and 'disk full' in rec['recovery'] and rec['to'] is None
     rec = f.migrate_all_recovery('backup failed', '0001', False, {}, {}, skipped, skipped)
     assert rec['recovery'] == 'nothing was changed' and rec['to'] == '0001'
+    # another run moved it meanwhile (or holds its lock): neither going back nor restoring, and it says so
+    back_conflict = {'failed': True, 'conflict': True, 'msg': "service 's' is at 0004, not at 0003 (expect_from)"}
+    rec = f.migrate_all_recovery('boom', '0001', True, {'path': '/b/x.dump'}, {}, back_conflict, skipped)
+    assert rec['recovery'].startswith('NOT RECOVERED: another run') and '/b/x.dump' in rec['recovery']
+    assert 'is at 0004' in rec['recovery'] and rec['to'] is None
 
 
 def test_undo_is_needed_only_when_something_of_the_run_may_have_stayed():
@@ -342,3 +347,22 @@ def test_textfile_keeps_the_last_run_across_status_only_writes(tmp_path):
     assert again.count('# TYPE homelab_migration_last_run_success gauge') == 1
     for line in again.splitlines():
         assert line.startswith('#') or ' ' in line
+
+
+def test_run_scope_rollback_outcomes():
+    skipped = {'changed': False, 'skipped': True, 'skip_reason': 'Conditional result was False'}
+    done = {'name': 'dashboard', 'before': '004', 'after': '006', 'backup': '/b/d.dump'}
+    previous = {'outcome': 'success', 'from': '004', 'to': '006', 'applied': ['005', '006']}
+    ok = f.migrate_all_run_rollback(previous, done, {'changed': True, 'reverted': ['006', '005'], 'to_revision': '004'},
+                                    skipped, 'stream-bot failed')
+    assert ok['outcome'] == 'rolled_back' and ok['to'] == '004' and ok['reason'] == 'stream-bot failed'
+    bad = {'failed': True, 'msg': 'no down file'}
+    restored = f.migrate_all_run_rollback(previous, done, bad, {'changed': True})
+    assert restored['outcome'] == 'restored' and '/b/d.dump' in restored['recovery']
+    lost = f.migrate_all_run_rollback(previous, done, bad, {'failed': True, 'msg': 'disk full'})
+    assert lost['outcome'] == 'failed' and 'disk full' in lost['error'] and lost['to'] is None
+    conflict = {'failed': True, 'conflict': True, 'msg': "service 'dashboard' is at 007, not at 006 (expect_from)"}
+    other = f.migrate_all_run_rollback(previous, done, conflict, skipped)
+    assert other['outcome'] == 'failed' and other['to'] is None
+    assert 'another run' in other['error'] and 'is at 007' in other['error'] and '/b/d.dump' in other['error']
+    assert other['recovery'].startswith('NOT RECOVERED')

@@ -221,6 +221,28 @@ def test_lock_wait_names_the_holder_and_check_mode_only_warns(fresh_db, gen):
     finally:
         holder.close()
     assert run(svc, lock_wait=5)['applied'] == tags
+    assert result.get('conflict') is True, 'a lock held past lock_wait is another run at work'
+
+
+def test_expect_from_refuses_a_service_another_run_moved(fresh_db, gen):
+    """Going back to where a run started must not undo what another run applied in between."""
+    root, tags = gen
+    svc = service(root, fresh_db.password_url, name='gen')
+    assert run(svc, target=tags[2])['applied'] == tags[:3]        # this run: up to tags[2]
+    assert run(svc, target=tags[4])['applied'] == tags[3:]        # another run, in between
+    before = fresh_db.snapshot()
+    for check in (True, False):
+        back = run(svc, target=tags[0], expect_from=tags[2], check=check)
+        assert back['failed'] is True and back['conflict'] is True, back
+        assert 'is at %s, not at %s (expect_from)' % (tags[4], tags[2]) in back['msg']
+        assert back['msg'].rstrip('.').endswith('by hand') and 'nothing was changed' in back['msg']
+        assert back['reverted'] == [] and fresh_db.snapshot() == before
+    # where it expects the service to be, it goes back; base / '' mean nothing applied
+    back = run(svc, target=tags[0], expect_from=tags[4])
+    assert 'failed' not in back and back['reverted'] == tags[4:0:-1] and 'conflict' not in back
+    assert run(svc, target='base', expect_from='base')['failed'] is True
+    assert run(svc, target='base', expect_from=tags[0])['reverted'] == [tags[0]]
+    assert run(svc, target=tags[1], expect_from='')['applied'] == tags[:2]
 
 
 def test_second_run_waits_then_finds_nothing(fresh_db, tmp_path):
