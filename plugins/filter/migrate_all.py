@@ -470,10 +470,10 @@ def migrate_all_run_rollback(previous, done, undo=None, restore=None, because=''
         result.update(outcome='rolled_back', to=undo.get('to_revision', before), reverted=reverted,
                       recovery='rolled back to %s (reverted %s)' % (before_text, ', '.join(reverted) or 'nothing'))
     elif undo.get('conflict') and not _ran(restore):
-        result.update(outcome='failed', to=None,
-                      error='run-scope rollback: another run is or was at work on it, so it was neither taken '
-                            'back to %s nor restored from %s (%s)' % (before_text, done.get('backup') or 'a backup',
-                                                                       undo.get('msg', 'unknown error')),
+        why = undo.get('msg', 'unknown error')
+        error = ('run-scope rollback: another run is or was at work on it, so it was neither taken back to %s nor '
+                 'restored from %s (%s)' % (before_text, done.get('backup') or 'a backup', why))
+        result.update(outcome='failed', to=None, error=error,
                       recovery='NOT RECOVERED: check what the other run did, then go back or restore by hand')
     elif _ran(restore) and not restore.get('failed'):
         result.update(outcome='restored', to=before,
