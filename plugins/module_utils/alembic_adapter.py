@@ -133,8 +133,9 @@ def _import_alembic_light():
             module = types.ModuleType(name)
             if where is not None:
                 module.__path__ = [where]
-            module.Template = None  # mako.template.Template: alembic renders new revision files with it
             sys.modules[name] = placed[name] = module
+        if 'mako.template' in placed:
+            placed['mako.template'].Template = None  # alembic renders new revision files with it: never here
         modules = [importlib.import_module(name) for name in _ALEMBIC_MODULES]
         ok = True
     except Exception:  # a layout this does not know: forget the partial load, import alembic the plain way

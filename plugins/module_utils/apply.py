@@ -185,6 +185,11 @@ class _ChildSessionOptions(object):
         return False
 
 
+def _revision_set(text):
+    """A revision as a set: Alembic heads joined by commas; '', None and 'base' are nothing applied."""
+    return set(r.strip() for r in str(text or '').split(',') if r.strip()) - {'base'}
+
+
 def _text_revision(value):
     return 'revision: %s\n' % (value if value is not None else '(none: nothing applied)')
 
@@ -253,14 +258,17 @@ class _Run(object):
         except ConnectError as exc:
             raise ApplyFailure('service %r: %s; nothing was changed' % (self.name, exc))
 
+    def warn_if_locked(self, holder):
+        """Check mode takes no lock: it says who holds it (``holder``, None when nobody does)."""
+        if holder is not None:
+            self.warnings.append(
+                'service %r is locked by %s right now; a real run would wait up to %ss (lock_wait) for it and '
+                'then plan again, so what it does may differ from this check'
+                % (self.name, lock_mod.describe_holder(holder), self.params.get('lock_wait')))
+
     def lock(self):
         if self.check_mode:
-            holder = lock_mod.lock_holder(self.conn, self.name)
-            if holder is not None:
-                self.warnings.append(
-                    'service %r is locked by %s right now; a real run would wait up to %ss (lock_wait) for it and '
-                    'then plan again, so what it does may differ from this check'
-                    % (self.name, lock_mod.describe_holder(holder), self.params.get('lock_wait')))
+            self.warn_if_locked(lock_mod.lock_holder(self.conn, self.name))
             return
         try:
             self.result['lock_wait_seconds'] = lock_mod.acquire(self.conn, self.name,
@@ -283,10 +291,7 @@ class _Run(object):
         expected = self.params.get('expect_from')
         if expected is None:
             return
-        wanted = set(r for r in str(expected).split(',') if r.strip()) if str(expected).strip() not in ('', 'base') \
-            else set()
-        found = set(r for r in str(current or '').split(',') if r.strip())
-        if wanted != found:
+        if _revision_set(expected) != _revision_set(current):
             self.result['conflict'] = True
             raise ApplyFailure('service %r is at %s, not at %s (expect_from): another run changed it since; '
                                'nothing was changed, check what that run did before going back by hand'
@@ -508,12 +513,13 @@ def run_apply(spec, dburl, params=None, check_mode=False, diff=False, get_adapte
     return _finish(run, run.run)
 
 
-def check_plan(spec, dburl, conn, adapter, state, params=None, diff=False):
+def check_plan(spec, dburl, conn, adapter, state, params=None, diff=False, holder=None, unreadable=None):
     """What ``run_apply(..., check_mode=True)`` would return, from a state already read on ``conn``.
 
-    The status module plans with the connection and the state of its own read (one read-only
-    session, no second connection or read): the same plan, refusals, warnings and result fields as
-    the apply module's check mode, which it shares this code with. ``conn`` is left open; no audit
+    The status module plans with the connection, the state and the lock holder of its own read (one
+    read-only session, no second connection, read or lock lookup): the same plan, refusals, warnings
+    and result fields as the apply module's check mode, which it shares this code with. ``state``
+    None means it could not be read, and ``unreadable`` says why. ``conn`` is left open; no audit
     record is written. Never raises for an expected failure.
     """
     params = dict(params or {})
@@ -524,8 +530,9 @@ def check_plan(spec, dburl, conn, adapter, state, params=None, diff=False):
 
     def plan():
         if state is None:
-            raise ApplyFailure('service %r: its migration state could not be read; nothing was changed' % run.name)
-        run.lock()
+            raise ApplyFailure('%s; nothing was changed'
+                               % (unreadable or 'service %r: its migration state could not be read' % run.name))
+        run.warn_if_locked(holder)
         run.before = state
         return run.decide(adapter)
     return _finish(run, plan)

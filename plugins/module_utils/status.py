@@ -232,16 +232,13 @@ def service_entry(spec, dburl, pool, prepared=None, get_adapter=None, plan_param
 
 
 def _plan(spec, dburl, conn, adapter, state, entry, plan_params, diff=False):
-    if state is None or conn is None or conn.closed:
-        why = '; '.join(p['message'] for p in entry['problems'] if p['code'] not in INFORMATIONAL_CODES)
-        return {'changed': False, 'failed': True, 'outcome': 'failed', 'service': spec['name'],
-                'tool': spec.get('tool'), 'target': plan_params.get('target') or spec.get('target') or 'head',
-                'from_revision': None, 'to_revision': None, 'applied': [], 'reverted': [], 'plan': {}, 'warnings': [],
-                'msg': '%s; nothing was changed' % (why or 'service %r: its migration state could not be read'
-                                                    % spec['name'])}
     from ansible_collections.homelab.migrations.plugins.module_utils.apply import check_plan
-    result = check_plan(spec, dburl, conn, adapter, state, plan_params, diff=diff)
-    _recover(conn)
+    readable = state is not None and conn is not None and not conn.closed
+    why = '; '.join(p['message'] for p in entry['problems'] if p['code'] not in INFORMATIONAL_CODES)
+    result = check_plan(spec, dburl, conn if readable else None, adapter, state if readable else None, plan_params,
+                        diff=diff, holder=entry['lock'].get('holder'), unreadable=why or None)
+    if readable:
+        _recover(conn)
     result.pop('queries', None)
     return result
 

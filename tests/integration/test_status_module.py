@@ -220,7 +220,7 @@ def test_lock_is_visible_while_held(three):
             cur.execute('SELECT pg_advisory_lock(%s, %s)', lock_key('discord-bot'))
             cur.execute('SELECT pg_backend_pid()')
             pid = cur.fetchone()[0]
-        result = run_module(MODULE, {'services': homelab(urls_of(three))}, check=True)[0]
+        result = run_module(MODULE, {'services': homelab(urls_of(three)), 'plan': {'lock_wait': 7}}, check=True)[0]
     finally:
         holder.close()
     lock = result['services']['discord-bot']['lock']
@@ -228,6 +228,10 @@ def test_lock_is_visible_while_held(three):
     assert lock['holder']['application_name'] == 'homelab.migrations:discord-bot'
     assert [p['code'] for p in result['services']['discord-bot']['problems']] == ['locked']
     assert result['services']['stream-bot']['lock']['held'] is False
+    # the plan says what the apply module's check mode says about a held lock (from the same lookup)
+    warnings = result['services']['discord-bot']['plan']['warnings']
+    assert any('locked by pid %d' % pid in w and 'up to 7s (lock_wait)' in w for w in warnings), warnings
+    assert result['services']['stream-bot']['plan']['warnings'] == []
 
 
 SYSTEM_PYTHON = '/usr/bin/python3'
