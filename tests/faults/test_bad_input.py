@@ -290,13 +290,6 @@ def test_bad_input_is_a_clear_error_before_anything_changes(sweep_lab, tmp_path,
     assert not [db.name for db in lab.dbs.values() if db.name in line], 'a database URL in the audit record'
 
 
-@pytest.fixture
-def lab(pg, tmp_path):
-    lab = FaultLab(pg, tmp_path)
-    yield lab
-    lab.drop()
-
-
 def test_malicious_table_and_schema_names_are_names_not_sql(lab, drizzle_peer):
     """Tracking table and schema names are identifiers of the user's choosing, quoted, never SQL.
 

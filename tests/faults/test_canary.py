@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from harness.faults import BOTS, HOMELAB, FaultLab, outcomes, pids, proc_cmdline
+from harness.faults import BOTS, HOMELAB, outcomes, pids, proc_cmdline
 from integration.test_role import BROKEN
 
 pytestmark = pytest.mark.peer
@@ -50,13 +50,6 @@ class ArgvWatch(threading.Thread):
     def stop(self):
         self.halt.set()
         self.join(10)
-
-
-@pytest.fixture
-def lab(pg, tmp_path):
-    lab = FaultLab(pg, tmp_path)
-    yield lab
-    lab.drop()
 
 
 def _files_under(root):

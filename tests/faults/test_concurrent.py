@@ -11,25 +11,13 @@ import subprocess
 
 import pytest
 
-from harness.faults import ALEMBIC, BOTS, DASHBOARD_REVS, HEADS, ORDER, FaultLab, references, wait_for
+from harness.faults import ALEMBIC, BOTS, DASHBOARD_REVS, HEADS, ORDER, wait_for
 
 from ansible_collections.homelab.migrations.plugins.module_utils.lock import lock_key
 
 pytestmark = pytest.mark.peer
 
 RUNS = 4
-
-
-@pytest.fixture
-def refs(pg, drizzle_peer, tmp_path_factory):
-    return references(pg, drizzle_peer, tmp_path_factory)
-
-
-@pytest.fixture
-def lab(pg, tmp_path):
-    lab = FaultLab(pg, tmp_path)
-    yield lab
-    lab.drop()
 
 
 @pytest.mark.parametrize('lock_wait', [60, 0])

@@ -10,14 +10,9 @@ import subprocess
 
 import pytest
 
-from harness.faults import FaultLab, outcomes, references
+from harness.faults import FaultLab, outcomes
 
 pytestmark = pytest.mark.peer
-
-
-@pytest.fixture
-def refs(pg, drizzle_peer, tmp_path_factory):
-    return references(pg, drizzle_peer, tmp_path_factory)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ stream-bot back to 0002 with its rows as they were, skip discord-bot (it depends
 dashboard migrated, and fail the play with a message naming the health check and why.
 """
 
+import contextlib
 import os
 import socket
 import threading
@@ -13,22 +14,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from harness.faults import BOTS, FaultLab, outcomes, references
+from harness.faults import BOTS, outcomes
 
 pytestmark = pytest.mark.peer
 PRE_RUN = '0002_add_currency_system'
-
-
-@pytest.fixture
-def refs(pg, drizzle_peer, tmp_path_factory):
-    return references(pg, drizzle_peer, tmp_path_factory)
-
-
-@pytest.fixture
-def lab(pg, tmp_path):
-    lab = FaultLab(pg, tmp_path)
-    yield lab
-    lab.drop()
 
 
 class _Broken(BaseHTTPRequestHandler):
@@ -50,28 +39,39 @@ def _closed_port():
         return s.getsockname()[1]  # closed again when the socket is
 
 
-@pytest.mark.parametrize('kind', ['http500', 'closed_port'])
-def test_failing_health_check_rolls_the_service_back(lab, drizzle_peer, refs, kind):
-    server = None
-    if kind == 'http500':
-        _Broken.hits = 0
-        server = HTTPServer(('127.0.0.1', 0), _Broken)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        url = 'http://127.0.0.1:%d/healthz' % server.server_port
-    else:
-        url = 'http://127.0.0.1:%d/healthz' % _closed_port()
+@contextlib.contextmanager
+def _serving(handler):
+    """A local health-check endpoint answered by ``handler``; yields its URL."""
+    server = HTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield 'http://127.0.0.1:%d/healthz' % server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _stream_bot_at_pre_run(lab):
     lab.move('stream-bot', PRE_RUN)
     lab.seed_stream_bot()
-    before = lab.snapshot(['stream-bot', 'discord-bot'])
+
+
+def _play(lab, url, **more):
+    """A confirmed run of the homelab whose stream-bot has the health check ``url``."""
     services = [lab.spec('dashboard'), lab.spec('stream-bot', depends_on=['dashboard'], health_check=url),
                 lab.spec('discord-bot', depends_on=['dashboard', 'stream-bot'])]
-    try:
-        proc = lab.play(migrate_all_services=services, migrate_all_health_check_retries=2,
-                        migrate_all_health_check_delay=0, migrate_all_health_check_timeout=5)
-    finally:
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+    return lab.play(migrate_all_services=services, migrate_all_health_check_delay=0, **more)
+
+
+@pytest.mark.parametrize('kind', ['http500', 'closed_port'])
+def test_failing_health_check_rolls_the_service_back(lab, drizzle_peer, refs, kind):
+    _Broken.hits = 0
+    endpoint = (_serving(_Broken) if kind == 'http500'
+                else contextlib.nullcontext('http://127.0.0.1:%d/healthz' % _closed_port()))
+    _stream_bot_at_pre_run(lab)
+    before = lab.snapshot(['stream-bot', 'discord-bot'])
+    with endpoint as url:
+        proc = _play(lab, url, migrate_all_health_check_retries=2, migrate_all_health_check_timeout=5)
     assert proc.returncode != 0, proc.output[-5000:]
     fatal = proc.stdout[proc.stdout.rindex('TASK ['):]
     assert 'stream-bot failed' in fatal and 'health check %s' % url in fatal, fatal[-3000:]
@@ -115,19 +115,9 @@ def test_going_back_never_undoes_what_another_run_did_meanwhile(lab, drizzle_pee
     that window, the failed run must neither go back over it nor restore its backup over it: it stops and
     says so, and the database stays where the other run left it."""
     _MovedMeanwhile.lab, _MovedMeanwhile.hits = lab, 0
-    server = HTTPServer(('127.0.0.1', 0), _MovedMeanwhile)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = 'http://127.0.0.1:%d/healthz' % server.server_port
-    lab.move('stream-bot', PRE_RUN)
-    lab.seed_stream_bot()
-    services = [lab.spec('dashboard'), lab.spec('stream-bot', depends_on=['dashboard'], health_check=url),
-                lab.spec('discord-bot', depends_on=['dashboard', 'stream-bot'])]
-    try:
-        proc = lab.play(migrate_all_services=services, migrate_all_health_check_retries=1,
-                        migrate_all_health_check_delay=0, migrate_all_health_check_timeout=60)
-    finally:
-        server.shutdown()
-        server.server_close()
+    _stream_bot_at_pre_run(lab)
+    with _serving(_MovedMeanwhile) as url:
+        proc = _play(lab, url, migrate_all_health_check_retries=1, migrate_all_health_check_timeout=60)
     assert proc.returncode != 0, proc.output[-5000:]
     other = BOTS['stream-bot'][-2]  # where the other run left it
     fatal = proc.stdout[proc.stdout.rindex('TASK ['):]

@@ -24,18 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness.faults import HEADS, ORDER, FaultLab, last_task, marked_processes, references, wait_for
+from harness.faults import HEADS, ORDER, FaultLab, last_task, marked_processes, wait_for
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
 SEED = 20261124
 POINTS = 20
 LANES = 2
-
-
-@pytest.fixture
-def refs(pg, drizzle_peer, tmp_path_factory):
-    return references(pg, drizzle_peer, tmp_path_factory)
 
 
 def kill_points(duration, points=POINTS, seed=SEED):

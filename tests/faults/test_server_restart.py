@@ -17,7 +17,7 @@ import os
 
 import pytest
 
-from harness.faults import FaultLab, outcomes, references, wait_for
+from harness.faults import FaultLab, outcomes, wait_for
 
 pytestmark = pytest.mark.peer
 
@@ -31,11 +31,6 @@ SLOW_SQL = ('CREATE TABLE "slow_probe" ("id" serial PRIMARY KEY, "note" text);\n
             'UPDATE "users" SET "display_name" = \'after the sleep\';\n')
 SLOW_DOWN = 'DROP TABLE "slow_probe";\n'
 PRE_RUN = '0002_add_currency_system'
-
-
-@pytest.fixture
-def refs(pg, drizzle_peer, tmp_path_factory):
-    return references(pg, drizzle_peer, tmp_path_factory)
 
 
 @pytest.fixture
