@@ -17,6 +17,7 @@ from urllib.parse import quote
 import pytest
 
 from harness.alembic_gen import ALEMBIC, VENV_BIN, AlembicProject, build_branchy, build_linear
+from harness.procs import alive
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapter import ApplyError, PlanError
 from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter import AlembicAdapter
@@ -192,12 +193,6 @@ def sleepy(tmp_path):
     return proj
 
 
-def _alive(pid):
-    try:
-        with open('/proc/%d/stat' % pid) as fh:
-            return fh.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except OSError:
-        return False
 
 
 def _wait_for(path, timeout=60):
@@ -232,15 +227,15 @@ def test_killing_the_parent_leaves_no_alembic_behind(sleepy, tmp_path, fresh_db)
     parent.stdin.write(fresh_db.password_url + '\n')  # the URL travels on stdin, not argv
     parent.stdin.flush()
     child = _wait_for(pidfile)
-    assert _alive(child)
+    assert alive(child)
     with open('/proc/%d/cmdline' % child, 'rb') as fh:
         assert_no_password(fh.read().decode(), fresh_db)
     parent.send_signal(signal.SIGKILL)
     parent.wait(timeout=10)
     deadline = time.monotonic() + 10
-    while (_alive(child) or _backends(fresh_db)) and time.monotonic() < deadline:
+    while (alive(child) or _backends(fresh_db)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(child), 'alembic outlived the process that started it'
+    assert not alive(child), 'alembic outlived the process that started it'
     assert _backends(fresh_db) == 0
     assert sleepy.current(fresh_db.url) == []  # its transaction was rolled back
 
@@ -256,7 +251,7 @@ def test_timeout_kills_alembic_and_reports(sleepy, tmp_path, fresh_db, monkeypat
     assert time.monotonic() - start < 60
     assert 'was killed after 3s (timeout)' in str(err.value)
     assert 'the database is unchanged at base' in str(err.value)
-    assert not _alive(_wait_for(pidfile, 1))
+    assert not alive(_wait_for(pidfile, 1))
     assert sleepy.current(fresh_db.url) == []
 
 

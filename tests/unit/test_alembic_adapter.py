@@ -14,6 +14,8 @@ import warnings
 
 import pytest
 
+from harness.procs import alive
+
 from ansible_collections.homelab.migrations.plugins.module_utils import alembic_adapter as aa
 from ansible_collections.homelab.migrations.plugins.module_utils.adapter import AdapterError, PlanError
 
@@ -387,16 +389,6 @@ def test_pg_settings_refuse_garbage(value):
 
 
 # ------------------------------------------------------------------------------ child process
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open('/proc/%d/stat' % pid) as fh:
-            return fh.read().split()[2] != 'Z'
-    except OSError:
-        return False
 
 
 def test_run_child_timeout_kills_the_whole_group(tmp_path):
@@ -408,9 +400,9 @@ def test_run_child_timeout_kills_the_whole_group(tmp_path):
     assert time.monotonic() - start < 10
     grandchild = int(pidfile.read_text())
     deadline = time.monotonic() + 5
-    while _alive(grandchild) and time.monotonic() < deadline:
+    while alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(grandchild)
+    assert not alive(grandchild)
 
 
 def test_run_child_gets_its_own_process_group_and_env(tmp_path):
@@ -437,13 +429,13 @@ def test_child_dies_with_its_parent(tmp_path):
         assert time.monotonic() < deadline, 'the child never started'
         time.sleep(0.05)
     child = int(pidfile.read_text())
-    assert _alive(child)
+    assert alive(child)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
+    while alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(child), 'the child outlived its killed parent'
+    assert not alive(child), 'the child outlived its killed parent'
 
 
 def test_plan_refuses_option_like_targets(tmp_path):

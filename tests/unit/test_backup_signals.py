@@ -16,6 +16,7 @@ from urllib.parse import quote
 import pytest
 
 from harness.ansible import COLLECTIONS
+from harness.procs import alive
 from ansible_collections.homelab.migrations.plugins.module_utils import backup
 from ansible_collections.homelab.migrations.plugins.module_utils.backup import BackupError
 
@@ -83,13 +84,6 @@ def dump_pids(pid):
     return found
 
 
-def alive(pid):
-    """True while pid runs (a zombie does not count)."""
-    try:
-        with open('/proc/%d/stat' % pid) as fh:
-            return fh.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except OSError:
-        return False
 
 
 def wait_for(predicate, timeout=60, interval=0.02):

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from harness.ansible import COLLECTIONS
+from harness.procs import alive
 from ansible_collections.homelab.migrations.plugins.module_utils import child
 
 # writes its pid to argv[1] (atomically), then sleeps
@@ -23,19 +24,13 @@ SLEEPER = ('import os, sys, time\n'
 GRANDPARENT = 'sleep 60 & echo $! > "$1"; wait'
 
 
-def _alive(pid):
-    try:
-        with open('/proc/%d/stat' % pid) as fh:
-            return fh.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except OSError:
-        return False
 
 
 def _wait_gone(pid, seconds=5):
     deadline = time.monotonic() + seconds
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return not _alive(pid)
+    return not alive(pid)
 
 
 def _wait_pidfile(path, proc=None, seconds=20):
@@ -69,7 +64,7 @@ def test_child_dies_with_its_sigkilled_parent(tmp_path):
     pid = None
     try:
         pid = _wait_pidfile(pidfile, parent)
-        assert _alive(pid)
+        assert alive(pid)
         assert os.getpgid(pid) == pid  # it leads a group of its own, not the parent's
         parent.send_signal(signal.SIGKILL)
         parent.communicate()
