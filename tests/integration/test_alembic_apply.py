@@ -193,8 +193,6 @@ def sleepy(tmp_path):
     return proj
 
 
-
-
 def _wait_for(path, timeout=60):
     deadline = time.monotonic() + timeout
     while not (os.path.exists(path) and open(path).read().strip()):

@@ -84,8 +84,6 @@ def dump_pids(pid):
     return found
 
 
-
-
 def wait_for(predicate, timeout=60, interval=0.02):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -24,8 +24,6 @@ SLEEPER = ('import os, sys, time\n'
 GRANDPARENT = 'sleep 60 & echo $! > "$1"; wait'
 
 
-
-
 def _wait_gone(pid, seconds=5):
     deadline = time.monotonic() + seconds
     while alive(pid) and time.monotonic() < deadline:
