@@ -10,7 +10,8 @@ database URL: everything they hand back is names, revisions, counts and messages
     order | homelab.migrations.migrate_all_selected(run, skip)       names the --tags/--skip-tags select
     status | homelab.migrations.migrate_all_status_table(order, sel) readable status table (lines)
     status | homelab.migrations.migrate_all_plans(selected)          the status task's plans, in order
-    'auto' | homelab.migrations.migrate_all_interactive              controller stdin and stdout are TTYs
+    'auto' | homelab.migrations.migrate_all_interactive(vars)        a person can answer (no AWX/runner/CI, a TTY)
+    vars | homelab.migrations.migrate_all_automation                 which machine runs the play, and why
     name | homelab.migrations.migrate_all_decide(...)                run / skip / fail / unchanged, and why
     result | homelab.migrations.migrate_all_failure(pending, task)   one message naming the failed migration
     results | homelab.migrations.migrate_all_summary(order)          one readable line per service
@@ -21,12 +22,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
 import re
-import stat
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.homelab.migrations.plugins.module_utils.automation import (
+    automation_context,
+    controller_is_interactive,
+)
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     SpecError,
     dependency_order,
@@ -129,48 +132,25 @@ def migrate_all_status_table(status, order, selected=None):
     return lines
 
 
-def _fd_is_tty(pid, fd):
-    path = '/proc/%d/fd/%d' % (pid, fd)
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    if not stat.S_ISCHR(st.st_mode):
-        return False
-    try:
-        handle = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
-    except OSError:
-        return False
-    try:
-        return os.isatty(handle)
-    finally:
-        os.close(handle)
+def migrate_all_interactive(mode=True, variables=None):
+    """``mode`` false never prompts; true/'auto' prompts only where a person can answer.
 
-
-def controller_is_interactive():
-    """True when ansible-playbook's own stdin and stdout are terminals.
-
-    Templating runs in a worker that ansible detached from the terminal (setsid, stdio on
-    /dev/null); its parent is the ansible-playbook process, whose fds 0 and 1 are what count.
-    Without /proc the answer is False: the role then never waits and needs migrate_all_confirm.
+    Nobody can answer under AWX/AAP, ansible-runner, Semaphore or CI (``variables``: the play's variables
+    that say so, e.g. ``{'awx_job_id': ..., 'semaphore_vars': ...}``; the controller's environment is read
+    too), nor when ansible-playbook's stdin/stdout are not a terminal.
     """
-    try:
-        worker = os.getsid(0) == os.getpid() and not os.isatty(0)
-    except OSError:
-        worker = False
-    if not worker:
-        return os.isatty(0) and os.isatty(1)
-    parent = os.getppid()
-    return _fd_is_tty(parent, 0) and _fd_is_tty(parent, 1)
-
-
-def migrate_all_interactive(mode=True):
-    """``mode`` false never prompts; true/'auto' prompts only when the controller is on a terminal."""
     if isinstance(mode, str):
         mode = mode.strip().lower() not in ('false', 'no', 'off', '0', 'never', '')
     if not mode:
         return False
+    if automation_context(variables)['runner']:
+        return False
     return controller_is_interactive()
+
+
+def migrate_all_automation(variables=None):
+    """``{'runner': awx|ansible-runner|semaphore|ci|None, 'reason': ...}`` (module_utils.automation)."""
+    return automation_context(variables)
 
 
 def _result(results, name):
@@ -601,6 +581,7 @@ class FilterModule(object):
             'migrate_all_status_table': migrate_all_status_table,
             'migrate_all_plans': migrate_all_plans,
             'migrate_all_interactive': migrate_all_interactive,
+            'migrate_all_automation': migrate_all_automation,
             'migrate_all_decide': migrate_all_decide,
             'migrate_all_failure': migrate_all_failure,
             'migrate_all_summary': migrate_all_summary,
