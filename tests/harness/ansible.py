@@ -92,7 +92,7 @@ def run_module(module, args, check=False, diff=False, verbosity=0, env=None, tim
 
 
 def run_playbook(playbook, inventory=None, extra_vars=None, check=False, diff=False, tags=None, skip_tags=None,
-                 verbosity=0, env=None, timeout=900, stdin=subprocess.DEVNULL, cwd=None):
+                 verbosity=0, env=None, timeout=900, stdin=subprocess.DEVNULL, cwd=None, extra_args=None):
     """Run a playbook; extra vars go through a 0600 file. Returns the CompletedProcess."""
     with tempfile.TemporaryDirectory(prefix='homelab-play-') as tmp:
         argv = [os.path.join(VENV_BIN, 'ansible-playbook'), playbook]
@@ -114,5 +114,6 @@ def run_playbook(playbook, inventory=None, extra_vars=None, check=False, diff=Fa
             argv += ['--skip-tags', skip_tags]
         if verbosity:
             argv.append('-' + 'v' * verbosity)
+        argv += list(extra_args or [])
         return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout, env=ansible_env(env),
                               stdin=stdin, cwd=cwd or REPO)

@@ -1,0 +1,108 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.migrations contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Checks of the migrate_all role's inputs that catch a misspelling before anything is touched.
+
+    names | homelab.migrations.migrate_all_unknown_vars(options)        message for unknown migrate_all_* vars
+    run_tags | homelab.migrations.migrate_all_unknown_tags(skip, names)  message for tags naming no service
+
+Both return an empty string when everything is known, else one message with a "did you mean" suggestion
+(difflib) that says what to do next.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import difflib
+
+PREFIX = 'migrate_all_'
+# variables with the role's prefix that are not role options: the fact the role sets, the playbook's host pattern
+NOT_OPTIONS = ('migrate_all_audit', 'migrate_all_hosts')
+# tags Ansible gives a meaning to (the role tags its run-wide tasks `always`)
+SPECIAL_TAGS = ('all', 'always', 'never', 'tagged', 'untagged')
+
+
+def _suggest(word, choices, strip=''):
+    """The closest of ``choices`` to ``word`` (compared without the common ``strip`` prefix), or None."""
+    short = dict((c[len(strip):] if strip and c.startswith(strip) else c, c) for c in choices)
+    key = word[len(strip):] if strip and word.startswith(strip) else word
+    match = difflib.get_close_matches(key, list(short), n=1, cutoff=0.6)
+    return short[match[0]] if match else None
+
+
+def _option_names(options):
+    if isinstance(options, dict):
+        return [str(k) for k in options]
+    return [str(k) for k in (options or [])]
+
+
+def migrate_all_unknown_vars(names, options, allowed=None):
+    """A message naming every ``migrate_all_*`` variable in ``names`` that is no role option, or ''.
+
+    ``names`` are the variable names set for the host (``query('varnames', '^migrate_all_')``);
+    ``options`` the argument spec's options (a dict or names). Internal names (``migrate_all__*``),
+    the role's own fact ``migrate_all_audit`` and the playbook's ``migrate_all_hosts`` are known.
+    """
+    known = set(_option_names(options)) | set(NOT_OPTIONS) | set(_option_names(allowed))
+    unknown = sorted(set(str(n) for n in (names or []) if str(n).startswith(PREFIX)
+                         and not str(n).startswith(PREFIX + '_') and str(n) not in known))
+    if not unknown:
+        return ''
+    parts = []
+    for name in unknown:
+        guess = _suggest(name, sorted(known), PREFIX)
+        parts.append('%s (did you mean %s?)' % (name, guess) if guess else name)
+    return ('unknown variable%s %s: the migrate_all role has no such option, so %s would be ignored. '
+            'Correct the name or remove it (every option: ansible-doc -t role homelab.migrations.migrate_all). '
+            'Nothing was changed.' % ('s' if len(unknown) > 1 else '', ', '.join(parts),
+                                      'they' if len(unknown) > 1 else 'it'))
+
+
+def _service_names(services_per_host):
+    """Every service name in a list of hosts' ``migrate_all_services`` (anything malformed is left out)."""
+    names = []
+    for services in services_per_host or []:
+        if isinstance(services, dict):
+            services = [services]
+        if not isinstance(services, (list, tuple)):
+            continue
+        for spec in services:
+            if isinstance(spec, (list, tuple)):
+                names.extend(_service_names([spec]))
+            elif isinstance(spec, dict) and isinstance(spec.get('name'), str) and spec['name'] not in names:
+                names.append(spec['name'])
+    return names
+
+
+def migrate_all_unknown_tags(run_tags, skip_tags=None, services_per_host=None):
+    """A message naming every ``--tags``/``--skip-tags`` value that names no service of the play, or ''.
+
+    ``services_per_host`` holds each play host's ``migrate_all_services``: a tag naming a service on
+    another host of the play is known (that host works on it, this one has nothing to do). Ansible's
+    own tags (all, always, never, tagged, untagged) are known too.
+    """
+    names = _service_names(services_per_host)
+    known = set(names) | set(SPECIAL_TAGS)
+    parts = []
+    for option, tags in (('--tags', run_tags), ('--skip-tags', skip_tags)):
+        for tag in sorted(set(str(t) for t in (tags or []))):
+            if tag in known:
+                continue
+            guess = _suggest(tag, names)
+            parts.append('%s %s%s' % (option, tag, ' (did you mean %s?)' % guess if guess else ''))
+    if not parts:
+        return ''
+    return ('%s: no service of this play has that name (services: %s), so the run would %s. '
+            'Name a service with --tags, or leave --tags out to work on every service. Nothing was changed.'
+            % ('; '.join(parts), ', '.join(names) or 'none',
+               'not do what was asked' if len(parts) > 1 else
+               ('do nothing' if parts[0].startswith('--tags') else 'not skip anything')))
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            'migrate_all_unknown_vars': migrate_all_unknown_vars,
+            'migrate_all_unknown_tags': migrate_all_unknown_tags,
+        }

@@ -1,0 +1,107 @@
+"""Misspelt inputs of the migrate_all role are refused before anything is touched, with a "did you mean":
+unknown migrate_all_* variables, --tags / --skip-tags that name no service; hosts without services are
+skipped quietly. Through the real ansible-playbook on the example homelab (real PostgreSQL)."""
+
+import json
+import os
+
+import pytest
+
+from harness.ansible import REPO, run_playbook
+from integration.test_role import INVENTORY, PLAYBOOK, homelab, refused  # noqa: F401  # pylint: disable=unused-import
+
+from ansible_collections.homelab.migrations.plugins.filter import migrate_all_checks as checks
+
+pytestmark = pytest.mark.peer
+
+
+# ------------------------------------------------------------------------------------------ the filters
+def test_unknown_vars_are_named_with_the_closest_option():
+    options = {'migrate_all_action': {}, 'migrate_all_confirm': {}, 'migrate_all_backup_dir': {}}
+    names = ['migrate_all_acton', 'migrate_all_confirm', 'migrate_all__run_id', 'migrate_all_audit',
+             'migrate_all_hosts', 'migrate_all_backupdir', 'migrate_all_zzzz']
+    msg = checks.migrate_all_unknown_vars(names, options)
+    assert 'migrate_all_acton (did you mean migrate_all_action?)' in msg
+    assert 'migrate_all_backupdir (did you mean migrate_all_backup_dir?)' in msg
+    assert 'migrate_all_zzzz' in msg and 'migrate_all_zzzz (did' not in msg
+    assert 'migrate_all__run_id' not in msg and 'migrate_all_audit' not in msg and 'migrate_all_hosts,' not in msg
+    assert 'Nothing was changed' in msg
+    assert checks.migrate_all_unknown_vars(['migrate_all_action', 'other_var'], options) == ''
+
+
+def test_unknown_tags_name_no_service_of_any_host():
+    per_host = [[{'name': 'dashboard'}, {'name': 'stream-bot'}], [{'name': 'discord-bot'}], []]
+    assert checks.migrate_all_unknown_tags(['all'], [], per_host) == ''
+    assert checks.migrate_all_unknown_tags(['discord-bot', 'always'], ['never'], per_host) == ''
+    msg = checks.migrate_all_unknown_tags(['stream-bto'], [], per_host)
+    assert '--tags stream-bto (did you mean stream-bot?)' in msg and 'do nothing' in msg
+    msg = checks.migrate_all_unknown_tags(['all'], ['dashbord'], per_host)
+    assert '--skip-tags dashbord (did you mean dashboard?)' in msg and 'not skip anything' in msg
+    msg = checks.migrate_all_unknown_tags(['stream-bot', 'xyz'], [], per_host)
+    assert '--tags xyz' in msg and 'did you mean' not in msg
+    # malformed service lists (the spec check reports them) do not break the tag check
+    assert checks.migrate_all_unknown_tags(['a'], [], ['oops', None, [{'name': 'a'}]]) == ''
+
+
+# ------------------------------------------------------------------------------------------- the role
+def test_misspelt_action_is_refused_before_anything_is_touched(homelab):  # noqa: F811
+    before = homelab.snapshot()
+    proc = homelab.play(tags='stream-bot', migrate_all_acton='rollback')
+    assert proc.returncode != 0, proc.output[-3000:]
+    assert 'migrate_all_acton (did you mean migrate_all_action?)' in proc.output
+    assert homelab.snapshot() == before
+    record = refused(homelab, homelab.audit())
+    assert 'migrate_all_acton' in record['error']
+    assert homelab.backups() == []
+
+
+def test_misspelt_tag_on_an_apply_is_refused(homelab):  # noqa: F811
+    before = homelab.snapshot()
+    proc = homelab.play(tags='stream-bto')
+    assert proc.returncode != 0, proc.output[-3000:]
+    assert '--tags stream-bto (did you mean stream-bot?)' in proc.output
+    assert 'nothing to do' not in proc.output
+    assert homelab.snapshot() == before
+    refused(homelab, homelab.audit())
+
+
+def test_misspelt_skip_tag_is_refused_in_check_mode_too(homelab):  # noqa: F811
+    proc = run_playbook(PLAYBOOK, inventory=INVENTORY, extra_vars=homelab.extra_vars(), check=True,
+                        skip_tags='dashbord', env=homelab.env())
+    proc.output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, proc.output[-3000:]
+    assert '--skip-tags dashbord (did you mean dashboard?)' in proc.output
+    assert not os.path.exists(homelab.audit_log)
+
+
+def test_hosts_without_services_are_skipped_quietly_and_the_group_is_the_default(homelab, tmp_path):  # noqa: F811
+    """The play runs on the group `migrations` by default (a host outside it is not touched, even with broken
+    variables); migrate_all_hosts chooses other hosts; a host without migrate_all_services is skipped quietly
+    (no failure, no record)."""
+    inventory = tmp_path / 'more.yml'
+    inventory.write_text(json.dumps({'all': {'children': {
+        'others': {'hosts': {'bystander': {'ansible_connection': 'local',
+                                               'ansible_python_interpreter': '{{ ansible_playbook_python }}'}}},
+        'elsewhere': {'hosts': {'outsider': {'ansible_connection': 'local',
+                                             'ansible_python_interpreter': '{{ ansible_playbook_python }}',
+                                             'migrate_all_services': 'not even a list'}}}}}}))
+    ev = homelab.extra_vars(confirm=True)
+    proc = run_playbook(PLAYBOOK, inventory=None, extra_vars=ev, check=True, env=homelab.env(), cwd=REPO,
+                        extra_args=['-i', INVENTORY, '-i', str(inventory)])
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert 'outsider' not in proc.stdout and 'bystander' not in proc.stdout
+    proc = run_playbook(PLAYBOOK, inventory=None, extra_vars=dict(ev, migrate_all_hosts='migrations:others'),
+                        env=homelab.env(), cwd=REPO, extra_args=['-i', INVENTORY, '-i', str(inventory)])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert 'outsider' not in out  # bystander ended quietly: without the skip it fails the argument specs
+    assert 'failed=0' in out
+    records = homelab.role_records()
+    assert 'refused' not in [r['outcome'] for r in records]
+    assert set(r['service'] for r in records if r['outcome'] == 'success') == {'dashboard', 'stream-bot',
+                                                                               'discord-bot'}
+    count = len(homelab.audit())
+    proc = run_playbook(PLAYBOOK, inventory=None, extra_vars=dict(ev, migrate_all_hosts='outsider'), check=True,
+                        env=homelab.env(), cwd=REPO, extra_args=['-i', INVENTORY, '-i', str(inventory)])
+    assert proc.returncode != 0 and 'outsider' in proc.stdout and 'migrate_all_services' in proc.stdout
+    assert len(homelab.audit()) == count
