@@ -34,6 +34,10 @@ command -v pg_dump >/dev/null || apt_install postgresql-client
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 # ansible-test sanity's shellcheck test is skipped (not passed) without it
 command -v shellcheck >/dev/null || apt_install shellcheck || log "shellcheck missing: ansible-test will skip its shellcheck test"
+# the dashboard's browser tests drive Debian's headless Chromium through its chromedriver (no browser download)
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  apt_install chromium chromium-driver || log "chromium missing: the dashboard's browser tests will be skipped"
+fi
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

@@ -18,6 +18,8 @@ description:
     M(homelab.migrations.homelab_migration_status)) as JSON, atomically.
   - Writes node_exporter textfile metrics (pending migrations per service, last run time and outcome),
     atomically.
+  - Writes the status dashboard into O(dashboard_dir) (C(api/migrations/status), C(api/migrations/runs),
+    C(monitoring/index.html)), each file atomically.
   - Used by the P(homelab.migrations.migrate_all#role) role; every part is optional.
 author:
   - homelab.migrations contributors (@homelab)
@@ -26,6 +28,8 @@ options:
     description:
       - Audit log to append O(records) to. Created V(0640) when missing.
       - Without it the records are only returned (the role keeps them in its C(migrate_all_audit) fact).
+      - With O(dashboard_dir), the recent runs of C(api/migrations/runs) are read from the end of this log (after
+        O(records) are appended).
     type: path
   records:
     description:
@@ -56,6 +60,34 @@ options:
       - Path of a node_exporter textfile (C(*.prom)) to write from O(status) and O(run).
       - Without O(run) the last-run metrics of the existing file are kept.
     type: path
+  dashboard_dir:
+    description:
+      - Directory to publish the status dashboard into (created V(0755) when missing; the files are V(0644), so a
+        web server can serve it). Three files, each written through a temp file and a rename in its own directory:
+      - C(api/migrations/status), the status JSON in the dashboard API shape (C(success), C(overall_status),
+        C(total_pending), C(services) with each service's C(findings) and C(health) when the status has them) plus
+        C(generated_at) (UTC) and C(collection_version). Written only when O(status) is given.
+      - C(api/migrations/runs), the last O(dashboard_runs) runs of the P(homelab.migrations.migrate_all#role) role
+        read from the end of O(audit_log) (records sharing a C(run_id)), newest first, each with its run id, time,
+        action, outcome, user, confirmation and per-service outcome with from and to revisions.
+      - C(monitoring/index.html), a self-contained page (no external script, font or style) that loads both
+        documents by relative URL and refreshes itself.
+      - Only known keys reach these files (never a database URL), and anything that looks like a password in a
+        URL is masked.
+    type: path
+  dashboard_refresh:
+    description: Seconds between two refreshes of the dashboard page.
+    type: int
+    default: 30
+  dashboard_stale_after:
+    description:
+      - The page warns that the data is stale when C(generated_at) of the status is older than this many seconds.
+    type: int
+    default: 900
+  dashboard_runs:
+    description: How many runs C(api/migrations/runs) keeps (at most 500).
+    type: int
+    default: 20
   run:
     description:
       - The run that just ended, for the textfile metrics.
@@ -115,6 +147,12 @@ EXAMPLES = r'''
     status: "{{ migration_status }}"
     status_report: /var/lib/homelab/migration-status.json
     prometheus_textfile: /var/lib/node_exporter/textfile_collector/homelab_migrations.prom
+
+- name: Publish the status dashboard (serve /srv/migrations with nginx, Caddy or python3 -m http.server)
+  homelab.migrations.homelab_migration_audit:
+    status: "{{ migration_status }}"
+    audit_log: /var/log/homelab-migrations/audit.log
+    dashboard_dir: /srv/migrations
 '''
 
 RETURN = r'''
@@ -131,6 +169,23 @@ prometheus_textfile:
   description: Path of the textfile written, if any.
   returned: when O(prometheus_textfile) is set
   type: str
+dashboard:
+  description: The dashboard files written.
+  returned: when O(dashboard_dir) is set
+  type: dict
+  contains:
+    status:
+      description: Path of C(api/migrations/status), or null when no O(status) was given.
+      type: str
+    runs:
+      description: Path of C(api/migrations/runs).
+      type: str
+    page:
+      description: Path of C(monitoring/index.html).
+      type: str
+    unreadable_lines:
+      description: Lines at the end of the audit log that were not JSON records (skipped).
+      type: int
 '''
 
 import time
@@ -138,6 +193,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homelab.migrations.plugins.module_utils.audit import append_record, make_record
+from ansible_collections.homelab.migrations.plugins.module_utils.publish import DashboardError, publish
 from ansible_collections.homelab.migrations.plugins.module_utils.report import (
     scrub,
     scrub_data,
@@ -175,6 +231,10 @@ def main():
             status=dict(type='dict'),
             status_report=dict(type='path'),
             prometheus_textfile=dict(type='path'),
+            dashboard_dir=dict(type='path'),
+            dashboard_refresh=dict(type='int', default=30),
+            dashboard_stale_after=dict(type='int', default=900),
+            dashboard_runs=dict(type='int', default=20),
             run=dict(type='dict', options=dict(
                 action=dict(type='str', default='apply'),
                 outcome=dict(type='str', required=True),
@@ -211,6 +271,14 @@ def main():
             write_prometheus_textfile(params['prometheus_textfile'], params['status'], run=run)
             result['prometheus_textfile'] = params['prometheus_textfile']
             result['changed'] = True
+        if params['dashboard_dir']:
+            step = 'dashboard'
+            result['dashboard'] = publish(params['dashboard_dir'], status=params['status'],
+                                          audit_log=params['audit_log'], refresh=params['dashboard_refresh'],
+                                          stale_after=params['dashboard_stale_after'], runs=params['dashboard_runs'])
+            result['changed'] = True
+    except DashboardError as exc:
+        module.fail_json(msg='could not write the dashboard: %s' % exc, **result)
     except (IOError, OSError) as exc:
         module.fail_json(msg='could not write the %s: %s; check that the directory exists or can be created and '
                              'is writable by the user the play runs as' % (step, exc),
