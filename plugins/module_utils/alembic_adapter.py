@@ -37,6 +37,13 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapter import 
     Adapter, AdapterError, ApplyError, ApplyResult, Plan, PlanError, ServiceState, problem)
 from ansible_collections.homelab.migrations.plugins.module_utils.child import run_child
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
+from ansible_collections.homelab.migrations.plugins.module_utils.regular_file import (
+    CONFIG_LIMIT,
+    MIGRATION_LIMIT,
+    NotRegularFile,
+    is_regular,
+    read_regular,
+)
 
 # alembic's revision machinery, imported on first use by _load_alembic(): a module that never reads an
 # Alembic service (a drizzle-only status or apply) never pays for importing alembic and SQLAlchemy
@@ -212,7 +219,7 @@ class AlembicConfig(object):
 
     # .ini, as alembic.config.Config.file_config reads it
     def _read_ini(self):
-        if not os.path.isfile(self.ini_path):
+        if not os.path.exists(self.ini_path):
             if os.path.basename(self.config_name) != 'pyproject.toml':
                 raise AdapterError('alembic config %s not found; set alembic_config to the ini file relative to the '
                                    'service path %s' % (self.ini_path, self.service_path))
@@ -220,8 +227,7 @@ class AlembicConfig(object):
         here = os.path.dirname(os.path.abspath(self.ini_path)).replace(os.sep, '/')
         parser = configparser.ConfigParser({'here': here})
         try:
-            with open(self.ini_path, encoding='utf-8') as fh:
-                parser.read_file(fh, source=self.ini_path)
+            parser.read_string(read_regular(self.ini_path, CONFIG_LIMIT).decode('utf-8'), source=self.ini_path)
         except (configparser.Error, UnicodeDecodeError, OSError) as exc:
             raise AdapterError('cannot read alembic config %s: %s' % (self.ini_path, ' '.join(str(exc).split())))
         return parser
@@ -238,13 +244,12 @@ class AlembicConfig(object):
     def _toml_data(self):
         if self.toml is None:
             self.toml = {}
-            if os.path.isfile(self.toml_path):
+            if os.path.exists(self.toml_path):
                 if _toml is None:
                     raise AdapterError('%s may hold [tool.alembic] settings but this Python cannot read TOML; use '
                                        'Python 3.11+ or install tomli on the managed host' % self.toml_path)
                 try:
-                    with open(self.toml_path, 'rb') as fh:
-                        data = _toml.load(fh)
+                    data = _toml.loads(read_regular(self.toml_path, CONFIG_LIMIT).decode('utf-8'))
                 except (ValueError, OSError) as exc:
                     raise AdapterError('cannot read %s: %s' % (self.toml_path, exc))
                 section = data.get('tool', {}).get('alembic', {})
@@ -363,7 +368,7 @@ def list_revision_files(config):
                 real_root = os.path.realpath(root)
                 candidates = []
                 for entry in sorted(files, key=lambda e: e.name):
-                    if entry.is_symlink():
+                    if entry.is_symlink() and is_regular(entry.path):
                         candidates.append(os.path.realpath(entry.path))
                     else:
                         candidates.append(os.path.join(real_root, entry.name))
@@ -559,8 +564,7 @@ def values_from_tree(tree):
 
 def read_file(path):
     try:
-        with open(path, 'rb') as fh:
-            return fh.read()
+        return read_regular(path, MIGRATION_LIMIT)
     except OSError as exc:
         raise _FileError('cannot be read: %s' % (exc.strerror or exc))
 
@@ -881,8 +885,9 @@ def command_problem(argv, cwd, env=None, path_lookups=True):
         if path is None:
             return '%s is not on PATH (%s)' % (exe, os.pathsep.join(os.get_exec_path(env)))
     try:
-        with open(path, 'rb') as fh:
-            head = fh.read(256)
+        head = read_regular(path, 256, head=True)
+    except NotRegularFile as exc:
+        return '%s %s' % (path, exc.strerror)
     except OSError:
         return None  # exec needs no read access to a binary; a script's interpreter would say so itself
     if not head.startswith(b'#!'):

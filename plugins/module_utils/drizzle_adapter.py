@@ -59,6 +59,11 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapter import 
     problem,
 )
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
+from ansible_collections.homelab.migrations.plugins.module_utils.regular_file import (
+    JOURNAL_LIMIT,
+    MIGRATION_LIMIT,
+    read_regular,
+)
 
 try:
     import psycopg2
@@ -185,7 +190,8 @@ class Entry(object):
         self.tag = tag
         self.when = when
         self.path = os.path.join(folder, tag + '.sql')
-        self.exists = os.path.isfile(self.path)
+        # a FIFO / device / directory under the name exists too: reading it is refused (read_regular), not waited on
+        self.exists = os.path.exists(self.path)
         self._raw = None
         self._hash = None
 
@@ -195,8 +201,7 @@ class Entry(object):
 
     def raw(self):
         if self._raw is None:
-            with open(self.path, 'rb') as fh:
-                self._raw = fh.read()
+            self._raw = read_regular(self.path, MIGRATION_LIMIT)
         return self._raw
 
     def hash(self):
@@ -220,8 +225,7 @@ def load_journal(folder):
         return [], ['migrations directory %s does not exist; check path and migrations_dir of the service '
                     '(drizzle-kit writes it where drizzle.config.ts says `out`)' % folder]
     try:
-        with open(journal, 'rb') as fh:
-            raw = fh.read()
+        raw = read_regular(journal, JOURNAL_LIMIT)
     except (IOError, OSError) as exc:
         if not os.path.exists(journal):
             return [], ['drizzle journal %s not found; run `drizzle-kit generate` or fix migrations_dir' % journal]
@@ -554,8 +558,7 @@ class DrizzleAdapter(Adapter):
     def _load_down(self, entry, row):
         path = entry.down_path
         try:
-            with open(path, 'rb') as fh:
-                raw = fh.read()
+            raw = read_regular(path, MIGRATION_LIMIT)
         except (IOError, OSError) as exc:
             if not os.path.exists(path):
                 return None
