@@ -54,6 +54,8 @@ ansible-galaxy collection install --force -p .build/install .build/dist/homelab-
 for m in homelab_migration_status homelab_migration_apply homelab_pg_backup; do
   ANSIBLE_COLLECTIONS_PATH=.build/install ansible-doc "homelab.migrations.$m" >/dev/null
 done
+# only what users need ships (no tests, scripts, caches or ansible-lint's .ansible/), and the tarball stays small
+python scripts/check_build.py .build/dist/homelab-migrations-*.tar.gz
 echo "built and installed $(ls .build/dist)"
 
 if [ -d molecule/default ] && [ "${HOMELAB_SKIP_MOLECULE:-0}" != 1 ]; then
