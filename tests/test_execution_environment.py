@@ -16,7 +16,8 @@ from harness.ansible import REPO, VENV_BIN
 
 BUILDER = os.path.join(VENV_BIN, 'ansible-builder')
 
-pytestmark = pytest.mark.skipif(not os.path.exists(BUILDER), reason='ansible-builder is not installed (requirements.txt)')
+pytestmark = pytest.mark.skipif(not os.path.exists(BUILDER),
+                                reason='ansible-builder is not installed (requirements.txt)')
 
 EE = '''---
 version: 3
