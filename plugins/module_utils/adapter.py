@@ -11,6 +11,7 @@ Adapter, plus its name in spec.TOOLS and the import in adapters.py.
     state = adapter.read_state(conn)            # read only, never writes
     plan = adapter.plan(conn, state, target)    # read only; raises PlanError on an impossible target
     result = adapter.apply(conn, plan, options) # carries the plan out (not called in check mode)
+    found = adapter.preflight(conn, state, steps, options)  # read only: what will certainly fail
 """
 
 from __future__ import absolute_import, division, print_function
@@ -132,3 +133,8 @@ class Adapter(object):
 
     def apply(self, conn, plan, options=None):  # pragma: no cover - interface
         raise NotImplementedError
+
+    def preflight(self, conn, state, steps, options=None, lint=True):
+        """Pre-flight findings for applying ``steps`` (run order) with ``options``: {findings, lint}
+        (see module_utils/preflight.py). A tool without checks has nothing to say."""
+        return {'findings': [], 'lint': {'linter': None, 'ran': False, 'reason': 'no linter for this tool'}}

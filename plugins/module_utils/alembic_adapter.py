@@ -37,6 +37,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapter import 
     Adapter, AdapterError, ApplyError, ApplyResult, Plan, PlanError, ServiceState, problem)
 from ansible_collections.homelab.migrations.plugins.module_utils.child import run_child
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
+from ansible_collections.homelab.migrations.plugins.module_utils import preflight as preflight_mod
 from ansible_collections.homelab.migrations.plugins.module_utils.regular_file import (
     CONFIG_LIMIT,
     MIGRATION_LIMIT,
@@ -771,6 +772,28 @@ class RevisionGraph(object):
     def heads(self):
         return list(self.map.heads)
 
+    def redundant_parents(self, rev_id):
+        """(listed parents that are ancestors of another listed parent, the other parents) of a merge."""
+        rmap = self.map._revision_map
+        rev = rmap.get(rev_id)
+        downs = list(_to_tuple(getattr(rev, 'down_revision', None), default=()))
+        if len(downs) < 2:
+            return [], downs
+
+        def ancestors(start):
+            seen = set()
+            todo = [start]
+            while todo:
+                node = rmap.get(todo.pop())
+                for down in _to_tuple(getattr(node, 'down_revision', None), default=()):
+                    if down not in seen:
+                        seen.add(down)
+                        todo.append(down)
+            return seen
+        of = dict((d, ancestors(d)) for d in downs)
+        redundant = [a for a in downs if any(a in of[b] for b in downs if b != a)]
+        return redundant, [d for d in downs if d not in redundant]
+
     def history(self):
         """Oldest first: the reverse of what `alembic history` prints."""
         with warnings.catch_warnings():
@@ -932,6 +955,15 @@ def _pg_setting(name, value):
 
 
 # ---------------------------------------------------------------------------- adapter
+def _alembic_advice(kind, migration, later):
+    if kind == 'always':
+        return ("Run it inside `with op.get_context().autocommit_block():` in upgrade() of revision %s (alembic "
+                'commits the transaction before the block and begins a new one after it), or put it in a revision '
+                'of its own that does so' % migration)
+    return ('Put the ALTER TYPE ... ADD VALUE inside `with op.get_context().autocommit_block():` in revision %s, so '
+            'it commits before the statements that use the new label' % migration)
+
+
 class AlembicAdapter(Adapter):
     tool = 'alembic'
 
@@ -1165,9 +1197,17 @@ class AlembicAdapter(Adapter):
             notes.append('the version table after the run cannot be predicted with this alembic version (%s: %s); '
                          'it is read back afterwards' % (type(exc).__name__, exc))
         except Exception as exc:  # alembic's own version table bookkeeping would fail the same way
-            raise PlanError('alembic would fail to update the version table %s going to %r from %s: %s %s'
-                            % (self.version_table(), target, state.current_revision or 'base',
-                               type(exc).__name__, exc))
+            if direction == 'up' and any(len(graph.redundant_parents(r)[1]) > 1 and graph.redundant_parents(r)[0]
+                                         for r in steps):
+                # a merge listing an ancestor of another parent: the pre-flight finding merge_lists_ancestor says
+                # so and refuses the run unless the user allows it; then alembic runs and fails as predicted
+                expected_rows = None
+                notes.append('alembic will fail to update the version table at a merge that lists an ancestor of '
+                             'another of its parents (%s: %s)' % (type(exc).__name__, exc))
+            else:
+                raise PlanError('alembic would fail to update the version table %s going to %r from %s: %s %s'
+                                % (self.version_table(), target, state.current_revision or 'base',
+                                   type(exc).__name__, exc))
         if steps and options.get('transaction') == 'each':
             notes.append("alembic runs migrations in the transactions the service's env.py sets up "
                          '(transaction_per_migration); transaction=each does not change that')
@@ -1181,6 +1221,69 @@ class AlembicAdapter(Adapter):
                                         'cli_target': target, 'rows_before': rows,
                                         'applied_before': sorted(applied_before),
                                         'expected_rows': expected_rows, 'state': state})
+
+    # ------------------------------------------------------------ pre-flight
+    def version_num_length(self, conn):
+        """The declared length of version_num in the existing version table, or None (unbounded / no table)."""
+        with conn.cursor() as cur:
+            cur.execute("SELECT a.atttypmod, pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a "
+                        "WHERE a.attrelid = pg_catalog.to_regclass(%s) AND a.attname = 'version_num' "
+                        "AND NOT a.attisdropped", (self.version_table(),))
+            row = cur.fetchone()
+        if row is None or row[0] is None or row[0] < 0:
+            return None
+        if row[1] in ('character varying', 'character'):
+            return row[0] - 4
+        return None
+
+    def preflight(self, conn, state, steps, options=None, lint=False):
+        """Findings for upgrading through ``steps``: revision ids longer than version_num, merges listing an
+        ancestor of another parent, and statements of upgrade() (op.execute SQL, op.create_index /
+        op.drop_index with postgresql_concurrently=True) PostgreSQL refuses in the revision's transaction
+        (outside `with op.get_context().autocommit_block():`). Never runs env.py or a revision file, so
+        there is no SQL to lint: the ``lint`` result says so."""
+        graph = state.extra.get('graph')
+        lint_info = {'linter': preflight_mod.SQUAWK, 'ran': False,
+                     'reason': "alembic SQL is only known by running the service's env.py (alembic upgrade --sql); "
+                               'pre-flight does not run it, so squawk does not lint alembic revisions'}
+        if graph is None or not graph.ok or not steps:
+            return {'findings': [], 'lint': lint_info}
+        findings = []
+        table = self.version_table()
+        length = preflight_mod.ALEMBIC_VERSION_NUM_DEFAULT
+        if state.extra.get('version_table_exists') and conn is not None:
+            try:
+                length = self.version_num_length(conn)
+            except Exception:
+                length = preflight_mod.ALEMBIC_VERSION_NUM_DEFAULT
+        findings.extend(preflight_mod.revision_id_findings(steps, length, table, graph.files))
+        for rev in steps:
+            redundant, real = graph.redundant_parents(rev)
+            if redundant and len(real) > 1:
+                findings.append(preflight_mod.finding(
+                    rev, None, 'merge_lists_ancestor', preflight_mod.ERROR,
+                    'merge revision %s lists %s in down_revision, but %s already an ancestor of %s, which it lists '
+                    'too; `alembic upgrade` fails at this merge (KeyError while it updates the version table). '
+                    'Remove %s from down_revision in %s, so it reads %r'
+                    % (rev, ', '.join(redundant), 'that is' if len(redundant) == 1 else 'those are',
+                       ', '.join(real), ', '.join(redundant), graph.files.get(rev), tuple(real))))
+        try:
+            version = conn.server_version if conn is not None else None
+        except Exception:
+            version = None
+        for rev in steps:
+            path = graph.files.get(rev)
+            try:
+                calls = preflight_mod.alembic_upgrade_calls(read_file(path))
+            except Exception:
+                continue  # the plan reports a file it cannot read or parse
+            findings.extend(preflight_mod.transaction_findings(
+                preflight_mod.alembic_transactions(rev, calls), version, _alembic_advice))
+        for item in findings:
+            item['message'] = self._scrub(item['message'])
+            if item['statement']:
+                item['statement'] = self._scrub(item['statement'])
+        return {'findings': findings, 'lint': lint_info}
 
     # ------------------------------------------------------------ write side
     def command(self):

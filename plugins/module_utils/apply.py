@@ -25,6 +25,7 @@ import time
 from ansible_collections.homelab.migrations.plugins.module_utils import audit as audit_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import connection as connection_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import lock as lock_mod
+from ansible_collections.homelab.migrations.plugins.module_utils import preflight as preflight_mod
 from ansible_collections.homelab.migrations.plugins.module_utils.adapter import AdapterError
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectError
 from ansible_collections.homelab.migrations.plugins.module_utils.status import describe_unexpected
@@ -44,6 +45,7 @@ APPLY_OPTIONS = dict(
     confirmation=dict(type='str'),
     action=dict(type='str', default='apply'),
     expect_from=dict(type='str'),
+    allow_findings=dict(type='list', elements='str', default=[]),
 )
 
 _DURATION_RE = re.compile(r'^\s*\d+(\.\d+)?\s*(us|ms|s|min|h|d)?\s*$')
@@ -225,6 +227,7 @@ class _Run(object):
             'duration_seconds': 0.0,
             'plan': {},
             'queries': [],
+            'findings': [],
         }
 
     # ------------------------------------------------------------------ helpers
@@ -241,6 +244,7 @@ class _Run(object):
             'lock_timeout': p.get('lock_timeout'),
             'statement_timeout': p.get('statement_timeout'),
             'connect_timeout': p.get('connect_timeout'),
+            'allow_findings': list(p.get('allow_findings') or []),
             'check_mode': self.check_mode,
         }
 
@@ -317,6 +321,29 @@ class _Run(object):
             if note:
                 self.warnings.append(self.scrub(str(note)))
         return steps
+
+    def preflight(self, adapter, steps):
+        """Pre-flight findings of an upgrade (module_utils/preflight.py); refuse, before anything is touched,
+        when one is an error that allow_findings does not allow (the run would certainly fail as planned).
+        Check mode also lints (squawk): its warnings inform, they never refuse."""
+        if not steps or self.plan.direction != 'up':
+            return
+        try:
+            found = adapter.preflight(self.conn, self.before, steps, self.options(), lint=self.check_mode)
+        except Exception as exc:  # a pre-flight bug must not stop a run: say so
+            self.warnings.append('service %r: the pre-flight checks failed (%s: %s); the run goes ahead unchecked'
+                                 % (self.name, type(exc).__name__, ' '.join(self.scrub(str(exc)).split())))
+            return
+        self.result['findings'] = [dict(f, message=self.scrub(f['message']),
+                                        statement=self.scrub(f['statement']) if f.get('statement') else None)
+                                   for f in found.get('findings') or []]
+        self.result['lint'] = found.get('lint')
+        blocked = preflight_mod.blocking(self.result['findings'], self.params.get('allow_findings'))
+        if blocked:
+            self.result['error_code'] = 'preflight'
+            self.result['untouched'] = True
+            self.result['changed'] = False
+            raise ApplyFailure(preflight_mod.describe_blocking(self.name, blocked))
 
     def preview(self, adapter, steps):
         if not self.want_diff:
@@ -457,6 +484,7 @@ class _Run(object):
         self.check_expected(self.before.current_revision)
         self.result['to_revision'] = self.before.current_revision
         steps = self.make_plan(adapter, self.before)
+        self.preflight(adapter, steps)
         self.preview(adapter, steps)
         if not steps:
             return 'unchanged'

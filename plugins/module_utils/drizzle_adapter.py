@@ -59,6 +59,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapter import 
     problem,
 )
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
+from ansible_collections.homelab.migrations.plugins.module_utils import preflight as preflight_mod
 from ansible_collections.homelab.migrations.plugins.module_utils.regular_file import (
     JOURNAL_LIMIT,
     MIGRATION_LIMIT,
@@ -668,6 +669,74 @@ class DrizzleAdapter(Adapter):
         plan = Plan(direction, [m['tag'] for m in migrations], from_rev, to_rev, target, notes=notes, extra=extra)
         plan.sql = self.preview_sql(plan)
         return plan
+
+    # ----------------------------------------------------------------------------- pre-flight
+    def preflight(self, conn, state, steps, options=None, lint=True):
+        """Findings for applying ``steps`` (tags, run order) with ``options['transaction']``: a file starting
+        with a byte order mark, statements PostgreSQL refuses inside the transaction drizzle-orm (and this
+        collection) runs them in, and with ``lint`` squawk's warnings. Returns {findings, lint}."""
+        opts = self._options(options)
+        by_tag = dict((e.tag, e) for e in state.extra.get('entries') or [])
+        findings = []
+        loaded = []
+        for tag in steps:
+            entry = by_tag.get(tag)
+            if entry is None or not entry.exists:
+                continue
+            try:
+                raw = entry.raw()
+            except (IOError, OSError):
+                continue  # the plan reports an unreadable file
+            text = decode_sql(raw)
+            if raw.startswith(codecs.BOM_UTF8):
+                first = preflight_mod.statement_head(text.lstrip('\ufeff'), lines=1)
+                findings.append(preflight_mod.finding(
+                    tag, first, 'byte_order_mark', preflight_mod.ERROR,
+                    '%s starts with a UTF-8 byte order mark (bytes EF BB BF); drizzle-orm sends it as the first '
+                    'character of the first statement and PostgreSQL answers with a syntax error at position 1, so '
+                    'the run fails. Save the file as UTF-8 without a BOM (it is not applied yet, so its hash may '
+                    'change)' % os.path.basename(entry.path)))
+            statements = []
+            for chunk in split_statements(text):
+                statements.extend(preflight_mod.split_sql(chunk))
+            loaded.append((tag, text, statements))
+        if opts['transaction'] == 'each':
+            groups = [[item] for item in loaded]
+        else:
+            groups = [loaded]
+        transactions = [[(tag, stmt) for tag, dummy, stmts in group for stmt in stmts] for group in groups]
+        try:
+            version = conn.server_version if conn is not None else None
+        except Exception:
+            version = None
+        findings.extend(preflight_mod.transaction_findings(transactions, version, self._advice(opts)))
+        lint_info = {'linter': preflight_mod.SQUAWK, 'ran': False, 'reason': 'not asked for'}
+        if lint:
+            lint_findings, lint_info = preflight_mod.squawk_findings([(tag, text) for tag, text, dummy in loaded],
+                                                                     conn)
+            findings.extend(lint_findings)
+        for item in findings:
+            item['message'] = self._scrub(item['message'])
+            if item['statement']:
+                item['statement'] = self._scrub(item['statement'])
+        return {'findings': findings, 'lint': lint_info}
+
+    @staticmethod
+    def _advice(opts):
+        def advice(kind, migration, later):
+            if kind == 'always':
+                return ('drizzle-orm, and this collection with transaction: all and each alike, runs every migration '
+                        'inside a transaction, so this statement can never run there: take it out of %s and run it by '
+                        'hand outside a transaction (psql in autocommit mode) before or after the migration, or use '
+                        'the form that works in a transaction (without CONCURRENTLY; it takes a stronger lock)'
+                        % migration)
+            if kind == 'enum_later':
+                return ('Run with transaction: each (role variable migrate_all_transaction: each), so that %s commits '
+                        'before %s uses the label' % (migration, later))
+            return ('Move the statements that use the new label into a migration of their own (drizzle-kit generate '
+                    '--custom) and run with transaction: each (role variable migrate_all_transaction: each), so the '
+                    'ALTER TYPE commits first')
+        return advice
 
     # ------------------------------------------------------------------------------ SQL text
     def _ddl(self, extra):

@@ -38,6 +38,8 @@ STATUS_OPTIONS = dict(
         allow_out_of_order=dict(type='bool', default=False),
         allow_modified=dict(type='bool', default=False),
         lock_wait=dict(type='int', default=60),
+        transaction=dict(type='str', default='all', choices=['all', 'each']),
+        allow_findings=dict(type='list', elements='str', default=[]),
     )),
 )
 
@@ -82,6 +84,7 @@ def empty_entry(spec):
         'pending_migrations': [],
         'problems': [],
         'lock': {'held': False, 'holder': None},
+        'findings': [],
     }
 
 
@@ -228,7 +231,30 @@ def service_entry(spec, dburl, pool, prepared=None, get_adapter=None, plan_param
     entry['status'] = entry_status(entry, state is not None)
     if plan_params is not None:
         entry['plan'] = _plan(spec, dburl, conn, adapter, state, entry, plan_params, diff)
+    if 'lint' in (entry.get('plan') or {}):  # the plan's own pre-flight: the findings of the run as planned
+        entry['findings'] = entry['plan']['findings']
+        entry['lint'] = entry['plan']['lint']
+    elif state is not None and state.pending and not conn.closed:
+        _findings(entry, adapter, conn, state, plan_params, dburl)
     return entry
+
+
+def _findings(entry, adapter, conn, state, plan_params, dburl):
+    """Pre-flight findings of a plain upgrade to head(s) (what the status says is pending)."""
+    options = {'transaction': (plan_params or {}).get('transaction') or 'all'}
+    try:
+        found = adapter.preflight(conn, state, [str(p) for p in state.pending], options, lint=True)
+    except Exception as exc:
+        _recover(conn)
+        entry['lint'] = {'linter': None, 'ran': False,
+                         'reason': 'the pre-flight checks failed: %s: %s'
+                                   % (type(exc).__name__, _oneline(dburl.scrub(str(exc))))}
+        return
+    _recover(conn)
+    entry['findings'] = [dict(f, message=dburl.scrub(f['message']),
+                              statement=dburl.scrub(f['statement']) if f.get('statement') else None)
+                         for f in found.get('findings') or []]
+    entry['lint'] = found.get('lint')
 
 
 def _plan(spec, dburl, conn, adapter, state, entry, plan_params, diff=False):

@@ -95,6 +95,17 @@ options:
       - The role passes the revision its own apply left when it goes back after a failed health check, so it
         never undoes what another run did in between.
     type: str
+  allow_findings:
+    description:
+      - Before an upgrade runs, pre-flight checks look for what will certainly fail as planned (RV(findings) with
+        severity V(error)) - V(not_in_transaction) (a statement PostgreSQL refuses in the transaction the migration
+        runs in), V(revision_id_too_long), V(merge_lists_ancestor), V(byte_order_mark). Any such finding refuses the
+        run before anything is touched, with RV(error_code=preflight).
+      - List the codes to run anyway (the run then fails as predicted, unless the check was wrong for your setup),
+        or V(all).
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     description: Connects and reads (read-only session, no lock taken), plans, and reports what would run.
@@ -238,6 +249,35 @@ plan:
       type: list
       elements: str
       returned: success
+findings:
+  description:
+    - Pre-flight findings of an upgrade - C(migration), C(statement) (its first line(s), or null), C(code),
+      C(severity) (V(error) - the run as planned will certainly fail; V(warning) - a lock or rewrite risk;
+      V(info)), C(message) (what to do) and C(source) (V(homelab.migrations), or V(squawk) for lint warnings in
+      check mode, with the rule name as code and the table size where the statement names a table).
+    - Never contains a password.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - migration: 0007_users_email_idx
+      statement: CREATE INDEX CONCURRENTLY "users_email_idx" ON "users" ("email");
+      code: not_in_transaction
+      severity: error
+      message: PostgreSQL refuses CREATE INDEX CONCURRENTLY inside a transaction block (SQLSTATE 25001) ...
+      source: homelab.migrations
+lint:
+  description:
+    - Whether the squawk linter ran over the pending SQL (check mode only) - C(linter), C(ran) and, when it did
+      not, C(reason) (for example squawk is not installed on the managed host).
+  returned: when an upgrade was planned
+  type: dict
+  sample: {linter: squawk, ran: false, reason: squawk is not installed on the managed host}
+error_code:
+  description: V(preflight) when an error finding refused the run (nothing was touched).
+  returned: when the run was refused by its pre-flight findings
+  type: str
+  sample: preflight
 queries:
   description: The SQL statements the run executed (Drizzle); empty for Alembic and in check mode.
   returned: always

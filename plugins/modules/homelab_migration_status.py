@@ -67,6 +67,20 @@ options:
             lock, it names the wait a real run would make in its warning when the lock is held.
         type: int
         default: 60
+      transaction:
+        description:
+          - As O(homelab.migrations.homelab_migration_apply#module:transaction); the pre-flight findings
+            (RV(services.findings)) depend on it.
+        type: str
+        default: all
+        choices: [all, each]
+      allow_findings:
+        description:
+          - As O(homelab.migrations.homelab_migration_apply#module:allow_findings); a plan with an error finding
+            not allowed here fails.
+        type: list
+        elements: str
+        default: []
 attributes:
   check_mode:
     description: Fully supported; the module never changes anything.
@@ -164,6 +178,7 @@ services:
       pending_migrations: ["007", "008"]
       problems: []
       lock: {held: false, holder: null}
+      findings: []
   contains:
     status:
       description: V(up_to_date), V(pending), or V(error) when the state could not be read or has a problem
@@ -210,6 +225,21 @@ services:
           (C(pid), C(application_name), C(client_addr), C(since)) or null.
       type: dict
       returned: always
+    findings:
+      description:
+        - Pre-flight findings about the pending migrations (the plan's, when O(plan) names the service), as
+          RV(homelab.migrations.homelab_migration_apply#module:findings) - C(migration), C(statement), C(code),
+          C(severity) (V(error) means the run as planned will certainly fail), C(message), C(source)
+          (V(squawk) for lint warnings). An empty list when there is nothing to say. Never a password.
+      type: list
+      elements: dict
+      returned: always
+    lint:
+      description:
+        - Whether squawk linted the pending SQL - C(linter), C(ran), C(reason) (why not, for example squawk is
+          not installed on the managed host, or the service uses Alembic, whose SQL only env.py knows).
+      type: dict
+      returned: when the service has pending migrations
     plan:
       description:
         - What M(homelab.migrations.homelab_migration_apply) in check mode would return for the service

@@ -91,10 +91,11 @@ def test_nothing_applied(three):
     assert report['overall_status'] == 'pending' and report['success'] is True
     assert report['total_pending'] == 6 + 5 + 3
     assert list(report['services']) == ['dashboard', 'stream-bot', 'discord-bot']
-    dash = report['services']['dashboard']
+    dash = dict(report['services']['dashboard'])
+    assert dash.pop('lint')['ran'] is False  # alembic SQL is not linted (it would run env.py)
     assert dash == {'status': 'pending', 'tool': 'alembic', 'current_revision': None, 'latest_revision': '006',
                     'applied': 0, 'pending': 6, 'pending_migrations': DASHBOARD, 'problems': [],
-                    'lock': {'held': False, 'holder': None}}
+                    'lock': {'held': False, 'holder': None}, 'findings': []}
     assert report['services']['stream-bot']['pending_migrations'] == STREAM
     assert report['services']['discord-bot']['latest_revision'] == DISCORD[-1]
 

@@ -1,0 +1,662 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.migrations contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pre-flight findings: what the planned run will certainly fail on, or lock, before anything runs.
+
+    findings = adapter.preflight(conn, state, steps, options)   # each adapter knows its tool
+    blocking(findings, allow)                                   # the error findings ``allow`` does not cover
+
+A finding is ``{migration, statement, code, severity, message, source}``; ``severity`` is ``error`` when
+the run as planned will certainly fail, ``warning`` for a lock or rewrite risk (squawk), ``info`` else.
+
+The SQL is read with a small PostgreSQL lexer (comments, nested block comments, string literals with
+their escapes, quoted identifiers and dollar quoting), so nothing inside a literal or a comment is
+mistaken for a statement. Tool-independent rules live here; the adapters give the statements and the
+transactions they run in (drizzle: the plan's transaction mode; alembic: each revision's upgrade()).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ERROR = 'error'
+WARNING = 'warning'
+INFO = 'info'
+SEVERITIES = (ERROR, WARNING, INFO)
+SOURCE = 'homelab.migrations'
+SQUAWK = 'squawk'
+
+# the codes this collection raises itself (squawk's rule names come on top, source: squawk)
+CODES = ('not_in_transaction', 'revision_id_too_long', 'merge_lists_ancestor', 'byte_order_mark')
+ALLOW_ALL = 'all'
+
+STATEMENT_LINES = 2
+STATEMENT_CHARS = 200
+SQUAWK_TIMEOUT = 60
+ALEMBIC_VERSION_NUM_DEFAULT = 32  # alembic creates version_num as String(32)
+
+_WORD_START = re.compile(r'[A-Za-z_\u0080-\uffff]')
+_WORD = re.compile(r'[A-Za-z0-9_$\u0080-\uffff]*')
+_DOLLAR_TAG = re.compile(r'\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$')
+_PASSWORD_LITERAL = re.compile(r"(PASSWORD\s+)(E?'(?:[^']|'')*')", re.I)
+
+
+def finding(migration, statement, code, severity, message, source=SOURCE):
+    if severity not in SEVERITIES:
+        raise ValueError('unknown severity %r' % severity)
+    return {'migration': migration, 'statement': statement, 'code': code, 'severity': severity,
+            'message': message, 'source': source}
+
+
+# ------------------------------------------------------------------------------------------- lexer
+class Token(object):
+    __slots__ = ('kind', 'text', 'value', 'start')
+
+    def __init__(self, kind, text, value, start):
+        self.kind = kind    # word | ident | string | number | param | punct | semicolon
+        self.text = text    # as written
+        self.value = value  # word: upper-case; ident: unquoted name; string: the literal's value
+        self.start = start
+
+    def __repr__(self):
+        return 'Token(%s, %r)' % (self.kind, self.text)
+
+
+def _string_end(sql, i, backslash):
+    """Index after the closing quote of a '...' literal whose opening quote is at ``i``; None if unterminated."""
+    n = len(sql)
+    j = i + 1
+    while j < n:
+        ch = sql[j]
+        if backslash and ch == '\\':
+            j += 2
+            continue
+        if ch == "'":
+            if j + 1 < n and sql[j + 1] == "'":
+                j += 2
+                continue
+            return j + 1
+        j += 1
+    return None
+
+
+def _unescape(body, backslash):
+    body = body.replace("''", "'")
+    if backslash:
+        body = re.sub(r'\\(.)', lambda m: {'n': '\n', 't': '\t', 'r': '\r', 'b': '\b', 'f': '\f'}.get(
+            m.group(1), m.group(1)), body)
+    return body
+
+
+def lex(sql):
+    """PostgreSQL tokens of ``sql`` without whitespace and comments. An unterminated literal or comment
+    runs to the end (the server fails on it; nothing inside it is a statement)."""
+    tokens = []
+    i = 0
+    n = len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch.isspace():
+            i += 1
+            continue
+        if sql.startswith('--', i):
+            nl = sql.find('\n', i)
+            i = n if nl < 0 else nl + 1
+            continue
+        if sql.startswith('/*', i):
+            depth = 1
+            i += 2
+            while i < n and depth:
+                if sql.startswith('/*', i):
+                    depth += 1
+                    i += 2
+                elif sql.startswith('*/', i):
+                    depth -= 1
+                    i += 2
+                else:
+                    i += 1
+            continue
+        if ch == "'" or (ch in 'EeBbXxNn' and sql.startswith("'", i + 1)) or \
+                (ch in 'Uu' and sql.startswith("&'", i + 1)):
+            backslash = ch in 'Ee'
+            quote = sql.index("'", i)
+            end = _string_end(sql, quote, backslash)
+            end = n if end is None else end
+            tokens.append(Token('string', sql[i:end], _unescape(sql[quote + 1:end - 1], backslash), i))
+            i = end
+            continue
+        if ch == '"' or (ch in 'Uu' and sql.startswith('&"', i + 1)):
+            quote = sql.index('"', i)
+            j = quote + 1
+            while True:
+                k = sql.find('"', j)
+                if k < 0:
+                    k = n
+                    break
+                if sql.startswith('""', k):
+                    j = k + 2
+                    continue
+                break
+            tokens.append(Token('ident', sql[i:k + 1], sql[quote + 1:k].replace('""', '"'), i))
+            i = k + 1
+            continue
+        if ch == '$':
+            m = _DOLLAR_TAG.match(sql, i)
+            if m:
+                tag = m.group(0)
+                end = sql.find(tag, m.end())
+                stop = n if end < 0 else end + len(tag)
+                tokens.append(Token('string', sql[i:stop], sql[m.end():end if end >= 0 else n], i))
+                i = stop
+                continue
+            m = re.compile(r'\$\d+').match(sql, i)
+            if m:
+                tokens.append(Token('param', m.group(0), m.group(0), i))
+                i = m.end()
+                continue
+        if _WORD_START.match(ch):
+            m = _WORD.match(sql, i + 1)
+            text = sql[i:m.end()]
+            tokens.append(Token('word', text, text.upper(), i))
+            i = m.end()
+            continue
+        if ch.isdigit():
+            m = re.compile(r'[0-9][0-9_]*(\.[0-9_]*)?([eE][+-]?[0-9]+)?').match(sql, i)
+            tokens.append(Token('number', m.group(0), m.group(0), i))
+            i = m.end()
+            continue
+        tokens.append(Token('semicolon' if ch == ';' else 'punct', ch, ch, i))
+        i += 1
+    return tokens
+
+
+class Statement(object):
+    def __init__(self, text, tokens, start=0):
+        self.text = text
+        self.tokens = tokens
+        self.start = start
+
+    @property
+    def words(self):
+        return [t.value if t.kind == 'word' else None for t in self.tokens]
+
+
+def split_sql(sql):
+    """The statements of ``sql`` (split on top-level semicolons; empty ones dropped), each with its tokens."""
+    out = []
+    current = []
+    start = None
+    for tok in lex(sql):
+        if tok.kind == 'semicolon':
+            if current:
+                out.append(Statement(sql[start:tok.start], current, start))
+            current, start = [], None
+            continue
+        if start is None:
+            start = tok.start
+        current.append(tok)
+    if current:
+        out.append(Statement(sql[start:], current, start))
+    return out
+
+
+def statement_head(text, lines=STATEMENT_LINES, limit=STATEMENT_CHARS):
+    """The first line(s) of a statement (leading comments and blank lines dropped), password literals masked."""
+    tokens = lex(text)
+    body = text[tokens[0].start:] if tokens else text.strip()
+    kept = [line.rstrip() for line in body.splitlines() if line.strip()][:lines]
+    head = '\n'.join(kept)
+    head = _PASSWORD_LITERAL.sub(lambda m: m.group(1) + "'********'", head)
+    if len(head) > limit:
+        head = head[:limit - 3] + '...'
+    return head
+
+
+# ---------------------------------------------------------------------------------------- rules
+def _after_options(tokens, i):
+    """Skip a parenthesised option list at tokens[i] (VACUUM (...), REINDEX (...))."""
+    if i < len(tokens) and tokens[i].text == '(':
+        depth = 0
+        while i < len(tokens):
+            if tokens[i].text == '(':
+                depth += 1
+            elif tokens[i].text == ')':
+                depth -= 1
+                if depth == 0:
+                    return i + 1
+            i += 1
+    return i
+
+
+def no_transaction_kind(stmt):
+    """The name of what PostgreSQL refuses inside a transaction block (SQLSTATE 25001), or None."""
+    t = stmt.tokens
+    w = [tok.value if tok.kind == 'word' else None for tok in t]
+    if not w:
+        return None
+    first = w[0]
+    second = w[1] if len(w) > 1 else None
+    if first == 'VACUUM':
+        return 'VACUUM'
+    if first == 'ALTER' and second == 'SYSTEM':
+        return 'ALTER SYSTEM'
+    if first in ('CREATE', 'DROP') and second in ('DATABASE', 'TABLESPACE'):
+        return '%s %s' % (first, second)
+    if first == 'ALTER' and second == 'DATABASE' and 'SET' in w and 'TABLESPACE' in w[w.index('SET'):]:
+        return 'ALTER DATABASE ... SET TABLESPACE'
+    if first == 'CREATE':
+        i = 1
+        if i < len(w) and w[i] == 'UNIQUE':
+            i += 1
+        if i + 1 < len(w) and w[i] == 'INDEX' and w[i + 1] == 'CONCURRENTLY':
+            return 'CREATE INDEX CONCURRENTLY'
+        if second == 'SUBSCRIPTION':
+            flat = ' '.join(tok.text.lower() for tok in t)
+            if not re.search(r'create_slot\s*=\s*(false|off|0|\'false\'|\'off\')', flat):
+                return 'CREATE SUBSCRIPTION (it creates a replication slot)'
+    if first == 'DROP' and second == 'INDEX' and len(w) > 2 and w[2] == 'CONCURRENTLY':
+        return 'DROP INDEX CONCURRENTLY'
+    if first == 'REINDEX':
+        i = _after_options(t, 1)
+        kind = w[i] if i < len(w) else None
+        if i + 1 < len(w) and w[i + 1] == 'CONCURRENTLY':
+            return 'REINDEX %s CONCURRENTLY' % kind
+        if kind in ('SCHEMA', 'DATABASE', 'SYSTEM'):
+            return 'REINDEX %s' % kind
+    if first == 'CLUSTER' and all(x == 'VERBOSE' for x in w[1:]) and all(tok.kind == 'word' for tok in t):
+        return 'CLUSTER (without a table)'
+    if first == 'ALTER' and second == 'TABLE' and 'DETACH' in w:
+        j = w.index('DETACH')
+        if 'CONCURRENTLY' in w[j:]:
+            return 'ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY'
+    return None
+
+
+def _name(tok):
+    return tok.value.lower() if tok.kind == 'word' else tok.value
+
+
+def _qualified(tokens, i):
+    """(last name part, index after the name) for a possibly schema-qualified name at tokens[i]."""
+    name = None
+    while i < len(tokens) and tokens[i].kind in ('word', 'ident'):
+        name = _name(tokens[i])
+        i += 1
+        if i < len(tokens) and tokens[i].text == '.':
+            i += 1
+            continue
+        break
+    return name, i
+
+
+def enum_add_value(stmt):
+    """(type name, new label) of ALTER TYPE ... ADD VALUE, else None."""
+    t = stmt.tokens
+    if len(t) < 5 or t[0].value != 'ALTER' or t[1].value != 'TYPE':
+        return None
+    name, i = _qualified(t, 2)
+    if name is None or i + 1 >= len(t) or t[i].value != 'ADD' or t[i + 1].value != 'VALUE':
+        return None
+    i += 2
+    if i + 2 < len(t) and [x.value for x in t[i:i + 3]] == ['IF', 'NOT', 'EXISTS']:
+        i += 3
+    if i < len(t) and t[i].kind == 'string':
+        return name, t[i].value
+    return None
+
+
+def literals(stmt):
+    return set(tok.value for tok in stmt.tokens if tok.kind == 'string')
+
+
+def transaction_findings(transactions, server_version, advice):
+    """not_in_transaction findings for statements run inside transaction blocks.
+
+    ``transactions``: list of transactions, each a list of (migration, Statement) in run order, every one
+    run inside a transaction block. ``advice(kind, migration, later_migration)`` says what to do: ``kind``
+    is 'always' (refused in any transaction), 'enum_same' (a new enum label used in the same migration) or
+    'enum_later' (used by a later migration of the same transaction).
+    """
+    out = []
+    for tx in transactions:
+        pending_labels = []  # (type, label, migration, statement)
+        for migration, stmt in tx:
+            kind = no_transaction_kind(stmt)
+            if kind:
+                out.append(finding(migration, statement_head(stmt.text), 'not_in_transaction', ERROR,
+                                   'PostgreSQL refuses %s inside a transaction block (SQLSTATE 25001), and this '
+                                   'migration runs inside one. %s' % (kind, advice('always', migration, None))))
+                continue
+            added = enum_add_value(stmt)
+            if added:
+                if server_version and server_version < 120000:
+                    out.append(finding(migration, statement_head(stmt.text), 'not_in_transaction', ERROR,
+                                       'PostgreSQL %d.%d refuses ALTER TYPE ... ADD VALUE inside a transaction '
+                                       'block (before version 12), and this migration runs inside one. %s'
+                                       % (server_version // 10000, server_version % 10000 // 100,
+                                          advice('always', migration, None))))
+                else:  # also for a type created in the same transaction (PostgreSQL refuses that too)
+                    pending_labels.append((added[0], added[1], migration))
+                continue
+            used = literals(stmt)
+            for type_name, label, where in pending_labels:
+                if label in used:
+                    later = migration if migration != where else None
+                    out.append(finding(
+                        migration, statement_head(stmt.text), 'not_in_transaction', ERROR,
+                        "this statement uses the enum label '%s' that %s adds to %s (ALTER TYPE ... ADD VALUE) in "
+                        'the same transaction; PostgreSQL refuses a new label before the transaction that '
+                        'added it commits (SQLSTATE 55P04 unsafe use of new value). %s'
+                        % (label, 'migration %s' % where if later else 'this migration', type_name,
+                           advice('enum_later' if later else 'enum_same', where, later))))
+                    break
+    return out
+
+
+# --------------------------------------------------------------------------------- other checks
+def revision_id_findings(steps, max_length, table, files=None):
+    """revision_id_too_long: alembic writes each revision it runs into version_num (varchar(max_length))."""
+    out = []
+    if not max_length:
+        return out
+    for rev in steps:
+        if len(rev) > max_length:
+            out.append(finding(
+                rev, None, 'revision_id_too_long', ERROR,
+                'revision id %r is %d characters long but %s.version_num holds at most %d, so alembic fails '
+                '(value too long for type character varying(%d)) when it records it. Give the revision a '
+                'shorter id (in its file%s and in the down_revision of its children), or widen the column: '
+                'ALTER TABLE %s ALTER COLUMN version_num TYPE varchar(%d)'
+                % (rev, len(rev), table, max_length, max_length,
+                   ' %s' % files[rev] if files and rev in files else '', table, max(len(rev), 64))))
+    return out
+
+
+def blocking(findings, allow=None):
+    """The error findings the ``allow`` list (codes, or 'all') does not let through."""
+    allow = set(allow or [])
+    if ALLOW_ALL in allow:
+        return []
+    return [f for f in findings if f.get('severity') == ERROR and f.get('code') not in allow]
+
+
+def describe_blocking(name, blocked):
+    parts = []
+    for f in blocked[:5]:
+        parts.append('%s in %s: %s' % (f['code'], f['migration'], f['message']))
+    more = len(blocked) - 5
+    return ('service %r: pre-flight found %d migration(s) that will certainly fail as planned: %s%s. Nothing was '
+            'changed. Fix them as said, or set allow_findings (role: migrate_all_allow_findings) to %s to run anyway'
+            % (name, len(blocked), ' | '.join(parts), ' (and %d more)' % more if more > 0 else '',
+               sorted(set(f['code'] for f in blocked))))
+
+
+# -------------------------------------------------------------------------------------- squawk
+def squawk_path():
+    """The squawk executable on this host (PATH, or beside the Python running the module), or None."""
+    found = shutil.which(SQUAWK)
+    if found:
+        return found
+    beside = os.path.join(os.path.dirname(sys.executable), SQUAWK)
+    if os.path.isfile(beside) and os.access(beside, os.X_OK):
+        return beside
+    return None
+
+
+def run_squawk(migrations, exe=None, timeout=SQUAWK_TIMEOUT, pg_version=None, in_transaction=True):
+    """squawk's violations of ``migrations`` [(name, sql text)] in one squawk run: {name: [{rule, message, help,
+    line}]} (``line`` 0-based in that text); raises RuntimeError with a reason when squawk cannot be run or its
+    output cannot be read."""
+    exe = exe or squawk_path()
+    if exe is None:
+        raise RuntimeError('squawk is not installed on the managed host (pip install squawk-cli)')
+    tmp = tempfile.mkdtemp(prefix='homelab-preflight-')
+    names = {}
+    try:
+        paths = []
+        for index, (name, sql) in enumerate(migrations):
+            path = os.path.join(tmp, '%04d.sql' % index)
+            with open(path, 'w', encoding='utf-8') as fh:
+                fh.write(sql)
+            names[path] = name
+            names[os.path.basename(path)] = name
+            paths.append(path)
+        argv = [exe, '--reporter', 'json']
+        if in_transaction:
+            argv.append('--assume-in-transaction')
+        if pg_version:
+            argv.append('--pg-version=%d.%d' % (pg_version // 10000, pg_version % 10000 // 100))
+        try:
+            proc = subprocess.run(argv + paths, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
+                                  cwd=tmp, env=dict(os.environ, SQUAWK_DISABLE_UPLOAD='1'))
+        except subprocess.TimeoutExpired:
+            raise RuntimeError('squawk did not finish within %ds' % timeout)
+        except OSError as exc:
+            raise RuntimeError('squawk could not be started: %s' % exc)
+        text = proc.stdout.decode('utf-8', 'replace').strip()
+        try:
+            data = json.loads(text or '[]')
+        except ValueError:
+            data = None
+        if not isinstance(data, list):
+            raise RuntimeError('squawk answered with exit code %d and no JSON report: %s'
+                               % (proc.returncode, ' '.join(proc.stderr.decode('utf-8', 'replace').split())[:300]))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out = dict((name, []) for name, dummy in migrations)
+    for item in data:
+        if not isinstance(item, dict) or not item.get('rule_name'):
+            continue
+        name = names.get(str(item.get('file'))) or names.get(os.path.basename(str(item.get('file'))))
+        if name is None:
+            continue
+        out[name].append({'rule': str(item['rule_name']), 'message': str(item.get('message') or ''),
+                          'help': str(item.get('help') or ''), 'line': item.get('line'),
+                          'level': item.get('level')})
+    return out
+
+
+# rules whose finding is about the table named in the statement (rewrite or lock while it runs)
+_TABLE_WORDS = ('TABLE', 'ON')
+
+
+def table_of(stmt):
+    """The table a DDL statement is about (ALTER TABLE x / CREATE INDEX ... ON x), or None."""
+    t = stmt.tokens
+    for i, tok in enumerate(t):
+        if tok.kind == 'word' and tok.value in _TABLE_WORDS and i > 0:
+            j = i + 1
+            for skip in (('IF', 'EXISTS'), ('ONLY',)):
+                if [x.value for x in t[j:j + len(skip)]] == list(skip):
+                    j += len(skip)
+            if j < len(t) and t[j].kind in ('word', 'ident'):
+                parts = []
+                while j < len(t) and t[j].kind in ('word', 'ident'):
+                    parts.append(t[j].text)
+                    j += 1
+                    if j < len(t) and t[j].text == '.':
+                        j += 1
+                        continue
+                    break
+                return '.'.join(parts)
+    return None
+
+
+def table_sizes(conn, names):
+    """{name as written: (pg_total_relation_size bytes, estimated rows)} for tables that exist."""
+    out = {}
+    if not names or conn is None:
+        return out
+    try:
+        with conn.cursor() as cur:
+            for name in sorted(names):
+                cur.execute('SELECT pg_catalog.pg_total_relation_size(c.oid), c.reltuples::bigint '
+                            'FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass(%s)', (name,))
+                row = cur.fetchone()
+                if row is not None:
+                    out[name] = (int(row[0]), int(row[1]))
+    except Exception:
+        try:
+            if not conn.closed and not conn.autocommit:
+                conn.rollback()
+        except Exception:
+            pass
+    return out
+
+
+def human_size(n):
+    for unit in ('bytes', 'kB', 'MB', 'GB', 'TB'):
+        if n < 1024 or unit == 'TB':
+            return ('%d %s' % (n, unit)) if unit == 'bytes' else ('%.1f %s' % (n, unit))
+        n /= 1024.0
+    return str(n)
+
+
+def squawk_findings(migrations, conn=None, exe=None, in_transaction=True):
+    """Lint ``migrations`` [(name, sql text)] with squawk: (findings, lint) where lint says whether it ran.
+
+    Each violation becomes a warning finding (source squawk, the rule name as code); where the statement
+    names a table, the message says its size from the catalogue (or that it does not exist yet).
+    """
+    exe = exe or squawk_path()
+    if exe is None:
+        return [], {'linter': SQUAWK, 'ran': False,
+                    'reason': 'squawk is not installed on the managed host (pip install squawk-cli there to lint '
+                              'pending SQL for lock and rewrite risks)'}
+    if not migrations:
+        return [], {'linter': SQUAWK, 'ran': False, 'reason': 'no pending SQL to lint'}
+    try:
+        version = conn.server_version if conn is not None else None
+    except Exception:
+        version = None
+    try:
+        results = run_squawk(migrations, exe, pg_version=version, in_transaction=in_transaction)
+    except RuntimeError as exc:
+        return [], {'linter': SQUAWK, 'ran': False, 'reason': str(exc)}
+    out = []
+    about = []
+    for name, sql in migrations:
+        violations = results.get(name) or []
+        statements = split_sql(sql) if violations else []
+        for v in violations:
+            stmt = _statement_at(sql, statements, v.get('line'))
+            table = table_of(stmt) if stmt is not None else None
+            message = (v['message'] + ((' ' + v['help']) if v['help'] else '')).strip()
+            out.append(finding(name, statement_head(stmt.text) if stmt is not None else None, v['rule'], WARNING,
+                               message, source=SQUAWK))
+            about.append((out[-1], table))
+    sizes = table_sizes(conn, set(t for dummy, t in about if t))
+    for item, table in about:
+        if table and table in sizes:
+            size, rows = sizes[table]
+            item['message'] += ' (table %s: %s, about %d rows)' % (table, human_size(size), max(rows, 0))
+        elif table:
+            item['message'] += ' (table %s: not in the database yet)' % table
+    return out, {'linter': SQUAWK, 'ran': True, 'reason': None}
+
+
+def _statement_at(sql, statements, line):
+    """The statement squawk's 0-based ``line`` points into."""
+    if not statements:
+        return None
+    if not isinstance(line, int):
+        return statements[0]
+    best = statements[0]
+    for stmt in statements:
+        if sql.count('\n', 0, stmt.start) <= line:
+            best = stmt
+    return best
+
+
+# ------------------------------------------------------------------------------- alembic (ast)
+class _UpgradeCalls(ast.NodeVisitor):
+    """op.execute / <conn>.execute with a literal SQL string and op.create_index / op.drop_index with
+    postgresql_concurrently=True in upgrade(), in source order, each marked when it is inside
+    `with op.get_context().autocommit_block():` (alembic runs that outside the migration's transaction)."""
+
+    def __init__(self, source):
+        self.source = source
+        self.depth = 0
+        self.calls = []  # (sql text, autocommit, line)
+
+    def _with(self, node):
+        auto = any(_is_autocommit_block(item.context_expr) for item in node.items)
+        for item in node.items:
+            self.visit(item)
+        self.depth += 1 if auto else 0
+        for stmt in node.body:
+            self.visit(stmt)
+        self.depth -= 1 if auto else 0
+
+    visit_With = _with
+    visit_AsyncWith = _with
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, 'id', None)
+        if name == 'execute' and node.args:
+            sql = _literal_sql(node.args[0])
+            if sql is not None:
+                self.calls.append((sql, self.depth > 0, node.lineno))
+        elif name in ('create_index', 'drop_index'):
+            for kw in node.keywords:
+                if kw.arg == 'postgresql_concurrently' and isinstance(kw.value, ast.Constant) and kw.value.value:
+                    segment = ast.get_source_segment(self.source, node) or name
+                    verb = 'CREATE INDEX CONCURRENTLY' if name == 'create_index' else 'DROP INDEX CONCURRENTLY'
+                    # the SQL alembic emits for it; the statement shown is the call as written
+                    self.calls.append(((verb + ' /* %s */' % ' '.join(segment.split())), self.depth > 0,
+                                       node.lineno, segment))
+
+
+def _is_autocommit_block(expr):
+    return isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr == 'autocommit_block'
+
+
+def _literal_sql(node):
+    """The SQL text of op.execute's argument when it is a literal: 'sql' or text('sql') / sa.text('sql')."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Call) and node.args and not node.keywords:
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, 'id', None)
+        if name == 'text':
+            return _literal_sql(node.args[0])
+    return None
+
+
+def alembic_upgrade_calls(data):
+    """The calls of module-level upgrade() of a revision file's bytes (see _UpgradeCalls)."""
+    source = data.decode('utf-8-sig', 'replace') if isinstance(data, bytes) else data
+    tree = ast.parse(source)
+    visitor = _UpgradeCalls(source)
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == 'upgrade':
+            for stmt in node.body:
+                visitor.visit(stmt)
+    return visitor.calls
+
+
+def alembic_transactions(rev, calls):
+    """The transactions of one revision's upgrade(): an autocommit block ends one and begins the next."""
+    transactions = [[]]
+    for call in calls:
+        sql, autocommit = call[0], call[1]
+        if autocommit:
+            if transactions[-1]:
+                transactions.append([])
+            continue
+        shown = call[3] if len(call) > 3 else None
+        for stmt in split_sql(sql):
+            if shown is not None:
+                stmt = Statement(shown, stmt.tokens, stmt.start)
+            transactions[-1].append((rev, stmt))
+    return [tx for tx in transactions if tx]
