@@ -122,6 +122,14 @@ def migrate_all_status_table(status, order, selected=None):
             lines.append('    pending  %s' % mig)
         for prob in info.get('problems') or []:
             lines.append('    problem  [%s] %s' % (prob.get('code'), prob.get('message')))
+        for item in info.get('findings') or []:
+            lines.append('    %-8s [%s] %s: %s' % (item.get('severity') or 'info', item.get('code'),
+                                                  item.get('migration'), item.get('message')))
+            if item.get('statement'):
+                lines.append('             > %s' % ' '.join(str(item['statement']).split()))
+        lint = info.get('lint') or {}
+        if info.get('pending') and lint.get('linter') and not lint.get('ran') and lint.get('reason'):
+            lines.append('    lint     skipped: %s' % lint['reason'])
         lock = info.get('lock') or {}
         if lock.get('held'):
             holder = lock.get('holder') or {}

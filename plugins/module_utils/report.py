@@ -18,7 +18,8 @@ METRIC_PREFIX = 'homelab_migration_'
 LAST_RUN_PREFIX = METRIC_PREFIX + 'last_run'
 _URL_PASSWORD = re.compile(r'([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)[^@\s/]+@')
 STATUS_KEYS = ('status', 'tool', 'current_revision', 'latest_revision', 'applied', 'pending',
-               'pending_migrations', 'problems', 'lock')
+               'pending_migrations', 'problems', 'lock', 'findings', 'lint')
+FINDING_SEVERITIES = ('error', 'warning', 'info')
 
 
 def scrub(text):
@@ -79,6 +80,8 @@ def status_report(status, generated_at=None):
     services = {}
     for name, info in sorted((status.get('services') or {}).items()):
         services[name] = dict((key, (info or {}).get(key)) for key in STATUS_KEYS)
+        if services[name]['findings'] is None:
+            services[name]['findings'] = []
     return scrub_data({
         'success': bool(status.get('success')),
         'overall_status': status.get('overall_status', 'error'),
@@ -158,6 +161,12 @@ def prometheus_text(status, run=None, previous=None, now=None):
         metrics.add(METRIC_PREFIX + 'status_error', (info or {}).get('status') == 'error',
                     '1 when the service status could not be read cleanly (see the status report problems).',
                     {'service': name})
+    for name, info in sorted((status.get('services') or {}).items()):
+        found = (info or {}).get('findings') or []
+        for severity in FINDING_SEVERITIES:
+            metrics.add(METRIC_PREFIX + 'findings', sum(1 for f in found if (f or {}).get('severity') == severity),
+                        'Pre-flight findings about the pending migrations, per service and severity (error: the '
+                        'run as planned will certainly fail).', {'service': name, 'severity': severity})
     metrics.add(METRIC_PREFIX + 'total_pending', status.get('total_pending') or 0,
                 'Migrations not yet applied, all services.')
     metrics.add(METRIC_PREFIX + 'status_timestamp_seconds', float(now),

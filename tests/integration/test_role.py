@@ -668,3 +668,43 @@ def test_one_prompt_shows_every_hosts_plan(homelab, tmp_path, drizzle_peer):
     assert homelab.drizzle_applied('stream-bot') == BOTS['stream-bot']
     records = [r for r in homelab.audit() if r.get('service') == 'stream-bot']
     assert records and all(r['confirmation'] == 'prompt' for r in records), records
+
+
+def test_preflight_error_refuses_the_run_and_the_override_fails_as_predicted(homelab):
+    """A stream-bot migration PostgreSQL refuses in a transaction: --check shows the finding under the service,
+    the run is refused before anything is touched, and with migrate_all_allow_findings it fails as predicted."""
+    folder = os.path.join(homelab.services_dir, 'stream-bot', 'migrations')
+    journal_path = os.path.join(folder, 'meta', '_journal.json')
+    with open(journal_path) as fh:
+        journal = json.load(fh)
+    last = journal['entries'][-1]
+    tag = '0005_users_email_idx'
+    journal['entries'].append(dict(last, idx=last['idx'] + 1, when=last['when'] + 60000, tag=tag))
+    with open(journal_path, 'w') as fh:
+        json.dump(journal, fh, indent=2)
+    with open(os.path.join(folder, tag + '.sql'), 'w') as fh:
+        fh.write('CREATE INDEX CONCURRENTLY "users_email_lower_idx" ON "users" (lower("email"));\n')
+    before = homelab.snapshot()
+
+    proc = homelab.play(check=True, confirm=False)
+    assert proc.returncode != 0 and 'cannot be planned' in proc.stdout
+    assert '[not_in_transaction] %s' % tag in proc.stdout, proc.output[-3000:]
+    with open(homelab.status_report) as fh:
+        entry = json.load(fh)['services']['stream-bot']
+    assert [(f['code'], f['severity']) for f in entry['findings'] if f['source'] != 'squawk'] == [
+        ('not_in_transaction', 'error')]
+    with open(homelab.textfile) as fh:
+        assert 'homelab_migration_findings{service="stream-bot",severity="error"} 1' in fh.read()
+
+    proc = homelab.play()
+    assert proc.returncode != 0 and 'not_in_transaction' in proc.stdout
+    assert homelab.snapshot() == before and homelab.backups() == []
+    assert refused(homelab, homelab.audit())['action'] == 'apply'
+
+    records = homelab.audit()
+    proc = homelab.play(tags='stream-bot', migrate_all_allow_findings=['not_in_transaction'])
+    assert proc.returncode != 0
+    new = [r for r in homelab.audit()[len(records):] if r.get('source') == 'role']
+    assert outcomes(new) == {'stream-bot': 'failed'}, new
+    assert 'cannot run inside a transaction block' in json.dumps(new)
+    assert homelab.snapshot(['stream-bot']) == {'stream-bot': before['stream-bot']}
