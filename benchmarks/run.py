@@ -24,7 +24,7 @@ if HERE not in sys.path:
 
 import common  # noqa: E402
 
-ROWS = ('1', '2', '3', '4', '5', '6', '7')
+ROWS = ('1', '2', '3', '4', '5', '6', '7', '8')
 BACKUP_WAIT = 600  # seconds row 6 waits for another bench_backup run to finish
 
 
@@ -185,6 +185,7 @@ def quick_backup_rows(server, reps):
 
 def run_all(args):
     import bench_apply
+    import bench_preflight
     import bench_run
     import bench_status
     rows = []
@@ -197,6 +198,7 @@ def run_all(args):
         rows += bench_status.run(server, reps=args.reps, quick=args.quick, only=args.only, log=log)
         rows += bench_apply.run(server, reps=args.reps, quick=args.quick, only=args.only, log=log)
         rows += bench_run.run(server, reps=args.reps, quick=args.quick, only=args.only, log=log)
+        rows += bench_preflight.run(server, reps=args.reps, quick=args.quick, only=args.only, log=log)
         if '6' in args.only and args.quick:
             log('[bench] row 6: backup (--quick: a small database) ...')
             rows += _as_list(common.guarded('6', 'backup: pg_backup vs pg_dump -Fc',

@@ -14,7 +14,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(REPO, 'benchmarks')
 RUN = os.path.join(BENCH, 'run.py')
-ROWS = ['1', '2', '3', '4', '5', '6', '7']
+ROWS = ['1', '2', '3', '4', '5', '6', '7', '8']
 
 if BENCH not in sys.path:
     sys.path.insert(0, BENCH)

@@ -46,6 +46,7 @@ APPLY_OPTIONS = dict(
     action=dict(type='str', default='apply'),
     expect_from=dict(type='str'),
     allow_findings=dict(type='list', elements='str', default=[]),
+    preflight=dict(type='bool', default=True),
 )
 
 _DURATION_RE = re.compile(r'^\s*\d+(\.\d+)?\s*(us|ms|s|min|h|d)?\s*$')
@@ -326,7 +327,7 @@ class _Run(object):
         """Pre-flight findings of an upgrade (module_utils/preflight.py); refuse, before anything is touched,
         when one is an error that allow_findings does not allow (the run would certainly fail as planned).
         Check mode also lints (squawk): its warnings inform, they never refuse."""
-        if not steps or self.plan.direction != 'up':
+        if not steps or self.plan.direction != 'up' or self.params.get('preflight') is False:
             return
         try:
             found = adapter.preflight(self.conn, self.before, steps, self.options(), lint=self.check_mode)

@@ -32,6 +32,7 @@ ERROR = 'error'
 # the status module's options besides ``services`` and the connection options
 STATUS_OPTIONS = dict(
     fail_on_error=dict(type='bool', default=False),
+    preflight=dict(type='bool', default=True),
     plan=dict(type='dict', options=dict(
         services=dict(type='list', elements='str'),
         target=dict(type='str'),
@@ -173,7 +174,8 @@ def _recover(conn):
         pass
 
 
-def service_entry(spec, dburl, pool, prepared=None, get_adapter=None, plan_params=None, diff=False):
+def service_entry(spec, dburl, pool, prepared=None, get_adapter=None, plan_params=None, diff=False,
+                  preflight=True):
     """The report entry of one service. Never raises: failures become problems.
 
     With ``plan_params`` (apply options: target, allow_out_of_order, allow_modified, lock_wait) the
@@ -234,7 +236,7 @@ def service_entry(spec, dburl, pool, prepared=None, get_adapter=None, plan_param
     if 'lint' in (entry.get('plan') or {}):  # the plan's own pre-flight: the findings of the run as planned
         entry['findings'] = entry['plan']['findings']
         entry['lint'] = entry['plan']['lint']
-    elif state is not None and state.pending and not conn.closed:
+    elif preflight and state is not None and state.pending and not conn.closed:
         _findings(entry, adapter, conn, state, plan_params, dburl)
     return entry
 
@@ -329,7 +331,7 @@ def preconnect(pool, named_urls, workers=PRECONNECT_WORKERS):
 
 
 def build_report(specs, urls=None, connect_timeout=connection_mod.DEFAULT_CONNECT_TIMEOUT, pool=None,
-                 get_adapter=None, plan=None, diff=False):
+                 get_adapter=None, plan=None, diff=False, preflight=True):
     """Status of every service in ``specs`` (validated spec dicts, defaults filled).
 
     ``urls`` is {name: DbUrl} from spec.validate_services (computed when not given; a SpecError
@@ -337,12 +339,14 @@ def build_report(specs, urls=None, connect_timeout=connection_mod.DEFAULT_CONNEC
     module's option: services, target, allow_out_of_order, allow_modified, lock_wait) adds a
     ``plan`` to the entries of the services it names (all when ``services`` is None); with ``diff``
     each plan also holds its ``diff`` (the SQL the run would send), as the apply module's does.
+    ``preflight`` False leaves out the pre-flight findings (module_utils/preflight.py) and their lint.
     """
     plan_names = None
     plan_params = None
     if plan is not None:
         plan_names = plan.get('services')
         plan_params = dict((k, v) for k, v in plan.items() if k != 'services' and v is not None)
+        plan_params['preflight'] = bool(preflight)
         known = [spec['name'] for spec in specs]
         unknown = [n for n in plan_names or [] if n not in known]
         if unknown:
@@ -361,7 +365,7 @@ def build_report(specs, urls=None, connect_timeout=connection_mod.DEFAULT_CONNEC
         for spec in specs:
             wanted = plan_params is not None and (plan_names is None or spec['name'] in plan_names)
             services[spec['name']] = service_entry(spec, urls[spec['name']], pool, prepared, get_adapter,
-                                                   plan_params if wanted else None, diff)
+                                                   plan_params if wanted else None, diff, preflight)
     finally:
         if own_pool:
             pool.close()

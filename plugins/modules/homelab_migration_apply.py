@@ -106,6 +106,11 @@ options:
     type: list
     elements: str
     default: []
+  preflight:
+    description:
+      - V(false) skips the pre-flight checks (no RV(findings), no refusal over them).
+    type: bool
+    default: true
 attributes:
   check_mode:
     description: Connects and reads (read-only session, no lock taken), plans, and reports what would run.

@@ -34,6 +34,13 @@ options:
       - Fail the task when any service has status V(error). The full report is returned either way.
     type: bool
     default: false
+  preflight:
+    description:
+      - Check the pending migrations before anything runs and report RV(services.findings) (and, when the
+        C(squawk) linter is installed on the managed host, lint the pending Drizzle SQL). V(false) skips the
+        checks - RV(services.findings) is then empty and planned services are not refused over findings.
+    type: bool
+    default: true
   plan:
     description:
       - Also plan the services, exactly as M(homelab.migrations.homelab_migration_apply) in check mode
@@ -298,7 +305,7 @@ def main():
 
     try:
         report = build_report(services, urls=urls, connect_timeout=module.params['connect_timeout'],
-                              plan=module.params['plan'], diff=module._diff)
+                              plan=module.params['plan'], diff=module._diff, preflight=module.params['preflight'])
     except PlanOptionError as exc:
         module.fail_json(msg='%s; nothing was read or changed' % exc)
     except Exception as exc:  # build_report turns failures into problems; this is a last resort

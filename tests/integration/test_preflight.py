@@ -332,3 +332,14 @@ def test_findings_carry_no_password(tmp_path, fresh_db):
     assert codes(entry['findings'], 'error') == ['not_in_transaction']
     text = repr(entry)
     assert secret not in text
+
+
+def test_preflight_off(drizzle_lab):
+    svc, folder, db = drizzle_lab
+    add_migration(folder, 'VACUUM;')
+    report = build_report([svc[0]], {svc[0]['name']: svc[1]}, plan={'services': None}, preflight=False)
+    entry = report['services'][svc[0]['name']]
+    assert entry['findings'] == [] and 'lint' not in entry
+    assert entry['plan']['changed'] and not entry['plan'].get('failed')
+    ran = apply(svc, preflight=False)
+    assert ran['failed'] and ran.get('error_code') != 'preflight' and ran['findings'] == []
