@@ -39,10 +39,22 @@ class ApplyError(AdapterError):
     """Applying failed. ``details`` may carry applied/reverted lists of what really happened."""
 
 
-def problem(code, message):
+def problem(code, message, severity=None):
+    """A {code, message} problem; ``severity='warning'`` marks one that does not make the service an error
+    (something the run works around, said so the user can fix it)."""
     if code not in PROBLEM_CODES:
         raise ValueError('unknown problem code %r' % code)
-    return {'code': code, 'message': message}
+    if severity not in (None, 'warning'):
+        raise ValueError('unknown problem severity %r' % severity)
+    out = {'code': code, 'message': message}
+    if severity:
+        out['severity'] = severity
+    return out
+
+
+def is_warning(item):
+    """True for a problem that is only a warning (see problem())."""
+    return isinstance(item, dict) and item.get('severity') == 'warning'
 
 
 class ServiceState(object):

@@ -34,7 +34,7 @@ import tokenize
 import warnings
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapter import (
-    Adapter, AdapterError, ApplyError, ApplyResult, Plan, PlanError, ServiceState, problem)
+    Adapter, AdapterError, ApplyError, ApplyResult, Plan, PlanError, ServiceState, is_warning, problem)
 from ansible_collections.homelab.migrations.plugins.module_utils.child import run_child
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
 from ansible_collections.homelab.migrations.plugins.module_utils import preflight as preflight_mod
@@ -214,6 +214,7 @@ class AlembicConfig(object):
         self.version_locations = self._version_locations()
         self.recursive = self._boolean('recursive_version_locations')
         self.sourceless = self._boolean('sourceless')
+        self.import_dirs = self._import_dirs()
 
     def describe(self):
         return self.ini_path if self.ini is not None else self.toml_path
@@ -313,6 +314,16 @@ class AlembicConfig(object):
                     raise AdapterError("alembic config %s: %r is not a valid value for %s; expected 'space', "
                                        "'newline', 'os', ':' or ';'" % (self.ini_path, value, name))
         return None
+
+    def _import_dirs(self):
+        """Where the application modules a revision file imports are looked for (read, never imported): the
+        ``prepend_sys_path`` entries alembic puts on sys.path (split leniently), then the service path."""
+        raw = self._ini_get('prepend_sys_path')
+        if raw is None:
+            raw = self._toml_get('prepend_sys_path')
+        parts = raw if isinstance(raw, list) else re.split(r'[\s,%s]+' % re.escape(os.pathsep), raw or '')
+        dirs = [self._abs(p) for p in parts if isinstance(p, str) and p.strip()]
+        return [d for i, d in enumerate(dirs + [self.service_path]) if d not in dirs[:i]]
 
     def _version_locations(self):
         raw = self._ini_get('version_locations')
@@ -483,19 +494,40 @@ def _stored_names(node):
         stack.extend(ast.iter_child_nodes(item))
 
 
-def _literal(name, node):
+class _Unread(object):
+    """A revision name (down_revision, branch_labels, depends_on) set to something other than a literal:
+    ``branch_labels = (cli.EXPAND_BRANCH,)``. alembic imports the file and sees the value; status never runs
+    it, so RevisionGraph tries to read the value statically (resolve_unread) and otherwise works without it."""
+
+    def __init__(self, name, node, tree, lineno=None, how=None):
+        self.name = name
+        self.node = node
+        self.tree = tree
+        self.lineno = lineno if lineno is not None else getattr(node, 'lineno', None)
+        self.how = how
+        try:
+            self.text = ' '.join(ast.unparse(node).split()) if node is not None else how
+        except Exception:  # ast.unparse: Python 3.9+
+            self.text = type(node).__name__
+        if self.text and len(self.text) > 80:
+            self.text = self.text[:77] + '...'
+
+
+def _literal(name, node, tree=None):
     try:
         return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        if name != 'revision':
+            return _Unread(name, node, tree)
         raise _FileError('line %s: %s is set to an expression (%s), not a literal; status reads revision files '
                          'without running them, so write it as a plain string, tuple or None'
                          % (getattr(node, 'lineno', '?'), name, type(node).__name__))
 
 
-def _bind(values, target, value):
+def _bind(values, target, value, tree=None):
     if isinstance(target, ast.Name):
         if target.id in REV_NAMES:
-            values[target.id] = _literal(target.id, value)
+            values[target.id] = _literal(target.id, value, tree)
         return
     if isinstance(target, (ast.Tuple, ast.List)):
         names = [n for n, _node in _stored_names(target) if n in REV_NAMES]
@@ -504,7 +536,7 @@ def _bind(values, target, value):
         if (isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(target.elts)
                 and not any(isinstance(e, ast.Starred) for e in target.elts + value.elts)):
             for sub_target, sub_value in zip(target.elts, value.elts):
-                _bind(values, sub_target, sub_value)
+                _bind(values, sub_target, sub_value, tree)
             return
         raise _FileError('line %s: %s is assigned by unpacking an expression; write it as a plain literal assignment'
                          % (target.lineno, ', '.join(names)))
@@ -548,15 +580,19 @@ def values_from_tree(tree):
     for stmt in tree.body:
         if isinstance(stmt, ast.Assign):
             for target in stmt.targets:
-                _bind(values, target, stmt.value)
+                _bind(values, target, stmt.value, tree)
         elif isinstance(stmt, ast.AnnAssign):
             if stmt.value is not None and stmt.simple:
-                _bind(values, stmt.target, stmt.value)
+                _bind(values, stmt.target, stmt.value, tree)
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
             continue  # docstrings
         else:
             for name, node in _stored_names(stmt):
-                if name in REV_NAMES:
+                if name in REV_NAMES and name != 'revision':
+                    # bound inside an if/try/with...: what alembic sees depends on running the file
+                    values[name] = _Unread(name, None, tree, lineno=getattr(node, 'lineno', stmt.lineno),
+                                           how='a value bound by a %s statement' % type(stmt).__name__)
+                elif name in REV_NAMES:
                     raise _FileError('line %s: %s is bound by a %s statement, not a plain assignment; status reads '
                                      'revision files without running them, so assign a literal at module level'
                                      % (getattr(node, 'lineno', stmt.lineno), name, type(stmt).__name__))
@@ -672,6 +708,194 @@ def revision_from_values(path, values):
     return rev
 
 
+class _Unresolved(Exception):
+    """A value that cannot be read without running code."""
+
+
+_REVISES_RE = re.compile(r'^[ \t]*Revises:[ \t]*(.*?)[ \t]*$', re.M)
+_MAX_RESOLVE_DEPTH = 8
+
+
+def _module_file(name, dirs):
+    """The source file of the dotted module ``name`` under one of ``dirs`` (no import), or None."""
+    parts = name.split('.')
+    if not all(re.match(r'^\w+$', p) for p in parts):
+        return None
+    for folder in dirs:
+        base = os.path.join(folder, *parts)
+        for path in (base + '.py', os.path.join(base, '__init__.py')):
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def _module_tree(path, cache):
+    if path not in cache:
+        try:
+            data = read_file(path)
+            cache[path] = parse_module(data)
+        except _FileError:
+            cache[path] = None
+    if cache[path] is None:
+        raise _Unresolved()
+    return cache[path]
+
+
+def _binding(tree, name):
+    """How the module-level code of ``tree`` binds ``name`` last, unconditionally: ('value', node),
+    ('module', dotted name) or ('from', module, level, imported name); None when it does not."""
+    found = None
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign):
+            if any(isinstance(t, ast.Name) and t.id == name for t in stmt.targets):
+                found = ('value', stmt.value)
+        elif isinstance(stmt, ast.AnnAssign):
+            if stmt.simple and stmt.value is not None and stmt.target.id == name:
+                found = ('value', stmt.value)
+        elif isinstance(stmt, ast.Import):
+            for alias in stmt.names:
+                if alias.asname == name:
+                    found = ('module', alias.name)
+                elif alias.asname is None and alias.name.split('.')[0] == name:
+                    found = ('module', name)
+        elif isinstance(stmt, ast.ImportFrom):
+            for alias in stmt.names:
+                if (alias.asname or alias.name) == name:
+                    found = ('from', stmt.module or '', stmt.level, alias.name)
+        else:
+            for bound, _node in _stored_names(stmt):
+                if bound == name:
+                    found = None  # conditional or computed: only running the code tells
+    return found
+
+
+def _dotted(node):
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return list(reversed(parts))
+
+
+def _evaluate(node, tree, where, dirs, cache, depth=0):
+    """The value of ``node`` (a literal, a name or a.b.c reference, or a tuple/list of them) in the module
+    ``tree`` at path ``where``, following module-level literal assignments and imports of modules found
+    under ``dirs`` by reading them (never importing). Raises _Unresolved."""
+    if node is None or depth > _MAX_RESOLVE_DEPTH:
+        raise _Unresolved()
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        pass
+    if isinstance(node, (ast.Tuple, ast.List)):
+        items = [_evaluate(e, tree, where, dirs, cache, depth + 1) for e in node.elts]
+        return tuple(items) if isinstance(node, ast.Tuple) else items
+    ref = _dotted(node)
+    if ref is None:
+        raise _Unresolved()
+    return _lookup(ref, tree, where, dirs, cache, depth + 1)
+
+
+def _package_of(where, level, dirs):
+    """The dotted package a relative import at ``level`` in the file ``where`` starts from, or None."""
+    folder = os.path.dirname(where)
+    for _dummy in range(level - 1):
+        folder = os.path.dirname(folder)
+    for root in dirs:
+        rel = os.path.relpath(folder, root)
+        if rel == '.':
+            return ''
+        if not rel.startswith('..'):
+            return rel.replace(os.sep, '.')
+    return None
+
+
+def _lookup(ref, tree, where, dirs, cache, depth):
+    if depth > _MAX_RESOLVE_DEPTH:
+        raise _Unresolved()
+    found = _binding(tree, ref[0])
+    if found is None:
+        raise _Unresolved()
+    if found[0] == 'value':
+        if len(ref) > 1:
+            raise _Unresolved()
+        return _evaluate(found[1], tree, where, dirs, cache, depth + 1)
+    if found[0] == 'module':
+        module, rest = found[1], ref[1:]
+    else:
+        _kind, base, level, imported = found
+        if level:
+            package = _package_of(where, level, dirs)
+            if package is None:
+                raise _Unresolved()
+            base = '.'.join(p for p in (package, base) if p)
+        candidate = '.'.join(p for p in (base, imported) if p)
+        if _module_file(candidate, dirs):
+            module, rest = candidate, ref[1:]
+        else:
+            module, rest = base, [imported] + ref[1:]
+    while len(rest) > 1 and _module_file(module + '.' + rest[0], dirs):
+        module = module + '.' + rest.pop(0)
+    path = _module_file(module, dirs) if module else None
+    if path is None or not rest:
+        raise _Unresolved()
+    return _lookup(rest, _module_tree(path, cache), path, dirs, cache, depth + 1)
+
+
+def _revises_from_docstring(tree):
+    """down_revision as alembic's revision template writes it in the docstring (``Revises: a, b``), or _Unresolved."""
+    doc = ast.get_docstring(tree) if tree is not None else None
+    match = _REVISES_RE.search(doc or '')
+    if match is None:
+        raise _Unresolved()
+    ids = [x.strip() for x in match.group(1).split(',') if x.strip()]
+    if not ids:
+        return None
+    return ids[0] if len(ids) == 1 else tuple(ids)
+
+
+def resolve_unread(path, values, dirs, cache=None):
+    """Replace the _Unread values of one file's ``values`` in place.
+
+    A value read statically (a constant the application defines as a literal, found under ``dirs``)
+    is what alembic sees when it imports the file. What cannot be read becomes None (no labels, no
+    dependencies) or, for down_revision, the ``Revises:`` line of the file's docstring. Returns the
+    (name, line, expression, what was assumed) of each value that could not be read; raises _FileError
+    for a down_revision that cannot be known at all.
+    """
+    cache = {} if cache is None else cache
+    unread = []
+    for name in ('down_revision', 'branch_labels', 'depends_on'):
+        item = values.get(name)
+        if not isinstance(item, _Unread):
+            continue
+        try:
+            value = _evaluate(item.node, item.tree, path, dirs, cache)
+            _check_ids(name, value)
+            values[name] = value
+            continue
+        except (_Unresolved, _FileError):
+            pass
+        if name == 'down_revision':
+            try:
+                values[name] = _revises_from_docstring(item.tree)
+            except _Unresolved:
+                raise _FileError('line %s: down_revision is set to %s, which status cannot read without running the '
+                                 'file (no literal value found for it under %s, and no `Revises:` line in the '
+                                 "file's docstring); write down_revision as a plain string, tuple or None"
+                                 % (item.lineno, item.text, ', '.join(dirs) or 'the service path'))
+            assumed = 'the docstring\'s "Revises: %s"' % (_to_tuple(values[name], default=()) and
+                                                          ', '.join(_to_tuple(values[name])) or '')
+        else:
+            values[name] = None
+            assumed = 'none'
+        unread.append((name, item.lineno, item.text, assumed))
+    return unread
+
+
 def revision_from_file(path):
     values, _whole = read_revision_values(path)
     return revision_from_values(path, values)
@@ -692,9 +916,12 @@ class RevisionGraph(object):
                                  'it, ship the .py file' % path)
         labels = set()
         self.checked = {}  # files whose whole text went through ast already: {path: module_names()}
+        self.unread = []  # values status could not read: {path, line, name, text, assumed, revision}
+        modules = {}  # parsed application modules, for resolve_unread
         for path in paths:
             try:
                 values, names = read_revision(path)
+                unread = resolve_unread(path, values, config.import_dirs, modules)
                 rev = revision_from_values(path, values)
             except _FileError as exc:
                 self.problems.append('%s %s' % (path, exc))
@@ -708,6 +935,9 @@ class RevisionGraph(object):
                 self.checked[path] = names
             labels.update(rev._orig_branch_labels)
             self.revisions.append(rev)
+            for name, line, text, assumed in unread:
+                self.unread.append({'path': path, 'line': line, 'name': name, 'text': text, 'assumed': assumed,
+                                    'revision': rev.revision})
         known = set(self.files)
         # a file that could not be read may well define the revisions the others name: report it alone
         for rev in (self.revisions if not self.problems else []):
@@ -715,8 +945,17 @@ class RevisionGraph(object):
                 if down not in known:
                     self.problems.append('%s: down_revision %r is not in any revision file under %s'
                                          % (self.files[rev.revision], down, ', '.join(config.version_locations)))
-            for dep in _to_tuple(rev.dependencies, default=()):
-                if dep not in known and dep not in labels:
+            deps = _to_tuple(rev.dependencies, default=())
+            for dep in deps:
+                if dep in known or dep in labels:
+                    continue
+                if self.unread_labels():  # most likely one of the labels status could not read: go on without it
+                    self.unread.append({'path': self.files[rev.revision], 'line': None, 'name': 'depends_on',
+                                        'text': repr(dep), 'revision': rev.revision,
+                                        'assumed': 'no dependency on %r, which names no revision and no branch '
+                                                   'label status could read' % dep})
+                    rev.dependencies = tuple(d for d in _to_tuple(rev.dependencies, default=()) if d != dep) or None
+                else:
                     self.problems.append('%s: depends_on %r is neither a revision nor a branch label'
                                          % (self.files[rev.revision], dep))
         self.map = None
@@ -742,6 +981,50 @@ class RevisionGraph(object):
     @property
     def ok(self):
         return self.map is not None
+
+    def unread_labels(self):
+        return [u for u in self.unread if u['name'] == 'branch_labels']
+
+    def warnings(self):
+        """One message per value status could not read (a warning: heads, pending and plans do not need it)."""
+        out = []
+        for item in self.unread:
+            where = '%s line %s' % (item['path'], item['line']) if item['line'] else item['path']
+            if item['name'] == 'branch_labels':
+                why = ('alembic sees the label when it imports the file, status never runs it; heads, pending and '
+                       'plans do not need it, but a target naming that label is refused. Write the label as a '
+                       "string literal (branch_labels = ('expand',)) or define the constant as a literal in a "
+                       'module under %s to use it as a target' % ', '.join(self.config.import_dirs))
+            elif item['name'] == 'down_revision':
+                why = ('status cannot read it without running the file and took %s; write down_revision as a literal '
+                       'so the order cannot differ from what alembic sees' % item['assumed'])
+            else:
+                why = ('status cannot read it without running the file and assumed %s; write depends_on as a literal '
+                       'so the order cannot differ from what alembic sees' % item['assumed'])
+            out.append('%s: revision %s sets %s to %s; %s' % (where, item['revision'], item['name'], item['text'], why))
+        return out
+
+    def unreadable_target(self, target):
+        """Why ``target`` cannot be planned because it may name a branch label status could not read, or None."""
+        unread = self.unread_labels()
+        if not unread or self.map is None:
+            return None
+        for part in str(target).split('@'):
+            part = re.sub(r'[+-]\d+$', '', part.strip())
+            if part in ('', 'head', 'heads', 'base'):
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter('ignore')
+                    if self.map.get_revisions(part):
+                        continue
+            except Exception:
+                pass
+            return ('target %r names %r, which is no revision and no branch label status could read; the revision '
+                    'files set branch labels that cannot be read without running them: %s. Write those labels as '
+                    'string literals, or give a revision id as the target'
+                    % (target, part, '; '.join('%s line %s (%s)' % (u['path'], u['line'], u['text']) for u in unread)))
+        return None
 
     def syntax_problems(self, rev_ids, function=None):
         """Problems in the files of ``rev_ids`` (the ones about to run), as messages naming the file.
@@ -1093,13 +1376,22 @@ class AlembicAdapter(Adapter):
                        'that is' if len(others) == 1 else 'one of them is', self.version_table(),
                        self._settings_hint(others[0]), self.version_table()))))
 
+        for text in graph.warnings():
+            problems.append(problem('bad_config', self._scrub(text), severity='warning'))
         history = graph.history()
         position = dict((rid, i) for i, rid in enumerate(history))
         heads = graph.heads()
-        if len(heads) > 1:
-            problems.append(problem('multiple_heads', 'the revision files have %d heads (%s); `alembic upgrade heads` '
-                                    'applies all of them, `alembic merge heads` joins them'
-                                    % (len(heads), ', '.join(heads))))
+        target = self.target()
+        if len(heads) > 1 and target == 'head':
+            # as alembic: `upgrade head` refuses several heads; `heads`, a label or one revision are fine
+            problems.append(problem('multiple_heads', 'the revision files have %d heads (%s) and the target is head, '
+                                    'which `alembic upgrade head` refuses; set the service target to heads to apply '
+                                    'all of them (expand/contract branches), name one branch (label@head), or join '
+                                    'them with `alembic merge heads`' % (len(heads), ', '.join(heads))))
+        unreadable = graph.unreadable_target(target)
+        if unreadable:
+            extra['target_problem'] = problem('bad_config', self._scrub(unreadable))
+            problems.append(extra['target_problem'])
         current = sorted(rows, key=lambda r: (position.get(r, len(history)), r))
         unknown = [r for r in rows if r not in position]
         applied = []
@@ -1115,6 +1407,11 @@ class AlembicAdapter(Adapter):
                 applied_set = graph.applied_set(rows)
                 applied = [r for r in history if r in applied_set]
                 pending = graph.upgrade_steps('heads', rows)
+                if target not in ('head', 'heads', 'base') and not unreadable and not _RELATIVE_RE.match(target):
+                    try:  # a target naming one branch (label, label@head, a revision): what a run would apply
+                        pending = graph.upgrade_steps(target, rows)
+                    except RevisionError:
+                        pass  # not an upgrade target (below the current revision, unknown): plan() says so
                 for text in graph.syntax_problems(pending, 'upgrade'):
                     problems.append(problem('bad_config', self._scrub(text)))
             except RevisionError as exc:
@@ -1125,6 +1422,10 @@ class AlembicAdapter(Adapter):
         return ServiceState(self.tool, current=current, heads=heads, applied=applied, pending=pending,
                             problems=problems, history=history, extra=extra)
 
+    def target(self):
+        """The service's own target (spec ``target``), where a normal run takes it."""
+        return str(self.spec.get('target') or 'head').strip() or 'head'
+
     # ---------------------------------------------------------------- plan
     def plan(self, conn, state, target, options=None):
         _require_alembic()
@@ -1133,8 +1434,14 @@ class AlembicAdapter(Adapter):
         target = str(target).strip()
         if not target:
             raise PlanError('target is empty; use head, heads, base, a revision id or -N')
+        graph = state.extra.get('graph')
+        unreadable = graph.unreadable_target(target) if graph is not None and graph.ok else None
+        if unreadable:
+            raise PlanError('cannot plan service %r: %s' % (self.name, self._scrub(unreadable)), code='bad_config')
         blocking = [p for p in state.problems if p['code'] in ('bad_config', 'unknown_revision')
-                    and p != state.extra.get('command_problem')]  # checked below, when alembic has to run
+                    and p != state.extra.get('command_problem')  # checked below, when alembic has to run
+                    and p != state.extra.get('target_problem')  # about the spec's target: checked above
+                    and not is_warning(p)]
         if blocking:
             raise PlanError('cannot plan service %r: %s' % (self.name, blocking[0]['message']),
                             code=blocking[0]['code'])

@@ -20,16 +20,17 @@ It reads and writes exactly what drizzle-orm 0.29.5-0.45.x (``migrate()`` in
 
 How tracking rows are matched to journal entries (the read side):
 
-1. a row matches an entry when ``row.created_at == entry.when`` (that is what drizzle writes);
-2. when several entries share one ``when`` (or several rows one ``created_at``), rows whose hash equals
-   an entry's file hash are paired first, the rest pair up in journal / id order;
-3. a matched entry whose file hash differs from its row's hash is ``modified``; a row that matches no
-   entry is ``unknown_migration`` (its message names the entry with the same hash, if any, which means
-   that entry's ``when`` was edited after it was applied);
+1. a row matches an entry when ``row.created_at == entry.when`` and its hash is the entry's file hash;
+2. a row whose hash is an unmatched entry's file hash IS that entry, whatever its created_at (a
+   hand-written baseline row after ``drizzle-kit push``, a ``when`` edited later);
+3. the remaining rows pair with unmatched entries of their ``created_at`` in journal / id order: such an
+   entry whose file hash differs from its row's hash is ``modified``; a row that matches no entry is
+   ``unknown_migration``;
 4. ``applied`` lists matched entries in journal order, ``current`` is the last of them;
 5. ``pending`` is exactly what drizzle-orm's next ``migrate()`` inserts (the rule above), in journal
    order; an entry that is not applied but has ``when <= high-water mark`` is ``out_of_order`` (drizzle
-   would skip it silently).
+   would skip it silently; the message names the row that hides it), and so is an applied entry whose
+   ``when`` is above the mark (drizzle would run it again: the plan refuses that).
 
 Down migrations are ``<tag>.down.sql`` beside ``<tag>.sql`` (same breakpoint rules); reverting one
 runs it and deletes that migration's row (by id).
@@ -351,41 +352,46 @@ class DrizzleAdapter(Adapter):
 
     @staticmethod
     def _match(entries, rows):
-        """{tag: row} and the list of unmatched rows (see the module docstring for the rule)."""
-        by_when = {}
-        for entry in entries:
-            by_when.setdefault(entry.when, []).append(entry)
-        rows_by_when = {}
-        unmatched = []
-        for row in rows:
-            if row[2] is None or row[2] not in by_when:
-                unmatched.append(row)
-            else:
-                rows_by_when.setdefault(row[2], []).append(row)
+        """{tag: row} and the list of unmatched rows (see the module docstring for the rule).
+
+        In three passes: a row with an entry's ``when`` and file hash is that entry; then a row whose hash
+        is an unmatched entry's file hash is that entry whatever its created_at (a hand-written baseline
+        row, a `when` edited afterwards); then rows pair with unmatched entries of their created_at (the
+        file changed since: ``modified``), in journal / id order.
+        """
         matches = {}
-        for when, group_rows in rows_by_when.items():
-            candidates = list(by_when[when])
-            if len(candidates) == 1 and len(group_rows) == 1:
-                matches[candidates[0].tag] = group_rows[0]
+        taken = set()
+        free = list(entries)
+
+        def pair(entry, row):
+            matches[entry.tag] = row
+            taken.add(row[0])
+            free.remove(entry)
+
+        by_key = {}
+        for entry in entries:
+            by_key.setdefault((entry.when, entry.hash()), []).append(entry)
+        for row in rows:
+            hits = [e for e in by_key.get((row[2], row[1]), []) if e in free]
+            if row[2] is not None and row[1] is not None and hits:
+                pair(hits[0], row)
+        by_hash = {}
+        for entry in free:
+            if entry.hash() is not None:
+                by_hash.setdefault(entry.hash(), []).append(entry)
+        for row in rows:
+            if row[0] in taken or row[1] is None:
                 continue
-            rest = []
-            for row in group_rows:
-                hit = None
-                for entry in candidates:
-                    if entry.hash() == row[1]:
-                        hit = entry
-                        break
-                if hit is not None:
-                    matches[hit.tag] = row
-                    candidates.remove(hit)
-                else:
-                    rest.append(row)
-            for row in rest:
-                if candidates:
-                    matches[candidates.pop(0).tag] = row
-                else:
-                    unmatched.append(row)
-        unmatched.sort(key=lambda r: r[0])
+            hits = [e for e in by_hash.get(row[1], []) if e in free]
+            if hits:
+                pair(hits[0], row)
+        for row in rows:
+            if row[0] in taken or row[2] is None:
+                continue
+            hits = [e for e in free if e.when == row[2]]
+            if hits:
+                pair(hits[0], row)
+        unmatched = sorted((r for r in rows if r[0] not in taken), key=lambda r: r[0])
         return matches, unmatched
 
     def _problems(self, code, messages, summary):
@@ -422,15 +428,49 @@ class DrizzleAdapter(Adapter):
         extra['high_water'] = high_water
 
         applied = [e for e in entries if e.tag in matches]
+        # drizzle-orm runs every entry newer than the high-water mark: an applied one among them would run again
+        # (listed as pending, as drizzle would run it; reported below, and the plan refuses to run it again)
         pending = [e for e in entries if high_water is None or high_water < e.when]
+        rerun = [e for e in applied if high_water is not None and high_water < e.when]
+        extra['rerun'] = [e.tag for e in rerun]
         problems = []
 
+        # rows whose created_at is not their entry's `when` (matched by hash): the cause of what drizzle skips
+        moved = [(e, matches[e.tag]) for e in applied if matches[e.tag][2] is not None
+                 and matches[e.tag][2] != e.when]
         skipped = [e for e in entries if e.tag not in matches and high_water is not None and e.when <= high_water]
-        problems += self._problems('out_of_order', [
-            '%s (when %d) is not applied but is not newer than the newest applied migration (created_at %d): '
-            'drizzle-orm would skip it silently. Apply it with allow_out_of_order=true, or give it a `when` '
-            'above %d in %s' % (e.tag, e.when, high_water, high_water, self.journal_path) for e in skipped],
-            '... and %d more migrations drizzle-orm would skip (out of order)')
+        messages = []
+        extra['skip_hints'] = {}
+        for e in skipped:
+            causes = [(m, row) for m, row in moved if row[2] >= e.when and m.when < e.when]
+            if causes:
+                m, row = causes[0]
+                extra['skip_hints'][e.tag] = (
+                    'tracking row id %d (the hash of %s) has created_at %d, later than its `when` %d: set it to %d '
+                    '(UPDATE %s SET created_at = %d WHERE id = %d) and drizzle-orm runs them too'
+                    % (row[0], m.tag, row[2], m.when, m.when, self.qualified, m.when, row[0]))
+                messages.append(
+                    '%s (when %d) is not applied, and drizzle-orm skips it silently: tracking row id %d (the hash of '
+                    '%s) has created_at %d, later than %s\'s `when` %d (a hand-written baseline row?). Set that '
+                    'row\'s created_at to %s\'s `when` (UPDATE %s SET created_at = %d WHERE id = %d) so drizzle-orm '
+                    'and this collection apply %s, or apply it now with allow_out_of_order=true'
+                    % (e.tag, e.when, row[0], m.tag, row[2], e.tag, e.when, m.tag, self.qualified, m.when, row[0],
+                       e.tag))
+            else:
+                messages.append(
+                    '%s (when %d) is not applied but is not newer than the newest applied migration (created_at '
+                    '%d): drizzle-orm would skip it silently. Apply it with allow_out_of_order=true, or give it a '
+                    '`when` above %d in %s' % (e.tag, e.when, high_water, high_water, self.journal_path))
+        for e in rerun:
+            row = matches[e.tag]
+            messages.append(
+                '%s is applied (tracking row id %d holds its hash) but its `when` %d in %s is newer than every '
+                'created_at (newest %d): drizzle-orm would run it again. Put its `when` back to %d, or set the '
+                'row\'s created_at to %d (UPDATE %s SET created_at = %d WHERE id = %d)'
+                % (e.tag, row[0], e.when, self.journal_path, high_water, row[2], e.when, self.qualified, e.when,
+                   row[0]))
+        problems += self._problems('out_of_order', messages,
+                                   '... and %d more migrations drizzle-orm would skip or run again (out of order)')
 
         modified = []
         unreadable = []
@@ -614,6 +654,14 @@ class DrizzleAdapter(Adapter):
                 'then migrate to %s' % (target, ', '.join(e.tag for e in to_revert),
                                         ', '.join(e.tag for e in to_apply),
                                         '-%d' % len(to_revert), target), code='out_of_order')
+        rerun = [t for t in state.extra.get('rerun') or [] if t in [e.tag for e in goal]]
+        if rerun and not to_revert and not opts['allow_out_of_order']:
+            raise PlanError(
+                'service %r: %s %s applied, yet drizzle-orm would run %s again (the `when` in %s is newer than '
+                'every created_at in %s); see the status problems for how to fix it, or set allow_out_of_order=true '
+                'to migrate anyway' % (self.name, ', '.join(rerun), 'is' if len(rerun) == 1 else 'are',
+                                       'it' if len(rerun) == 1 else 'them', self.journal_path, self.qualified),
+                code='out_of_order')
         from_rev = state.current_revision
         to_rev = goal[-1].tag if goal else None
         notes = []
@@ -627,7 +675,9 @@ class DrizzleAdapter(Adapter):
                     'created_at = their `when`, so drizzle-orm stays consistent), or give %s a newer `when` in %s'
                     % (self.name, ', '.join(e.tag for e in skipped), 'is' if len(skipped) == 1 else 'are',
                        high_water, 'it' if len(skipped) == 1 else 'them', 'it' if len(skipped) == 1 else 'them',
-                       'it' if len(skipped) == 1 else 'them', self.journal_path), code='out_of_order')
+                       'it' if len(skipped) == 1 else 'them', self.journal_path)
+                    + ''.join('; %s' % h for h in sorted(set((state.extra.get('skip_hints') or {}).get(e.tag)
+                                                             for e in skipped) - {None})), code='out_of_order')
             modified = state.extra.get('modified') or []
             if modified and not opts['allow_modified']:
                 raise PlanError('service %r: applied migration file(s) %s changed after they were applied (their '

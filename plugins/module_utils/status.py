@@ -21,7 +21,8 @@ from urllib.parse import quote
 
 from ansible_collections.homelab.migrations.plugins.module_utils import connection as connection_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import lock as lock_mod
-from ansible_collections.homelab.migrations.plugins.module_utils.adapter import PROBLEM_CODES, AdapterError, problem
+from ansible_collections.homelab.migrations.plugins.module_utils.adapter import (
+    PROBLEM_CODES, AdapterError, is_warning, problem)
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectError, ConnectionPool
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import dependency_order, validate_services
 
@@ -229,7 +230,8 @@ def service_entry(spec, dburl, pool, prepared=None, get_adapter=None, plan_param
             code = item.get('code') if isinstance(item, dict) else None
             message = item.get('message') if isinstance(item, dict) else str(item)
             problems.append(problem(code if code in PROBLEM_CODES else 'bad_config',
-                                    _oneline(dburl.scrub(message or code or 'unknown problem'))))
+                                    _oneline(dburl.scrub(message or code or 'unknown problem')),
+                                    severity='warning' if is_warning(item) else None))
     entry['status'] = entry_status(entry, state is not None)
     if plan_params is not None:
         entry['plan'] = _plan(spec, dburl, conn, adapter, state, entry, plan_params, diff)
@@ -262,7 +264,7 @@ def _findings(entry, adapter, conn, state, plan_params, dburl):
 def _plan(spec, dburl, conn, adapter, state, entry, plan_params, diff=False):
     from ansible_collections.homelab.migrations.plugins.module_utils.apply import check_plan
     readable = state is not None and conn is not None and not conn.closed
-    why = '; '.join(p['message'] for p in entry['problems'] if p['code'] not in INFORMATIONAL_CODES)
+    why = '; '.join(p['message'] for p in entry['problems'] if not _only_informs(p))
     result = check_plan(spec, dburl, conn if readable else None, adapter, state if readable else None, plan_params,
                         diff=diff, holder=entry['lock'].get('holder'), unreadable=why or None)
     if readable:
@@ -271,10 +273,15 @@ def _plan(spec, dburl, conn, adapter, state, entry, plan_params, diff=False):
     return result
 
 
+def _only_informs(item):
+    """A problem that does not make the service an error: the moment (locked) or a warning."""
+    return item['code'] in INFORMATIONAL_CODES or is_warning(item)
+
+
 def entry_status(entry, state_read=True):
     if not state_read:
         return ERROR
-    if any(p['code'] not in INFORMATIONAL_CODES for p in entry['problems']):
+    if not all(_only_informs(p) for p in entry['problems']):
         return ERROR
     return PENDING if entry['pending'] else UP_TO_DATE
 
@@ -392,6 +399,6 @@ def error_summary(report):
     for name, entry in report['services'].items():
         if entry['status'] != ERROR:
             continue
-        messages = [p['message'] for p in entry['problems'] if p['code'] not in INFORMATIONAL_CODES]
+        messages = [p['message'] for p in entry['problems'] if not _only_informs(p)]
         lines.append('%s: %s' % (name, '; '.join(messages) or 'error'))
     return lines

@@ -189,7 +189,7 @@ services:
   contains:
     status:
       description: V(up_to_date), V(pending), or V(error) when the state could not be read or has a problem
-        (every problem but V(locked)).
+        (every problem but V(locked) and those with C(severity=warning)).
       type: str
       returned: always
     tool:
@@ -222,6 +222,10 @@ services:
       description:
         - What is wrong, as C(code) and C(message). Codes are V(unreachable), V(bad_config), V(multiple_heads),
           V(unknown_revision), V(modified), V(missing_file), V(out_of_order), V(unknown_migration) and V(locked).
+        - A problem with C(severity=warning) is something the run works around (for example an Alembic branch label
+          written as an expression status cannot read); it does not make the service an error.
+        - V(multiple_heads) is reported only when the service's target is V(head); with V(heads), a branch label or
+          C(label@head) several heads are normal.
         - Messages never contain a password.
       type: list
       elements: dict

@@ -164,11 +164,16 @@ def test_edited_when_points_at_its_entry(tmp_path, fresh_db, conn, drizzle_peer)
     data['entries'][2]['when'] = 1700000099000
     write_journal(folder, data['entries'])
     state = drizzle_adapter(tmp_path, fresh_db.url).read_state(conn)
-    assert codes(state) == ['unknown_migration']
-    (msg,) = messages(state, 'unknown_migration')
-    assert tags[2] in msg and 'Put the `when` back to 1700000002000' in msg
-    # drizzle-orm would run it again; we say so by listing it as pending
+    # the row holds its hash: it IS that entry, applied; drizzle-orm would run it again, which is out of order
+    assert state.applied == tags and codes(state) == ['out_of_order']
+    (msg,) = messages(state, 'out_of_order')
+    assert tags[2] in msg and 'Put its `when` back to 1700000002000' in msg and 'run it again' in msg
+    # drizzle-orm would run it again; we say so by listing it as pending, and the plan refuses to
     assert state.pending == [tags[2]] == drizzle_peer.status(folder, fresh_db.url)['pending']
+    adapter = drizzle_adapter(tmp_path, fresh_db.url)
+    with pytest.raises(PlanError) as info:
+        adapter.plan(conn, adapter.read_state(conn), 'head')
+    assert info.value.code == 'out_of_order' and tags[2] in str(info.value)
 
 
 def test_row_without_created_at_makes_drizzle_rerun_everything(tmp_path, fresh_db, conn, drizzle_peer):

@@ -113,16 +113,22 @@ CASES = [
     ('bom', b"\xef\xbb\xbfrevision = 'a'\ndown_revision = None\n", {'revision': 'a', 'down_revision': None}, False),
     ('semicolons', "revision = 'a'; down_revision = None\n", {'revision': 'a', 'down_revision': None}, False),
     # problems: the full parse names them
-    ('call', "revision = 'a'\ndown_revision = compute()\n", None, False),
+    # not literal, not `revision`: read later (resolve_unread), or a warning; never a broken file here
+    ('call', "revision = 'a'\ndown_revision = compute()\n", ('unread', 'down_revision', 2), False),
     ('f-string', "revision = f'a{1}'\ndown_revision = None\n", None, False),
     ('concatenation with +', "revision = 'a' + 'b'\ndown_revision = None\n", None, False),
-    ('conditional', "revision = 'a'\ndown_revision = None\nif X:\n    down_revision = 'b'\n", None, False),
+    ('conditional', "revision = 'a'\ndown_revision = None\nif X:\n    down_revision = 'b'\n",
+     ('unread', 'down_revision', 4), False),
     ('try block', "try:\n    revision = 'a'\nexcept Exception:\n    pass\ndown_revision = None\n", None, False),
     ('import binding', "from elsewhere import revision\ndown_revision = None\n", None, False),
     ('walrus', "(revision := 'a')\ndown_revision = None\n", None, False),
-    ('del', "revision = 'a'\ndown_revision = None\ndel down_revision\n", None, False),
-    ('def', "revision = 'a'\ndown_revision = None\ndef depends_on():\n    pass\n", None, False),
-    ('augmented', "revision = 'a'\ndown_revision = None\ndepends_on = ()\ndepends_on += ('x',)\n", None, False),
+    ('del', "revision = 'a'\ndown_revision = None\ndel down_revision\n", ('unread', 'down_revision', 3), False),
+    ('def', "revision = 'a'\ndown_revision = None\ndef depends_on():\n    pass\n", ('unread', 'depends_on', 3),
+     False),
+    ('augmented', "revision = 'a'\ndown_revision = None\ndepends_on = ()\ndepends_on += ('x',)\n",
+     ('unread', 'depends_on', 4), False),
+    ('label from a constant', "revision = 'a'\ndown_revision = None\nbranch_labels = (cli.EXPAND,)\n",
+     ('unread', 'branch_labels', 3), False),
     ('star unpacking', "revision, *down_revision = 'a', 'b'\n", None, False),
     ('unpacking a call', "revision, down_revision = f()\n", None, False),
     ('syntax error in the value', "revision = 'a\ndown_revision = None\n", None, False),
@@ -133,6 +139,11 @@ CASES = [
 @pytest.mark.parametrize('name,source,expected,fast_used', CASES, ids=[c[0] for c in CASES])
 def test_fast_path_agrees_with_full_ast(name, source, expected, fast_used):
     fast, full = values_of(source)
+    if isinstance(expected, tuple):
+        assert fast is None, 'the fast path must not accept %s' % name
+        _kind, rev_name, line = expected
+        assert isinstance(full[rev_name], aa._Unread) and full[rev_name].lineno == line
+        return
     if expected is None:
         assert fast is None, 'the fast path must not accept %s' % name
         assert isinstance(full, aa._FileError)
@@ -326,7 +337,7 @@ def graph_of(tmp_path, files, ini=None):
     ({'a.py': "revision = 'a-b'\ndown_revision = None\n"}, "not allowed in revision identifier", 'a.py'),
     ({'a.py': "revision = 5\ndown_revision = None\n"}, 'revision must be a non-empty string', 'a.py'),
     ({'a.py': "revision = 'a'\ndown_revision = {'x': 1}\n"}, 'down_revision must be None', 'a.py'),
-    ({'a.py': "revision = 'a'\ndown_revision = None\nbranch_labels = get()\n"}, 'not a literal', 'a.py'),
+    ({'a.py': "revision = 'a'\ndown_revision = get()\n"}, 'down_revision is set to get()', 'a.py'),
     ({'a.py': "revision = 'a\ndown_revision = None\n"}, 'not valid Python (line 1)', 'a.py'),
 ])
 def test_bad_revision_files_are_named(tmp_path, files, expect, named):
