@@ -150,6 +150,10 @@ SCRIPT = r'''
     ];
     if (s.health !== undefined && s.health !== null) { rows.push(row('health', 'Health', healthText(s.health))); }
     if (Array.isArray(s.findings)) { rows.push(row('findings', 'Findings', findingsTable(s.findings))); }
+    if (s.lint && typeof s.lint === 'object') {
+      rows.push(row('lint', 'Lint', str(s.lint.linter, 'linter') + ': ' + (s.lint.ran ? 'ran' :
+        'not run' + (s.lint.reason ? ' (' + s.lint.reason + ')' : ''))));
+    }
     var locked = s.lock && s.lock.held;
     return el('section', {'class': 'service', 'data-service': name, 'data-status': status,
                           'data-locked': locked ? 'true' : 'false'}, [

@@ -95,8 +95,9 @@ def status_document(status, generated_at=None, version=COLLECTION_VERSION):
     """``api/migrations/status``: the status module's result in the guide's shape.
 
     ``success``, ``overall_status``, ``total_pending``, ``services`` (each: status, tool, current_revision,
-    latest_revision, applied, pending, pending_migrations, problems, lock, and ``findings`` / ``health`` when
-    the status carries them), ``generated_at`` (UTC) and ``collection_version``.
+    latest_revision, applied, pending, pending_migrations, problems, lock, ``findings`` and ``lint`` (the
+    pre-flight checks), and ``health`` when the status carries it), ``generated_at`` (UTC) and
+    ``collection_version``.
     """
     status = status if isinstance(status, dict) else {}
     doc = report_mod.status_report(status, generated_at or now_iso())
@@ -113,6 +114,10 @@ def status_document(status, generated_at=None, version=COLLECTION_VERSION):
                          if isinstance(holder, dict) else None}
         if 'findings' in source:
             entry['findings'] = _findings(source.get('findings')) or []
+        if isinstance(source.get('lint'), dict):
+            entry['lint'] = _scalars(source['lint'], ('linter', 'ran', 'reason', 'version'))
+        elif 'lint' in entry:
+            entry['lint'] = None
         if source.get('health') is not None:
             entry['health'] = _health(source.get('health'))
     doc['collection_version'] = version

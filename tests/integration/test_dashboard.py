@@ -93,13 +93,14 @@ def test_check_mode_publishes_the_status_in_the_guides_shape(lab):
     assert broken['status'] == 'error' and broken['problems'][0]['code'] == 'unreachable'
     assert MARKUP_DB in broken['problems'][0]['message']  # PostgreSQL's own error text, markup and all
 
-    # the same shape and values as the status module's own answer (but the lock, released meanwhile)
+    # the same values as the status module's own answer (but the lock, released meanwhile, and the linter's
+    # state, which the role's planned status adds)
     specs = [lab.spec(name) for name in ('dashboard', 'stream-bot')]
     result, proc = run_module('homelab_migration_status', {'services': specs})
     assert not result.get('failed'), proc.stdout[-2000:]
     for name in ('dashboard', 'stream-bot'):
         for key in publish.report_mod.STATUS_KEYS:
-            if key not in ('lock', 'problems'):
+            if key not in ('lock', 'problems', 'lint') and key in result['services'][name]:
                 assert services[name][key] == result['services'][name][key], (name, key)
 
 
@@ -187,7 +188,11 @@ return {
             locked: s.getAttribute('data-locked'), heading: text(s.querySelector('h2')), tool: cell('tool'),
             statusText: cell('status'), revision: cell('revision'), counts: cell('counts'),
             pending: items('pending_migrations'), problems: items('problems'), lock: cell('lock'),
-            health: cell('health'), findings: cell('findings'),
+            health: cell('health'), findings: cell('findings'), lint: cell('lint'),
+            findingRows: Array.from(s.querySelectorAll('tr[data-field="findings"] tbody tr')).map(function (r) {
+              return Array.from(r.querySelectorAll('td')).map(text);
+            }),
+            elementsInFindings: s.querySelectorAll('tr[data-field="findings"] tbody td *:not(div)').length,
             elementsInProblems: s.querySelectorAll('tr[data-field="problems"] li *:not(code):not(span)').length};
   }),
   runs: Array.from(document.querySelectorAll('#runs tr[data-run]')).map(function (r) {
@@ -240,7 +245,19 @@ def assert_page_shows(page, doc, runs=None):
         assert (got['tool'], got['revision'], got['counts']) == (row['tool'], row['revision'], row['counts']), got
         assert got['pending'] == row['pending'] and got['problems'] == row['problems'], got
         assert got['lock'].startswith(row['lock']), got
-        assert got['elementsInProblems'] == 0, 'markup from the data became elements'
+        assert got['elementsInProblems'] == 0 and got['elementsInFindings'] == 0, 'markup became elements'
+        findings = doc['services'][got['name']].get('findings')
+        if findings is None:
+            assert got['findings'] is None
+        else:
+            assert [r[:4] for r in got['findingRows']] == [
+                [f['severity'].upper(), f['code'], f.get('migration') or '',
+                 f['message'] + (f.get('statement') or '')] for f in findings], got
+            assert findings or got['findings'] == 'none'
+        health = doc['services'][got['name']].get('health')
+        assert (got['health'] is None) == (health is None), got
+        if health:
+            assert got['health'].startswith(health['state'].upper()) and health['reason'] in got['health']
     assert page['images'] == 0 and page['pwned'] is None
     if runs is not None:
         assert [r['run'] for r in page['runs']] == [r['run_id'] for r in runs['runs']]
@@ -288,7 +305,11 @@ def test_page_follows_changes_stale_data_failed_fetches_and_markup(chromium, ser
     changed = json.loads(json.dumps(doc))
     changed['services']['discord-bot'].update(status='up_to_date', problems=[], current_revision='0002_x',
                                               latest_revision='0002_x', pending=0, pending_migrations=[])
-    changed['services']['dashboard'].update(lock={'held': False, 'holder': None}, problems=[])
+    changed['services']['dashboard'].update(lock={'held': False, 'holder': None}, problems=[],
+                                            health={'state': 'unverified', 'reason': 'the health check timed out'})
+    changed['services']['stream-bot']['findings'] = [
+        {'migration': '0005_x', 'statement': 'CREATE INDEX CONCURRENTLY i ON t (a)', 'code': 'not_in_transaction',
+         'severity': 'error', 'message': 'CONCURRENTLY cannot run inside a transaction <b>!</b>', 'source': 'homelab'}]
     changed['overall_status'] = 'pending'
     changed['generated_at'] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
     started = time.monotonic()

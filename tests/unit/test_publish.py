@@ -28,6 +28,7 @@ def _status():
                 'findings': [{'migration': '005', 'code': 'not_in_transaction', 'severity': 'error',
                               'message': 'CONCURRENTLY in a transaction', 'statement': 'CREATE INDEX CONCURRENTLY i',
                               'source': 'homelab', 'extra': {'database_url': 'postgresql://u:x@h/db'}}],
+                'lint': {'linter': 'squawk', 'ran': False, 'reason': 'squawk is not installed', 'argv': ['x']},
                 'health': {'state': 'unverified', 'reason': 'timed out', 'url': 'http://admin:%s@h/health' % SECRET,
                            'headers': {'Authorization': 'Bearer x'}},
             },
@@ -55,7 +56,7 @@ def test_status_document_is_the_guide_shape_plus_time_version_findings_health():
     assert doc['generated_at'] == '2026-11-30T09:00:00+00:00'
     assert doc['collection_version'] == publish.COLLECTION_VERSION
     dash = doc['services']['dashboard']
-    assert set(dash) == set(publish.report_mod.STATUS_KEYS) | {'findings', 'health'}
+    assert set(dash) == set(publish.report_mod.STATUS_KEYS) | {'findings', 'lint', 'health'}
     assert dash['pending_migrations'] == ['005', '006'] and dash['current_revision'] == '004'
     assert dash['lock'] == {'held': True, 'holder': {'pid': 7, 'application_name': 'homelab-migrations',
                                                      'client_addr': 'local', 'since': '2026-11-30T09:00:00+00:00'}}
@@ -63,8 +64,10 @@ def test_status_document_is_the_guide_shape_plus_time_version_findings_health():
                                  'message': 'CONCURRENTLY in a transaction',
                                  'statement': 'CREATE INDEX CONCURRENTLY i', 'source': 'homelab'}]
     assert dash['health']['state'] == 'unverified' and 'headers' not in dash['health']
+    assert dash['lint'] == {'linter': 'squawk', 'ran': False, 'reason': 'squawk is not installed'}
     bot = doc['services']['discord-bot']
-    assert set(bot) == set(publish.report_mod.STATUS_KEYS)  # no findings/health where the status has none
+    assert set(bot) == set(publish.report_mod.STATUS_KEYS) - {'health'}  # no health where the status has none
+    assert bot['findings'] == [] and bot.get('lint') is None
     text = json.dumps(doc)
     assert 'Cnry5ecret' not in text and 'plan' not in text and 'database_url' not in text
     assert bot['problems'][0]['message'].endswith('<b>')  # text kept as text: the page escapes it
