@@ -70,6 +70,17 @@ options:
           - It runs with the service root as working directory and the database URL in E(DATABASE_URL).
         type: list
         elements: str
+      alembic_sql_preview:
+        description:
+          - Alembic only. In diff mode (C(--diff), also with C(--check)), render the SQL a run sends with
+            C(alembic upgrade --sql) (or C(downgrade --sql)).
+          - B(This runs the service's own code) (its C(env.py) and revision files), which may do anything,
+            including writing to the database, even in check mode. Enable it only for services whose
+            C(env.py) you trust to stay offline with C(--sql).
+          - When false (the default), the diff lists the revisions the run would apply or revert and their
+            files, and no service code runs.
+        type: bool
+        default: false
       version_table:
         description:
           - Alembic only. The version table, as in Alembic's C(version_table).
@@ -166,6 +177,17 @@ options:
           - It runs with the service root as working directory and the database URL in E(DATABASE_URL).
         type: list
         elements: str
+      alembic_sql_preview:
+        description:
+          - Alembic only. In diff mode (C(--diff), also with C(--check)), render the SQL a run sends with
+            C(alembic upgrade --sql) (or C(downgrade --sql)).
+          - B(This runs the service's own code) (its C(env.py) and revision files), which may do anything,
+            including writing to the database, even in check mode. Enable it only for services whose
+            C(env.py) you trust to stay offline with C(--sql).
+          - When false (the default), the diff lists the revisions the run would apply or revert and their
+            files, and no service code runs.
+        type: bool
+        default: false
       version_table:
         description:
           - Alembic only. The version table, as in Alembic's C(version_table).

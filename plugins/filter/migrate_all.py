@@ -16,6 +16,7 @@ database URL: everything they hand back is names, revisions, counts and messages
     result | homelab.migrations.migrate_all_failure(pending, task)   one message naming the failed migration
     results | homelab.migrations.migrate_all_summary(order)          one readable line per service
     failed | homelab.migrations.migrate_all_refusal(...)             the audit record of a refused run
+    text | homelab.migrations.migrate_all_mask(secrets)              every password masked (module_utils.secrets)
 """
 
 from __future__ import absolute_import, division, print_function
@@ -26,6 +27,7 @@ import re
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.homelab.migrations.plugins.module_utils import secrets
 from ansible_collections.homelab.migrations.plugins.module_utils.automation import (
     automation_context,
     controller_is_interactive,
@@ -505,8 +507,19 @@ def migrate_all_record(result, name, action='apply', target=None, run_id=None, *
 _URL = re.compile(r"\b([a-z][a-z0-9+.-]*)://(?=[^\s,;()'\"<>])[^\s'\"<>]+", re.I)
 
 
+def migrate_all_mask(value, secrets_=None):
+    """``value`` (a string, or a list/dict of them) with every password masked (module_utils.secrets.mask):
+    the userinfo of any ``scheme://user:password@`` (a health check URL with credentials), any ``password=``,
+    and every spelling of the secrets given (strings, URLs)."""
+    if isinstance(secrets_, str):
+        secrets_ = [secrets_]
+    return secrets.mask_data(value, secrets_) if isinstance(value, (dict, list, tuple)) else secrets.mask(
+        value if isinstance(value, str) else str(value), secrets_)
+
+
 def _no_database_url(text):
     """``text`` with every URL but http(s) ones (health checks) cut to its scheme: no database URL in a record."""
+    text = secrets.mask(text)
     return _URL.sub(lambda m: m.group(0) if m.group(1).lower() in ('http', 'https') else m.group(1) + '://...',
                     text)
 
@@ -605,4 +618,5 @@ class FilterModule(object):
             'migrate_all_target': migrate_all_target,
             'migrate_all_failure_message': migrate_all_failure_message,
             'migrate_all_plan_lines': migrate_all_plan_lines,
+            'migrate_all_mask': migrate_all_mask,
         }

@@ -1216,6 +1216,7 @@ def command_problem(argv, cwd, env=None, path_lookups=True):
 
 
 def _tail(text, lines=STDERR_TAIL_LINES, chars=STDERR_TAIL_CHARS):
+    """The end of a tool's output. Mask it first (self._scrub): a cut could leave a password's tail."""
     text = '\n'.join((text or '').strip().splitlines()[-lines:])
     return text[-chars:]
 
@@ -1666,9 +1667,22 @@ class AlembicAdapter(Adapter):
             return plan.sql
         rows = plan.extra.get('rows_before') or []
         command = plan.extra.get('command', 'upgrade')
-        listing = '\n'.join('--   %s' % s for s in plan.steps)
+        state = plan.extra.get('state')
+        graph = state.extra.get('graph') if state is not None and getattr(state, 'extra', None) else None
+        files = getattr(graph, 'files', None) or {}
+        root = self.service_path
+
+        def where(rev):
+            path = files.get(rev)
+            return ' (%s)' % os.path.relpath(path, root) if path else ''
+        listing = '\n'.join('--   %s%s' % (s, where(s)) for s in plan.steps)
         header = '-- %s: alembic %s %s runs %d revision(s):\n%s\n' % (self.name, command, plan.target,
                                                                       len(plan.steps), listing)
+        if not self.spec.get('alembic_sql_preview'):
+            # alembic --sql runs env.py (service code, which may write to the database): only on request
+            plan.sql = header + ('-- (no SQL preview: set alembic_sql_preview: true on this service to render it '
+                                 'with `alembic %s --sql`, which runs the service\'s env.py)\n' % command)
+            return plan.sql
         if len(rows) > 1:
             plan.sql = header + ('-- (no offline SQL: the database is at several heads, which `--sql` cannot '
                                  'start from)\n')
@@ -1682,9 +1696,10 @@ class AlembicAdapter(Adapter):
         if rc == 0 and not timed_out:
             plan.sql = self._scrub(out)
         else:
-            reason = 'timed out after %ss' % PREVIEW_TIMEOUT if timed_out else (_tail(err, 3) or 'exit %s' % rc)
+            reason = ('timed out after %ss' % PREVIEW_TIMEOUT if timed_out
+                      else (_tail(self._scrub(err), 3) or 'exit %s' % rc))
             plan.sql = header + '-- (no offline SQL: `alembic %s --sql` failed: %s)\n' % (
-                command, ' '.join(self._scrub(reason).split()))
+                command, ' '.join(reason.split()))
         return plan.sql
 
     def apply(self, conn, plan, options=None):
@@ -1701,7 +1716,7 @@ class AlembicAdapter(Adapter):
         except AdapterError as exc:
             raise ApplyError('%s exited %s, and then the version table could not be read: %s; check the database '
                              'before retrying' % (shown, rc, exc), code='unreachable',
-                             details={'returncode': rc, 'stderr': self._scrub(_tail(err))})
+                             details={'returncode': rc, 'stderr': _tail(self._scrub(err))})
         before = set(plan.extra.get('applied_before') or [])
         known = [r for r in rows_after if r in graph.files]
         after = graph.applied_set(known) if known else set()
@@ -1716,7 +1731,7 @@ class AlembicAdapter(Adapter):
                    'to_revision': to_revision, 'returncode': rc, 'command': shown}
         if timed_out or rc != 0:
             why = ('was killed after %ss (timeout)' % options.get('timeout') if timed_out else 'failed (exit %s)' % rc)
-            tail = self._scrub(_tail(err) or _tail(out))
+            tail = _tail(self._scrub(err)) or _tail(self._scrub(out))
             details['stderr'] = tail
             partial = ''
             if applied or reverted:
@@ -1729,7 +1744,7 @@ class AlembicAdapter(Adapter):
                              details=details)
         expected = plan.extra.get('expected_rows')
         if expected is not None and set(rows_after) != set(expected):
-            details['stderr'] = self._scrub(_tail(err))
+            details['stderr'] = _tail(self._scrub(err))
             head = ('%s succeeded but the version table %s now holds %s, not %s as planned'
                     % (shown, self.version_table(), to_revision or 'nothing', ','.join(expected) or 'nothing'))
             others = self.other_version_tables(conn, graph.files)

@@ -38,6 +38,7 @@ import uuid
 from ansible_collections.homelab.migrations.plugins.module_utils import audit as audit_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import child
 from ansible_collections.homelab.migrations.plugins.module_utils import connection
+from ansible_collections.homelab.migrations.plugins.module_utils import secrets
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import (
     ConnectError, DbUrl, PassFile, UrlError)
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import NAME_RE
@@ -371,7 +372,7 @@ def check_client_version(tool, tool_path, tool_num, server_num):
 
 def describe_tool_failure(tool, rc, stderr, dburl, dest=None):
     """A one-paragraph error for a failed pg_dump/pg_restore/psql run, with what to do next."""
-    text = ' '.join((stderr or '').split())
+    text = ' '.join(((dburl.scrub(stderr) if dburl is not None else secrets.mask(stderr)) or '').split())
     if len(text) > 2000:
         text = text[:1000] + ' ... ' + text[-1000:]
     low = text.lower()
@@ -1135,7 +1136,7 @@ def _scrubber(url):
     except UrlError:
         dburl = None
     if dburl is None:
-        return lambda text: text
+        return lambda text: secrets.mask(text, [url] if isinstance(url, str) else None)
     return dburl.scrub
 
 

@@ -3,11 +3,12 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Database URLs and connections.
 
-Accepts libpq URIs (``postgresql://``, ``postgres://``) and SQLAlchemy-style
-URLs (``postgresql+psycopg2://``).  Every string that leaves this module for a
-message goes through :func:`mask_url` / :meth:`DbUrl.scrub` so the password never
-reaches a log.  Passwords go to child processes through the environment or a
-0600 passfile, never through argv.
+Accepts what libpq's own parser (psycopg2's ``parse_dsn``) accepts: URIs (``postgresql://``,
+``postgres://``, also socket directories, ``options``, multi-host), libpq keyword strings
+(``host=... dbname=...``), and SQLAlchemy-style URLs (``postgresql+psycopg2://``). A URL that cannot be
+parsed is refused with a message that shows none of its userinfo. Every string that leaves this module
+for a message goes through :mod:`secrets` (:meth:`DbUrl.scrub`, :attr:`DbUrl.masked`). Passwords go to
+child processes through the environment or a 0600 passfile in a private 0700 directory, never argv.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,9 +17,12 @@ __metaclass__ = type
 
 import os
 import re
+import stat
 import tempfile
 
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlunsplit
+
+from ansible_collections.homelab.migrations.plugins.module_utils import secrets
 
 try:
     import psycopg2
@@ -30,13 +34,17 @@ except ImportError as exc:  # pragma: no cover - exercised only without psycopg2
     HAS_PSYCOPG2 = False
     PSYCOPG2_IMPORT_ERROR = exc
 
-MASK = '********'
+MASK = secrets.MASK
 DEFAULT_CONNECT_TIMEOUT = 10
 _SCHEMES = ('postgresql', 'postgres')
 _NEON_SUFFIX = '.neon.tech'
-# query parameters that libpq understands and that are safe to keep; the rest
-# (SQLAlchemy driver options) are dropped when talking to libpq tools.
-_SECRET_QUERY_KEYS = ('password', 'sslpassword')
+_SCHEME_RE = re.compile(r'^([A-Za-z][A-Za-z0-9+.-]*)://')
+_KEYWORD_RE = re.compile(r'^\s*[A-Za-z_][A-Za-z0-9_]*\s*=')
+# connection keywords kept as DbUrl attributes; every other libpq keyword is a param
+_MAIN_KEYS = ('user', 'password', 'host', 'port', 'dbname')
+_FORM = 'use postgresql://user:password@host:5432/dbname or a libpq keyword string (host=... dbname=...)'
+_ENCODE_HINT = ('percent-encode special characters in the user and password: @ as %40, : as %3A, / as %2F, '
+                '? as %3F, # as %23, % as %25, space as %20')
 
 
 class ConnectError(Exception):
@@ -44,158 +52,189 @@ class ConnectError(Exception):
 
 
 class UrlError(ValueError):
-    """A database URL that cannot be used; the message is already masked."""
+    """A database URL that cannot be used; the message is already masked (it shows no userinfo)."""
 
 
-def _split(url):
-    if not isinstance(url, str) or not url:
-        raise UrlError('database_url must be a non-empty string like postgresql://user:password@host:5432/dbname')
-    if '://' not in url:
-        raise UrlError('database_url %s is not a URL (no "://"); use postgresql://user:password@host:5432/dbname'
-                       % mask_url(url))
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    base = scheme.split('+', 1)[0]
-    if base not in _SCHEMES:
-        raise UrlError(
-            'database_url %s has scheme %r; use postgresql://, postgres:// or postgresql+psycopg2://'
-            % (mask_url(url), parts.scheme))
-    return parts
+def _refuse(url, why, hint=_ENCODE_HINT):
+    """A UrlError naming only the scheme of ``url``: a URL that cannot be parsed may hold its password anywhere."""
+    match = _SCHEME_RE.match(url) if isinstance(url, str) else None
+    shown = '%s://%s' % (match.group(1), MASK) if match else MASK
+    return UrlError('database_url %s cannot be used: %s; %s' % (shown, why, hint))
+
+
+def _libpq_reason(exc):
+    """libpq's parse error without the quoted parts (they repeat the URL, password included)."""
+    text = str(exc).replace('invalid dsn:', '').strip().split('"', 1)[0].strip().rstrip(':').strip()
+    return text if len(text) >= 8 else 'libpq cannot parse it'
+
+
+def _parse(url):
+    """(conninfo dict from libpq's parser, scheme driver, written password) or UrlError."""
+    if not isinstance(url, str) or not url.strip():
+        raise UrlError('database_url must be a non-empty string; ' + _FORM)
+    if psycopg2 is None:
+        raise UrlError('the Python library psycopg2 is required to read database_url (pip install psycopg2-binary)')
+    match = _SCHEME_RE.match(url)
+    written = None
+    driver = None
+    if match:
+        scheme = match.group(1).lower()
+        base, _sep, driver = scheme.partition('+')
+        if base not in _SCHEMES:
+            raise _refuse(url, 'its scheme is %r, not postgresql://, postgres:// or postgresql+psycopg2://'
+                          % match.group(1)[:40], _FORM)
+        rest = url[match.end():]
+        at = rest.find('@')
+        if at >= 0:
+            if '/' in rest[:at]:
+                raise _refuse(url, "a '/' comes before the '@' that ends the user and password")
+            if '@' in rest[at + 1:]:
+                raise _refuse(url, "it has more than one '@'")
+            userinfo = rest[:at]
+            if ':' in userinfo:
+                written = userinfo.split(':', 1)[1]
+        text = 'postgresql://' + rest
+    elif _KEYWORD_RE.match(url):
+        text = url
+    else:
+        raise _refuse(url, 'it is neither a URL (no "scheme://") nor a libpq keyword string', _FORM)
+    try:
+        info = psycopg2.extensions.parse_dsn(text)
+    except Exception as exc:
+        raise _refuse(url, _libpq_reason(exc))
+    if match and info.get('password') is None and written is not None:  # pragma: no cover - libpq keeps ':'
+        raise _refuse(url, 'libpq found no password where one was written')
+    return info, driver or None, written
 
 
 def mask_url(url):
-    """Return ``url`` with any password replaced by a mask. Never raises."""
-    if not isinstance(url, str):
-        return '<database_url>'
-    if '//' not in url and ('@' in url or ':' in url):
-        # not a URL (no scheme://): a mistyped one such as user:secret@host/db would show its password
-        return MASK
+    """``url`` (a URL or keyword string) with its password masked; a URL that cannot be parsed shows no
+    userinfo. Never raises."""
     try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if '@' in netloc:
-            userinfo, hostinfo = netloc.rsplit('@', 1)
-            if ':' in userinfo:
-                userinfo = userinfo.split(':', 1)[0] + ':' + MASK
-            netloc = userinfo + '@' + hostinfo
-        query = parts.query
-        if query:
-            pairs = []
-            for key, value in parse_qsl(query, keep_blank_values=True):
-                pairs.append((key, MASK if key.lower() in _SECRET_QUERY_KEYS else value))
-            query = urlencode(pairs, safe='*')
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        return DbUrl(url).masked
+    except UrlError:
+        match = _SCHEME_RE.match(url) if isinstance(url, str) else None
+        return ('%s://%s' % (match.group(1), MASK)) if match else (MASK if isinstance(url, str) else '<database_url>')
     except Exception:  # pragma: no cover - defensive: never leak on odd input
-        return re.sub(r'//[^@/]*@', '//' + MASK + '@', url)
+        return MASK
 
 
 class DbUrl:
-    """A parsed PostgreSQL URL."""
+    """A PostgreSQL URL or keyword string, parsed by libpq's own parser (psycopg2's ``parse_dsn``).
+
+    ``host`` and ``port`` hold libpq's values (comma-separated lists for a multi-host URL); ``port`` is an
+    int when there is exactly one; ``params`` holds every other libpq keyword (sslmode, options, ...).
+    """
 
     def __init__(self, url):
-        parts = _split(url)
+        info, self.driver, self._written_password = _parse(url)
         self.raw = url
-        self.driver = parts.scheme.split('+', 1)[1] if '+' in parts.scheme else None
-        self.user = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password is not None else None
-        try:
-            self.port = parts.port
-        except ValueError:
-            raise UrlError('database_url %s has an invalid port' % mask_url(url))
-        self.host = unquote(parts.hostname) if parts.hostname else None
-        self.dbname = unquote(parts.path[1:]) if parts.path and len(parts.path) > 1 else None
-        self.params = {}
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            if key.lower() in _SECRET_QUERY_KEYS and key.lower() == 'password':
-                self.password = value
-                continue
-            self.params[key] = value
-        # a unix socket directory may be given as ?host=/var/run/postgresql
-        if not self.host and self.params.get('host'):
-            self.host = self.params.pop('host')
-        if 'port' in self.params and self.port is None:
-            try:
-                self.port = int(self.params.pop('port'))
-            except ValueError:
-                raise UrlError('database_url %s has an invalid port' % mask_url(url))
-        for key in ('user', 'dbname'):
-            if key in self.params and getattr(self, key) is None:
-                setattr(self, key, self.params.pop(key))
+        self.is_uri = bool(_SCHEME_RE.match(url))
+        self.password = info.get('password')
+        self.user = info.get('user') or None
+        self.dbname = info.get('dbname') or None
+        self.host = info.get('host') or None
+        ports = info.get('port') or ''
+        self.ports = [p.strip() for p in ports.split(',')] if ports else []
+        for port in self.ports:
+            if port and (not port.isdigit() or not 0 < int(port) < 65536):
+                raise _refuse(url, 'it has an invalid port (a number from 1 to 65535 is needed)')
+        self.port = int(self.ports[0]) if len(self.ports) == 1 and self.ports[0] else None
+        self.params = dict((k, v) for k, v in info.items() if k not in _MAIN_KEYS)
+        hosts = self.host.split(',') if self.host else []
+        if len(self.ports) > 1 and len(self.ports) != len(hosts):
+            raise _refuse(url, 'it names %d hosts but %d ports' % (len(hosts), len(self.ports)), _FORM)
+
+    def conninfo(self, with_password=True, **extra):
+        """The libpq keywords of this URL (for psycopg2.connect / make_dsn)."""
+        info = dict(self.params)
+        for key in ('host', 'dbname', 'user'):
+            if getattr(self, key):
+                info[key] = getattr(self, key)
+        if self.ports:
+            info['port'] = ','.join(self.ports)
+        if with_password and self.password is not None:
+            info['password'] = self.password
+        info.update(extra)
+        return info
+
+    def secret_pairs(self):
+        """(user, password) pairs for secrets.mask: the decoded password and the one written in the URL."""
+        pairs = []
+        if self.password:
+            pairs.append((self.user, self.password))
+        if self._written_password and self._written_password != self.password:
+            pairs.append((self.user, self._written_password))
+        return pairs
 
     # ------------------------------------------------------------------ text
     @property
     def masked(self):
-        return mask_url(self.raw)
+        """The URL as written, password masked (safe for any message)."""
+        return secrets.mask(self.raw, [self])
 
     def scrub(self, text):
-        """Remove the password (raw and URL-encoded) from any text."""
+        """``text`` with this URL's password masked in every spelling (see secrets.mask)."""
         if text is None:
             return text
-        text = str(text)
-        # the whole URL first: replacing the password inside it first would leave the rest unmatched
-        # (and a URL with a second password in its query would keep the first one)
-        if self.raw:
-            text = text.replace(self.raw, self.masked)
-        if self.password:
-            for form in (self.password, quote(self.password, safe=''), quote(self.password)):
-                if form:
-                    text = text.replace(form, MASK)
-        return text
+        return secrets.mask(str(text), [self])
 
     @property
     def is_neon(self):
-        return bool(self.host) and self.host.lower().rstrip('.').endswith(_NEON_SUFFIX)
+        hosts = (self.host or '').split(',')
+        return bool(self.host) and all(h.strip().lower().rstrip('.').endswith(_NEON_SUFFIX) for h in hosts)
 
     @property
     def server_key(self):
         """Identity of server+database+user, for connection reuse."""
-        return (self.host or '', self.port or 5432, self.dbname or '', self.user or '',
+        return (self.host or '', ','.join(self.ports) or '5432', self.dbname or '', self.user or '',
                 tuple(sorted(self.params.items())))
 
     # ------------------------------------------------------------- consumers
+    def dsn(self, with_password=True, **extra):
+        """A libpq keyword string (psycopg2's make_dsn) for psycopg2.connect."""
+        return psycopg2.extensions.make_dsn(**self.conninfo(with_password=with_password, **extra))
+
     def libpq_uri(self, with_password=True):
-        """A URI libpq (psql, pg_dump) and psycopg2 accept."""
+        """A postgresql:// URI libpq (psql, pg_dump) and psycopg2 accept."""
         netloc = ''
         if self.user:
             netloc = quote(self.user, safe='')
             if with_password and self.password is not None:
                 netloc += ':' + quote(self.password, safe='')
             netloc += '@'
-        host = self.host or ''
-        if host.startswith('/'):
-            params = dict(self.params, host=host)
-            host = ''
+        params = dict(self.params)
+        hosts = self.host.split(',') if self.host else []
+        if any(h.startswith('/') for h in hosts) or (len(self.ports) > 1 and not hosts):
+            if self.host:
+                params['host'] = self.host
+            if self.ports:
+                params['port'] = ','.join(self.ports)
         else:
-            params = dict(self.params)
-            if ':' in host:
-                host = '[%s]' % host
-        netloc += quote(host, safe='[]:')
-        if self.port:
-            netloc += ':%d' % self.port
+            ports = self.ports if len(self.ports) == len(hosts) else (self.ports[:1] * len(hosts) or [])
+            items = []
+            for i, host in enumerate(hosts or ['']):
+                item = '[%s]' % host if ':' in host else quote(host, safe='')
+                port = ports[i] if i < len(ports) else (self.ports[0] if self.ports and not hosts else '')
+                items.append(item + (':%s' % port if port else ''))
+            netloc += ','.join(items)
         path = '/' + quote(self.dbname, safe='') if self.dbname else ''
-        return urlunsplit(('postgresql', netloc, path, urlencode(sorted(params.items())), ''))
+        return urlunsplit(('postgresql', netloc, path, urlencode(sorted(params.items()), quote_via=quote), ''))
 
     def sqlalchemy_url(self):
-        """The URL an Alembic env.py expects in DATABASE_URL (keeps the original form)."""
-        return self.raw
+        """The URL an Alembic env.py expects in DATABASE_URL: a URL as the user wrote it, or one built
+        from a keyword string."""
+        if self.is_uri:
+            return self.raw
+        return self.libpq_uri()
 
     def libpq_env(self, passfile=None):
         """Environment variables for libpq tools; the password goes via passfile or PGPASSWORD."""
         env = {}
-        if self.host:
-            env['PGHOST'] = self.host
-        if self.port:
-            env['PGPORT'] = str(self.port)
-        if self.user:
-            env['PGUSER'] = self.user
-        if self.dbname:
-            env['PGDATABASE'] = self.dbname
-        mapping = {'sslmode': 'PGSSLMODE', 'sslrootcert': 'PGSSLROOTCERT', 'sslcert': 'PGSSLCERT',
-                   'sslkey': 'PGSSLKEY', 'connect_timeout': 'PGCONNECT_TIMEOUT', 'options': 'PGOPTIONS',
-                   'application_name': 'PGAPPNAME', 'target_session_attrs': 'PGTARGETSESSIONATTRS'}
-        for key, var in mapping.items():
-            if key in self.params:
-                env[var] = self.params[key]
+        for key, value in self.conninfo(with_password=False).items():
+            var = LIBPQ_ENV.get(key)
+            if var and value is not None:
+                env[var] = str(value)
         if self.password is not None:
             if passfile:
                 env['PGPASSFILE'] = passfile
@@ -203,44 +242,127 @@ class DbUrl:
                 env['PGPASSWORD'] = self.password
         return env
 
-    def write_passfile(self, directory=None):
-        """Write a 0600 passfile for this URL; the caller removes it (see :class:`PassFile`)."""
-        fd, path = tempfile.mkstemp(prefix='.homelab-pgpass-', dir=directory)
-        try:
-            os.fchmod(fd, 0o600)
+    def passfile_line(self):
+        """One pgpass line matching any host, port, database and user: the file serves this URL only."""
+        return '*:*:*:*:%s\n' % (self.password or '').replace('\\', '\\\\').replace(':', '\\:')
 
-            def esc(value):
-                return str(value if value is not None else '*').replace('\\', '\\\\').replace(':', '\\:')
-            line = ':'.join([esc(self.host or '*'), esc(self.port or '*'), '*', esc(self.user or '*'),
-                             esc(self.password or '')])
-            os.write(fd, (line + '\n').encode('utf-8'))
-        finally:
-            os.close(fd)
-        return path
+
+# libpq connection keywords and the environment variables libpq tools read them from
+LIBPQ_ENV = {
+    'host': 'PGHOST', 'hostaddr': 'PGHOSTADDR', 'port': 'PGPORT', 'dbname': 'PGDATABASE', 'user': 'PGUSER',
+    'options': 'PGOPTIONS', 'application_name': 'PGAPPNAME', 'sslmode': 'PGSSLMODE',
+    'sslrootcert': 'PGSSLROOTCERT', 'sslcert': 'PGSSLCERT', 'sslkey': 'PGSSLKEY', 'sslcrl': 'PGSSLCRL',
+    'sslcrldir': 'PGSSLCRLDIR', 'sslsni': 'PGSSLSNI', 'sslcertmode': 'PGSSLCERTMODE',
+    'sslnegotiation': 'PGSSLNEGOTIATION', 'sslcompression': 'PGSSLCOMPRESSION',
+    'requiressl': 'PGREQUIRESSL', 'gssencmode': 'PGGSSENCMODE', 'gsslib': 'PGGSSLIB',
+    'gssdelegation': 'PGGSSDELEGATION', 'krbsrvname': 'PGKRBSRVNAME', 'channel_binding': 'PGCHANNELBINDING',
+    'require_auth': 'PGREQUIREAUTH', 'requirepeer': 'PGREQUIREPEER', 'connect_timeout': 'PGCONNECT_TIMEOUT',
+    'client_encoding': 'PGCLIENTENCODING', 'target_session_attrs': 'PGTARGETSESSIONATTRS',
+    'load_balance_hosts': 'PGLOADBALANCEHOSTS', 'service': 'PGSERVICE',
+    'ssl_min_protocol_version': 'PGSSLMINPROTOCOLVERSION', 'ssl_max_protocol_version': 'PGSSLMAXPROTOCOLVERSION',
+    'tcp_user_timeout': 'PGTCPUSERTIMEOUT', 'keepalives': 'PGKEEPALIVES',
+}
+
+PASSDIR_PREFIX = '.homelab-pgpass-'
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_passdirs(directory=None):
+    """Remove passfile directories (and old-style passfiles) that a killed run of this user left behind.
+
+    A directory is ``.homelab-pgpass-<pid>-*``: it is removed when that process is gone. A bare
+    ``.homelab-pgpass-*`` file (written by versions before the private directory) is always removed.
+    Only entries owned by the current user are touched. Returns the removed paths.
+    """
+    directory = directory or tempfile.gettempdir()
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    uid = os.geteuid()
+    for name in names:
+        if not name.startswith(PASSDIR_PREFIX):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if st.st_uid != uid:
+            continue
+        try:
+            if stat.S_ISDIR(st.st_mode):
+                pid = name[len(PASSDIR_PREFIX):].split('-', 1)[0]
+                if pid.isdigit() and _pid_alive(int(pid)):
+                    continue
+                for inner in os.listdir(path):
+                    os.unlink(os.path.join(path, inner))
+                os.rmdir(path)
+            elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                os.unlink(path)
+            else:
+                continue
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
 
 
 class PassFile:
-    """Context manager: a 0600 passfile that is removed afterwards."""
+    """Context manager: a 0600 passfile in a private 0700 directory, both removed afterwards.
+
+    The directory is named after this process (``.homelab-pgpass-<pid>-*``), so a later run removes
+    what a killed run (SIGKILL) left behind (:func:`sweep_passdirs`, called on every entry).
+    """
 
     def __init__(self, dburl, directory=None):
         self.dburl = dburl
         self.directory = directory
         self.path = None
+        self.dir = None
 
     def __enter__(self):
+        sweep_passdirs(self.directory)
         if self.dburl.password is not None:
-            self.path = self.dburl.write_passfile(self.directory)
+            self.dir = tempfile.mkdtemp(prefix='%s%d-' % (PASSDIR_PREFIX, os.getpid()), dir=self.directory)
+            try:
+                os.chmod(self.dir, 0o700)
+                path = os.path.join(self.dir, 'pgpass')
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                try:
+                    os.fchmod(fd, 0o600)
+                    os.write(fd, self.dburl.passfile_line().encode('utf-8'))
+                finally:
+                    os.close(fd)
+                self.path = path
+            except BaseException:
+                self.__exit__()
+                raise
         return self
 
     def env(self):
         return self.dburl.libpq_env(passfile=self.path)
 
     def __exit__(self, *exc):
-        if self.path:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+        for remove, path in ((os.unlink, self.path), (os.rmdir, self.dir)):
+            if path:
+                try:
+                    remove(path)
+                except OSError:
+                    pass
+        if self.dir and os.path.isdir(self.dir):  # pragma: no cover - something else was put there
+            sweep_passdirs(os.path.dirname(self.dir))
+        self.path = self.dir = None
         return False
 
 
@@ -258,7 +380,7 @@ def connect(dburl, service=None, connect_timeout=DEFAULT_CONNECT_TIMEOUT, autoco
     if service:
         kwargs['application_name'] = application_name(service)
     try:
-        conn = psycopg2.connect(dburl.libpq_uri(), **kwargs)
+        conn = psycopg2.connect(dburl.dsn(**kwargs))
     except psycopg2.Error as exc:
         raise ConnectError(describe_connect_error(dburl, exc))
     conn.autocommit = autocommit

@@ -950,7 +950,7 @@ class DrizzleAdapter(Adapter):
         else:
             where = '%s %s' % (verb, current['tag']) if current else 'preparing the transaction'
             if current and stmt is not None:
-                where += ' (%s) failed at `%s`' % (os.path.basename(current['file']), self._scrub(shorten(stmt)))
+                where += ' (%s) failed at `%s`' % (os.path.basename(current['file']), shorten(self._scrub(stmt)))
             else:
                 where += ' failed'
         if done:
@@ -974,7 +974,7 @@ class DrizzleAdapter(Adapter):
         details = {'applied': list(done) if plan.direction == 'up' else [],
                    'reverted': list(done) if plan.direction == 'down' else [],
                    'failed': current['tag'] if current else None,
-                   'statement': self._scrub(shorten(stmt)) if stmt else None}
+                   'statement': shorten(self._scrub(stmt)) if stmt else None}
         if uncertain is not None:
             details['uncertain'] = list(uncertain)
         return ApplyError(message, code='apply_failed', details=details)

@@ -10,31 +10,25 @@ __metaclass__ = type
 import datetime
 import json
 import os
-import re
 import tempfile
 import time
 
+from ansible_collections.homelab.migrations.plugins.module_utils import secrets
+
 METRIC_PREFIX = 'homelab_migration_'
 LAST_RUN_PREFIX = METRIC_PREFIX + 'last_run'
-_URL_PASSWORD = re.compile(r'([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)[^@\s/]+@')
 STATUS_KEYS = ('status', 'tool', 'current_revision', 'latest_revision', 'applied', 'pending',
                'pending_migrations', 'problems', 'lock', 'findings', 'lint')
 FINDING_SEVERITIES = ('error', 'warning', 'info')
 
 
 def scrub(text):
-    """Mask any ``scheme://user:password@`` in a string (a last line of defence; callers mask first)."""
-    if not isinstance(text, str):
-        return text
-    return _URL_PASSWORD.sub(r'\1********@', text)
+    """Mask any ``scheme://user:password@`` and ``password=`` in a string (secrets.mask; callers mask first)."""
+    return secrets.mask(text)
 
 
 def scrub_data(value):
-    if isinstance(value, dict):
-        return dict((k, scrub_data(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return [scrub_data(v) for v in value]
-    return scrub(value)
+    return secrets.mask_data(value)
 
 
 def write_atomic(path, data, mode=0o644):

@@ -28,6 +28,7 @@ SERVICE_OPTIONS = dict(
     depends_on=dict(type='list', elements='str', default=[]),
     alembic_config=dict(type='str', default='alembic.ini'),
     alembic_command=dict(type='list', elements='str'),
+    alembic_sql_preview=dict(type='bool', default=False),
     version_table=dict(type='str', default='alembic_version'),
     version_table_schema=dict(type='str'),
     migrations_dir=dict(type='str', default='migrations'),

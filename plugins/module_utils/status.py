@@ -17,10 +17,9 @@ __metaclass__ = type
 import threading
 import traceback
 
-from urllib.parse import quote
-
 from ansible_collections.homelab.migrations.plugins.module_utils import connection as connection_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import lock as lock_mod
+from ansible_collections.homelab.migrations.plugins.module_utils import secrets
 from ansible_collections.homelab.migrations.plugins.module_utils.adapter import (
     PROBLEM_CODES, AdapterError, is_warning, problem)
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectError, ConnectionPool
@@ -62,16 +61,8 @@ class PlanOptionError(ValueError):
 
 
 def password_forms(dburls):
-    """Every password of ``dburls`` as it may appear in text (plain and URL-encoded), for no_log_values.
-
-    Passwords shorter than 3 characters are left out: masking them would garble every message.
-    """
-    forms = set()
-    for dburl in dburls:
-        password = dburl.password
-        if password and len(password) >= 3:
-            forms.update({password, quote(password, safe=''), quote(password)})
-    return forms
+    """Every spelling of every password of ``dburls`` (secrets.all_spellings), for no_log_values."""
+    return secrets.all_spellings(list(dburls))
 
 
 def empty_entry(spec):

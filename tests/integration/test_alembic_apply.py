@@ -6,6 +6,7 @@ the password must stay out of argv and messages, and the alembic child must die 
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -255,7 +256,7 @@ def test_timeout_kills_alembic_and_reports(sleepy, tmp_path, fresh_db, monkeypat
 
 def test_preview_sql_is_alembics_offline_sql(linear, fresh_db):
     url = fresh_db.password_url
-    adapter = make_adapter(linear, url)
+    adapter = make_adapter(linear, url, alembic_sql_preview=True)
     conn = connect(DbUrl(url))
     try:
         plan = adapter.plan(conn, adapter.read_state(conn), 'head')
@@ -278,6 +279,35 @@ def test_preview_sql_is_alembics_offline_sql(linear, fresh_db):
     assert "UPDATE alembic_version SET version_num='r2'" in sql
 
 
+def test_diff_runs_no_service_code_unless_the_user_opts_in(linear, tmp_path, fresh_db):
+    """Issue 13 input 6: --check --diff ran env.py (alembic --sql), which can write to the database."""
+    copy = AlembicProject(str(tmp_path / 'svc'))
+    shutil.copytree(linear.root, copy.root)
+    marker = tmp_path / 'env-py-ran'
+    env_py = os.path.join(copy.root, 'alembic', 'env.py')
+    with open(env_py) as fh:
+        text = fh.read()
+    with open(env_py, 'w') as fh:
+        fh.write('open(%r, "a").write("ran\\n")\n' % str(marker) + text)
+    url = fresh_db.password_url
+    for opt_in in (False, True):
+        adapter = make_adapter(copy, url, alembic_sql_preview=opt_in)
+        conn = connect(DbUrl(url))
+        try:
+            plan = adapter.plan(conn, adapter.read_state(conn), 'head')
+            sql = adapter.preview_sql(plan)
+        finally:
+            conn.close()
+        if not opt_in:
+            assert not marker.exists(), 'the default diff ran env.py'
+            for rev in ('r1', 'r2', 'r3', 'r4'):
+                assert re.search(r'--   %s \(alembic/versions/[^)]+\.py\)' % rev, sql), sql
+            assert 'alembic_sql_preview: true' in sql and 'CREATE TABLE' not in sql
+        else:
+            assert marker.exists() and 'CREATE TABLE t_r1' in sql
+    assert fresh_db.tables() == []
+
+
 def test_preview_falls_back_to_the_revision_list(linear, tmp_path, fresh_db):
     copy = AlembicProject(str(tmp_path / 'svc'))
     shutil.copytree(linear.root, copy.root)
@@ -288,14 +318,14 @@ def test_preview_falls_back_to_the_revision_list(linear, tmp_path, fresh_db):
         fh.write(text.replace('if context.is_offline_mode():\n    run_migrations_offline()',
                               'if context.is_offline_mode():\n    raise SystemExit("offline mode is not supported")'))
     url = fresh_db.password_url
-    adapter = make_adapter(copy, url)
+    adapter = make_adapter(copy, url, alembic_sql_preview=True)
     conn = connect(DbUrl(url))
     try:
         plan = adapter.plan(conn, adapter.read_state(conn), 'r2')
         sql = adapter.preview_sql(plan)
     finally:
         conn.close()
-    assert sql.startswith('-- dash: alembic upgrade r2 runs 2 revision(s):\n--   r1\n--   r2\n')
+    assert sql.startswith('-- dash: alembic upgrade r2 runs 2 revision(s):\n--   r1 (alembic/versions/')
     assert 'no offline SQL' in sql and 'offline mode is not supported' in sql
 
 

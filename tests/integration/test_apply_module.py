@@ -102,7 +102,7 @@ def test_drizzle_revert_by_tag_four_passes(fresh_db):
 
 
 def test_alembic_four_passes_up_and_down(fresh_db):
-    svc = dashboard(fresh_db.password_url)
+    svc = dashboard(fresh_db.password_url, alembic_sql_preview=True)
     up = four_passes(svc)
     assert up[0]['applied'] == up[1]['applied'] == DASHBOARD
     assert 'CREATE TABLE users' in up[0]['diff']['prepared']

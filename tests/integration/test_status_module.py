@@ -378,6 +378,7 @@ def test_plan_diff_is_the_sql_the_apply_module_shows(three, drizzle_peer):
     alembic_to(three['dashboard'], '004')
     drizzle_peer.migrate(os.path.join(SERVICES, 'discord-bot', 'migrations'), three['discord-bot'].url)
     specs = homelab(urls_of(three))
+    specs[0]['alembic_sql_preview'] = True  # the opt-in: alembic --sql runs the service's env.py
     result, proc = run_module(MODULE, {'services': specs, 'plan': {}}, check=True, diff=True)
     assert not result.get('failed'), result
     diffs = dict((d['before_header'].split(' ')[0], d) for d in result['diff'])

@@ -42,7 +42,7 @@ def plain_alembic(db, *args):
 
 
 def test_four_passes_and_agreement_with_the_cli(fresh_db, make_db):
-    svc = dashboard(fresh_db.password_url)
+    svc = dashboard(fresh_db.password_url, alembic_sql_preview=True)
     empty = fresh_db.snapshot()
     passes = [run(svc, check=True, diff=True), run(svc, diff=True), run(svc, check=True), run(svc)]
     assert [p['changed'] for p in passes] == [True, True, False, False]

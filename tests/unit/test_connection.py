@@ -1,6 +1,7 @@
 """connection.py against a real PostgreSQL: URL forms, masking, connect errors, the pool, passfiles."""
 
 import os
+import re
 import stat
 import subprocess
 from urllib.parse import quote
@@ -204,3 +205,99 @@ def test_a_url_without_scheme_slashes_is_not_shown(url):
     with pytest.raises(UrlError) as err:
         DbUrl(url)
     assert 's3cret-pw' not in str(err.value)
+
+
+# ------------------------------------------------------------ libpq's parser: what users really write
+def _refused(url):
+    with pytest.raises(UrlError) as err:
+        DbUrl(url)
+    return str(err.value)
+
+
+@pytest.mark.parametrize('scheme', ['postgresql', 'postgres', 'postgresql+psycopg2'])
+def test_unencoded_question_mark_in_password_is_what_libpq_reads(scheme):
+    """Issue 13 input 1: the password typed as is. libpq (and SQLAlchemy) read it; urlsplit said 'invalid port'."""
+    d = DbUrl('%s://app:Zq7Vx?K9wRt@db.lan:5432/app' % scheme)
+    assert (d.user, d.password, d.host, d.port, d.dbname) == ('app', 'Zq7Vx?K9wRt', 'db.lan', 5432, 'app')
+    assert 'Zq7Vx' not in d.masked and 'K9wRt' not in d.masked
+
+
+@pytest.mark.parametrize('password', ['Pq7@Ss9:Wx3/Oo5#Rd2', 'Ab1@Bc2', 'Xy7/Yz8@Zq9', 'In4@Va5:Lq6/Id7?#', 'Tw8@@Oq9'])
+def test_unencoded_at_or_slash_is_refused_without_any_userinfo(password):
+    """Issue 13 input 1: with @:/# in the password, nothing of the userinfo may reach the message."""
+    for scheme in ('postgresql', 'postgres', 'postgresql+psycopg2'):
+        text = _refused('%s://app:%s@db.lan:5432/app' % (scheme, password))
+        assert 'app:' not in text and scheme + '://' + MASK in text
+        for piece in [p for p in re.split(r'[@:/#?]', password) if p]:
+            assert piece not in text
+        assert '%40' in text  # says how to fix it
+
+
+@pytest.mark.parametrize('url', ['postgresql://u:50%off@h/db', 'postgresql://u:Sec%zzret@h/db',
+                                 'postgresql://u:Secret"q@[::1/db', 'postgresql://u:Secret-pw@h:99999/db',
+                                 'postgresql://u:Secret-pw@h:abc/db', 'postgresql://u:Secret-pw@h/db?bogus=1',
+                                 "host=h password=Secret pw dbname=x", "host=h password='Secret-pw dbname=x"])
+def test_libpq_parse_errors_show_no_userinfo(url):
+    text = _refused(url)
+    assert 'Secret' not in text and '50%off' not in text and 'off' not in text and 'zz' not in text
+    assert 'database_url' in text
+
+
+def test_socket_directory_options_and_keyword_forms(pg, fresh_db):
+    """postgresql:///app?host=/socket/dir, ?options=-c%20search_path%3Dapp and host=... dbname=... connect."""
+    socket_url = 'postgresql:///%s?host=%s&port=%d&user=postgres&options=-c%%20search_path%%3Dapp' % (
+        fresh_db.name, pg.tmp, pg.port)
+    d = DbUrl(socket_url)
+    assert d.host == pg.tmp and d.params['options'] == '-c search_path=app' and d.dbname == fresh_db.name
+    conn = connect(d)
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SHOW search_path')
+            assert cur.fetchone()[0] == 'app'
+    finally:
+        conn.close()
+    keywords = "host=%s port=%d dbname=%s user=homelab password='%s'" % (
+        pg.host, pg.port, fresh_db.name, pg.password.replace('\\', '\\\\').replace("'", "\\'"))
+    k = DbUrl(keywords)
+    assert k.password == pg.password and pg.password not in k.masked
+    conn = connect(k)
+    conn.close()
+    # the SQLAlchemy URL built for env.py from a keyword string carries the same connection
+    s = DbUrl(k.sqlalchemy_url())
+    assert (s.host, s.port, s.dbname, s.user, s.password) == (k.host, k.port, k.dbname, k.user, k.password)
+
+
+def test_multi_host_url_connects_to_the_live_one(pg, fresh_db):
+    from harness.pg import free_port
+    url = 'postgresql://homelab:%s@127.0.0.1:%d,%s:%d/%s?connect_timeout=3' % (
+        quote(pg.password, safe=''), free_port(), pg.host, pg.port, fresh_db.name)
+    d = DbUrl(url)
+    assert d.host == '127.0.0.1,%s' % pg.host and d.port is None and len(d.ports) == 2
+    conn = connect(d)
+    conn.close()
+    assert DbUrl(d.libpq_uri()).conninfo() == d.conninfo()
+    assert pg.password not in d.masked and quote(pg.password, safe='') not in d.masked
+
+
+def test_passfile_lives_in_a_private_directory_and_stale_ones_are_swept(tmp_path):
+    d = DbUrl('postgresql://u:S3cret:pw\\x@h/db')
+    with PassFile(d, directory=str(tmp_path)) as pf:
+        parent = os.path.dirname(pf.path)
+        assert stat.S_IMODE(os.stat(parent).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(pf.path).st_mode) == 0o600
+        assert open(pf.path).read() == '*:*:*:*:S3cret\\:pw\\\\x\n'
+    assert not os.path.exists(parent)
+    # what a SIGKILLed run leaves: a directory named after a dead process, and an old-style file
+    dead = subprocess.Popen(['true'])
+    dead.wait()
+    stale = tmp_path / ('.homelab-pgpass-%d-abc' % dead.pid)
+    stale.mkdir(mode=0o700)
+    (stale / 'pgpass').write_text('*:*:*:*:S3cret\n')
+    old = tmp_path / '.homelab-pgpass-xyz'
+    old.write_text('h:5432:*:u:S3cret\n')
+    mine = tmp_path / ('.homelab-pgpass-%d-live' % os.getpid())
+    mine.mkdir(mode=0o700)
+    with PassFile(d, directory=str(tmp_path)):
+        assert not stale.exists() and not old.exists()
+        assert mine.exists()  # a live process's directory is left alone
+    mine.rmdir()

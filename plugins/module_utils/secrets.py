@@ -1,0 +1,165 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.migrations contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one masking function of the collection.
+
+Every module, filter and report masks text through :func:`mask` (and :func:`mask_data` for nested
+results, :func:`shorten` to mask first and then cut). A secret is masked in every spelling a tool may
+print it: raw; percent-encoded (upper or lower case hex, ``+`` for spaces); as SQLAlchemy renders it;
+``%%``-doubled as config files (configparser, alembic.ini) need; JSON- and repr-escaped; inside an HTTP
+basic-auth header (base64 of ``user:password``). Independently of known secrets, the userinfo of any
+``scheme://user:password@`` and any ``password=...`` keyword value is masked.
+
+Secrets are given per call (no module-level state): a password string, a ``(user, password)`` pair,
+a URL string (its userinfo is taken apart the ways parsers disagree on), or any object with
+``user`` and ``password`` attributes (``connection.DbUrl``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import base64
+import json
+import re
+
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
+
+MASK = '********'
+# a secret shorter than this is not masked as a bare substring (it would garble every message); the
+# URL and keyword patterns below still mask it where it stands as a password.
+MIN_SECRET_LEN = 3
+
+_PERCENT = re.compile(r'%[0-9A-Fa-f]{2}')
+# scheme://user:password@ : the password runs to the last '@' of the token (an unencoded '@' in a
+# password must not leave its tail); a token ends at white space or a quote.
+_URL_USERINFO = re.compile(r'''([A-Za-z][A-Za-z0-9+.-]*://)([^\s:/@"'<>]*):[^\s"'<>]*@''')
+# password=... (conninfo keywords, query parameters, JSON keys, PGPASSWORD=...)
+_KEYWORD_PASSWORD = re.compile(
+    r'''(?i)((?:ssl)?password["']?\s*[=:]\s*)('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s'"&,;)}\]]+)''')
+
+
+def _lower_hex(text):
+    return _PERCENT.sub(lambda m: m.group(0).lower(), text)
+
+
+def url_userinfo_candidates(url):
+    """(user, password) pairs a URL string may hold, split at the first and at the last '@'."""
+    if not isinstance(url, str) or '://' not in url:
+        return []
+    rest = url.split('://', 1)[1]
+    rest = re.split(r'[\s"\'<>]', rest, maxsplit=1)[0]
+    pairs = []
+    for at in (rest.find('@'), rest.rfind('@')):
+        if at <= 0:
+            continue
+        userinfo = rest[:at]
+        if ':' in userinfo:
+            user, password = userinfo.split(':', 1)
+            pairs.append((user, password))
+    return pairs
+
+
+def _pairs(secrets):
+    """Normalise the ``secrets`` argument to a list of (user, password) pairs (user may be None)."""
+    if secrets is None:
+        return []
+    if isinstance(secrets, (str, tuple)) or hasattr(secrets, 'password'):
+        secrets = [secrets]
+    pairs = []
+    for item in secrets:
+        if item is None:
+            continue
+        if isinstance(item, tuple):
+            pairs.append((item[0] if len(item) > 1 else None, item[-1]))
+        elif hasattr(item, 'secret_pairs'):
+            pairs.extend(item.secret_pairs())
+        elif hasattr(item, 'password'):
+            pairs.append((getattr(item, 'user', None), item.password))
+        elif isinstance(item, str) and '://' in item:
+            for user, password in url_userinfo_candidates(item):
+                pairs.append((user, password))
+                pairs.extend((user, p) for p in _decoded(password))
+        elif isinstance(item, str):
+            pairs.append((None, item))
+    return [(u, p) for u, p in pairs if isinstance(p, str) and p]
+
+
+def _decoded(text):
+    return set(v for v in (unquote(text), unquote_plus(text)) if v and v != text)
+
+
+def spellings(password, user=None):
+    """Every spelling of ``password`` a tool may print (a set of strings, none shorter than MIN_SECRET_LEN)."""
+    if not isinstance(password, str) or len(password) < MIN_SECRET_LEN:
+        return set()
+    forms = {password}
+    for safe in ('', '/', ' +', "!$&'()*+,;=", "!$&'()*+,;=:"):
+        forms.add(quote(password, safe=safe))
+    forms.add(quote_plus(password))
+    forms |= set(_lower_hex(f) for f in forms)
+    forms |= set(f.replace('%', '%%') for f in forms)
+    escaped = set()
+    for form in forms:
+        for enc in (json.dumps(form)[1:-1], json.dumps(form, ensure_ascii=False)[1:-1], repr(form)[1:-1],
+                    json.dumps(json.dumps(form))[3:-3]):
+            escaped.add(enc)
+    forms |= escaped
+    if user:
+        # HTTP basic auth (a health check URL with credentials): base64 of user:password
+        forms.add(base64.b64encode(('%s:%s' % (user, password)).encode('utf-8')).decode('ascii'))
+    return set(f for f in forms if f and len(f) >= MIN_SECRET_LEN)
+
+
+def all_spellings(secrets):
+    """The union of :func:`spellings` over ``secrets`` (for ``AnsibleModule.no_log_values``)."""
+    forms = set()
+    for user, password in _pairs(secrets):
+        forms |= spellings(password, user)
+    return forms
+
+
+def mask(text, secrets=None):
+    """``text`` with every spelling of every secret, every URL userinfo password and every
+    ``password=`` value replaced by MASK. Never raises; non-strings other than bytes come back as they are.
+    """
+    if text is None:
+        return None
+    if isinstance(text, bytes):
+        text = text.decode('utf-8', 'replace')
+    if not isinstance(text, str):
+        return text
+    try:
+        for form in sorted(all_spellings(secrets), key=len, reverse=True):
+            if form in text:
+                text = text.replace(form, MASK)
+        text = _URL_USERINFO.sub(lambda m: m.group(1) + m.group(2) + ':' + MASK + '@', text)
+        text = _KEYWORD_PASSWORD.sub(lambda m: m.group(1) + MASK, text)
+        return text
+    except Exception:  # pragma: no cover - never let masking itself leak or fail
+        return MASK
+
+
+def mask_data(value, secrets=None):
+    """:func:`mask` applied to every string of a nested dict/list (keys included)."""
+    if isinstance(value, dict):
+        return dict((mask(k, secrets), mask_data(v, secrets)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [mask_data(v, secrets) for v in value]
+    if isinstance(value, (str, bytes)):
+        return mask(value, secrets)
+    return value
+
+
+def shorten(text, limit, secrets=None, tail=True, lines=None):
+    """Mask first, then cut to the last (or first) ``limit`` characters (and ``lines`` lines)."""
+    text = mask(text, secrets)
+    if not text:
+        return text
+    if lines:
+        parts = text.splitlines()
+        parts = parts[-lines:] if tail else parts[:lines]
+        text = '\n'.join(parts)
+    if limit and len(text) > limit:
+        text = text[-limit:] if tail else text[:limit]
+    return text

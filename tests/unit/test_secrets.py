@@ -1,0 +1,68 @@
+"""secrets.mask: the one masking function; every spelling a tool may print a password in."""
+
+import base64
+import json
+import re
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from ansible_collections.homelab.migrations.plugins.module_utils import secrets
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
+
+PASSWORDS = ['Zq7Vx?K9wRt', 'p@ss:w/o#rd 42', "q'uo\"te\\back%25sl", 'sp ace+plus%', 'ünï-cødé pw']
+
+
+def spelled(password, user='app'):
+    """The spellings tools print (one per line): the test's own list, independent of secrets.py."""
+    pct = quote(password, safe='')
+    lower = re.sub('%[0-9A-F]{2}', lambda m: m.group(0).lower(), pct)
+    out = [password, pct, lower, quote_plus(password), quote(password, safe=' +'),  # SQLAlchemy
+           pct.replace('%', '%%'), json.dumps(password)[1:-1], repr(password)[1:-1],
+           json.dumps(json.dumps(password))[3:-3],
+           base64.b64encode(('%s:%s' % (user, password)).encode()).decode()]
+    return out
+
+
+@pytest.mark.parametrize('password', PASSWORDS)
+def test_every_spelling_is_masked(password):
+    for form in spelled(password):
+        text = 'before %s after' % form
+        out = secrets.mask(text, [(('app', password))])
+        assert form not in out, form
+        assert out.startswith('before ') and out.endswith(' after')
+
+
+@pytest.mark.parametrize('password', PASSWORDS)
+def test_a_dburl_masks_its_password_everywhere(password):
+    d = DbUrl('postgresql://app:%s@db.lan/app' % quote(password, safe=''))
+    text = '\n'.join(spelled(password) + [d.raw, d.sqlalchemy_url(), d.libpq_uri()])
+    out = d.scrub(text)
+    for form in spelled(password):
+        assert form not in out
+    assert 'db.lan' in out
+
+
+def test_unknown_url_userinfo_and_keyword_passwords_are_masked():
+    text = ('health http://monitor:s3cr@t@host/healthz failed; dsn host=h password=\'a b\' x; '
+            'PGPASSWORD=hunter22 {"password": "json-pw"} redis://:tok3n@cache:6379 ok')
+    out = secrets.mask(text)
+    for leak in ('s3cr', '@t@', "a b'", 'hunter22', 'json-pw', 'tok3n'):
+        assert leak not in out, (leak, out)
+    assert 'http://monitor:' in out and 'host=h' in out and 'cache:6379' in out
+
+
+def test_mask_first_then_shorten():
+    """Issue 13 input 3: a cut before masking leaves the password's tail."""
+    password = 'TailSecret0123456789'
+    text = 'url postgresql://app:%s@db/app\n' % password + 'x' * 3990
+    cut = secrets.shorten(text, 4000, [('app', password)])
+    assert len(cut) <= 4000 and 'Secret0123' not in cut and '456789' not in cut and 'Tail' not in cut
+
+
+def test_mask_data_and_no_garbling_of_short_passwords():
+    data = {'msg': ['a %s b' % quote('Zq7Vx?K9wRt', safe='')], 'n': 3, 'x': None}
+    assert secrets.mask_data(data, ['Zq7Vx?K9wRt'])['msg'] == ['a %s b' % secrets.MASK]
+    assert secrets.mask('a pw b', ['pw']) == 'a pw b'  # too short to mask as a substring
+    assert secrets.mask('postgresql://u:pw@h/db') == 'postgresql://u:%s@h/db' % secrets.MASK
+    assert secrets.mask(None) is None and secrets.mask(5) == 5
