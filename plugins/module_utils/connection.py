@@ -97,7 +97,7 @@ def _parse(url):
     elif _KEYWORD_RE.match(url):
         text = url
     else:
-        raise _refuse(url, 'it is neither a URL (no "scheme://") nor a libpq keyword string', _FORM)
+        raise _refuse(url, 'it is not a URL (no "scheme://") nor a libpq keyword string (key=value ...)', _FORM)
     try:
         info = psycopg2.extensions.parse_dsn(text)
     except Exception as exc:

@@ -56,6 +56,15 @@ def url_without_scheme(lab, case_dir):
     return {'migrate_all_services': services}
 
 
+def url_unencoded(lab, case_dir):
+    """Issue 13 input 1: the canary password typed as is, not percent-encoded (it holds @:/%?)."""
+    services = _services(lab)
+    url = services[1]['database_url']
+    scheme, rest = url.split('://', 1)
+    services[1]['database_url'] = '%s://homelab:%s@%s' % (scheme, lab.pg.password, rest.rsplit('@', 1)[1])
+    return {'migrate_all_services': services}
+
+
 def spec_case(service, key, value):
     def mutate(lab, case_dir):
         services = _services(lab)
@@ -156,6 +165,7 @@ CASES = [
     ('url-number', spec_case('stream-bot', 'database_url', 5432), ['database_url']),
     # a URL typed without "postgresql://": it holds the password and must not be shown anywhere
     ('url-no-scheme', url_without_scheme, ['database_url', 'is not a URL']),
+    ('url-unencoded-password', url_unencoded, ['database_url', 'percent-encode']),
     # ---- depends_on
     ('depends-unknown', spec_case('stream-bot', 'depends_on', ['grafana']), ['grafana']),
     ('depends-self', spec_case('stream-bot', 'depends_on', ['stream-bot']), ['stream-bot', 'itself']),
