@@ -68,6 +68,24 @@ if [ -f "$PEER/package-lock.json" ]; then
   fi
 fi
 
+# real projects' Alembic histories (from their published wheels) for the corpus tests; they skip without them
+CORPUS=${HOMELAB_CORPUS:-}
+for d in "$CORPUS" "$ROOT/../shared/corpus" "$ROOT/../../shared/corpus"; do
+  if [ -n "$d" ] && [ -f "$d/alembic_trees.py" ]; then CORPUS=$d; break; fi
+done
+if [ -n "$CORPUS" ] && [ -f "$CORPUS/alembic_trees.py" ]; then
+  if [ ! -f .cache/corpus/.done ]; then
+    log "writing the corpus Alembic trees into .cache/corpus (pip download of the pinned wheels)"
+    if .venv/bin/python "$CORPUS/alembic_trees.py" .cache/corpus >/dev/null; then
+      touch .cache/corpus/.done
+    else
+      log "the corpus Alembic trees could not be written: the corpus tests will be skipped"
+    fi
+  fi
+else
+  log "no shared corpus folder (HOMELAB_CORPUS, ../shared/corpus): the corpus tests will be skipped"
+fi
+
 mkdir -p .build/collections/ansible_collections/homelab
 ln -sfn ../../../.. .build/collections/ansible_collections/homelab/migrations
 log "ready: $ROOT/.venv (ansible-core $(.venv/bin/python -c "import ansible.release as r; print(r.__version__)"))"
