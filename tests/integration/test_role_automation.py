@@ -11,7 +11,7 @@ import pytest
 from harness.ansible import ansible_env
 from integration.test_role import INVENTORY, PLAYBOOK, homelab, refused  # noqa: F401  # pylint: disable=unused-import
 
-from ansible_collections.homelab.migrations.plugins.filter import migrate_all_automation as auto
+from ansible_collections.homelab.migrations.plugins.filter import run_info as auto
 
 pytestmark = pytest.mark.peer
 

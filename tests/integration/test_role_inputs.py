@@ -10,7 +10,7 @@ import pytest
 from harness.ansible import REPO, run_playbook
 from integration.test_role import INVENTORY, PLAYBOOK, homelab, refused  # noqa: F401  # pylint: disable=unused-import
 
-from ansible_collections.homelab.migrations.plugins.filter import migrate_all_checks as checks
+from ansible_collections.homelab.migrations.plugins.filter import input_checks as checks
 
 pytestmark = pytest.mark.peer
 
