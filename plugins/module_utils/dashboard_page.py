@@ -39,6 +39,9 @@ table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; vertical-align: top; padding: .2rem .6rem .2rem 0; }
 .kv th { width: 11rem; font-weight: 600; }
 .runs th, .runs td, .findings th, .findings td { border-bottom: 1px solid #8c959f44; padding: .25rem .5rem; }
+.runs, .findings { table-layout: auto; }
+.runs td, .findings td, .kv td { overflow-wrap: anywhere; }
+.runs td.mono { white-space: nowrap; font-size: .8em; }
 ul { margin: 0; padding-left: 1.2rem; }
 code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .9em;
               overflow-wrap: anywhere; }
