@@ -99,7 +99,8 @@ def status_document(status, generated_at=None, version=COLLECTION_VERSION):
     pre-flight checks), and ``health`` when the status carries it), ``generated_at`` (UTC) and
     ``collection_version``.
     """
-    status = status if isinstance(status, dict) else {}
+    # mask first, then cut (a cut could leave half a password that no longer looks like one)
+    status = report_mod.scrub_data(status) if isinstance(status, dict) else {}
     doc = report_mod.status_report(status, generated_at or now_iso())
     raw = status.get('services') or {}
     for name, entry in doc['services'].items():
@@ -202,6 +203,7 @@ def runs_document(records, limit=DEFAULT_RUNS, generated_at=None, unreadable_lin
     Records without a ``run_id`` (a module called on its own, the apply module's step records) are not runs.
     """
     limit = max(1, min(int(limit or DEFAULT_RUNS), MAX_RUNS))
+    records = [report_mod.scrub_data(r) for r in records if isinstance(r, dict)]  # mask first, then cut
     runs = {}
     order = []
     for record in records:

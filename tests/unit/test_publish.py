@@ -73,6 +73,17 @@ def test_status_document_is_the_guide_shape_plus_time_version_findings_health():
     assert bot['problems'][0]['message'].endswith('<b>')  # text kept as text: the page escapes it
 
 
+def test_a_password_cut_in_half_is_masked_first():
+    status = _status()
+    prefix = 'x' * (publish.MAX_TEXT - len(' postgresql://homelab:') - 5)  # the cut falls inside the password
+    status['services']['discord-bot']['problems'][0]['message'] = prefix + ' postgresql://homelab:%s@db/x' % SECRET
+    text = json.dumps(publish.status_document(status))
+    assert 'Cnry5' not in text and 'Cnr' not in text.replace('homelab:********', '')
+    record = _record('r', 'dashboard', 'failed', '2026-11-30T08:00:00+00:00',
+                     error=prefix + ' postgresql://homelab:%s@db/x' % SECRET)
+    assert 'Cnr' not in json.dumps(publish.runs_document([record]))
+
+
 def test_long_texts_are_cut():
     status = _status()
     status['services']['discord-bot']['problems'][0]['message'] = 'x' * 50000
