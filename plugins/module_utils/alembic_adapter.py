@@ -38,6 +38,10 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapter import 
 from ansible_collections.homelab.migrations.plugins.module_utils.child import run_child
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
 from ansible_collections.homelab.migrations.plugins.module_utils import preflight as preflight_mod
+from ansible_collections.homelab.migrations.plugins.module_utils.waits import (
+    LOCK_NOT_AVAILABLE_CLASS,
+    child_application_name,
+)
 from ansible_collections.homelab.migrations.plugins.module_utils.regular_file import (
     CONFIG_LIMIT,
     MIGRATION_LIMIT,
@@ -1635,6 +1639,8 @@ class AlembicAdapter(Adapter):
         env.pop('ALEMBIC_CONFIG', None)  # we pass -c; the read side assumes the default pyproject.toml too
         # the URL as the service has it: its env.py knows which driver/scheme it needs
         env['DATABASE_URL'] = self.dburl.sqlalchemy_url()
+        # its sessions are recognisable (who blocks them, lock holders); a URL's own application_name wins
+        env['PGAPPNAME'] = child_application_name(self.name)
         pgopts = []
         for name in ('lock_timeout', 'statement_timeout'):
             value = _pg_setting(name, options.get(name))
@@ -1740,7 +1746,10 @@ class AlembicAdapter(Adapter):
                     ', reverted ' + ', '.join(reverted) if reverted else '')
             else:
                 partial = '; the database is unchanged at %s' % (to_revision or 'base')
-            raise ApplyError('%s %s%s. alembic said:\n%s' % (shown, why, partial, tail), code='apply_failed',
+            # the driver's exception class for SQLSTATE 55P03 in alembic's traceback: a statement ran into
+            # lock_timeout; the caller may retry when the database shows nothing stayed
+            code = 'lock_timeout' if (not timed_out and LOCK_NOT_AVAILABLE_CLASS in (err or '')) else 'apply_failed'
+            raise ApplyError('%s %s%s. alembic said:\n%s' % (shown, why, partial, tail), code=code,
                              details=details)
         expected = plan.extra.get('expected_rows')
         if expected is not None and set(rows_after) != set(expected):

@@ -26,6 +26,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils import audit as
 from ansible_collections.homelab.migrations.plugins.module_utils import connection as connection_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import lock as lock_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import preflight as preflight_mod
+from ansible_collections.homelab.migrations.plugins.module_utils import waits
 from ansible_collections.homelab.migrations.plugins.module_utils.adapter import AdapterError
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectError
 from ansible_collections.homelab.migrations.plugins.module_utils.status import describe_unexpected
@@ -40,7 +41,9 @@ APPLY_OPTIONS = dict(
     allow_out_of_order=dict(type='bool', default=False),
     allow_modified=dict(type='bool', default=False),
     transaction=dict(type='str', default='all', choices=list(TRANSACTION_MODES)),
-    lock_timeout=dict(type='str'),
+    lock_timeout=dict(type='str', default=waits.DEFAULT_LOCK_TIMEOUT),
+    lock_retries=dict(type='int', default=waits.DEFAULT_LOCK_RETRIES),
+    lock_retry_delay=dict(type='int', default=waits.DEFAULT_LOCK_RETRY_DELAY),
     statement_timeout=dict(type='str'),
     confirmation=dict(type='str'),
     action=dict(type='str', default='apply'),
@@ -215,6 +218,7 @@ class _Run(object):
         self.before = None
         self.plan = None
         self.warnings = []
+        self.error_code = None  # the adapter's code of the last failed attempt (lock_timeout, apply_failed...)
         self.result = {
             'changed': False,
             'service': self.name,
@@ -403,9 +407,10 @@ class _Run(object):
         except AdapterError as exc:
             error = self.adapter_message(exc)
             details = exc.details or {}
+            self.error_code = exc.code
         except Exception as exc:
             error = describe_unexpected(self.name, exc, self.dburl, 'applying the plan')
-        after = self.reread(adapter)
+        self.after = after = self.reread(adapter)
         observed = (None, None) if after is None else observed_changes(self.before, after)
         rep_applied = reported.applied if reported is not None else details.get('applied', [])
         rep_reverted = reported.reverted if reported is not None else details.get('reverted', [])
@@ -495,8 +500,69 @@ class _Run(object):
             else:
                 self.result['applied'] = steps
             return 'check'
-        self.carry_out(adapter, steps)
+        self.carry_out_bounded(adapter, steps)
         return 'success'
+
+    def _blocker_watch(self):
+        def connect():
+            return connection_mod.connect(self.dburl, service=self.name + ':watch', connect_timeout=5)
+
+        def pids():
+            return [self.conn.get_backend_pid()] if self.conn is not None and not self.conn.closed else []
+        return waits.BlockerWatch(connect, pids, waits.child_prefix(self.name))
+
+    def carry_out_bounded(self, adapter, steps):
+        """carry_out, again after a pause when a statement ran into lock_timeout and nothing of it stayed.
+
+        At most lock_retries more attempts, pausing lock_retry_delay, then twice that... (each at most
+        waits.MAX_RETRY_DELAY). Before each retry the state is read and planned again. The message of a
+        final lock timeout names the sessions that blocked the migration (pg_blocking_pids).
+        """
+        delays = waits.retry_delays(self.params.get('lock_retries'), self.params.get('lock_retry_delay'))
+        blockers = {}
+        attempts = 0
+        while True:
+            attempts += 1
+            self.error_code = None
+            self.after = None
+            with self._blocker_watch() as watch:
+                try:
+                    self.carry_out(adapter, steps)
+                    return
+                except ApplyFailure as exc:
+                    failure = exc
+            for b in watch.found():
+                blockers[b['pid']] = b
+            untouched = (self.after is not None and not self.result['applied'] and not self.result['reverted']
+                         and _revision_set(self.after.current_revision) == _revision_set(self.before.current_revision))
+            if self.error_code != 'lock_timeout':
+                raise failure
+            self.result['error_code'] = 'lock_timeout'
+            self.result['blockers'] = list(blockers.values())
+            if not untouched or not delays:
+                raise ApplyFailure(self.lock_timeout_message(failure, attempts, list(blockers.values())))
+            pause = delays.pop(0)
+            self.warnings.append('service %r: a migration statement ran into lock_timeout %s (attempt %d)%s; '
+                                 'nothing stayed, trying again in %ss'
+                                 % (self.name, self.params.get('lock_timeout'), attempts,
+                                    ', blocked by ' + waits.describe_blockers(watch.found()) if watch.found() else '',
+                                    pause))
+            time.sleep(pause)
+            self.before = self.read(adapter)
+            self.result['from_revision'] = self.before.current_revision
+            self.check_expected(self.before.current_revision)
+            steps = self.make_plan(adapter, self.before)
+            if not steps:
+                return
+
+    def lock_timeout_message(self, failure, attempts, blockers):
+        who = waits.describe_blockers(blockers)
+        text = ('service %r: gave up after %d attempt(s): a migration statement waited longer than lock_timeout %s '
+                'for a table lock each time%s. %s'
+                % (self.name, attempts, self.params.get('lock_timeout'),
+                   ', blocked by ' + who if who else ' (the blocking session was not seen)',
+                   (waits.blocker_advice(blockers) + '. ') if blockers else ''))
+        return text + str(failure)
 
     def close(self):
         if self.conn is None or self.borrowed:

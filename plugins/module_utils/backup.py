@@ -39,6 +39,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils import audit as
 from ansible_collections.homelab.migrations.plugins.module_utils import child
 from ansible_collections.homelab.migrations.plugins.module_utils import connection
 from ansible_collections.homelab.migrations.plugins.module_utils import secrets
+from ansible_collections.homelab.migrations.plugins.module_utils import waits
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import (
     ConnectError, DbUrl, PassFile, UrlError)
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import NAME_RE
@@ -73,6 +74,7 @@ ARGUMENT_SPEC = dict(
     backup=dict(type='str', default='auto', choices=list(BACKUP_MODES)),
     clean=dict(type='str', default='objects', choices=list(CLEAN_MODES)),
     connect_timeout=dict(type='int', default=connection.DEFAULT_CONNECT_TIMEOUT),
+    lock_wait_timeout=dict(type='int', default=30),
     pg_dump=dict(type='path'),
     pg_restore=dict(type='path'),
     psql=dict(type='path'),
@@ -85,6 +87,12 @@ REQUIRED_IF = [
     ('state', 'pruned', ('dest', 'service')),
     ('state', 'pruned', ('keep_days', 'keep_count'), True),
 ]
+
+
+def _lock_wait(params):
+    """lock_wait_timeout in seconds, at least 1 (0 or less would mean: wait forever)."""
+    value = params.get('lock_wait_timeout')
+    return 30 if value is None else max(1, int(value))
 
 
 class BackupError(Exception):
@@ -388,6 +396,9 @@ def describe_tool_failure(tool, rc, stderr, dburl, dest=None):
         hint = 'create the database first or fix the database name in database_url'
     elif 'server version mismatch' in low:
         hint = 'use a %s from the server\'s major version or newer (pg_bindir)' % tool
+    elif ('lock timeout' in low or 'lock table' in low) and 'canceling statement' in low:
+        hint = ('another session held a lock on a table longer than lock_wait_timeout (%s); see pg_locks / '
+                'pg_stat_activity for who holds it, let it finish or end it, then run again' % tool)
     elif 'could not connect' in low or 'connection to server' in low or 'timeout' in low:
         hint = 'check that the server is running and reachable (host, port, firewall)'
     elif 'unsupported version' in low and 'file header' in low:
@@ -866,6 +877,8 @@ def take_backup(params, check_mode=False):
         with _TermGuard():
             try:
                 argv = [pg_dump, '--format=' + _FORMAT_FLAG[fmt], '--file=' + tmp, '--no-password']
+                # a table lock held by the application (ACCESS EXCLUSIVE) fails the dump instead of stalling it
+                argv.append('--lock-wait-timeout=%d' % (1000 * _lock_wait(params)))
                 if fmt == 'plain':
                     # restorable into the same database with psql: drop each object before creating it
                     argv += ['--clean', '--if-exists']
@@ -989,38 +1002,53 @@ def restore(params, check_mode=False):
         result['duration_seconds'] = round(time.time() - started, 3)
         return result
     wipe = None
+    guard = None
     try:
         with _TermGuard():
             with PassFile(dburl) as pf:
                 runner.env = child_env(dburl, pf.env(), params.get('connect_timeout') or 10, params.get('service'))
                 # no NOTICE per DROP ... IF EXISTS: keep stderr for what matters
+                # every restore session waits at most lock_wait_timeout for a table lock
                 runner.env['PGOPTIONS'] = ' '.join(filter(None, [runner.env.get('PGOPTIONS'),
-                                                                 '-c client_min_messages=warning']))
-                if clean == 'database':
-                    wipe = _write_temp(wipe_sql(server_num))
-                    tool = 'psql'
-                    argv = [psql, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '--no-password',
-                            '-f', wipe, '-f', path if fmt == 'plain' else '-']
-                    if fmt == 'plain':
-                        rc, _out, err = runner.run(argv, stdout=subprocess.DEVNULL)
+                                                                 '-c client_min_messages=warning',
+                                                                 '-c lock_timeout=%ds' % _lock_wait(params)]))
+                # a dump starts with SET lock_timeout = 0: the restore's sessions are watched instead, and one
+                # waiting for a table lock longer than lock_wait_timeout is cancelled (its transaction rolls back)
+                guard = waits.BlockerWatch(lambda: connection.connect(dburl, service=(params.get('service') or
+                                                                                  'pg_backup') + ':guard',
+                                                                      connect_timeout=10),
+                                           app_prefix=runner.env['PGAPPNAME'], cancel_after=_lock_wait(params))
+                with guard:
+                    if clean == 'database':
+                        wipe = _write_temp(wipe_sql(server_num))
+                        tool = 'psql'
+                        argv = [psql, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '--no-password',
+                                '-f', wipe, '-f', path if fmt == 'plain' else '-']
+                        if fmt == 'plain':
+                            rc, _out, err = runner.run(argv, stdout=subprocess.DEVNULL)
+                        else:
+                            rc, err = _pipe(runner, [pg_restore, '--file=-', path], argv)
+                    elif fmt == 'plain':
+                        tool = 'psql'
+                        rc, _out, err = runner.run([psql, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction',
+                                                    '--no-password', '-f', path], stdout=subprocess.DEVNULL)
                     else:
-                        rc, err = _pipe(runner, [pg_restore, '--file=-', path], argv)
-                elif fmt == 'plain':
-                    tool = 'psql'
-                    rc, _out, err = runner.run([psql, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction',
-                                                '--no-password', '-f', path], stdout=subprocess.DEVNULL)
-                else:
-                    tool = 'pg_restore'
-                    argv = [pg_restore, '--clean', '--if-exists', '--exit-on-error', '--no-password',
-                            '--dbname=' + dbname_conninfo(dburl)]
-                    argv += ['--jobs=%d' % jobs] if jobs > 1 else ['--single-transaction']
-                    rc, _out, err = runner.run(argv + [path], stdout=subprocess.DEVNULL)
+                        tool = 'pg_restore'
+                        argv = [pg_restore, '--clean', '--if-exists', '--exit-on-error', '--no-password',
+                                '--dbname=' + dbname_conninfo(dburl)]
+                        argv += ['--jobs=%d' % jobs] if jobs > 1 else ['--single-transaction']
+                        rc, _out, err = runner.run(argv + [path], stdout=subprocess.DEVNULL)
     finally:
         runner.kill_all()
         if wipe:
             _remove(wipe)
     if rc != 0:
         atomic = jobs == 1
+        if guard is not None and guard.cancelled:
+            who = waits.describe_blockers(guard.found()) or 'another session'
+            err = ('the restore waited longer than lock_wait_timeout (%ss) for a table lock held by %s and was '
+                   'cancelled; %s. %s' % (_lock_wait(params), who, waits.blocker_advice(guard.found()) or
+                                          'let that session finish, then run again', err or ''))
         raise BackupError(describe_tool_failure(tool, rc, err, dburl) + (
             '; the restore ran in one transaction, so the database was left as it was' if atomic else
             '; with jobs > 1 the restore is not one transaction: the database may be partly restored, run it '

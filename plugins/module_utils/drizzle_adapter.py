@@ -61,6 +61,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapter import 
 )
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
 from ansible_collections.homelab.migrations.plugins.module_utils import preflight as preflight_mod
+from ansible_collections.homelab.migrations.plugins.module_utils.waits import is_lock_timeout
 from ansible_collections.homelab.migrations.plugins.module_utils.regular_file import (
     JOURNAL_LIMIT,
     MIGRATION_LIMIT,
@@ -977,7 +978,9 @@ class DrizzleAdapter(Adapter):
                    'statement': shorten(self._scrub(stmt)) if stmt else None}
         if uncertain is not None:
             details['uncertain'] = list(uncertain)
-        return ApplyError(message, code='apply_failed', details=details)
+        # a statement that ran into lock_timeout (SQLSTATE 55P03): the caller may retry when nothing stayed
+        code = 'lock_timeout' if is_lock_timeout(exc) and at_commit is None else 'apply_failed'
+        return ApplyError(message, code=code, details=details)
 
 
 class _RowGone(Exception):

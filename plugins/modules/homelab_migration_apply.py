@@ -70,9 +70,29 @@ options:
     choices: [all, each]
   lock_timeout:
     description:
-      - PostgreSQL C(lock_timeout) for the migration session, for example V(5s), so a migration that would
-        wait behind production traffic fails fast instead.
+      - PostgreSQL C(lock_timeout) for the migration sessions (the module's own and those of the service's
+        C(alembic)), so a statement that needs a table lock another session holds (an application left
+        C(idle in transaction) after reading the table) fails after that long instead of waiting, while every
+        later reader of the table queues behind it.
+      - A statement that ran into it is retried (O(lock_retries), O(lock_retry_delay)) when the database shows
+        that nothing of the attempt stayed; the final failure (RV(error_code=lock_timeout)) names the blocking
+        sessions (RV(blockers)).
+      - A PostgreSQL duration such as V(5s) or V(500ms); V(0) waits without limit (not recommended).
     type: str
+    default: 5s
+  lock_retries:
+    description:
+      - How many more times a migration whose statement ran into O(lock_timeout) is tried, after a pause,
+        when nothing of the attempt stayed (state re-read and planned again). V(0) gives up at once.
+      - The whole wait is bounded by (O(lock_retries) + 1) x O(lock_timeout) per statement plus the pauses.
+    type: int
+    default: 3
+  lock_retry_delay:
+    description:
+      - Seconds to pause before the first retry; each further pause doubles, at most 30 s each
+        (default V(2) gives 2, 4 and 8 s).
+    type: int
+    default: 2
   statement_timeout:
     description:
       - PostgreSQL C(statement_timeout) for the migration session, for example V(10min).
@@ -205,6 +225,14 @@ reverted:
   type: list
   elements: str
   sample: []
+blockers:
+  description:
+    - After a failure with RV(error_code=lock_timeout), the sessions seen blocking the migration
+      (from C(pg_blocking_pids)), each with C(pid), C(application_name), C(state), C(since) (when it entered
+      that state), C(xact_start), C(client_addr).
+  returned: on a lock timeout
+  type: list
+  elements: dict
 lock_wait_seconds:
   description: Seconds spent waiting for the service's migration lock.
   returned: always

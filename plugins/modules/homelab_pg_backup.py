@@ -147,6 +147,13 @@ options:
       - Seconds to wait for the server when connecting.
     type: int
     default: 10
+  lock_wait_timeout:
+    description:
+      - Seconds C(pg_dump) and the restore wait for a table lock another session holds (for example an
+        application's C(LOCK TABLE) or a long C(ALTER TABLE)); then they fail instead of waiting on. C(pg_dump) gets
+        C(--lock-wait-timeout), the restore sessions C(lock_timeout) (through C(PGOPTIONS)). At least V(1).
+    type: int
+    default: 30
   pg_dump:
     description:
       - Path of the C(pg_dump) binary. Default is O(pg_bindir)/C(pg_dump), or the newest one found.
