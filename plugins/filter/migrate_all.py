@@ -125,8 +125,8 @@ def migrate_all_status_table(status, order, selected=None):
         for prob in info.get('problems') or []:
             lines.append('    problem  [%s] %s' % (prob.get('code'), prob.get('message')))
         for item in info.get('findings') or []:
-            lines.append('    %-8s [%s] %s: %s' % (item.get('severity') or 'info', item.get('code'),
-                                                  item.get('migration'), item.get('message')))
+            text = '%s: %s' % (item.get('migration'), item.get('message'))
+            lines.append('    %-8s [%s] %s' % (item.get('severity') or 'info', item.get('code'), text))
             if item.get('statement'):
                 lines.append('             > %s' % ' '.join(str(item['statement']).split()))
         lint = info.get('lint') or {}

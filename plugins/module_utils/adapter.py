@@ -146,7 +146,8 @@ class Adapter(object):
     def apply(self, conn, plan, options=None):  # pragma: no cover - interface
         raise NotImplementedError
 
-    def preflight(self, conn, state, steps, options=None, lint=True):
-        """Pre-flight findings for applying ``steps`` (run order) with ``options``: {findings, lint}
+    def preflight(self, conn, state, steps, options=None, lint=True, direction='up'):
+        """Pre-flight findings for running ``steps`` (run order; ``direction`` up or down) with ``options``:
+        {findings, lint}
         (see module_utils/preflight.py). A tool without checks has nothing to say."""
         return {'findings': [], 'lint': {'linter': None, 'ran': False, 'reason': 'no linter for this tool'}}

@@ -1548,12 +1548,13 @@ class AlembicAdapter(Adapter):
             return row[0] - 4
         return None
 
-    def preflight(self, conn, state, steps, options=None, lint=False):
+    def preflight(self, conn, state, steps, options=None, lint=False, direction='up'):
         """Findings for upgrading through ``steps``: revision ids longer than version_num, merges listing an
         ancestor of another parent, and statements of upgrade() (op.execute SQL, op.create_index /
         op.drop_index with postgresql_concurrently=True) PostgreSQL refuses in the revision's transaction
         (outside `with op.get_context().autocommit_block():`). Never runs env.py or a revision file, so
-        there is no SQL to lint: the ``lint`` result says so."""
+        there is no SQL to lint: the ``lint`` result says so. ``direction`` 'down' checks the statements of
+        downgrade() only."""
         graph = state.extra.get('graph')
         lint_info = {'linter': preflight_mod.SQUAWK, 'ran': False,
                      'reason': "alembic SQL is only known by running the service's env.py (alembic upgrade --sql); "
@@ -1568,8 +1569,9 @@ class AlembicAdapter(Adapter):
                 length = self.version_num_length(conn)
             except Exception:
                 length = preflight_mod.ALEMBIC_VERSION_NUM_DEFAULT
-        findings.extend(preflight_mod.revision_id_findings(steps, length, table, graph.files))
-        for rev in steps:
+        if direction == 'up':
+            findings.extend(preflight_mod.revision_id_findings(steps, length, table, graph.files))
+        for rev in (steps if direction == 'up' else []):
             redundant, real = graph.redundant_parents(rev)
             if redundant and len(real) > 1:
                 findings.append(preflight_mod.finding(
@@ -1586,7 +1588,8 @@ class AlembicAdapter(Adapter):
         for rev in steps:
             path = graph.files.get(rev)
             try:
-                calls = preflight_mod.alembic_upgrade_calls(read_file(path))
+                calls = preflight_mod.alembic_upgrade_calls(read_file(path),
+                                                            'upgrade' if direction == 'up' else 'downgrade')
             except Exception:
                 continue  # the plan reports a file it cannot read or parse
             findings.extend(preflight_mod.transaction_findings(

@@ -328,13 +328,15 @@ class _Run(object):
         return steps
 
     def preflight(self, adapter, steps):
-        """Pre-flight findings of an upgrade (module_utils/preflight.py); refuse, before anything is touched,
-        when one is an error that allow_findings does not allow (the run would certainly fail as planned).
+        """Pre-flight findings of the plan (module_utils/preflight.py; a revert checks its down files or
+        downgrade()); refuse, before anything is touched, when one is an error that allow_findings does not
+        allow (the run would certainly fail as planned).
         Check mode also lints (squawk): its warnings inform, they never refuse."""
-        if not steps or self.plan.direction != 'up' or self.params.get('preflight') is False:
+        if not steps or self.plan.direction not in ('up', 'down') or self.params.get('preflight') is False:
             return
         try:
-            found = adapter.preflight(self.conn, self.before, steps, self.options(), lint=self.check_mode)
+            found = adapter.preflight(self.conn, self.before, steps, self.options(), lint=self.check_mode,
+                                      direction=self.plan.direction)
         except Exception as exc:  # a pre-flight bug must not stop a run: say so
             self.warnings.append('service %r: the pre-flight checks failed (%s: %s); the run goes ahead unchecked'
                                  % (self.name, type(exc).__name__, ' '.join(self.scrub(str(exc)).split())))

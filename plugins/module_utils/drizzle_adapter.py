@@ -722,20 +722,27 @@ class DrizzleAdapter(Adapter):
         return plan
 
     # ----------------------------------------------------------------------------- pre-flight
-    def preflight(self, conn, state, steps, options=None, lint=True):
+    def preflight(self, conn, state, steps, options=None, lint=True, direction='up'):
         """Findings for applying ``steps`` (tags, run order) with ``options['transaction']``: a file starting
         with a byte order mark, statements PostgreSQL refuses inside the transaction drizzle-orm (and this
-        collection) runs them in, and with ``lint`` squawk's warnings. Returns {findings, lint}."""
+        collection) runs them in, and with ``lint`` squawk's warnings. ``direction`` 'down' checks the
+        ``.down.sql`` files a revert runs (one transaction). Returns {findings, lint}."""
         opts = self._options(options)
         by_tag = dict((e.tag, e) for e in state.extra.get('entries') or [])
         findings = []
         loaded = []
         for tag in steps:
             entry = by_tag.get(tag)
-            if entry is None or not entry.exists:
-                continue
+            path = entry.path if entry is not None and direction == 'up' else (entry.down_path if entry else None)
             try:
-                raw = entry.raw()
+                if direction == 'up':
+                    if entry is None or not entry.exists:
+                        continue
+                    raw = entry.raw()
+                else:
+                    if path is None or not os.path.isfile(path):
+                        continue
+                    raw = read_regular(path, MIGRATION_LIMIT)
             except (IOError, OSError):
                 continue  # the plan reports an unreadable file
             text = decode_sql(raw)
@@ -745,12 +752,16 @@ class DrizzleAdapter(Adapter):
                     tag, first, 'byte_order_mark', preflight_mod.ERROR,
                     '%s starts with a UTF-8 byte order mark (bytes EF BB BF); drizzle-orm sends it as the first '
                     'character of the first statement and PostgreSQL answers with a syntax error at position 1, so '
-                    'the run fails. Save the file as UTF-8 without a BOM (it is not applied yet, so its hash may '
-                    'change)' % os.path.basename(entry.path)))
+                    'the run fails. Save the file as UTF-8 without a BOM%s'
+                    % (os.path.basename(path), ' (it is not applied yet, so its hash may change)'
+                       if direction == 'up' else '')))
             statements = []
             for chunk in split_statements(text):
                 statements.extend(preflight_mod.split_sql(chunk))
             loaded.append((tag, text, statements))
+        if direction != 'up':
+            lint = False
+            opts = dict(opts, transaction='all')  # a revert runs in one transaction
         if opts['transaction'] == 'each':
             groups = [[item] for item in loaded]
         else:
@@ -764,7 +775,7 @@ class DrizzleAdapter(Adapter):
         lint_info = {'linter': preflight_mod.SQUAWK, 'ran': False, 'reason': 'not asked for'}
         if lint:
             lint_findings, lint_info = preflight_mod.squawk_findings([(tag, text) for tag, text, dummy in loaded],
-                                                                     conn)
+                                                                     conn, options=opts)
             findings.extend(lint_findings)
         for item in findings:
             item['message'] = self._scrub(item['message'])

@@ -39,6 +39,15 @@ SQUAWK = 'squawk'
 CODES = ('not_in_transaction', 'revision_id_too_long', 'merge_lists_ancestor', 'byte_order_mark')
 ALLOW_ALL = 'all'
 
+# squawk rules about style and type choices, not about what a pending migration locks, rewrites or fails on:
+# left out (a pre-flight finding is about this run)
+SQUAWK_STYLE_RULES = ('prefer-bigint-over-int', 'prefer-bigint-over-smallint', 'prefer-identity', 'prefer-text-field',
+                      'prefer-timestamp-tz', 'prefer-robust-stmts', 'require-enum-value-ordering', 'ban-char-field')
+# what the run can set itself (apply options lock_timeout / statement_timeout; role migrate_all_*_timeout)
+SQUAWK_TIMEOUT_ADVICE = {
+    'require-lock-timeout': 'set lock_timeout for the run (role variable migrate_all_lock_timeout)',
+    'require-statement-timeout': 'set statement_timeout for the run (role variable migrate_all_statement_timeout)',
+}
 STATEMENT_LINES = 2
 STATEMENT_CHARS = 200
 SQUAWK_TIMEOUT = 60
@@ -412,7 +421,7 @@ def squawk_path():
     return None
 
 
-def run_squawk(migrations, exe=None, timeout=SQUAWK_TIMEOUT, pg_version=None, in_transaction=True):
+def run_squawk(migrations, exe=None, timeout=SQUAWK_TIMEOUT, pg_version=None, in_transaction=True, exclude=()):
     """squawk's violations of ``migrations`` [(name, sql text)] in one squawk run: {name: [{rule, message, help,
     line}]} (``line`` 0-based in that text); raises RuntimeError with a reason when squawk cannot be run or its
     output cannot be read."""
@@ -433,11 +442,13 @@ def run_squawk(migrations, exe=None, timeout=SQUAWK_TIMEOUT, pg_version=None, in
         argv = [exe, '--reporter', 'json']
         if in_transaction:
             argv.append('--assume-in-transaction')
+        if exclude:
+            argv.append('--exclude=%s' % ','.join(exclude))
         if pg_version:
             argv.append('--pg-version=%d.%d' % (pg_version // 10000, pg_version % 10000 // 100))
         try:
             proc = subprocess.run(argv + paths, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
-                                  cwd=tmp, env=dict(os.environ, SQUAWK_DISABLE_UPLOAD='1'))
+                                  check=False, cwd=tmp, env=dict(os.environ, SQUAWK_DISABLE_UPLOAD='1'))
         except subprocess.TimeoutExpired:
             raise RuntimeError('squawk did not finish within %ds' % timeout)
         except OSError as exc:
@@ -521,11 +532,12 @@ def human_size(n):
     return str(n)
 
 
-def squawk_findings(migrations, conn=None, exe=None, in_transaction=True):
+def squawk_findings(migrations, conn=None, exe=None, in_transaction=True, options=None):
     """Lint ``migrations`` [(name, sql text)] with squawk: (findings, lint) where lint says whether it ran.
 
     Each violation becomes a warning finding (source squawk, the rule name as code); where the statement
-    names a table, the message says its size from the catalogue (or that it does not exist yet).
+    names a table, the message says its size from the catalogue (or that it does not exist yet). Style rules
+    (SQUAWK_STYLE_RULES) are left out, and the timeout rules when ``options`` set that timeout for the run.
     """
     exe = exe or squawk_path()
     if exe is None:
@@ -539,7 +551,12 @@ def squawk_findings(migrations, conn=None, exe=None, in_transaction=True):
     except Exception:
         version = None
     try:
-        results = run_squawk(migrations, exe, pg_version=version, in_transaction=in_transaction)
+        exclude = list(SQUAWK_STYLE_RULES)
+        for rule, name in (('require-lock-timeout', 'lock_timeout'),
+                           ('require-statement-timeout', 'statement_timeout')):
+            if (options or {}).get(name):
+                exclude.append(rule)
+        results = run_squawk(migrations, exe, pg_version=version, in_transaction=in_transaction, exclude=exclude)
     except RuntimeError as exc:
         return [], {'linter': SQUAWK, 'ran': False, 'reason': str(exc)}
     out = []
@@ -551,6 +568,8 @@ def squawk_findings(migrations, conn=None, exe=None, in_transaction=True):
             stmt = _statement_at(sql, statements, v.get('line'))
             table = table_of(stmt) if stmt is not None else None
             message = (v['message'] + ((' ' + v['help']) if v['help'] else '')).strip()
+            if v['rule'] in SQUAWK_TIMEOUT_ADVICE:
+                message += ': %s' % SQUAWK_TIMEOUT_ADVICE[v['rule']]
             out.append(finding(name, statement_head(stmt.text) if stmt is not None else None, v['rule'], WARNING,
                                message, source=SQUAWK))
             about.append((out[-1], table))
@@ -633,13 +652,13 @@ def _literal_sql(node):
     return None
 
 
-def alembic_upgrade_calls(data):
-    """The calls of module-level upgrade() of a revision file's bytes (see _UpgradeCalls)."""
+def alembic_upgrade_calls(data, function='upgrade'):
+    """The calls of module-level upgrade() (or ``function``) of a revision file's bytes (see _UpgradeCalls)."""
     source = data.decode('utf-8-sig', 'replace') if isinstance(data, bytes) else data
     tree = ast.parse(source)
     visitor = _UpgradeCalls(source)
     for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == 'upgrade':
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function:
             for stmt in node.body:
                 visitor.visit(stmt)
     return visitor.calls

@@ -41,6 +41,8 @@ STATUS_OPTIONS = dict(
         lock_wait=dict(type='int', default=60),
         transaction=dict(type='str', default='all', choices=['all', 'each']),
         allow_findings=dict(type='list', elements='str', default=[]),
+        lock_timeout=dict(type='str'),
+        statement_timeout=dict(type='str'),
     )),
 )
 
@@ -236,7 +238,9 @@ def service_entry(spec, dburl, pool, prepared=None, get_adapter=None, plan_param
 
 def _findings(entry, adapter, conn, state, plan_params, dburl):
     """Pre-flight findings of a plain upgrade to head(s) (what the status says is pending)."""
-    options = {'transaction': (plan_params or {}).get('transaction') or 'all'}
+    plan_params = plan_params or {}
+    options = {'transaction': plan_params.get('transaction') or 'all', 'lock_timeout': plan_params.get('lock_timeout'),
+               'statement_timeout': plan_params.get('statement_timeout')}
     try:
         found = adapter.preflight(conn, state, [str(p) for p in state.pending], options, lint=True)
     except Exception as exc:

@@ -88,6 +88,16 @@ options:
         type: list
         elements: str
         default: []
+      lock_timeout:
+        description:
+          - As O(homelab.migrations.homelab_migration_apply#module:lock_timeout); when set, the squawk lint does not
+            warn about a missing C(lock_timeout).
+        type: str
+      statement_timeout:
+        description:
+          - As O(homelab.migrations.homelab_migration_apply#module:statement_timeout); when set, the squawk lint does
+            not warn about a missing C(statement_timeout).
+        type: str
 attributes:
   check_mode:
     description: Fully supported; the module never changes anything.

@@ -140,8 +140,8 @@ def test_enum_label_used_by_a_later_migration_depends_on_the_transaction_mode(dr
     first = add_migration(folder, "ALTER TYPE mood ADD VALUE 'happy';")
     second = add_migration(folder, "ALTER TABLE gen_0001 ADD COLUMN m mood DEFAULT 'happy';")
     found = status(svc, transaction='all')['findings']
-    assert [(f['code'], f['migration']) for f in found if f['severity'] == 'error'] == [('not_in_transaction',
-                                                                                           second)]
+    errors = [(f['code'], f['migration']) for f in found if f['severity'] == 'error']
+    assert errors == [('not_in_transaction', second)]
     assert 'transaction: each' in found[0]['message']
     assert codes(status(svc, transaction='each')['findings'], 'error') == []
 
@@ -302,6 +302,12 @@ def test_squawk_warnings_with_table_sizes(drizzle_lab):
     assert 'table "big_t": ' in big[0]['message'] and 'about 20000 rows' in big[0]['message']
     assert ' MB' in big[0]['message'] or ' kB' in big[0]['message']
     assert 'table "empty_t": ' in empty[0]['message'] and 'about 0 rows' in empty[0]['message']
+    # style rules are no pre-flight finding; a timeout the run sets is none either
+    assert not [f for f in lint if f['code'] in preflight.SQUAWK_STYLE_RULES]
+    assert 'require-lock-timeout' in codes(lint)
+    timed = status(svc, lock_timeout='5s', statement_timeout='10min')['findings']
+    assert 'changing-column-type' in codes(timed)
+    assert not set(codes(timed)) & {'require-lock-timeout', 'require-statement-timeout'}
     # warnings never refuse a run
     assert not apply(svc).get('failed')
 
@@ -343,3 +349,27 @@ def test_preflight_off(drizzle_lab):
     assert entry['plan']['changed'] and not entry['plan'].get('failed')
     ran = apply(svc, preflight=False)
     assert ran['failed'] and ran.get('error_code') != 'preflight' and ran['findings'] == []
+
+
+@pytest.mark.parametrize('down', [b'DROP INDEX CONCURRENTLY "gen_0001_name_idx";\n',
+                                  b'\xef\xbb\xbfDROP TABLE "gen_0001";\n'], ids=['concurrently', 'bom'])
+def test_a_revert_is_checked_too(drizzle_lab, down):
+    svc, folder, db = drizzle_lab
+    with open(os.path.join(folder, '0001_calm_nova.down.sql'), 'wb') as fh:
+        fh.write(down)
+    before = db.snapshot()
+    refused = apply(svc, target='-1')
+    assert refused['error_code'] == 'preflight' and refused['reverted'] == []
+    assert codes(refused['findings']) == ['byte_order_mark' if down.startswith(b'\xef') else 'not_in_transaction']
+    assert db.snapshot() == before
+    ran = apply(svc, target='-1', allow_findings=['all'])
+    assert ran['failed'] and ran.get('error_code') != 'preflight' and ran['reverted'] == []
+    assert db.snapshot() == before
+
+
+def test_alembic_downgrade_is_checked(alembic_lab):
+    proj, svc, db = alembic_lab
+    proj.edit('r001', downgrade='    op.execute("VACUUM")\n    op.drop_table("t_r001")\n')
+    refused = apply(svc, target='base')
+    assert refused['error_code'] == 'preflight' and codes(refused['findings']) == ['not_in_transaction']
+    assert proj.current(db.url) == ['r001']
