@@ -842,6 +842,14 @@ def take_backup(params, check_mode=False):
     pg_dump, dump_num = _tool(params, 'pg_dump', runner)
     server_num = server_version(dburl, params, runner)
     check_client_version('pg_dump', pg_dump, dump_num, server_num)
+    if fmt == 'plain':  # say now, before any change, what the restore would refuse
+        kept = extension_facts(dburl, params, None)
+        if kept['kept']:
+            raise BackupError(
+                'a plain-format backup of %s could not be restored with these credentials: the database holds '
+                'extension(s) %s owned by another role (a superuser created them), which user %s can neither drop '
+                'nor re-create; use format: custom (the default) or directory, whose restore keeps them; no backup '
+                'was written' % (dburl.masked, ', '.join(sorted(kept['kept'])), kept['user']))
     pg_restore = None
     if params.get('verify', True) and fmt != 'plain':
         beside = os.path.join(os.path.dirname(pg_dump), 'pg_restore')
@@ -967,6 +975,146 @@ def wipe_sql(server_num):
     return _WIPE_SQL + (_PUBLIC_SQL_15 if major_of(server_num) >= 1500 else _PUBLIC_SQL_OLD)
 
 
+_EXTENSIONS_SQL = """
+SELECT e.extname, n.nspname, pg_catalog.pg_has_role(e.extowner, 'USAGE')
+FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+"""
+_CAN_CREATE_SQL = """
+SELECT r.rolsuper, pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE'), current_user
+FROM pg_catalog.pg_roles r WHERE r.rolname = current_user
+"""
+# pg_restore --list lines: "<id>; <tableoid> <oid> <DESC> <namespace> <tag> <owner>"
+_TOC_RE = re.compile(r'^\d+; \d+ \d+ (EXTENSION|SCHEMA|COMMENT|ACL) - (.*?) ?$')
+
+
+def extension_facts(dburl, params, names):
+    """What the restoring role can do about the extensions ``names`` a backup holds (read only; None: all
+    the database has).
+
+    Returns {'kept': {name: schema}, 'missing': [names it cannot create], 'user': name}: ``kept`` are
+    installed extensions the role does not own (a superuser created them): a restore with this role
+    can neither drop nor re-create them, so it leaves them as they are; ``missing`` are extensions
+    the backup needs that are not installed and that this role may not create (not a superuser, and
+    the extension is not trusted or the role lacks CREATE on the database). Nothing is known
+    without psycopg2 (then both are empty).
+    """
+    facts = {'kept': {}, 'missing': [], 'user': None}
+    if names == [] or not connection.HAS_PSYCOPG2:
+        return facts
+    timeout = params.get('connect_timeout') or connection.DEFAULT_CONNECT_TIMEOUT
+    try:
+        conn = connection.connect(dburl, service=params.get('service'), connect_timeout=timeout)
+    except ConnectError as exc:
+        raise BackupError(str(exc))
+    try:
+        with conn.cursor() as cur:
+            cur.execute(_CAN_CREATE_SQL)
+            superuser, may_create, facts['user'] = cur.fetchone()
+            cur.execute(_EXTENSIONS_SQL)
+            installed = dict((name, (schema, own)) for name, schema, own in cur.fetchall())
+            if names is None:  # every extension pg_dump dumps (not the built-in ones in pg_catalog)
+                names = sorted(n for n, (schema, _own) in installed.items() if schema != 'pg_catalog')
+            absent = [n for n in names if n not in installed]
+            trusted = {}
+            if absent and not superuser:
+                cur.execute('SELECT name, bool_or(trusted) FROM pg_catalog.pg_available_extension_versions '
+                            'WHERE name = ANY(%s) GROUP BY name', (absent,))
+                trusted = dict(cur.fetchall())
+    finally:
+        conn.close()
+    for name in names:
+        if name in installed:
+            if not superuser and not installed[name][1]:
+                facts['kept'][name] = installed[name][0]
+        elif not superuser and not (trusted.get(name) and may_create):
+            facts['missing'].append(name)
+    return facts
+
+
+def _toc_entry(line):
+    """(DESC, tag and owner words) of a ``pg_restore --list`` line about a database-level object, or None."""
+    match = _TOC_RE.match(line)
+    return (match.group(1), match.group(2).split(' ')) if match else None
+
+
+def toc_extensions(toc):
+    """Extension names a backup's ``pg_restore --list`` output creates."""
+    out = []
+    for line in toc.splitlines():
+        entry = _toc_entry(line)
+        if entry and entry[0] == 'EXTENSION':
+            out.append(entry[1][0])
+    return out
+
+
+def filtered_toc(toc, kept):
+    """``pg_restore --list`` output without the entries a role that does not own the ``kept`` extensions
+    ({name: schema}) cannot restore: the extensions, their comments, and the schema each lives in
+    (created/dropped with it), with that schema's comment and grants (commented out: pg_restore -L skips them)."""
+    schemas = set(kept.values())
+    out = []
+    for line in toc.splitlines():
+        entry = _toc_entry(line)
+        if entry:
+            desc, words = entry
+            target = tuple(words[:2]) if desc in ('COMMENT', 'ACL') else (desc, words[0])
+            if target[0] == 'EXTENSION' and target[1] in kept or target[0] == 'SCHEMA' and target[1] in schemas:
+                out.append(';' + line)
+                continue
+        out.append(line)
+    return '\n'.join(out) + '\n'
+
+
+_WIPE_KEEPING_SQL = """DO $homelab$
+DECLARE r record; keep oid[];
+BEGIN
+  keep := ARRAY(SELECT e.extnamespace FROM pg_catalog.pg_extension e WHERE e.extname = ANY(%s));
+  FOR r IN SELECT oid, nspname FROM pg_catalog.pg_namespace
+           WHERE nspname NOT IN ('pg_catalog', 'information_schema')
+             AND nspname NOT LIKE 'pg\\_toast%%' AND nspname NOT LIKE 'pg\\_temp\\_%%' LOOP
+    IF r.oid <> ALL(keep) THEN
+      EXECUTE pg_catalog.format('DROP SCHEMA %%I CASCADE', r.nspname);
+    END IF;
+  END LOOP;
+  -- the schemas that hold an extension this role does not own: everything in them but the extensions' members
+  FOR r IN SELECT c.oid, pg_catalog.format('%%s %%s CASCADE', CASE c.relkind WHEN 'v' THEN 'DROP VIEW IF EXISTS'
+             WHEN 'm' THEN 'DROP MATERIALIZED VIEW IF EXISTS' WHEN 'S' THEN 'DROP SEQUENCE IF EXISTS'
+             WHEN 'f' THEN 'DROP FOREIGN TABLE IF EXISTS' ELSE 'DROP TABLE IF EXISTS' END, c.oid::regclass) AS sql
+           FROM pg_catalog.pg_class c
+           WHERE c.relnamespace = ANY(keep) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass
+                             AND d.objid = c.oid AND d.deptype = 'e') LOOP
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = r.oid) THEN EXECUTE r.sql; END IF;
+  END LOOP;
+  FOR r IN SELECT p.oid, pg_catalog.format('DROP ROUTINE IF EXISTS %%s CASCADE', p.oid::regprocedure) AS sql
+           FROM pg_catalog.pg_proc p
+           WHERE p.pronamespace = ANY(keep)
+             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass
+                             AND d.objid = p.oid AND d.deptype = 'e') LOOP
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE oid = r.oid) THEN EXECUTE r.sql; END IF;
+  END LOOP;
+  FOR r IN SELECT t.oid, pg_catalog.format('DROP TYPE IF EXISTS %%s CASCADE', t.oid::regtype) AS sql
+           FROM pg_catalog.pg_type t
+           WHERE t.typnamespace = ANY(keep) AND t.typtype IN ('c', 'd', 'e', 'r', 'm') AND t.typrelid = 0
+             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_type'::regclass
+                             AND d.objid = t.oid AND d.deptype = 'e') LOOP
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_type WHERE oid = r.oid) THEN EXECUTE r.sql; END IF;
+  END LOOP;
+  PERFORM pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;
+END
+$homelab$;
+"""
+
+
+def wipe_keeping_sql(server_num, kept):
+    """wipe_sql that leaves the ``kept`` extensions ({name: schema}) and the schemas they live in standing."""
+    names = 'ARRAY[%s]::name[]' % ', '.join("'%s'" % n.replace("'", "''") for n in sorted(kept))
+    sql = _WIPE_KEEPING_SQL % names
+    if 'public' not in kept.values():
+        sql += _PUBLIC_SQL_15 if major_of(server_num) >= 1500 else _PUBLIC_SQL_OLD
+    return sql
+
+
 def restore(params, check_mode=False):
     started = time.time()
     jobs = params.get('jobs') or 1
@@ -998,12 +1146,37 @@ def restore(params, check_mode=False):
         psql, _num = _tool(params, 'psql', runner)
     server_num = server_version(dburl, params, runner)
     result = _result(changed=True, path=path, size_bytes=size, sha256=digest, format=fmt)
+    # extensions a superuser created: this role can neither drop nor re-create them; keep them, or refuse now
+    toc = out if fmt != 'plain' else None
+    facts = extension_facts(dburl, params, toc_extensions(toc) if toc is not None else plain_extensions(path))
+    if facts['missing']:
+        raise BackupError(
+            'refusing to restore %s: it needs the extension(s) %s, which database %s does not have and which user %s '
+            'may not create (not a superuser; not a trusted extension, or no CREATE on the database); nothing was '
+            'changed. Ask a superuser to run CREATE EXTENSION %s in that database, then restore again'
+            % (path, ', '.join(facts['missing']), dburl.dbname or '(default)', facts['user'],
+               ' / '.join(facts['missing'])), path=path, format=fmt, sha256=digest, size_bytes=size)
+    kept = facts['kept']
+    if kept and fmt == 'plain':
+        raise BackupError(
+            'refusing to restore %s: the database holds extension(s) %s owned by another role (a superuser created '
+            'them), which user %s cannot drop and re-create as this plain-format backup does; nothing was changed. '
+            'Restore a custom-format backup (format: custom, the default), which keeps them, or restore as their '
+            'owner' % (path, ', '.join(sorted(kept)), facts['user']), path=path, format=fmt, sha256=digest,
+            size_bytes=size)
+    if kept:
+        result['kept_extensions'] = sorted(kept)
+        result['warnings'] = ['extension(s) %s are owned by another role, so the restore kept them as they are '
+                              '(neither dropped nor re-created, nor their schema %s)'
+                              % (', '.join(sorted(kept)), ', '.join(sorted(set(kept.values()))))]
     if check_mode:
         result['duration_seconds'] = round(time.time() - started, 3)
         return result
-    wipe = None
+    wipe = listing = None
     guard = None
     try:
+        if kept:
+            listing = _write_temp(filtered_toc(toc, kept))
         with _TermGuard():
             with PassFile(dburl) as pf:
                 runner.env = child_env(dburl, pf.env(), params.get('connect_timeout') or 10, params.get('service'))
@@ -1014,20 +1187,21 @@ def restore(params, check_mode=False):
                                                                  '-c lock_timeout=%ds' % _lock_wait(params)]))
                 # a dump starts with SET lock_timeout = 0: the restore's sessions are watched instead, and one
                 # waiting for a table lock longer than lock_wait_timeout is cancelled (its transaction rolls back)
+                only = ['--use-list=' + listing] if listing else []
                 guard = waits.BlockerWatch(lambda: connection.connect(dburl, service=(params.get('service') or
                                                                                   'pg_backup') + ':guard',
                                                                       connect_timeout=10),
                                            app_prefix=runner.env['PGAPPNAME'], cancel_after=_lock_wait(params))
                 with guard:
                     if clean == 'database':
-                        wipe = _write_temp(wipe_sql(server_num))
+                        wipe = _write_temp(wipe_keeping_sql(server_num, kept) if kept else wipe_sql(server_num))
                         tool = 'psql'
                         argv = [psql, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '--no-password',
                                 '-f', wipe, '-f', path if fmt == 'plain' else '-']
                         if fmt == 'plain':
                             rc, _out, err = runner.run(argv, stdout=subprocess.DEVNULL)
                         else:
-                            rc, err = _pipe(runner, [pg_restore, '--file=-', path], argv)
+                            rc, err = _pipe(runner, [pg_restore, '--file=-'] + only + [path], argv)
                     elif fmt == 'plain':
                         tool = 'psql'
                         rc, _out, err = runner.run([psql, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction',
@@ -1035,13 +1209,14 @@ def restore(params, check_mode=False):
                     else:
                         tool = 'pg_restore'
                         argv = [pg_restore, '--clean', '--if-exists', '--exit-on-error', '--no-password',
-                                '--dbname=' + dbname_conninfo(dburl)]
+                                '--dbname=' + dbname_conninfo(dburl)] + only
                         argv += ['--jobs=%d' % jobs] if jobs > 1 else ['--single-transaction']
                         rc, _out, err = runner.run(argv + [path], stdout=subprocess.DEVNULL)
     finally:
         runner.kill_all()
-        if wipe:
-            _remove(wipe)
+        for temp in (wipe, listing):
+            if temp:
+                _remove(temp)
     if rc != 0:
         atomic = jobs == 1
         if guard is not None and guard.cancelled:
@@ -1055,6 +1230,25 @@ def restore(params, check_mode=False):
             'again (or with jobs: 1)'), path=path, format=fmt, sha256=digest, size_bytes=size)
     result['duration_seconds'] = round(time.time() - started, 3)
     return result
+
+
+_PLAIN_EXTENSION_RE = re.compile(r'^CREATE EXTENSION IF NOT EXISTS ("(?:[^"]|"")+"|[\w$]+)', re.M)
+
+
+def plain_extensions(path):
+    """Extension names a plain-format backup creates (pg_dump writes each CREATE EXTENSION on a line of its own)."""
+    names = []
+    try:
+        with open(path, 'rb') as fh:
+            for raw in fh:
+                if raw.startswith(b'CREATE EXTENSION IF NOT EXISTS '):
+                    match = _PLAIN_EXTENSION_RE.match(raw.decode('utf-8', 'replace'))
+                    if match:
+                        name = match.group(1)
+                        names.append(name[1:-1].replace('""', '"') if name.startswith('"') else name)
+    except OSError:
+        return []
+    return names
 
 
 def _write_temp(text):

@@ -32,6 +32,11 @@ description:
     missing or mismatching checksum (a truncated or modified file) is refused. Custom and directory backups are restored
     with C(pg_restore --clean --if-exists --single-transaction), plain ones with
     C(psql -v ON_ERROR_STOP=1 --single-transaction -f).
+  - Restoring with the service's own, non-superuser credentials works when a superuser created extensions in its
+    database (C(citext), C(pg_stat_statements)): extensions the restoring role does not own are kept as they are
+    (their entries are left out with C(pg_restore --use-list)), and the result says so (RV(kept_extensions), a
+    warning). A backup that needs an extension the database lacks and the role may not create, or a plain-format
+    backup when such extensions exist, is refused before anything is changed (check mode says so too).
   - With O(state=pruned), deletes this service's old backups according to O(keep_days) and O(keep_count).
   - The password reaches C(pg_dump), C(pg_restore) and C(psql) only through a temporary mode C(0600) C(PGPASSFILE);
     the other connection parameters go through C(PG*) environment variables. No URL or password is put on a command
@@ -269,6 +274,15 @@ reason:
   returned: always
   type: str
   sample: "db.example.neon.tech is a Neon host (*.neon.tech): backup: auto does not pg_dump it ..."
+kept_extensions:
+  description:
+    - O(state=restored) only, when the database holds extensions owned by another role (a superuser created them):
+      their names. The restore left them, and the schema each lives in, as they were instead of dropping and
+      re-creating them, which the restoring role may not do.
+  returned: when such extensions exist
+  type: list
+  elements: str
+  sample: [citext, pg_stat_statements]
 pruned:
   description: Backups deleted (or, in check mode, that would be deleted) by O(keep_days)/O(keep_count).
   returned: always
