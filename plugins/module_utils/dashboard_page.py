@@ -225,7 +225,7 @@ SCRIPT = r'''
     var errors = [];
     if (state.statusError) { errors.push('the status (' + state.statusError + ')'); }
     if (state.runsError) { errors.push('the recent runs (' + state.runsError + ')'); }
-    show($('fetch-error'), errors.length ? 'FETCH FAILED at ' + new Date().toLocaleTimeString() +
+    show($('fetch-error'), errors.length ? 'FETCH FAILED at ' + (state.checked || new Date()).toLocaleTimeString() +
       ': could not load ' + errors.join(' and ') + '. ' +
       (doc ? 'Showing the last data loaded.' : 'No data to show yet.') + ' Retrying every ' + REFRESH + ' s.' : '');
   }

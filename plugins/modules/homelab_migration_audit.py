@@ -63,7 +63,7 @@ options:
   dashboard_dir:
     description:
       - Directory to publish the status dashboard into (created V(0755) when missing; the files are V(0644), so a
-        web server can serve it). Three files, each written through a temp file and a rename in its own directory:
+        web server can serve it). Three files, each written through a temp file and a rename in its own directory.
       - C(api/migrations/status), the status JSON in the dashboard API shape (C(success), C(overall_status),
         C(total_pending), C(services) with each service's C(findings) and C(health) when the status has them) plus
         C(generated_at) (UTC) and C(collection_version). Written only when O(status) is given.
