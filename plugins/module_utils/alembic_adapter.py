@@ -1248,8 +1248,12 @@ def _alembic_advice(kind, migration, later):
         return ("Run it inside `with op.get_context().autocommit_block():` in upgrade() of revision %s (alembic "
                 'commits the transaction before the block and begins a new one after it), or put it in a revision '
                 'of its own that does so' % migration)
-    return ('Put the ALTER TYPE ... ADD VALUE inside `with op.get_context().autocommit_block():` in revision %s, so '
-            'it commits before the statements that use the new label' % migration)
+    advice = ('Put the ALTER TYPE ... ADD VALUE inside `with op.get_context().autocommit_block():` in revision %s, so '
+              'it commits before the statements that use the new label' % migration)
+    if kind == 'enum_later':
+        advice += (", or give each revision its own transaction (transaction_per_migration=True in env.py's "
+                   'context.configure())')
+    return advice
 
 
 class AlembicAdapter(Adapter):
@@ -1535,6 +1539,19 @@ class AlembicAdapter(Adapter):
                                         'expected_rows': expected_rows, 'state': state})
 
     # ------------------------------------------------------------ pre-flight
+    @staticmethod
+    def _env_names_transaction_per_migration(state):
+        """Whether the service's env.py mentions transaction_per_migration (None when it cannot be read)."""
+        config = state.extra.get('config')
+        location = getattr(config, 'script_location', None)
+        if not location:
+            return None
+        try:
+            text = read_file(os.path.join(location, 'env.py'))
+        except Exception:
+            return None
+        return b'transaction_per_migration' in text
+
     def version_num_length(self, conn):
         """The declared length of version_num in the existing version table, or None (unbounded / no table)."""
         with conn.cursor() as cur:
@@ -1585,6 +1602,10 @@ class AlembicAdapter(Adapter):
             version = conn.server_version if conn is not None else None
         except Exception:
             version = None
+        # alembic runs every revision of one command in one transaction unless env.py asks for one per revision
+        # (transaction_per_migration): only when env.py never names that option is one transaction certain
+        one_transaction = self._env_names_transaction_per_migration(state) is False
+        transactions = []
         for rev in steps:
             path = graph.files.get(rev)
             try:
@@ -1592,8 +1613,15 @@ class AlembicAdapter(Adapter):
                                                             'upgrade' if direction == 'up' else 'downgrade')
             except Exception:
                 continue  # the plan reports a file it cannot read or parse
-            findings.extend(preflight_mod.transaction_findings(
-                preflight_mod.alembic_transactions(rev, calls), version, _alembic_advice))
+            txs = preflight_mod.alembic_transactions(rev, calls)
+            if one_transaction and transactions and txs and calls and not calls[0][1]:
+                transactions[-1].extend(txs[0])  # continues the transaction the previous revision left open
+                txs = txs[1:]
+            if one_transaction and calls and calls[-1][1]:
+                txs.append([])  # an autocommit block at the end: the next revision starts a new transaction
+            transactions.extend(txs if one_transaction else [tx for tx in txs if tx])
+        findings.extend(preflight_mod.transaction_findings([tx for tx in transactions if tx], version,
+                                                           _alembic_advice))
         for item in findings:
             item['message'] = self._scrub(item['message'])
             if item['statement']:

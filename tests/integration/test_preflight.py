@@ -373,3 +373,32 @@ def test_alembic_downgrade_is_checked(alembic_lab):
     refused = apply(svc, target='base')
     assert refused['error_code'] == 'preflight' and codes(refused['findings']) == ['not_in_transaction']
     assert proj.current(db.url) == ['r001']
+
+
+def test_alembic_enum_label_used_by_a_later_revision(alembic_lab):
+    """alembic runs all revisions of one upgrade in one transaction unless env.py says transaction_per_migration."""
+    proj, svc, db = alembic_lab
+    env = os.path.join(proj.root, proj.script_dir, 'env.py')
+    with open(env) as fh:
+        text = fh.read()
+    plain = text.replace('    if config.get_main_option("homelab.transaction_per_migration") == "true":\n'
+                         '        opts["transaction_per_migration"] = True\n', '')
+    assert 'transaction_per_migration' not in plain
+    with open(env, 'w') as fh:
+        fh.write(plain)
+    db.execute("CREATE TYPE mood AS ENUM ('sad')")
+    proj.revision('two', 'r002')
+    proj.edit('r002', upgrade='    op.execute("ALTER TYPE mood ADD VALUE \'happy\'")\n')
+    proj.revision('three', 'r003')
+    proj.edit('r003', upgrade='    op.execute("CREATE TABLE t_r003 (m mood DEFAULT \'happy\')")\n')
+    found = status(svc)['findings']
+    assert [(f['code'], f['migration']) for f in found] == [('not_in_transaction', 'r003')]
+    assert 'transaction_per_migration' in found[0]['message']
+    ran = apply(svc, allow_findings=['not_in_transaction'])
+    assert ran['failed'] and 'unsafe use of new value' in ran['msg']
+    assert proj.current(db.url) == ['r001']
+    # one transaction per revision: nothing to say, and the run goes through
+    with open(env, 'w') as fh:
+        fh.write(plain.replace('**_opts())', '**_opts(), transaction_per_migration=True)'))
+    assert status(svc)['findings'] == []
+    assert apply(svc)['applied'] == ['r002', 'r003']
