@@ -88,6 +88,10 @@ def check_audit_log(path):
     if not path:
         return
     path = os.path.abspath(path)
+    try:
+        audit_mod.check_log_path(path)
+    except OSError as exc:
+        raise ApplyFailure('%s (nothing was done)' % (exc.strerror or exc))
     if os.path.isdir(path):
         raise ApplyFailure('audit_log %s is a directory; give the path of a file (for example %s)'
                            % (path, os.path.join(path, 'migrations.jsonl')))

@@ -8,10 +8,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import errno
 import getpass
 import json
 import os
 import socket
+
+from ansible_collections.homelab.migrations.plugins.module_utils import safe_path
 
 AUDIT_FIELDS = ('time', 'host', 'user', 'service', 'action', 'from', 'to', 'outcome', 'error', 'confirmation')
 OUTCOMES = ('success', 'failed', 'unchanged', 'skipped', 'rolled_back', 'restored', 'check', 'refused')
@@ -48,24 +51,47 @@ def make_record(service, action, from_revision=None, to_revision=None, outcome='
     return record
 
 
+def check_log_path(path):
+    """Raise safe_path.UnsafePathError when another user could swap the audit log: its directory (or the
+    nearest one that exists) writable by group/others or owned by another user, or the log a symlink or
+    another user's file."""
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    while parent and not os.path.isdir(parent) and parent != os.path.dirname(parent):
+        parent = os.path.dirname(parent)
+    safe_path.check_dir(parent, 'the directory of audit_log %s,' % path)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if os.path.islink(path):
+        raise safe_path.UnsafePathError(errno.ELOOP, 'audit_log %s is a symlink; give the real file (%s) so nobody '
+                                        'can point it elsewhere' % (path, os.path.realpath(path)))
+    if st.st_uid not in (os.geteuid(), 0):
+        raise safe_path.UnsafePathError(errno.EPERM, 'audit_log %s belongs to another user (uid %d), who could '
+                                        'rewrite it; chown it to the user running the play or choose another path'
+                                        % (path, st.st_uid))
+
+
 def append_record(path, record):
     """Append ``record`` as one JSON line to ``path`` with a single O_APPEND write.
 
-    The file is created 0640 (parent directories 0750). Concurrent writers never interleave lines.
+    The file is created 0640 (parent directories 0750). Concurrent writers never interleave lines. A log
+    another user could swap (see :func:`check_log_path`) or a symlink is refused (O_NOFOLLOW).
     """
     line = (json.dumps(record, sort_keys=True, default=str) + '\n').encode('utf-8')
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o750)
+    check_log_path(path)
     created = False
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o640)
+        fd = safe_path.open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o640, 'audit_log')
         created = True
     except OSError as exc:
-        if not os.path.exists(path):
+        if not os.path.lexists(path) or isinstance(exc, safe_path.UnsafePathError):
             raise
-        del exc
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        fd = safe_path.open_nofollow(path, os.O_WRONLY | os.O_APPEND, 0o640, 'audit_log')
     try:
         if created:
             os.fchmod(fd, 0o640)

@@ -38,6 +38,7 @@ import uuid
 from ansible_collections.homelab.migrations.plugins.module_utils import audit as audit_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import child
 from ansible_collections.homelab.migrations.plugins.module_utils import connection
+from ansible_collections.homelab.migrations.plugins.module_utils import safe_path
 from ansible_collections.homelab.migrations.plugins.module_utils import secrets
 from ansible_collections.homelab.migrations.plugins.module_utils import waits
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import (
@@ -143,10 +144,12 @@ class _Runner:
         self.dburl = dburl
         self.env = env
         self.procs = []
+        self.pass_fds = ()  # the open backup a restore hands its tools as /dev/fd/N
 
     def popen(self, argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=None):
         try:
-            proc = child.start(argv, env=env or self.env, stdin=stdin, stdout=stdout, stderr=stderr, umask=0o077)
+            proc = child.start(argv, env=env or self.env, stdin=stdin, stdout=stdout, stderr=stderr, umask=0o077,
+                               pass_fds=self.pass_fds)
         except OSError as exc:
             raise BackupError('cannot run %s: %s; %s' % (argv[0], exc.strerror or exc, CLIENT_PACKAGE_HINT))
         self.procs.append(proc)
@@ -536,8 +539,11 @@ _SIDECAR_RE = re.compile(r'^([0-9a-fA-F]{64}) [ *](.+)$')
 def read_sidecar(path):
     """(digest, name) from a sha256sum-format file, or None when it is not one."""
     try:
-        with open(path, 'rb') as fh:
-            data = fh.read(4096)
+        fd = safe_path.open_nofollow(path, os.O_RDONLY, what='checksum file')
+        try:
+            data = os.read(fd, 4096) if stat.S_ISREG(os.fstat(fd).st_mode) else b''
+        finally:
+            os.close(fd)
     except OSError:
         return None
     lines = data.decode('utf-8', 'replace').splitlines()
@@ -573,9 +579,20 @@ def plain_dump_complete(path):
     return PLAIN_COMPLETE_MARKER in tail
 
 
+def check_dest(dest, what='dest (the backup directory)'):
+    """Refuse a backup directory another user could change: writable by group/others, owned by another
+    user, a symlink, or inside such a directory (safe_path.check_dir)."""
+    try:
+        safe_path.check_dir(dest, what)
+    except safe_path.UnsafePathError as exc:
+        raise BackupError('%s; nothing was done' % exc.strerror)
+
+
 def ensure_dest(dest, check_mode=False):
-    """Create ``dest`` 0700 (parents too). Existing directories keep their mode. Returns True if created."""
-    if os.path.isdir(dest):
+    """Create ``dest`` 0700 (parents too). Existing directories keep their mode but must be safe
+    (:func:`check_dest`). Returns True if created."""
+    if os.path.islink(dest) or os.path.isdir(dest):
+        check_dest(dest)
         return False
     if os.path.lexists(dest):
         raise BackupError('dest %s exists and is not a directory; choose a directory for the backups' % dest)
@@ -586,6 +603,7 @@ def ensure_dest(dest, check_mode=False):
         os.chmod(dest, 0o700)
     except OSError as exc:
         raise BackupError(_os_error_text('cannot create dest %s' % dest, exc, dest))
+    check_dest(dest)
     return True
 
 
@@ -715,6 +733,8 @@ def prune(params, check_mode=False, pending_newest=0, now=None):
     dest = os.path.abspath(params['dest'])
     service = check_service(params['service'])
     _check_keep(params)
+    if os.path.lexists(dest):
+        check_dest(dest)
     if not check_mode:
         remove_stale_partials(dest, service)
     doomed = plan_prune(list_backups(dest, service), params.get('keep_days'), params.get('keep_count'),
@@ -922,29 +942,145 @@ def take_backup(params, check_mode=False):
 
 # --------------------------------------------------------------------------------------------- restore
 def verify_backup(path):
-    """(format, sha256, size) of a backup whose .sha256 file matches it; BackupError otherwise."""
-    path = os.path.abspath(path).rstrip('/') or '/'
-    if not os.path.exists(path):
-        raise BackupError('backup %s does not exist; give path the full path of a backup made by this module' % path)
-    fmt = detect_format(path)
-    side = path + '.sha256'
-    if not os.path.isfile(side):
-        raise BackupError('refusing to restore %s: its checksum file %s is missing, so the backup cannot be verified '
-                          '(it may be incomplete or not made by this module). Restore it by hand if you trust it, or '
-                          'write the checksum with: sha256sum %s > %s'
-                          % (path, side, os.path.basename(path), os.path.basename(side)))
-    expected = read_sidecar(side)
-    if expected is None:
-        raise BackupError('refusing to restore %s: %s is not a sha256sum-format checksum file' % (path, side))
-    if expected[1] != os.path.basename(path):
-        raise BackupError('refusing to restore %s: its checksum file names %r, not %r; keep a backup and its .sha256 '
-                          'file under the names the module gave them' % (path, expected[1], os.path.basename(path)))
-    digest, size = backup_digest(path, fmt)
-    if digest != expected[0]:
-        raise BackupError('refusing to restore %s: its sha256 is %s but %s says %s, so the file was truncated or '
-                          'modified after the backup; restore another backup' % (path, digest, side, expected[0]),
-                          path=path, format=fmt, sha256=digest, size_bytes=size)
-    return fmt, digest, size
+    """(format, sha256, size) of a backup whose .sha256 file matches it; BackupError otherwise (HeldBackup)."""
+    with HeldBackup(os.path.abspath(path).rstrip('/') or '/') as held:
+        return held.fmt, held.digest, held.size
+
+
+_EXPECTED_FORMAT = {'dump': 'custom', 'sql': 'plain', 'dir': 'directory'}
+
+
+class HeldBackup:
+    """A backup opened once for a restore: the bytes checked are the bytes restored.
+
+    A file (custom or plain format) is opened with O_NOFOLLOW and stays open; its checks (PGDMP header,
+    sha256 against the .sha256 file) read that open file, and the tools get it as ``/dev/fd/N``, so a file
+    swapped in under the same name after the check is never read. A directory-format backup is copied into a
+    private 0700 directory beside it, checked there, and restored from that copy.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = None
+        self.copy = None
+        self.source = path
+        self.fmt = self.digest = self.size = None
+
+    def __enter__(self):
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.copy:
+            shutil.rmtree(self.copy, ignore_errors=True)
+            self.copy = None
+
+    def _refuse(self, why, **result):
+        raise BackupError('refusing to restore %s: %s' % (self.path, why), **result)
+
+    def _open(self):
+        path = self.path
+        check_dest(os.path.dirname(path), 'the directory of the backup')
+        if not os.path.lexists(path):
+            raise BackupError('backup %s does not exist; give path the full path of a backup made by this module'
+                              % path)
+        ext = path.rsplit('.', 1)[-1] if '.' in os.path.basename(path) else ''
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            self._refuse('it is a symlink; give the real file (%s)' % os.path.realpath(path))
+        if stat.S_ISDIR(st.st_mode):
+            self.fmt = detect_format(path)
+            self._copy_directory()
+        else:
+            self._open_file(ext)
+        expected = self._sidecar()
+        if self.digest != expected[0]:
+            self._refuse('its sha256 is %s but %s.sha256 says %s, so the file was truncated or modified after the '
+                         'backup; restore another backup' % (self.digest, path, expected[0]),
+                         path=path, format=self.fmt, sha256=self.digest, size_bytes=self.size)
+
+    def _open_file(self, ext):
+        try:
+            self.fd = safe_path.open_nofollow(self.path, os.O_RDONLY, what='backup')
+        except OSError as exc:
+            raise BackupError('refusing to restore %s: %s' % (self.path, exc.strerror or exc))
+        st = os.fstat(self.fd)
+        if not stat.S_ISREG(st.st_mode):
+            self._refuse('it is not a regular file')
+        head = os.pread(self.fd, 5, 0)
+        if head[:2] == b'\x1f\x8b':
+            raise BackupError('%s is gzip-compressed; decompress it (gunzip) and restore the .sql file' % self.path)
+        self.fmt = 'custom' if head == b'PGDMP' else 'plain'
+        if ext in _EXPECTED_FORMAT and _EXPECTED_FORMAT[ext] != self.fmt:
+            self._refuse('a .%s backup must be a pg_dump %s-format archive%s, and this one is not, so it was '
+                         'replaced or is not a backup made by this module'
+                         % (ext, _EXPECTED_FORMAT[ext], ' (it starts with PGDMP)' if ext == 'dump' else ''))
+        digest = hashlib.sha256()
+        offset = 0
+        while True:
+            block = os.pread(self.fd, _CHUNK, offset)
+            if not block:
+                break
+            digest.update(block)
+            offset += len(block)
+        self.digest, self.size = digest.hexdigest(), offset
+        self.source = '/dev/fd/%d' % self.fd
+
+    def _copy_directory(self):
+        self.copy = tempfile.mkdtemp(prefix='.%s.restore-' % os.path.basename(self.path),
+                                     dir=os.path.dirname(self.path))
+        target = os.path.join(self.copy, os.path.basename(self.path))
+        os.mkdir(target, 0o700)
+        for root, dirs, files in os.walk(self.path):
+            rel = os.path.relpath(root, self.path)
+            for name in dirs:
+                if os.path.islink(os.path.join(root, name)):
+                    self._refuse('%s is a symlink; a pg_dump directory holds only regular files'
+                                 % os.path.join(root, name))
+                os.mkdir(os.path.join(target, rel, name), 0o700)
+            for name in files:
+                src = safe_path.open_nofollow(os.path.join(root, name), os.O_RDONLY, what='backup file')
+                try:
+                    if not stat.S_ISREG(os.fstat(src).st_mode):
+                        self._refuse('%s is not a regular file' % os.path.join(root, name))
+                    dst = os.open(os.path.join(target, rel, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    try:
+                        while True:
+                            block = os.read(src, _CHUNK)
+                            if not block:
+                                break
+                            os.write(dst, block)
+                    finally:
+                        os.close(dst)
+                finally:
+                    os.close(src)
+        self.digest, self.size = backup_digest(target, 'directory')
+        self.source = target
+
+    def _sidecar(self):
+        side = self.path + '.sha256'
+        if not os.path.lexists(side):
+            self._refuse('its checksum file %s is missing, so the backup cannot be verified (it may be incomplete '
+                         'or not made by this module). Restore it by hand if you trust it, or write the checksum '
+                         'with: sha256sum %s > %s' % (side, os.path.basename(self.path), os.path.basename(side)))
+        expected = read_sidecar(side)
+        if expected is None:
+            self._refuse('%s is not a sha256sum-format checksum file (or is a symlink)' % side)
+        if expected[1] != os.path.basename(self.path):
+            self._refuse('its checksum file names %r, not %r; keep a backup and its .sha256 file under the names the '
+                         'module gave them' % (expected[1], os.path.basename(self.path)))
+        return expected
 
 
 _WIPE_SQL = """DO $homelab$
@@ -1126,7 +1262,13 @@ def restore(params, check_mode=False):
     except UrlError as exc:
         raise BackupError(str(exc))
     path = os.path.abspath(params['path']).rstrip('/') or '/'
-    fmt, digest, size = verify_backup(path)
+    with HeldBackup(path) as held:
+        return _restore_held(params, check_mode, started, jobs, clean, dburl, path, held)
+
+
+def _restore_held(params, check_mode, started, jobs, clean, dburl, path, held):
+    """The restore of a backup held open (HeldBackup): its tools read ``held.source``, never ``path``."""
+    fmt, digest, size, src = held.fmt, held.digest, held.size, held.source
     if params.get('format') and params['format'] != fmt:
         raise BackupError('%s is a %s-format backup, not %s; leave format unset for restores (it is detected)'
                           % (path, fmt, params['format']))
@@ -1135,10 +1277,11 @@ def restore(params, check_mode=False):
     if jobs > 1 and clean == 'database':
         raise BackupError('clean: database restores in one transaction through psql; it cannot use jobs > 1')
     runner = _Runner(dburl)
+    runner.pass_fds = (held.fd,) if held.fd is not None else ()
     psql = pg_restore = None
     if fmt != 'plain':
         pg_restore, _num = _tool(params, 'pg_restore', runner)
-        rc, out, err = runner.run([pg_restore, '--list', path])
+        rc, out, err = runner.run([pg_restore, '--list', src])
         if rc != 0:
             raise BackupError('refusing to restore %s: pg_restore cannot read it: %s'
                               % (path, ' '.join(err.split())[:500] or 'exit code %d' % rc))
@@ -1148,7 +1291,7 @@ def restore(params, check_mode=False):
     result = _result(changed=True, path=path, size_bytes=size, sha256=digest, format=fmt)
     # extensions a superuser created: this role can neither drop nor re-create them; keep them, or refuse now
     toc = out if fmt != 'plain' else None
-    facts = extension_facts(dburl, params, toc_extensions(toc) if toc is not None else plain_extensions(path))
+    facts = extension_facts(dburl, params, toc_extensions(toc) if toc is not None else plain_extensions(src))
     if facts['missing']:
         raise BackupError(
             'refusing to restore %s: it needs the extension(s) %s, which database %s does not have and which user %s '
@@ -1197,21 +1340,21 @@ def restore(params, check_mode=False):
                         wipe = _write_temp(wipe_keeping_sql(server_num, kept) if kept else wipe_sql(server_num))
                         tool = 'psql'
                         argv = [psql, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '--no-password',
-                                '-f', wipe, '-f', path if fmt == 'plain' else '-']
+                                '-f', wipe, '-f', src if fmt == 'plain' else '-']
                         if fmt == 'plain':
                             rc, _out, err = runner.run(argv, stdout=subprocess.DEVNULL)
                         else:
-                            rc, err = _pipe(runner, [pg_restore, '--file=-'] + only + [path], argv)
+                            rc, err = _pipe(runner, [pg_restore, '--file=-'] + only + [src], argv)
                     elif fmt == 'plain':
                         tool = 'psql'
                         rc, _out, err = runner.run([psql, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction',
-                                                    '--no-password', '-f', path], stdout=subprocess.DEVNULL)
+                                                    '--no-password', '-f', src], stdout=subprocess.DEVNULL)
                     else:
                         tool = 'pg_restore'
                         argv = [pg_restore, '--clean', '--if-exists', '--exit-on-error', '--no-password',
                                 '--dbname=' + dbname_conninfo(dburl)] + only
                         argv += ['--jobs=%d' % jobs] if jobs > 1 else ['--single-transaction']
-                        rc, _out, err = runner.run(argv + [path], stdout=subprocess.DEVNULL)
+                        rc, _out, err = runner.run(argv + [src], stdout=subprocess.DEVNULL)
     finally:
         runner.kill_all()
         for temp in (wipe, listing):
@@ -1305,6 +1448,10 @@ def check_audit_log(path):
     if not path:
         return
     path = os.path.abspath(path)
+    try:
+        audit_mod.check_log_path(path)
+    except OSError as exc:
+        raise BackupError('%s (nothing was done)' % (exc.strerror or exc))
     if os.path.isdir(path):
         raise BackupError('audit_log %s is a directory; give the path of a file (nothing was done)' % path)
     if os.path.exists(path):

@@ -55,10 +55,11 @@ def preexec(parent_pid, prctl, umask=None):
 
 
 def start(argv, cwd=None, env=None, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-          umask=None):
-    """``subprocess.Popen`` of ``argv`` set up by :func:`preexec`; raises OSError when it cannot be started."""
+          umask=None, pass_fds=()):
+    """``subprocess.Popen`` of ``argv`` set up by :func:`preexec`; raises OSError when it cannot be started.
+    ``pass_fds``: open files the child keeps (as /dev/fd/N), all others are closed."""
     return subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True,
-                            preexec_fn=preexec(os.getpid(), libc_prctl(), umask))
+                            pass_fds=tuple(pass_fds or ()), preexec_fn=preexec(os.getpid(), libc_prctl(), umask))
 
 
 def kill_group(proc):

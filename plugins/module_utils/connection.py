@@ -15,6 +15,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ctypes
+import ctypes.util
 import os
 import re
 import stat
@@ -72,8 +74,6 @@ def _parse(url):
     """(conninfo dict from libpq's parser, scheme driver, written password) or UrlError."""
     if not isinstance(url, str) or not url.strip():
         raise UrlError('database_url must be a non-empty string; ' + _FORM)
-    if psycopg2 is None:
-        raise UrlError('the Python library psycopg2 is required to read database_url (pip install psycopg2-binary)')
     match = _SCHEME_RE.match(url)
     written = None
     driver = None
@@ -99,12 +99,62 @@ def _parse(url):
     else:
         raise _refuse(url, 'it is not a URL (no "scheme://") nor a libpq keyword string (key=value ...)', _FORM)
     try:
-        info = psycopg2.extensions.parse_dsn(text)
+        info = parse_dsn(text)
+    except UrlError:
+        raise
     except Exception as exc:
         raise _refuse(url, _libpq_reason(exc))
     if match and info.get('password') is None and written is not None:  # pragma: no cover - libpq keeps ':'
         raise _refuse(url, 'libpq found no password where one was written')
     return info, driver or None, written
+
+
+class _ConninfoOption(ctypes.Structure):
+    _fields_ = [('keyword', ctypes.c_char_p), ('envvar', ctypes.c_char_p), ('compiled', ctypes.c_char_p),
+                ('val', ctypes.c_char_p), ('label', ctypes.c_char_p), ('dispchar', ctypes.c_char_p),
+                ('dispsize', ctypes.c_int)]
+
+
+def _libpq():
+    for name in (ctypes.util.find_library('pq'), 'libpq.so.5', 'libpq.so'):
+        if name:
+            try:
+                return ctypes.CDLL(name)
+            except OSError:
+                continue
+    return None
+
+
+def parse_dsn(text):
+    """libpq's own conninfo parser: psycopg2.extensions.parse_dsn, or PQconninfoParse from libpq itself
+    (through ctypes) on a host without psycopg2 (homelab_pg_backup works with the client tools alone)."""
+    if psycopg2 is not None:
+        return psycopg2.extensions.parse_dsn(text)
+    lib = _libpq()
+    if lib is None:
+        raise UrlError('database_url cannot be read: neither psycopg2 nor libpq (libpq5) is installed; install '
+                       'python3-psycopg2 or the PostgreSQL client package')
+    lib.PQconninfoParse.restype = ctypes.POINTER(_ConninfoOption)
+    lib.PQconninfoParse.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    lib.PQconninfoFree.argtypes = [ctypes.POINTER(_ConninfoOption)]
+    lib.PQfreemem.argtypes = [ctypes.c_void_p]
+    err = ctypes.c_void_p()
+    opts = lib.PQconninfoParse(text.encode('utf-8'), ctypes.byref(err))
+    if not opts:
+        message = ctypes.string_at(err.value).decode('utf-8', 'replace') if err.value else 'libpq cannot parse it'
+        if err.value:
+            lib.PQfreemem(err)
+        raise ValueError(message)
+    info = {}
+    try:
+        i = 0
+        while opts[i].keyword:
+            if opts[i].val is not None:
+                info[opts[i].keyword.decode('utf-8')] = opts[i].val.decode('utf-8', 'surrogateescape')
+            i += 1
+    finally:
+        lib.PQconninfoFree(opts)
+    return info
 
 
 def mask_url(url):

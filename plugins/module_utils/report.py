@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 
+from ansible_collections.homelab.migrations.plugins.module_utils import safe_path
 from ansible_collections.homelab.migrations.plugins.module_utils import secrets
 
 METRIC_PREFIX = 'homelab_migration_'
@@ -39,6 +40,8 @@ def write_atomic(path, data, mode=0o644):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
+    # another user who can write the directory could swap the file (or a symlink put there could aim it elsewhere)
+    safe_path.check_parent(path, 'report file')
     fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp', dir=directory)
     try:
         with os.fdopen(fd, 'wb') as fh:

@@ -48,7 +48,8 @@ options:
     description:
       - A file that gets one JSON line per run (time, host, user, service, action, from, to, outcome, error,
         confirmation, applied, reverted, duration). Created with mode 0640. Never contains a password.
-      - The task fails before touching anything when the file cannot be written.
+      - The task fails before touching anything when the file cannot be written, is a symlink, belongs to another
+        user, or lies in a directory writable by group or others or owned by another user.
     type: path
   allow_out_of_order:
     description:

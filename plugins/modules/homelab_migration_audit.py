@@ -27,6 +27,8 @@ options:
   audit_log:
     description:
       - Audit log to append O(records) to. Created V(0640) when missing.
+      - Refused when it is a symlink, belongs to another user, or lies in a directory writable by group or others
+        or owned by another user (another user could swap it).
       - Without it the records are only returned (the role keeps them in its C(migrate_all_audit) fact).
       - With O(dashboard_dir), the recent runs of C(api/migrations/runs) are read from the end of this log (after
         O(records) are appended).
@@ -54,6 +56,8 @@ options:
   status_report:
     description:
       - Path of the status report JSON to write from O(status) (temp file and rename, mode V(0644)).
+      - Refused when it is a symlink or its directory is writable by group or others or owned by another user
+        (the same holds for O(prometheus_textfile)).
     type: path
   prometheus_textfile:
     description:

@@ -77,6 +77,9 @@ options:
   dest:
     description:
       - Directory of the backups. Created (mode C(0700)) when missing.
+      - An existing directory is refused when another user could swap files in it: writable by group or others,
+        owned by a user other than the one running the module (or root), a symlink, or inside a directory others
+        can rename. The message says how to fix it (for example C(chmod go-w)).
       - Required with O(state=present) and O(state=pruned).
     type: path
   service:
@@ -98,6 +101,11 @@ options:
   path:
     description:
       - The backup to restore, as returned in RV(path) by O(state=present). Its C(.sha256) file must be beside it.
+      - The restore opens the file once (a symlink is refused), checks that bytes of that open file (a C(.dump)
+        must start with C(PGDMP), a C(.sql) must not; the sha256 must match) and hands the same open file to
+        C(pg_restore) / C(psql), so a file swapped in after the check is never read. A directory-format backup is
+        copied into a private directory beside it, checked and restored from that copy. Its directory must pass
+        the same checks as O(dest).
       - Required with O(state=restored).
     type: path
   keep_days:
@@ -180,7 +188,8 @@ options:
       - A file that gets one JSON line per run, also a failed or check-mode one (time, host, user, service, action
         V(backup), V(restore) or V(prune), outcome, error, path, sha256, size, pruned files, duration). Created with
         mode C(0640). Never contains a password.
-      - The task fails before doing anything when the file cannot be written.
+      - The task fails before doing anything when the file cannot be written, is a symlink, belongs to another
+        user, or lies in a directory writable by group or others or owned by another user.
     type: path
 notes:
   - Needs the PostgreSQL client tools (C(pg_dump), C(pg_restore), C(psql); Debian package C(postgresql-client)) on

@@ -301,7 +301,7 @@ def test_full_dest_while_writing_the_checksum(fresh_db):
 
 @needs_root
 def test_read_only_dest(fresh_db):
-    with tmpfs('size=1m,ro') as where:
+    with tmpfs('size=1m,ro,mode=0700') as where:
         with pytest.raises(BackupError) as err:
             backup.run(dict(database_url=fresh_db.password_url, dest=where, service='svc'))
         assert 'Read-only file system' in str(err.value) and 'choose another dest' in str(err.value)
