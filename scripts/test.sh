@@ -44,6 +44,9 @@ fi
 step "ansible-test sanity"
 bash scripts/sanity.sh
 
+step "plugin and role documentation (antsibull-docs)"
+antsibull-docs lint-collection-docs --plugin-docs .
+
 step "ansible-lint (production profile)"
 ansible-lint --nocolor
 

@@ -79,20 +79,6 @@ def migrate_all_selected(order, run_tags=None, skip_tags=None):
     return [name for name in chosen if name not in skip_tags]
 
 
-def migrate_all_deps(services, name):
-    """Direct and indirect dependencies of ``name``."""
-    by_name = dict((spec.get('name'), spec) for spec in services)
-    seen = []
-    todo = list((by_name.get(name) or {}).get('depends_on') or [])
-    while todo:
-        dep = todo.pop(0)
-        if dep in seen:
-            continue
-        seen.append(dep)
-        todo.extend((by_name.get(dep) or {}).get('depends_on') or [])
-    return seen
-
-
 def _cell(value):
     if value is None or value == '':
         return NONE
@@ -598,7 +584,6 @@ class FilterModule(object):
         return {
             'migrate_all_order': migrate_all_order,
             'migrate_all_selected': migrate_all_selected,
-            'migrate_all_deps': migrate_all_deps,
             'migrate_all_status_table': migrate_all_status_table,
             'migrate_all_plans': migrate_all_plans,
             'migrate_all_interactive': migrate_all_interactive,
