@@ -33,7 +33,7 @@ description:
     with C(pg_restore --clean --if-exists --single-transaction), plain ones with
     C(psql -v ON_ERROR_STOP=1 --single-transaction -f).
   - Restoring with the service's own, non-superuser credentials works when a superuser created extensions in its
-    database (C(citext), C(pg_stat_statements)): extensions the restoring role does not own are kept as they are
+    database (C(citext), C(pg_stat_statements)); extensions the restoring role does not own are kept as they are
     (their entries are left out with C(pg_restore --use-list)), and the result says so (RV(kept_extensions), a
     warning). A backup that needs an extension the database lacks and the role may not create, or a plain-format
     backup when such extensions exist, is refused before anything is changed (check mode says so too).
@@ -285,7 +285,7 @@ reason:
   sample: "db.example.neon.tech is a Neon host (*.neon.tech): backup: auto does not pg_dump it ..."
 kept_extensions:
   description:
-    - O(state=restored) only, when the database holds extensions owned by another role (a superuser created them):
+    - O(state=restored) only, when the database holds extensions owned by another role (a superuser created them);
       their names. The restore left them, and the schema each lives in, as they were instead of dropping and
       re-creating them, which the restoring role may not do.
   returned: when such extensions exist
