@@ -1574,8 +1574,9 @@ class AlembicAdapter(Adapter):
         downgrade() only."""
         graph = state.extra.get('graph')
         lint_info = {'linter': preflight_mod.SQUAWK, 'ran': False,
-                     'reason': "alembic SQL is only known by running the service's env.py (alembic upgrade --sql); "
-                               'pre-flight does not run it, so squawk does not lint alembic revisions'}
+                     'reason': "alembic SQL is only known by running the service's env.py (alembic upgrade --sql), "
+                               'which happens only with alembic_sql_preview: true on the service, so squawk does '
+                               'not lint its revisions'}
         if graph is None or not graph.ok or not steps:
             return {'findings': [], 'lint': lint_info}
         findings = []
@@ -1622,11 +1623,43 @@ class AlembicAdapter(Adapter):
             transactions.extend(txs if one_transaction else [tx for tx in txs if tx])
         findings.extend(preflight_mod.transaction_findings([tx for tx in transactions if tx], version,
                                                            _alembic_advice))
+        if lint and direction == 'up' and self.spec.get('alembic_sql_preview'):
+            lint_findings, lint_info = self._lint(conn, state, steps, options or {})
+            findings.extend(lint_findings)
         for item in findings:
             item['message'] = self._scrub(item['message'])
             if item['statement']:
                 item['statement'] = self._scrub(item['statement'])
         return {'findings': findings, 'lint': lint_info}
+
+    def _lint(self, conn, state, steps, options):
+        """squawk over `alembic upgrade <from>:<target> --sql` (the service opted in to running env.py for it),
+        each revision's part of the output linted as that revision."""
+        skipped = {'linter': preflight_mod.SQUAWK, 'ran': False}
+        if preflight_mod.squawk_path() is None:
+            return [], dict(skipped, reason='squawk is not installed on the managed host (pip install squawk-cli '
+                                            'there to lint pending SQL for lock and rewrite risks)')
+        rows = list(state.extra.get('rows') or [])
+        if len(rows) > 1:
+            return [], dict(skipped, reason='the database is at several heads, which `alembic upgrade --sql` '
+                                            'cannot start from')
+        target = options.get('target') or self.spec.get('target') or 'heads'
+        argv = self.argv('upgrade', '%s:%s' % (rows[0] if rows else 'base', target), sql=True)
+        try:
+            rc, out, err, timed_out = self._run(argv, {}, PREVIEW_TIMEOUT)
+        except ApplyError as exc:
+            rc, out, err, timed_out = None, '', str(exc), False
+        if rc != 0 or timed_out:
+            why = 'timed out after %ss' % PREVIEW_TIMEOUT if timed_out else (_tail(self._scrub(err), 3)
+                                                                             or 'exit %s' % rc)
+            return [], dict(skipped, reason='`alembic upgrade --sql` failed: %s' % ' '.join(why.split()))
+        parts = []
+        for piece in re.split(r'^-- Running upgrade [^\n]*?-> ', out, flags=re.M)[1:]:
+            head, dummy, body = piece.partition('\n')
+            rev = head.split(',')[0].strip()
+            parts.append((rev, body))
+        wanted = [(rev, body) for rev, body in parts if rev in steps]
+        return preflight_mod.squawk_findings(wanted, conn, options=options)
 
     # ------------------------------------------------------------ write side
     def command(self):

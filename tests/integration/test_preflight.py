@@ -402,3 +402,21 @@ def test_alembic_enum_label_used_by_a_later_revision(alembic_lab):
         fh.write(plain.replace('**_opts())', '**_opts(), transaction_per_migration=True)'))
     assert status(svc)['findings'] == []
     assert apply(svc)['applied'] == ['r002', 'r003']
+
+
+@pytest.mark.skipif(preflight.squawk_path() is None, reason='squawk (pip install squawk-cli) is not installed')
+def test_alembic_sql_is_linted_only_when_the_service_opts_in(alembic_lab):
+    proj, svc, db = alembic_lab
+    db.execute("INSERT INTO t_r001 (note) SELECT 'n' || g FROM generate_series(1, 5000) g")
+    db.execute('ANALYZE t_r001')
+    proj.revision('two', 'r002')
+    proj.edit('r002', upgrade='    op.alter_column("t_r001", "note", type_=sa.String(20))\n')
+    entry = status(svc)
+    assert entry['lint']['ran'] is False and 'alembic_sql_preview' in entry['lint']['reason']
+    assert entry['findings'] == []
+    spec = dict(svc[0], alembic_sql_preview=True)
+    opted = status((spec, validate_service(spec)))
+    assert opted['lint']['ran'] is True, opted['lint']
+    change = [f for f in opted['findings'] if f['code'] == 'changing-column-type']
+    assert [(f['migration'], f['source'], f['severity']) for f in change] == [('r002', 'squawk', 'warning')]
+    assert 'table t_r001: ' in change[0]['message'] and 'about 5000 rows' in change[0]['message']
