@@ -77,7 +77,7 @@ options:
   dest:
     description:
       - Directory of the backups. Created (mode C(0700)) when missing.
-      - An existing directory is refused when another user could swap files in it: writable by group or others,
+      - An existing directory is refused when another user could swap files in it - writable by group or others,
         owned by a user other than the one running the module (or root), a symlink, or inside a directory others
         can rename. The message says how to fix it (for example C(chmod go-w)).
       - Required with O(state=present) and O(state=pruned).
