@@ -346,6 +346,8 @@ def migrate_all_outcome(decision, before=None, backup=None, apply=None, attempte
         'reverted': list(apply.get('reverted') or []),
         'backup': backup.get('path'),
         'backup_skipped': backup.get('reason') if backup.get('skipped') else None,
+        'backup_size_bytes': backup.get('size_bytes') if backup.get('path') else None,
+        'backup_seconds': backup.get('duration_seconds') if backup.get('path') else None,
         'reason': decision.get('reason') or '' if action != 'fail' else '',
         'error': decision.get('reason') if action == 'fail' else None,
         'recovery': None,
@@ -427,6 +429,8 @@ def migrate_all_recovery(error, before=None, attempted=False, backup=None, apply
         'applied': list(apply.get('applied') or []),
         'reverted': list((back or {}).get('reverted') or []) if _ran(back) else [],
         'backup': path,
+        'backup_size_bytes': backup.get('size_bytes') if path else None,
+        'backup_seconds': backup.get('duration_seconds') if path else None,
         'reason': '',
         'error': error,
         'recovery': recovery,
@@ -556,6 +560,26 @@ def migrate_all_refusal(failed, action='apply', run_id=None, order=None, selecte
     }
 
 
+def _size(value):
+    """Bytes as a short human figure (1.2 MiB), or '' when unknown."""
+    try:
+        size = float(value)
+    except (TypeError, ValueError):
+        return ''
+    for unit in ('B', 'KiB', 'MiB', 'GiB'):
+        if size < 1024 or unit == 'GiB':
+            return ('%d %s' % (size, unit)) if unit == 'B' else ('%.1f %s' % (size, unit))
+        size /= 1024.0
+    return ''
+
+
+def _seconds(value):
+    try:
+        return '%.1f s' % float(value)
+    except (TypeError, ValueError):
+        return ''
+
+
 def migrate_all_summary(results, order):
     """One readable line per service: before -> after, applied count, backup path, outcome."""
     lines = []
@@ -565,6 +589,9 @@ def migrate_all_summary(results, order):
             continue
         outcome = res.get('outcome', 'unknown')
         backup = res.get('backup') or ('skipped (%s)' % res['backup_skipped'] if res.get('backup_skipped') else 'none')
+        if res.get('backup') and (res.get('backup_size_bytes') is not None or res.get('backup_seconds') is not None):
+            backup += ' (%s)' % ', '.join(part for part in (_size(res.get('backup_size_bytes')),
+                                                            _seconds(res.get('backup_seconds'))) if part)
         line = '%s: %s -> %s, applied %d' % (name, _cell(res.get('from')), _cell(res.get('to')),
                                              len(res.get('applied') or []))
         if res.get('reverted'):
