@@ -36,7 +36,7 @@ SERVICE_OPTIONS = dict(
     migrations_schema=dict(type='str', default='drizzle'),
     backup=dict(type='str', default='auto', choices=list(BACKUP_MODES)),
     target=dict(type='str', default='head'),
-    health_check=dict(type='str'),
+    health_check=dict(type='str', no_log=True),  # the URL may hold credentials (user:password@)
 )
 
 CONNECTION_OPTIONS = dict(

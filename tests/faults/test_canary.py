@@ -11,10 +11,16 @@ Afterwards: not in any run's stdout/stderr, the audit log, the status report, th
 backup directory's file names, its .sha256 files, nor any file the runs wrote under the lab's directory.
 """
 
+import base64
+import contextlib
 import os
 import shutil
+import tempfile
 import threading
 import time
+import uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import quote
 
 import pytest
 
@@ -112,3 +118,99 @@ def test_canary_password_appears_nowhere(lab):
     for path in _files_under(str(lab.tmp)):
         with open(path, 'rb') as fh:
             assert canary.encode() not in fh.read(), 'in %s' % path
+
+
+class _Unhealthy(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        self.send_response(503)
+        self.end_headers()
+        self.wfile.write(b'down for maintenance')
+
+    def log_message(self, *args):
+        pass
+
+
+def _tmp_files(since):
+    """Files under the temp directory that appeared after ``since`` (a set of top-level names)."""
+    top = tempfile.gettempdir()
+    for name in os.listdir(top):
+        if name in since:
+            continue
+        path = os.path.join(top, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+            yield path
+        elif os.path.isdir(path) and not os.path.islink(path):
+            for base, _dirs, files in os.walk(path):
+                for inner in files:
+                    yield os.path.join(base, inner)
+
+
+def test_hostile_password_and_health_check_credentials_leak_nowhere(lab):
+    """Issue 13 proof: a password with spaces, quotes, a backslash, % and URL-hostile characters, and a health
+    check URL with credentials that answers 503 (input 2), at -vvvv: in no output, log, report, metrics, backup,
+    argv, nor any file left under /tmp (input 4: a passfile left behind)."""
+    hostile = lab.pg.password[:16] + " q'\"\\%%zz@:/?#&=;x"
+    assert lab.pg.password[:16].startswith('Cnry')
+    health_pw = 'Hlth%s p@ss:w/o#rd%%' % uuid.uuid4().hex[:12]
+    canaries = (hostile[:16], health_pw[:16])
+    saved = lab.pg.password
+    with lab.pg.connect() as conn:
+        conn.cursor().execute('ALTER ROLE homelab PASSWORD %s', (hostile,))
+    lab.pg.password = hostile
+    before_tmp = set(os.listdir(tempfile.gettempdir()))
+    watches = [ArgvWatch(c) for c in canaries]
+    try:
+        lab.move('stream-bot', '0002_add_currency_system')
+        lab.seed_stream_bot()
+        for watch in watches:
+            watch.start()
+        with _serving_unhealthy() as url:
+            url = url.replace('http://', 'http://monitor:%s@' % quote(health_pw, safe=''))
+            services = [lab.spec('dashboard'), lab.spec('stream-bot', depends_on=['dashboard'], health_check=url),
+                        lab.spec('discord-bot', depends_on=['dashboard', 'stream-bot'])]
+            runs = [('check', lab.play(check=True, diff=True, confirm=False, verbosity=4,
+                                       migrate_all_services=services)),
+                    ('health', lab.play(verbosity=4, migrate_all_services=services, migrate_all_health_check_delay=0,
+                                        migrate_all_health_check_retries=1))]
+    finally:
+        for watch in watches:
+            watch.stop()
+        with lab.pg.connect() as conn:
+            conn.cursor().execute('ALTER ROLE homelab PASSWORD %s', (saved,))
+        lab.pg.password = saved
+    codes = dict((name, proc.returncode) for name, proc in runs)
+    assert codes == {'check': 0, 'health': 2}, [p.output[-3000:] for _name, p in runs]
+    health = runs[1][1].output
+    assert 'health check http://monitor:********@127.0.0.1' in health and 'HTTP 503' in health, health[-3000:]
+    assert 'pg_dump' in watches[0].seen or watches[0].scans > 10
+    for watch in watches:
+        assert watch.hits == {}, 'a password on a command line: %s' % watch.hits
+    basic = base64.b64encode(('monitor:%s' % health_pw).encode()).decode()
+    for name, proc in runs:
+        for leak in canaries + (basic,):
+            assert leak not in proc.stdout and leak not in proc.stderr, (name, leak, 'in the -vvvv output')
+    for path in [lab.audit_log, lab.status_report, lab.textfile, lab.fact_file] + list(_files_under(str(lab.tmp))):
+        with open(path, 'rb') as fh:
+            data = fh.read()
+        for leak in canaries:
+            assert leak.encode() not in data, (leak, path)
+    for path in _tmp_files(before_tmp):
+        try:
+            with open(path, 'rb') as fh:
+                data = fh.read(16 << 20)
+        except OSError:
+            continue
+        for leak in canaries:
+            assert leak.encode() not in data, ('left under /tmp', path)
+    assert os.listdir(lab.backup_dir)
+
+
+@contextlib.contextmanager
+def _serving_unhealthy():
+    server = HTTPServer(('127.0.0.1', 0), _Unhealthy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield 'http://127.0.0.1:%d/healthz' % server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
