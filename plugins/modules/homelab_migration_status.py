@@ -258,8 +258,8 @@ services:
     lint:
       description:
         - Whether squawk linted the pending SQL - C(linter), C(ran), C(reason) (why not, for example squawk is
-          not installed on the managed host, or an Alembic service without O(services[].alembic_sql_preview):
-          its SQL is only known by running its C(env.py) with C(alembic upgrade --sql)).
+          not installed on the managed host, or an Alembic service without O(services[].alembic_sql_preview), whose
+          SQL is only known by running its C(env.py) with C(alembic upgrade --sql)).
       type: dict
       returned: when the service has pending migrations
     plan:
