@@ -28,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 
+from ansible_collections.homelab.migrations.plugins.module_utils import secrets
+
 ERROR = 'error'
 WARNING = 'warning'
 INFO = 'info'
@@ -459,8 +461,9 @@ def run_squawk(migrations, exe=None, timeout=SQUAWK_TIMEOUT, pg_version=None, in
         except ValueError:
             data = None
         if not isinstance(data, list):
+            said = secrets.mask(proc.stderr.decode('utf-8', 'replace'))  # mask first, then cut
             raise RuntimeError('squawk answered with exit code %d and no JSON report: %s'
-                               % (proc.returncode, ' '.join(proc.stderr.decode('utf-8', 'replace').split())[:300]))
+                               % (proc.returncode, ' '.join(said.split())[:300]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out = dict((name, []) for name, dummy in migrations)

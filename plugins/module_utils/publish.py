@@ -19,6 +19,7 @@ import os
 import stat
 
 from ansible_collections.homelab.migrations.plugins.module_utils import report as report_mod
+from ansible_collections.homelab.migrations.plugins.module_utils import secrets
 from ansible_collections.homelab.migrations.plugins.module_utils.dashboard_page import render_page
 
 # galaxy.yml's version (a unit test keeps them equal): the module runs on the managed host, which has no
@@ -55,7 +56,7 @@ def _text(value, limit=MAX_TEXT):
         return value
     if isinstance(value, (int, float)):
         return value
-    text = str(value)
+    text = secrets.mask(str(value))  # mask first, then cut: a cut URL would hide its password from the mask
     if len(text) > limit:
         text = text[:limit] + '... [%d more characters]' % (len(text) - limit)
     return text

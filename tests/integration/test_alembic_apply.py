@@ -405,3 +405,22 @@ def test_env_py_that_keeps_another_version_table_is_caught_and_named(linear, tmp
         conn.close()
     assert [p['code'] for p in state.problems] == ['bad_config']
     assert '"public"."alembic_version" holds r4' in state.problems[0]['message']
+
+
+def test_output_is_masked_before_it_is_cut(linear, tmp_path, fresh_db):
+    """Issue 13 input 3: env.py prints its URL and then ~4,000 characters; the cut fell inside the password."""
+    copy = AlembicProject(str(tmp_path / 'svc'))
+    shutil.copytree(linear.root, copy.root)
+    url = fresh_db.password_url
+    encoded = quote(fresh_db.password, safe='')
+    middle = url.index(encoded) + len(encoded) // 2
+    pad = 4000 - (len(url) - middle)
+    env_py = os.path.join(copy.root, 'alembic', 'env.py')
+    with open(env_py, 'w') as fh:
+        fh.write('import os, sys\nsys.stderr.write(os.environ["DATABASE_URL"] + "E" * %d)\nsys.exit(1)\n' % pad)
+    with pytest.raises(ApplyError) as err:
+        move(make_adapter(copy, url), url, 'head')
+    tail = encoded[len(encoded) // 2:]
+    for text in (str(err.value), str(err.value.details.get('stderr'))):
+        assert tail not in text and fresh_db.password not in text, text[:300]
+    assert 'EEEE' in str(err.value)

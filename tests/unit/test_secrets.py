@@ -66,3 +66,11 @@ def test_mask_data_and_no_garbling_of_short_passwords():
     assert secrets.mask('a pw b', ['pw']) == 'a pw b'  # too short to mask as a substring
     assert secrets.mask('postgresql://u:pw@h/db') == 'postgresql://u:%s@h/db' % secrets.MASK
     assert secrets.mask(None) is None and secrets.mask(5) == 5
+
+
+def test_dashboard_text_is_masked_before_it_is_cut():
+    from ansible_collections.homelab.migrations.plugins.module_utils import publish
+    password = 'DashSecret0123456789'
+    text = 'x' * 280 + ' postgresql://app:%s@db/app' % password
+    cut = publish._text(text, 310)  # the cut falls inside the password
+    assert 'Dash' not in cut and 'Secret' not in cut
