@@ -24,6 +24,7 @@ import time
 
 from ansible_collections.homelab.migrations.plugins.module_utils import audit as audit_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import connection as connection_mod
+from ansible_collections.homelab.migrations.plugins.module_utils import interrupt
 from ansible_collections.homelab.migrations.plugins.module_utils import lock as lock_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import preflight as preflight_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import waits
@@ -223,6 +224,7 @@ class _Run(object):
         self.plan = None
         self.warnings = []
         self.error_code = None  # the adapter's code of the last failed attempt (lock_timeout, apply_failed...)
+        self.interrupted_detail = None  # what the database showed after an interrupted apply
         self.result = {
             'changed': False,
             'service': self.name,
@@ -240,6 +242,12 @@ class _Run(object):
         }
 
     # ------------------------------------------------------------------ helpers
+    def cancel_query(self):
+        """Cancel the statement running on the run's connection (from another thread; interrupt.Guard)."""
+        conn = self.conn
+        if conn is not None and not conn.closed:
+            conn.cancel()
+
     def scrub(self, text):
         return self.dburl.scrub(text)
 
@@ -407,9 +415,14 @@ class _Run(object):
         reported = None
         error = None
         details = {}
+        interrupted = None
         try:
             with _ChildSessionOptions(self.conn):
                 reported = adapter.apply(self.conn, self.plan, self.options())
+        except interrupt.Interrupted as exc:
+            # the query was cancelled / the child killed and rolled back: read what really stayed, then stop
+            interrupted = exc
+            error = 'service %r: %s' % (self.name, exc.reason)
         except AdapterError as exc:
             error = self.adapter_message(exc)
             details = exc.details or {}
@@ -439,6 +452,9 @@ class _Run(object):
             self.result['to_revision'] = reported.to_revision
         else:
             self.result['to_revision'] = None
+        if interrupted is not None:
+            self.interrupted_detail = self.what_happened(after)
+            raise interrupted
         if error is not None:
             raise ApplyFailure('%s (%s)' % (error.rstrip('. '), self.what_happened(after)))
         if after is not None and self.plan.to_revision is not None \
@@ -640,22 +656,44 @@ def check_plan(spec, dburl, conn, adapter, state, params=None, diff=False, holde
 
 
 def _finish(run, step):
-    """Run ``step`` (the whole run or its planning part), close, audit and shape the result."""
+    """Run ``step`` (the whole run or its planning part), close, audit and shape the result.
+
+    A run of its own (not check_plan's borrowed connection) runs under interrupt.Guard: SIGINT, SIGHUP,
+    SIGTERM or the controller's death cancel the running statement (or kill the tool), roll back, release
+    the lock, and the result and audit record say ``interrupted`` (``error_code: interrupted``).
+    """
     started = time.monotonic()
     dburl = run.dburl
     outcome, error = 'failed', None
-    try:
-        outcome = step()
-    except ApplyFailure as exc:
-        error = dburl.scrub(str(exc))
-    except Exception as exc:  # a bug: still release, audit and answer without a traceback
-        error = describe_unexpected(run.name, exc, dburl, 'running the apply')
-    finally:
-        run.close()
-        run.result['duration_seconds'] = round(time.monotonic() - started, 3)
-        if outcome == 'failed' and error is None:
-            error = 'service %r: the run was interrupted' % run.name
-        run.audit(outcome, error)
+    guard = interrupt.Guard(cancel=run.cancel_query) if not run.borrowed else None
+    with guard if guard is not None else _NoGuard():
+        try:
+            outcome = step()
+        except ApplyFailure as exc:
+            error = dburl.scrub(str(exc))
+        except interrupt.Interrupted as exc:
+            error = None
+            run.interrupted_reason = exc.reason
+        except Exception as exc:  # a bug: still release, audit and answer without a traceback
+            error = describe_unexpected(run.name, exc, dburl, 'running the apply')
+        finally:
+            if guard is not None:
+                guard.raised = True  # later signals must not break the clean-up below
+            reason = getattr(run, 'interrupted_reason', None) or (guard.reason if guard is not None else None)
+            if reason is not None:
+                # a signal arrived or the controller went away: whatever the step said, the job was cancelled
+                outcome = 'interrupted'
+                run.result['error_code'] = interrupt.ERROR_CODE
+                detail = run.interrupted_detail or (
+                    'stopped before any migration ran' if not (run.result['applied'] or run.result['reverted'])
+                    else 'applied %s, reverted %s' % (run.result['applied'], run.result['reverted']))
+                error = dburl.scrub('service %r: %s; the running statement was cancelled and rolled back and the lock '
+                                    'released (%s)' % (run.name, reason, detail))
+            run.close()
+            run.result['duration_seconds'] = round(time.monotonic() - started, 3)
+            if outcome == 'failed' and error is None:
+                error = 'service %r: the run was interrupted' % run.name
+            run.audit(outcome, error)
     result = run.result
     result['outcome'] = outcome
     if error is not None:
@@ -663,3 +701,13 @@ def _finish(run, step):
         result['msg'] = error
     result['warnings'] = [dburl.scrub(w) for w in run.warnings]
     return result
+
+
+class _NoGuard(object):
+    reason = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

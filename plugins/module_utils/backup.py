@@ -27,7 +27,6 @@ import hashlib
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
 import tempfile
@@ -38,6 +37,7 @@ import uuid
 from ansible_collections.homelab.migrations.plugins.module_utils import audit as audit_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import child
 from ansible_collections.homelab.migrations.plugins.module_utils import connection
+from ansible_collections.homelab.migrations.plugins.module_utils import interrupt
 from ansible_collections.homelab.migrations.plugins.module_utils import safe_path
 from ansible_collections.homelab.migrations.plugins.module_utils import secrets
 from ansible_collections.homelab.migrations.plugins.module_utils import waits
@@ -172,29 +172,15 @@ class _Runner:
                 proc.wait()
 
 
-class _TermGuard:
-    """Turn SIGTERM into an exception while it is active, so temp files get removed."""
+class _TermGuard(interrupt.Guard):
+    """SIGINT, SIGHUP, SIGTERM or the controller's death (module_utils.interrupt) become Interrupted while it
+    is active: the running pg_dump / pg_restore / psql group is killed (child.finish), temp files removed, and
+    the result says interrupted."""
 
     def __init__(self):
-        self.previous = None
-        self.active = False
-
-    def _handler(self, signum, frame):
-        raise Interrupted('interrupted by signal %d; the unfinished backup was removed' % signum)
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            try:
-                self.previous = signal.signal(signal.SIGTERM, self._handler)
-                self.active = True
-            except (ValueError, OSError):  # pragma: no cover - not the main interpreter
-                self.active = False
-        return self
-
-    def __exit__(self, *exc):
-        if self.active:
-            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
-        return False
+        super(_TermGuard, self).__init__(make_exception=lambda reason, signum: Interrupted(
+            '%s; the running pg_dump/pg_restore/psql was stopped and its unfinished work removed or rolled back'
+            % reason))
 
 
 # URL parameters that DbUrl.libpq_env does not map but libpq tools understand as environment variables
@@ -1524,6 +1510,9 @@ def run(params, check_mode=False):
         outcome = _outcome(params, result, check_mode)
     except BackupError as exc:
         error = scrub(str(exc))
+        if isinstance(exc, Interrupted):
+            outcome = 'interrupted'
+            exc.result['error_code'] = interrupt.ERROR_CODE
         failure = BackupError(error, **exc.result)
     except Exception as exc:  # a bug or an unforeseen OS error: answer without a traceback, masked
         error = scrub('unexpected %s during state %s: %s' % (exc.__class__.__name__, params.get('state'), exc))

@@ -923,6 +923,9 @@ class DrizzleAdapter(Adapter):
                                           at_commit=group_done if committing else None)
                 error.details['queries'] = [self._scrub(q) for q in queries]
                 raise error
+            except BaseException:  # interrupted (module_utils.interrupt): roll back, never commit after the job ended
+                self._rollback(conn)
+                raise
             finally:
                 self._restore(conn)
             first = False

@@ -194,7 +194,7 @@ def test_sigterm_mid_backup_removes_the_partial(big_db, tmp_path, extra):
     assert len(workers) == (2 if extra else 0)
     os.kill(proc.pid, signal.SIGTERM)
     out = finish(proc)
-    assert out['ok'] is False and 'interrupted by signal' in out['msg']
+    assert out['ok'] is False and 'interrupted by SIGTERM' in out['msg']
     assert os.listdir(dest) == []
     assert not alive(dump_pid)
     assert not [w for w in workers if alive(w)]

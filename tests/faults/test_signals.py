@@ -1,0 +1,161 @@
+"""A cancelled job cancels: signals to ansible-playbook end the module's work within seconds.
+
+ansible-core 2.19 starts each worker in its own session, so a signal to ansible-playbook (or its process group)
+does not reach the module. The issue's inputs: Ctrl-C (SIGINT), a dropped ssh session (SIGHUP), AWX/Semaphore's
+cancel (SIGTERM to ansible-playbook's pid) and a forced stop (SIGKILL), each sent while the apply module is in
+a long migration statement, waiting for a table lock, or running the service's alembic. After each: bounded
+time, no process of the run left, no session of the collection left, the migration lock free, nothing of
+the migration committed (never after the job ended), and an audit record that says `interrupted`.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+
+import psycopg2
+import pytest
+
+from harness.ansible import REPO, VENV_BIN, ansible_env
+from harness.faults import MARKER_VAR, marked_processes, wait_for
+
+from ansible_collections.homelab.migrations.plugins.module_utils.audit import read_records
+from ansible_collections.homelab.migrations.plugins.module_utils.lock import lock_holder
+
+SERVICES = os.path.join(REPO, 'examples', 'homelab', 'services')
+ALEMBIC = os.path.join(VENV_BIN, 'alembic')
+BOUND = 20  # seconds from the signal until everything of the run is gone
+
+
+def _drizzle(root, second):
+    folder = os.path.join(root, 'migrations')
+    os.makedirs(os.path.join(folder, 'meta'))
+    entries = []
+    for idx, (tag, sql) in enumerate([
+            ('0000_users', 'CREATE TABLE "users" ("id" serial PRIMARY KEY, "email" text NOT NULL);'),
+            ('0001_slow', second)]):
+        with open(os.path.join(folder, tag + '.sql'), 'w') as fh:
+            fh.write(sql + '\n')
+        entries.append({'idx': idx, 'version': '7', 'when': 1700000000000 + idx * 1000, 'tag': tag,
+                        'breakpoints': True})
+    with open(os.path.join(folder, 'meta', '_journal.json'), 'w') as fh:
+        json.dump({'version': '7', 'dialect': 'postgresql', 'entries': entries}, fh)
+
+
+SLOW_SQL = ('ALTER TABLE "users" ADD COLUMN "nick" text;\n--> statement-breakpoint\n'
+            'SELECT pg_sleep(120);')
+LOCK_SQL = 'ALTER TABLE "users" ADD COLUMN "nick" text;'
+
+
+def _setup(situation, tmp_path, db):
+    root = str(tmp_path / 'svc')
+    if situation == 'alembic':
+        shutil.copytree(os.path.join(SERVICES, 'dashboard'), root, ignore=shutil.ignore_patterns('__pycache__'))
+        path = os.path.join(root, 'alembic', 'versions', '002_add_email_verified.py')
+        with open(path) as fh:
+            text = fh.read()
+        text = text.replace('def upgrade():\n', 'def upgrade():\n    op.execute("SELECT pg_sleep(120)")\n', 1)
+        assert 'pg_sleep(120)' in text
+        with open(path, 'w') as fh:
+            fh.write(text)
+        spec = {'name': 'bot', 'tool': 'alembic', 'path': root, 'database_url': db.password_url,
+                'alembic_command': [ALEMBIC]}
+        first, target = '001', '002'
+    else:
+        _drizzle(root, SLOW_SQL if situation == 'statement' else LOCK_SQL)
+        spec = {'name': 'bot', 'tool': 'drizzle', 'path': root, 'database_url': db.password_url}
+        first, target = '0000_users', '0001_slow'
+    return spec, first, target
+
+
+def _play(tmp_path, spec, target, audit_log, extra=None):
+    varsfile = str(tmp_path / 'vars.json')
+    fd = os.open(varsfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    args = dict({'service': spec, 'target': target, 'audit_log': audit_log, 'lock_timeout': '120s'}, **(extra or {}))
+    with os.fdopen(fd, 'w') as fh:
+        json.dump({'homelab_test_args': args}, fh)
+    playbook = str(tmp_path / 'play.yml')
+    with open(playbook, 'w') as fh:
+        fh.write('- hosts: localhost\n  gather_facts: false\n  tasks:\n'
+                 '    - homelab.migrations.homelab_migration_apply: "{{ homelab_test_args }}"\n')
+    return [os.path.join(VENV_BIN, 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', '-e', '@' + varsfile,
+            playbook]
+
+
+def _sessions(db):
+    return db.query("SELECT pid, application_name, state FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name LIKE 'homelab.migrations:bot%%' AND pid <> pg_backend_pid()")
+
+
+def _busy(db, situation):
+    if situation == 'lock_wait':
+        sql = "wait_event_type = 'Lock'"
+    else:
+        sql = "query LIKE '%%pg_sleep(120)%%' AND state = 'active'"
+    return db.query("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> "
+                    "pg_backend_pid() AND " + sql)[0][0]
+
+
+@pytest.mark.parametrize('situation', ['statement', 'lock_wait', 'alembic'])
+@pytest.mark.parametrize('signame', ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGKILL'])
+def test_signal_to_ansible_playbook_cancels_the_migration(fresh_db, tmp_path, situation, signame):
+    spec, first, target = _setup(situation, tmp_path, fresh_db)
+    audit_log = str(tmp_path / 'audit.log')
+    env = ansible_env({MARKER_VAR: uuid.uuid4().hex})
+    out = subprocess.run(_play(tmp_path, spec, first, audit_log), env=env, capture_output=True, text=True,
+                         timeout=300, check=False, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stdout[-3000:]
+    before = fresh_db.snapshot()
+    app = None
+    if situation == 'lock_wait':
+        app = psycopg2.connect(fresh_db.password_url, application_name='the-app')
+        app.cursor().execute('SELECT count(*) FROM users')
+    log = open(str(tmp_path / 'play.out'), 'w+')
+    proc = subprocess.Popen(_play(tmp_path, spec, target, audit_log), env=env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert wait_for(lambda: _busy(fresh_db, situation), 120), 'the migration never got busy'
+        time.sleep(1)
+        sent = time.monotonic()
+        os.kill(proc.pid, getattr(signal, signame))  # ansible-playbook's own pid, as AWX/Semaphore/a terminal do
+        try:
+            proc.wait(timeout=BOUND)
+        except subprocess.TimeoutExpired:
+            pass
+        gone = wait_for(lambda: not _sessions(fresh_db) and not marked_processes(env[MARKER_VAR]), BOUND)
+        took = time.monotonic() - sent
+        left = (_sessions(fresh_db), marked_processes(env[MARKER_VAR]))
+    finally:
+        for pid in marked_processes(env[MARKER_VAR]):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if app is not None:
+            app.rollback()
+            app.close()
+        log.seek(0)
+        output = log.read()
+        log.close()
+    assert gone, 'still there %.0f s after %s: sessions %s, processes %s\n%s' % (took, signame, left[0], left[1],
+                                                                                 output[-3000:])
+    assert took < BOUND, took
+    conn = fresh_db.conn()
+    try:
+        assert lock_holder(conn, 'bot') is None
+    finally:
+        conn.close()
+    assert fresh_db.snapshot() == before, 'something of the cancelled migration was committed'
+    time.sleep(2)  # nothing commits later either
+    assert fresh_db.snapshot() == before
+    last = read_records(audit_log)[-1]
+    assert last['outcome'] == 'interrupted', last
+    assert 'interrupted' in last['error'], last
+    assert ('by %s' % signame in last['error']) or ('controller is gone' in last['error']) \
+        or ('SIGTERM' in last['error']), last['error']
