@@ -3,10 +3,12 @@ and the password never on any process's command line. Real PostgreSQL, real pg_d
 """
 
 import contextlib
+import glob
 import json
 import os
 import pwd
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -35,12 +37,12 @@ except backup.BackupError as exc:
 '''
 
 
-def start_runner(params, python=sys.executable, user=None):
+def start_runner(params, python=sys.executable, user=None, env=None):
     argv = [python, '-c', RUNNER, COLLECTIONS]
     if user:
         argv = ['runuser', '-u', user, '--'] + argv
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd='/')
+                            cwd='/', env=dict(os.environ, **env) if env else None)
     proc.stdin.write(json.dumps(params))
     proc.stdin.close()
     return proc
@@ -122,9 +124,13 @@ def final_names(dest):
 
 
 # -------------------------------------------------------------------------------------------- signals
-def test_sigkill_mid_backup_leaves_no_final_file(big_db, tmp_path):
+def test_sigkill_mid_backup_leaves_no_final_file(big_db, tmp_path, monkeypatch):
     dest = str(tmp_path / 'backups')
-    proc = start_runner(dict(database_url=big_db.password_url, dest=dest, service='big'))
+    private_tmp = tmp_path / 'tmp'  # its own TMPDIR: a concurrent run elsewhere would sweep the passfile first
+    private_tmp.mkdir(mode=0o700)
+    monkeypatch.setattr(tempfile, 'tempdir', str(private_tmp))
+    proc = start_runner(dict(database_url=big_db.password_url, dest=dest, service='big'),
+                        env={'TMPDIR': str(private_tmp)})
     # pg_dump is running and has written part of the dump
     dump_pid = wait_for(lambda: dump_pids(proc.pid))[0]
     wait_for(lambda: [n for n in partials(dest) if os.path.getsize(os.path.join(dest, n)) > 0])
@@ -139,9 +145,13 @@ def test_sigkill_mid_backup_leaves_no_final_file(big_db, tmp_path):
     assert dict((n, os.path.getsize(os.path.join(dest, n))) for n in partials(dest)) == sizes  # nobody writes
     left = partials(dest)
     assert left and all(n.startswith('.big_') and '.partial-' in n for n in left)
-    # the next run removes what the killed one left, and makes a good backup
+    # issue 13 input 4: the killed module's passfile is left, in its private 0700 directory named after it
+    passdirs = glob.glob(os.path.join(tempfile.gettempdir(), '.homelab-pgpass-%d-*' % proc.pid))
+    assert len(passdirs) == 1 and stat.S_IMODE(os.stat(passdirs[0]).st_mode) == 0o700
+    # the next run removes what the killed one left (the passfile too), and makes a good backup
     res = backup.run(dict(database_url=big_db.url, dest=dest, service='big'))
     assert partials(dest) == []
+    assert not os.path.exists(passdirs[0]), 'the killed run\'s passfile was not swept'
     assert sorted(final_names(dest)) == sorted([os.path.basename(res['path']), os.path.basename(res['path']) +
                                                 '.sha256'])
 
