@@ -52,7 +52,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils.regular_file im
 
 # alembic's revision machinery, imported on first use by _load_alembic(): a module that never reads an
 # Alembic service (a drizzle-only status or apply) never pays for importing alembic and SQLAlchemy
-HeadMaintainer = Revision = RevisionError = RevisionMap = RevisionStep = None
+HeadMaintainer = Revision = RevisionError = RevisionMap = RevisionStep = MultipleHeads = None
 _ALEMBIC = {}  # 'error': the ImportError, or None once loaded
 _ALEMBIC_MODULES = ('alembic.script.revision', 'alembic.runtime.migration')
 
@@ -162,12 +162,13 @@ def _import_alembic_light():
 
 def _load_alembic():
     """Import alembic's revision machinery once; returns the ImportError, or None when it is loaded."""
-    global HeadMaintainer, Revision, RevisionError, RevisionMap, RevisionStep
+    global HeadMaintainer, Revision, RevisionError, RevisionMap, RevisionStep, MultipleHeads
     if 'error' not in _ALEMBIC:
         try:
             revision, migration = _import_alembic_light()
             HeadMaintainer, RevisionStep = migration.HeadMaintainer, migration.RevisionStep
             Revision, RevisionError, RevisionMap = revision.Revision, revision.RevisionError, revision.RevisionMap
+            MultipleHeads = revision.MultipleHeads
             _ALEMBIC['error'] = None
         except ImportError as exc:
             _ALEMBIC['error'] = exc
@@ -769,8 +770,23 @@ def _binding(tree, name):
         else:
             for bound, _node in _stored_names(stmt):
                 if bound == name:
-                    found = None  # conditional or computed: only running the code tells
+                    found = ('unknown',)  # conditional or computed: only running the code tells
     return found
+
+
+def _star_modules(tree, where, dirs):
+    """The modules a file star-imports (``from app.cli import *``), last first, as dotted names."""
+    out = []
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ImportFrom) and any(a.name == '*' for a in stmt.names):
+            base = stmt.module or ''
+            if stmt.level:
+                package = _package_of(where, stmt.level, dirs)
+                if package is None:
+                    continue
+                base = '.'.join(p for p in (package, base) if p)
+            out.append(base)
+    return list(reversed(out))
 
 
 def _dotted(node):
@@ -821,7 +837,16 @@ def _lookup(ref, tree, where, dirs, cache, depth):
     if depth > _MAX_RESOLVE_DEPTH:
         raise _Unresolved()
     found = _binding(tree, ref[0])
-    if found is None:
+    if found is None:  # not bound here: a star import may bring it
+        for module in _star_modules(tree, where, dirs):
+            path = _module_file(module, dirs)
+            if path is not None:
+                try:
+                    return _lookup(ref, _module_tree(path, cache), path, dirs, cache, depth + 1)
+                except _Unresolved:
+                    continue
+        raise _Unresolved()
+    if found[0] == 'unknown':
         raise _Unresolved()
     if found[0] == 'value':
         if len(ref) > 1:
@@ -1219,6 +1244,12 @@ def command_problem(argv, cwd, env=None, path_lookups=True):
     return None
 
 
+def _is_relative(target):
+    """A relative target (-1, +2, label@-1, rev+1) as alembic reads it."""
+    match = _RELATIVE_RE.match(target)
+    return bool(match) and match.end() == len(target)
+
+
 def _tail(text, lines=STDERR_TAIL_LINES, chars=STDERR_TAIL_CHARS):
     """The end of a tool's output. Mask it first (self._scrub): a cut could leave a password's tail."""
     text = '\n'.join((text or '').strip().splitlines()[-lines:])
@@ -1401,6 +1432,20 @@ class AlembicAdapter(Adapter):
         if unreadable:
             extra['target_problem'] = problem('bad_config', self._scrub(unreadable))
             problems.append(extra['target_problem'])
+        elif target not in ('head', 'heads', 'base') and not _is_relative(target):
+            try:  # the service's own target must name something, and one head per branch it names
+                graph.resolve(target)
+            except MultipleHeads as exc:
+                extra['target_problem'] = problem('multiple_heads', self._scrub(
+                    'the service target %r names several heads: %s; alembic refuses it. Name one of them (or '
+                    '<label>@head of a branch with one head), or use target heads'
+                    % (target, ' '.join(str(exc).split()))))
+            except RevisionError as exc:
+                extra['target_problem'] = problem('bad_config', self._scrub(
+                    'the service target %r is no revision, branch label or head of these revision files: %s; set '
+                    'target to heads, head, a revision id or a branch label' % (target, ' '.join(str(exc).split()))))
+            if extra.get('target_problem'):
+                problems.append(extra['target_problem'])
         current = sorted(rows, key=lambda r: (position.get(r, len(history)), r))
         unknown = [r for r in rows if r not in position]
         applied = []
@@ -1416,7 +1461,8 @@ class AlembicAdapter(Adapter):
                 applied_set = graph.applied_set(rows)
                 applied = [r for r in history if r in applied_set]
                 pending = graph.upgrade_steps('heads', rows)
-                if target not in ('head', 'heads', 'base') and not unreadable and not _RELATIVE_RE.match(target):
+                if target not in ('head', 'heads', 'base') and not extra.get('target_problem') \
+                        and not _is_relative(target):
                     try:  # a target naming one branch (label, label@head, a revision): what a run would apply
                         pending = graph.upgrade_steps(target, rows)
                     except RevisionError:

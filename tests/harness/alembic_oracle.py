@@ -1,6 +1,6 @@
 """Real alembic's ScriptDirectory on a service directory, as the oracle for real projects' histories.
 
-    python alembic_oracle.py SERVICE_DIR POSITIONS_JSON  ->  JSON on stdout
+    python alembic_oracle.py SERVICE_DIR POSITIONS_JSON [TARGETS_JSON]  ->  JSON on stdout
 
 ScriptDirectory imports every revision file. The corpus trees come from projects' wheels whose own
 packages (``dagster``, ``open_webui``, ``prefect``...) are not installed here, so, in this child process
@@ -9,7 +9,8 @@ whose attributes are inert objects: enough for the module-level code of a revisi
 the revision identifiers (plain literals in these files) and the whole revision logic are alembic's own.
 The answers: ``heads`` (as `alembic heads` lists them), ``history`` (oldest first), and for each position
 (a list of version table rows) the revisions `alembic upgrade heads` runs from it, in order, and the
-revisions `alembic downgrade <position>` runs from all heads, in order.
+revisions `alembic downgrade <position>` runs from all heads, in order; for each target, what
+`alembic upgrade <target>` runs from an empty database (or the name of the error alembic raises).
 """
 
 import ast
@@ -110,6 +111,7 @@ def missing_roots(folder):
 
 def main(argv):
     root, positions = argv[0], json.loads(argv[1])
+    targets = json.loads(argv[2]) if len(argv) > 2 else []
     os.chdir(root)
     from alembic.config import Config
     from alembic.script import ScriptDirectory
@@ -123,7 +125,12 @@ def main(argv):
     script = ScriptDirectory.from_config(cfg)
     heads = list(script.get_heads())
     history = [s.revision for s in script.walk_revisions()][::-1]
-    out = {'heads': heads, 'history': history, 'upgrade': [], 'downgrade': []}
+    out = {'heads': heads, 'history': history, 'upgrade': [], 'downgrade': [], 'targets': {}}
+    for target in targets:  # what `alembic upgrade <target>` runs from an empty database, or the error's class
+        try:
+            out['targets'][target] = [step.revision.revision for step in script._upgrade_revs(target, ())]
+        except Exception as exc:
+            out['targets'][target] = type(exc).__name__
     for rows in positions:
         up = script._upgrade_revs('heads', tuple(rows))
         out['upgrade'].append([step.revision.revision for step in up])

@@ -270,3 +270,16 @@ def test_down_revision_and_depends_on_as_expressions(two_heads, tmp_path, fresh_
         warnings[0]['message']
     _state, plan = state_and_plan(proj, url, 'heads', target='heads')
     assert ran(proj.upgrade('heads', url).stderr) == plan.steps == entry['pending_migrations']
+
+
+@pytest.mark.parametrize('target,code,alembic_says', [('a0@head', 'multiple_heads', 'Multiple head revisions'),
+                                                      ('nosuch@head', 'bad_config', "Can't locate revision")])
+def test_a_service_target_alembic_refuses_is_an_error_in_status(two_heads, fresh_db, target, code, alembic_says):
+    url = fresh_db.password_url
+    _report, entry = status_entry(two_heads, url, target)
+    assert entry['status'] == 'error'
+    assert [p['code'] for p in entry['problems']] == [code] and repr(target) in entry['problems'][0]['message']
+    with pytest.raises(PlanError):
+        state_and_plan(two_heads, url, target, target=target)
+    proc = two_heads.upgrade(target, url, check=False)
+    assert proc.returncode != 0 and alembic_says in proc.stderr

@@ -114,7 +114,7 @@ MIXED = [('ai-chatbot', 4, 'drizzle'), ('ai-chatbot', 7, 'collection'), ('homarr
 
 @pytest.mark.parametrize('name,split,first', MIXED, ids=['%s-%d-%s-first' % m for m in MIXED])
 def test_drizzle_corpus_mixed_with_drizzle_orm(name, split, first, fresh_db, drizzle_reference, drizzle_peer,
-                                                tmp_path):
+                                               tmp_path):
     older_root, older = folder_copy(tmp_path / 'older', name, keep=split)
     full_root, full = folder_copy(tmp_path / 'full', name)
     tags = drizzle_reference[name][0]

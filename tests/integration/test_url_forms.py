@@ -23,8 +23,8 @@ FORMS = ['socket', 'socket-keywords', 'tcp-options']
 def url_of(form, pg, db):
     opts = quote('-c search_path=app', safe='')
     if form == 'socket':  # local trust: no password on the socket
-        return 'postgresql:///%s?host=%s&port=%d&user=homelab&options=%s' % (db.name, quote(pg.tmp, safe=''),
-                                                                            pg.port, opts)
+        return 'postgresql:///%s?host=%s&port=%d&user=homelab&options=%s' % (
+            db.name, quote(pg.tmp, safe=''), pg.port, opts)
     if form == 'socket-keywords':
         return "host=%s port=%d dbname=%s user=homelab options='-c search_path=app'" % (pg.tmp, pg.port, db.name)
     return 'postgresql://homelab:%s@%s:%d/%s?options=%s&application_name=url-forms' % (
