@@ -53,6 +53,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# the oldest ansible-core the collection claims (2.16), for tests/test_oldest_ansible.py
+ostamp=.venv-oldest/.requirements.sha256
+owant=$(cat tests/requirements-oldest.txt meta/ee-requirements.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$ostamp" 2>/dev/null)" != "$owant" ]; then
+  log "installing ansible-core 2.16 into .venv-oldest"
+  [ -x .venv-oldest/bin/python ] || "$PY" -m venv .venv-oldest
+  (cd tests && ../.venv-oldest/bin/pip install -q --disable-pip-version-check -r requirements-oldest.txt)
+  echo "$owant" > "$ostamp"
+fi
+
 PEER=tests/peers/drizzle
 if [ -f "$PEER/package-lock.json" ]; then
   if command -v npm >/dev/null; then
