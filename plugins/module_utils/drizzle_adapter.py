@@ -362,36 +362,39 @@ class DrizzleAdapter(Adapter):
         """
         matches = {}
         taken = set()
-        free = list(entries)
 
         def pair(entry, row):
             matches[entry.tag] = row
             taken.add(row[0])
-            free.remove(entry)
 
-        by_key = {}
+        by_when = {}
         for entry in entries:
-            by_key.setdefault((entry.when, entry.hash()), []).append(entry)
-        for row in rows:
-            hits = [e for e in by_key.get((row[2], row[1]), []) if e in free]
-            if row[2] is not None and row[1] is not None and hits:
-                pair(hits[0], row)
-        by_hash = {}
-        for entry in free:
-            if entry.hash() is not None:
-                by_hash.setdefault(entry.hash(), []).append(entry)
-        for row in rows:
-            if row[0] in taken or row[1] is None:
+            by_when.setdefault(entry.when, []).append(entry)
+        for row in rows:  # only the entries of a row's created_at get hashed here (the usual, cheap case)
+            if row[2] is None or row[1] is None:
                 continue
-            hits = [e for e in by_hash.get(row[1], []) if e in free]
+            hits = [e for e in by_when.get(row[2], []) if e.tag not in matches and e.hash() == row[1]]
             if hits:
                 pair(hits[0], row)
-        for row in rows:
-            if row[0] in taken or row[2] is None:
-                continue
-            hits = [e for e in free if e.when == row[2]]
-            if hits:
-                pair(hits[0], row)
+        if len(taken) < len(rows):
+            by_hash = {}
+            for entry in entries:
+                if entry.tag in matches:
+                    continue
+                if entry.hash() is not None:
+                    by_hash.setdefault(entry.hash(), []).append(entry)
+            for row in rows:
+                if row[0] in taken or row[1] is None:
+                    continue
+                hits = [e for e in by_hash.get(row[1], []) if e.tag not in matches]
+                if hits:
+                    pair(hits[0], row)
+            for row in rows:
+                if row[0] in taken or row[2] is None:
+                    continue
+                hits = [e for e in by_when.get(row[2], []) if e.tag not in matches]
+                if hits:
+                    pair(hits[0], row)
         unmatched = sorted((r for r in rows if r[0] not in taken), key=lambda r: r[0])
         return matches, unmatched
 
