@@ -195,37 +195,21 @@ def migrate_all_decide(name, services, status, plan, results, scope='service', s
     return {'action': 'run', 'reason': '; '.join(notes)}
 
 
-_ALEMBIC_STEP = re.compile(r'Running (upgrade|downgrade) (\S+?) -> (\S+?)(?:,|\s|$)')
-
-
 def migrate_all_failure(result, pending=None, task=None):
-    """One message for a failed step that names the migration when it can be known.
+    """One message for a failed step that names the failed migration (the result's ``failed_migration``).
 
-    The adapters name the failing migration themselves (drizzle: "migration <tag> (<file>) failed at
-    ..."); alembic's own log says which step ran last ("Running upgrade 004 -> 005"). Otherwise, when
-    migrations committed one by one (``applied`` not empty), the failing one is the next pending one.
-    Nothing is guessed when the step failed before changing anything (lock, connection, plan).
+    Only the structured field names it: the adapters set it from what they ran (drizzle: the migration
+    whose statement failed; alembic: the revision it logged last). Nothing is read out of the message's
+    wording and nothing is guessed from ``pending``. ``pending`` is kept for callers of the old signature.
     """
     result = result or {}
     msg = result.get('msg') or result.get('message') or 'unknown error'
     if isinstance(msg, (list, tuple)):
         msg = '; '.join(str(m) for m in msg)
     msg = str(msg).strip()
-    migration = result.get('failed_migration') or result.get('migration')
-    if not migration:
-        details = result.get('details') or {}
-        migration = details.get('failed_migration') or details.get('migration')
-    if not migration and not migrate_all_untouched(result):
-        steps = list(_ALEMBIC_STEP.finditer(msg))
-        applied = result.get('applied')
-        if steps:
-            last = steps[-1]
-            migration = last.group(3) if last.group(1) == 'upgrade' else last.group(2)
-        elif pending and not any(str(p) in msg for p in pending) and isinstance(applied, list) \
-                and applied and len(applied) < len(pending):
-            migration = pending[len(applied)]
+    migration = result.get('failed_migration')
     if migration and not re.search(r'\bmigration %s\b' % re.escape(str(migration)), msg):
-        msg = ('migration %s: %s' if str(migration) in msg else 'migration %s failed: %s') % (migration, msg)
+        msg = 'migration %s failed: %s' % (migration, msg)
     if task:
         msg = '%s (task: %s)' % (msg, task)
     return msg
@@ -359,82 +343,152 @@ def _ran(value):
 
 
 def migrate_all_untouched(apply):
-    """True when the apply step failed before it changed anything (connect, lock, read or plan failed).
+    """True when the apply failed and its result proves the database is as before it (``untouched``).
 
-    homelab_migration_apply ends those messages with "nothing was changed". Going back to the pre-run
-    revision, or restoring the backup, would then undo whatever another run did meanwhile (the lock
-    timed out because another run held it).
+    homelab_migration_apply sets ``untouched`` from facts: it failed before running anything (connect, lock,
+    read, plan, expect_from), or it re-read the position on a new connection and the schema fingerprint after
+    the failure and both are as before. Going back, or restoring the backup, would then only undo whatever
+    another run did meanwhile.
     """
     apply = _registered(apply)
-    if not apply.get('failed') or apply.get('applied') or apply.get('reverted'):
-        return False
-    return str(apply.get('msg') or '').rstrip(' .').endswith('nothing was changed')
+    return bool(apply.get('failed')) and apply.get('untouched') is True
 
 
 def migrate_all_undo_needed(apply, attempted=False):
-    """Whether a failed service must be taken back: something of this run may have stayed.
-
-    Not when the apply failed and reports (from the state it re-read) that nothing was applied or
-    reverted and the revision did not move: a rolled-back transaction, or a lock held by another run
-    (going back, let alone restoring a backup, would then fight that run).
-    """
+    """Whether a failed service must be taken back: the apply ran and did not prove the database untouched."""
     if not attempted:
         return False
+    return not migrate_all_untouched(apply)
+
+
+def migrate_all_back_target(apply, before=None):
+    """Where going back goes: the revision the apply read UNDER its lock (its ``from_revision``).
+
+    Never the status read from before the lock: another run may have moved the service meanwhile, and going
+    back to the older read would revert that run's work. ``before`` only when the apply did not run.
+    """
     apply = _registered(apply)
-    if migrate_all_untouched(apply):
+    value = apply.get('from_revision') if 'from_revision' in apply else before
+    return value if value not in (None, '') else 'base'
+
+
+def migrate_all_back_pin(apply):
+    """``expect_from`` of the go-back: where the apply left the service ('' when that is not known: omit)."""
+    apply = _registered(apply)
+    if not apply or 'to_revision' not in apply:
+        return ''
+    if apply.get('failed') and apply.get('to_revision') is None and apply.get('retryable'):
+        return ''  # the state after the failure could not be re-read
+    return apply.get('to_revision') or 'base'
+
+
+def migrate_all_back_verified(back, apply):
+    """True when going back provably undid the run: it succeeded, the schema fingerprint it re-read equals the
+    one the apply took before changing anything, and the apply left nothing that no migration records."""
+    back, apply = _registered(back), _registered(apply)
+    if not back or back.get('failed') or apply.get('unrecorded_changes'):
         return False
-    if not apply or not apply.get('failed') or 'applied' not in apply:
-        return True
-    if apply.get('applied') or apply.get('reverted'):
-        return True
-    return apply.get('to_revision') != apply.get('from_revision')
+    before = (apply.get('fingerprint') or {}).get('before')
+    after = (back.get('fingerprint') or {}).get('after')
+    return bool(before) and before == after
+
+
+def migrate_all_pinned(plan, target):
+    """The apply's target and expect_from, fixed when the plan was made (and confirmed).
+
+    ``-N`` (and ``head``/``heads``) become the absolute revision the plan reaches, and ``expect_from`` the
+    revision the plan starts from: a service that moved after the confirmation is refused (conflict), and
+    migrations that appeared after it are not run unseen. Returns {'target': str, 'expect_from': str|None}.
+    """
+    if not isinstance(plan, dict) or not plan.get('changed') or plan.get('failed'):
+        return {'target': target, 'expect_from': None}
+    inner = plan.get('plan') or {}
+    to = inner.get('to_revision', plan.get('to_revision'))
+    direction = inner.get('direction')
+    pinned = target
+    if to not in (None, '') and ',' not in str(to):
+        pinned = str(to)
+    elif to in (None, '') and direction == 'down':
+        pinned = 'base'
+    start = inner.get('from_revision', plan.get('from_revision'))
+    return {'target': pinned, 'expect_from': start if start not in (None, '') else 'base'}
 
 
 def migrate_all_recovery(error, before=None, attempted=False, backup=None, apply=None, back=None, restore=None,
                          undo_needed=True):
-    """The result of a service whose block failed: how it was recovered (back to ``before``, or the backup)."""
+    """The result of a service whose block failed: how it was recovered (back to ``before``, or the backup).
+
+    Decided on the results' fields only (untouched, conflict, fingerprint, unrecorded_changes, failed), never
+    on their messages. ``before`` is where going back went (the failed apply's own ``from_revision``).
+    """
     backup = _registered(backup)
     apply = _registered(apply)
+    back = _registered(back)
+    restore = _registered(restore)
     before_text = before if before not in (None, '') else 'base'
     path = backup.get('path')
     to = before
+    restored = False
+    verified = migrate_all_back_verified(back, apply)
+    back_failed = bool(back.get('failed'))
     if not attempted:
         recovery = 'nothing was changed'
     elif not undo_needed:
-        # PostgreSQL rolled the failed transaction back: the database is where the run found it
-        recovery = 'rolled back to %s (nothing to revert: the failed transaction left no change)' % before_text
-    elif _ran(back) and not back.get('failed'):
+        # the apply re-read position and schema fingerprint after the failure: both as before
+        recovery = ('rolled back to %s (nothing to revert: verified unchanged, position and schema as before the '
+                    'run)' % before_text)
+    elif back and not back_failed and verified:
         reverted = list(back.get('reverted') or [])
-        recovery = 'rolled back to %s (%s)' % (before_text, 'reverted ' + ', '.join(reverted) if reverted else
-                                               'nothing to revert: the failed transaction left no change')
-    elif _ran(restore) and not restore.get('failed'):
-        recovery = 'going back to %s failed (%s); restored the backup %s' % (
-            before_text, (back or {}).get('msg', 'unknown error'), path)
-    elif _ran(back) and back.get('conflict'):
+        recovery = 'rolled back to %s (%s; schema verified as before the run)' % (
+            before_text, 'reverted ' + ', '.join(reverted) if reverted else 'nothing to revert')
+    elif restore and not restore.get('failed'):
+        restored = True
+        recovery = 'restored the backup %s: %s' % (path, _why_restore(before_text, apply, back))
+    elif back and back.get('conflict'):
         to = None
         recovery = ('NOT RECOVERED: another run is or was at work on it, so it was neither taken back to %s nor '
                     'restored from %s (%s); check what that run did, then go back or restore by hand'
                     % (before_text, path or 'a backup', back.get('msg', 'unknown error')))
     else:
         to = None
-        why = 'restoring %s failed (%s)' % (path, (restore or {}).get('msg', 'unknown error')) if path \
-            else 'there is no backup'
-        recovery = 'NOT RECOVERED: going back to %s failed (%s) and %s; restore by hand' % (
-            before_text, (back or {}).get('msg', 'unknown error'), why)
+        why = 'restoring %s failed (%s)' % (path, restore.get('msg', 'unknown error')) if restore \
+            else ('there is no backup' if not path else 'the backup %s was not restored' % path)
+        recovery = 'NOT RECOVERED: %s and %s; restore by hand' % (_why_restore(before_text, apply, back), why)
+    committed = list(apply.get('committed') or apply.get('applied') or [])
     return {
         'outcome': 'failed',
         'attempted': bool(attempted),
         'from': before,
         'to': to,
         'applied': list(apply.get('applied') or []),
-        'reverted': list((back or {}).get('reverted') or []) if _ran(back) else [],
+        'reverted': list(back.get('reverted') or []) if back and not back_failed else [],
         'backup': path,
         'backup_size_bytes': backup.get('size_bytes') if path else None,
         'backup_seconds': backup.get('duration_seconds') if path else None,
         'reason': '',
         'error': error,
         'recovery': recovery,
+        # what really stayed: nothing when verified or restored, else what the failed apply left
+        'committed': [] if (not undo_needed or verified or restored) else committed,
+        'untouched': bool(not attempted or not undo_needed),
+        'restored': restored,
+        'error_code': apply.get('error_code') if apply.get('failed') else None,
+        'failed_migration': apply.get('failed_migration'),
     }
+
+
+def _why_restore(before_text, apply, back):
+    """Why going back by migrations was not enough (from the results' fields)."""
+    if back.get('failed'):
+        return 'going back to %s failed (%s)' % (before_text, back.get('msg', 'unknown error'))
+    if apply.get('unrecorded_changes'):
+        return ('the failed apply left changes that no migration records (%s), which going back by migrations '
+                'cannot undo' % ('; '.join(apply.get('schema_changes') or []) or 'a migration ended its transaction '
+                                 'itself or committed outside it'))
+    if not back:
+        return 'going back to %s did not run' % before_text
+    return ('after going back to %s the schema still differed from before the run (or could not be compared)'
+            % before_text)
 
 
 def migrate_all_run_rollback(previous, done, undo=None, restore=None, because=''):
@@ -445,20 +499,25 @@ def migrate_all_run_rollback(previous, done, undo=None, restore=None, because=''
     before_text = before if before not in (None, '') else 'base'
     undo = _registered(undo)
     result['reason'] = because
-    if undo and not undo.get('failed'):
+    verified = migrate_all_back_verified(undo, done.get('apply') or {})
+    if _ran(restore) and not restore.get('failed'):
+        why = ('going back to %s failed (%s)' % (before_text, undo.get('msg', 'unknown error')) if undo.get('failed')
+               else 'going back to %s left the schema different from before the run' % before_text)
+        result.update(outcome='restored', to=before, restored=True,
+                      recovery='%s; restored the backup %s' % (why, done.get('backup')))
+    elif undo and not undo.get('failed'):
         reverted = list(undo.get('reverted') or [])
         result.update(outcome='rolled_back', to=undo.get('to_revision', before), reverted=reverted,
-                      recovery='rolled back to %s (reverted %s)' % (before_text, ', '.join(reverted) or 'nothing'))
+                      recovery='rolled back to %s (reverted %s%s)' % (
+                          before_text, ', '.join(reverted) or 'nothing',
+                          '; schema verified as before the run' if verified else
+                          '; the schema was NOT verified as before the run and there is no backup to restore'))
     elif undo.get('conflict') and not _ran(restore):
         why = undo.get('msg', 'unknown error')
         error = ('run-scope rollback: another run is or was at work on it, so it was neither taken back to %s nor '
                  'restored from %s (%s)' % (before_text, done.get('backup') or 'a backup', why))
         result.update(outcome='failed', to=None, error=error,
                       recovery='NOT RECOVERED: check what the other run did, then go back or restore by hand')
-    elif _ran(restore) and not restore.get('failed'):
-        result.update(outcome='restored', to=before,
-                      recovery='going back to %s failed (%s); restored the backup %s'
-                      % (before_text, undo.get('msg', 'unknown error'), done.get('backup')))
     else:
         why = ('restoring %s failed (%s)' % (done.get('backup'), (restore or {}).get('msg', 'unknown error'))
                if done.get('backup') else 'there is no backup')
@@ -490,6 +549,9 @@ def migrate_all_record(result, name, action='apply', target=None, run_id=None, *
     }
     if result.get('backup_skipped'):
         record['backup_skipped'] = result['backup_skipped']
+    for key in ('committed', 'untouched', 'restored', 'error_code', 'failed_migration'):
+        if key in result:
+            record[key] = result[key]
     record.update(extra)
     return record
 
@@ -626,6 +688,10 @@ class FilterModule(object):
             'migrate_all_recovery': migrate_all_recovery,
             'migrate_all_undo_needed': migrate_all_undo_needed,
             'migrate_all_untouched': migrate_all_untouched,
+            'migrate_all_back_target': migrate_all_back_target,
+            'migrate_all_back_pin': migrate_all_back_pin,
+            'migrate_all_back_verified': migrate_all_back_verified,
+            'migrate_all_pinned': migrate_all_pinned,
             'migrate_all_changed': migrate_all_changed,
             'migrate_all_target': migrate_all_target,
             'migrate_all_failure_message': migrate_all_failure_message,

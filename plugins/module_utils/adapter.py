@@ -151,3 +151,16 @@ class Adapter(object):
         {findings, lint}
         (see module_utils/preflight.py). A tool without checks has nothing to say."""
         return {'findings': [], 'lint': {'linter': None, 'ran': False, 'reason': 'no linter for this tool'}}
+
+    def tracking_tables(self):
+        """(schema, table) of the tool's own tracking table(s): the position, left out of the schema fingerprint."""
+        return []
+
+    def may_commit_itself(self, plan):
+        """Steps of ``plan`` whose code may commit part of its work outside the tool's transaction.
+
+        After a failure, "nothing changed" cannot be proved for them from the catalogue alone (data they
+        committed is not in the schema fingerprint). A tool whose apply watches the transaction itself
+        (drizzle) returns [] and reports such a step in its ApplyError instead.
+        """
+        return []

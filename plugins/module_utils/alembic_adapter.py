@@ -1287,6 +1287,14 @@ def _alembic_advice(kind, migration, later):
     return advice
 
 
+# autocommit_block(), or SQL text that ends a transaction, in a revision file
+_SELF_COMMIT_RE = re.compile(r"autocommit_block|['\"]\s*(?:COMMIT|ROLLBACK|END|ABORT|commit|rollback)\s*;?\s*['\"]"
+                             r"|;\s*(?:COMMIT|ROLLBACK)\b|\.commit\(\)")
+
+
+_RUNNING_RE = re.compile(r'Running (upgrade|downgrade) (.*?) -> ([^\s,]*)')
+
+
 class AlembicAdapter(Adapter):
     tool = 'alembic'
 
@@ -1306,6 +1314,35 @@ class AlembicAdapter(Adapter):
 
     def _scrub(self, text):
         return self.dburl.scrub(text) if self.dburl is not None else text
+
+    def tracking_tables(self):
+        return [(self.spec.get('version_table_schema') or 'public',
+                 self.spec.get('version_table') or 'alembic_version')]
+
+    def may_commit_itself(self, plan):
+        """Planned revisions that use ``autocommit_block()`` or send transaction control (COMMIT, ROLLBACK...).
+
+        alembic commits the open transaction when an ``autocommit_block()`` starts (with it what earlier
+        revisions of the run did) and runs the block outside any transaction: a later failure rolls back only
+        what came after it. Read from the revision files' text (never executed).
+        """
+        state = plan.extra.get('state') if plan is not None else None
+        graph = state.extra.get('graph') if state is not None else None
+        files = getattr(graph, 'files', None) or {}
+        out = []
+        for rev in plan.steps if plan is not None else []:
+            path = files.get(rev)
+            if not path:
+                continue
+            try:
+                with open(path, 'rb') as fh:
+                    text = fh.read().decode('utf-8', 'replace')
+            except (IOError, OSError):
+                out.append(rev)  # cannot tell: assume it may
+                continue
+            if _SELF_COMMIT_RE.search(text):
+                out.append(rev)
+        return out
 
     def read_rows(self, conn):
         """Version table rows in table order; None when the table does not exist."""
@@ -1846,6 +1883,13 @@ class AlembicAdapter(Adapter):
         details = {'applied': applied, 'reverted': reverted, 'from_revision': plan.from_revision,
                    'to_revision': to_revision, 'returncode': rc, 'command': shown}
         if timed_out or rc != 0:
+            # the revision alembic was running when it failed: the last "Running upgrade a -> b" it logged
+            steps_run = _RUNNING_RE.findall(err or '') + _RUNNING_RE.findall(out or '')
+            if steps_run:
+                verb, down, up = steps_run[-1]
+                details['failed'] = up if verb == 'upgrade' else down.split(',')[0].strip()
+            elif plan.steps:
+                details['failed'] = plan.steps[0]
             why = ('was killed after %ss (timeout)' % options.get('timeout') if timed_out else 'failed (exit %s)' % rc)
             tail = _tail(self._scrub(err)) or _tail(self._scrub(out))
             details['stderr'] = tail
@@ -1855,7 +1899,7 @@ class AlembicAdapter(Adapter):
                     to_revision or 'base', ', '.join(applied) or 'nothing',
                     ', reverted ' + ', '.join(reverted) if reverted else '')
             else:
-                partial = '; the database is unchanged at %s' % (to_revision or 'base')
+                partial = '; its version table is unchanged at %s' % (to_revision or 'base')
             # the driver's exception class for SQLSTATE 55P03 in alembic's traceback: a statement ran into
             # lock_timeout; the caller may retry when the database shows nothing stayed
             code = 'lock_timeout' if (not timed_out and LOCK_NOT_AVAILABLE_CLASS in (err or '')) else 'apply_failed'

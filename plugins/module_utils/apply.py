@@ -25,6 +25,7 @@ import time
 from ansible_collections.homelab.migrations.plugins.module_utils import audit as audit_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import connection as connection_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import interrupt
+from ansible_collections.homelab.migrations.plugins.module_utils import fingerprint as fingerprint_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import lock as lock_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import preflight as preflight_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import waits
@@ -59,7 +60,33 @@ CLIENT_CHECK_INTERVAL_MS = '1000'
 
 
 class ApplyFailure(Exception):
-    """A failure with a complete, masked message (what failed and what to do next)."""
+    """A failure with a complete, masked message (what failed and what to do next).
+
+    ``code`` becomes the result's ``error_code``; ``retryable`` says the connection was lost or the server
+    is (re)starting, so the same call may succeed later.
+    """
+
+    def __init__(self, message, code='apply_failed', retryable=False):
+        super(ApplyFailure, self).__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+def _connection_gone(exc, conn=None):
+    """True when ``exc`` means the session is gone (server down or restarting, backend killed, network)."""
+    try:
+        if conn is not None and conn.closed:
+            return True
+    except Exception:
+        pass
+    code = getattr(exc, 'pgcode', None) or ''
+    if code.startswith(('08', '57P')):
+        return True
+    try:
+        import psycopg2
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and not code
 
 
 def defaults(params=None):
@@ -80,7 +107,7 @@ def check_duration(name, value):
     value = str(value).strip()
     if not _DURATION_RE.match(value):
         raise ApplyFailure('%s %r is not a PostgreSQL duration; use a number with an optional unit '
-                           '(us, ms, s, min, h, d), for example 5s or 500ms' % (name, value))
+                           '(us, ms, s, min, h, d), for example 5s or 500ms' % (name, value), code='bad_config')
     return value.replace(' ', '')
 
 
@@ -95,18 +122,18 @@ def check_audit_log(path):
         raise ApplyFailure('%s (nothing was done)' % (exc.strerror or exc))
     if os.path.isdir(path):
         raise ApplyFailure('audit_log %s is a directory; give the path of a file (for example %s)'
-                           % (path, os.path.join(path, 'migrations.jsonl')))
+                           % (path, os.path.join(path, 'migrations.jsonl')), code='bad_config')
     if os.path.exists(path):
         if not os.access(path, os.W_OK):
             raise ApplyFailure('audit_log %s is not writable by this user; fix its permissions or choose another '
-                               'path (nothing was changed)' % path)
+                               'path (nothing was changed)' % path, code='bad_config')
         return
     parent = os.path.dirname(path)
     while parent and not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not parent or not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
         raise ApplyFailure('audit_log %s cannot be created: %s is not a writable directory; fix the permissions or '
-                           'choose another path (nothing was changed)' % (path, parent or '/'))
+                           'choose another path (nothing was changed)' % (path, parent or '/'), code='bad_config')
 
 
 def step_name(step):
@@ -159,7 +186,7 @@ def _session_settings(conn, read_only, lock_timeout, statement_timeout):
                 cur.execute('SELECT pg_catalog.set_config(%s, %s, false)', (name, value))
             except Exception as exc:
                 raise ApplyFailure('%s %r was refused by the server: %s; use a PostgreSQL duration such as 5s'
-                                   % (name, value, ' '.join(str(exc).split())))
+                                   % (name, value, ' '.join(str(exc).split())), code='bad_config')
 
 
 class _ChildSessionOptions(object):
@@ -222,6 +249,11 @@ class _Run(object):
         self.locked = False
         self.before = None
         self.plan = None
+        self.started = False  # the plan began to run: from here on nothing is assumed, all is re-read
+        self.settled = False  # what stayed was worked out from a re-read
+        self.fp_before = None
+        self.self_committed = []
+        self.maybe_committed = []
         self.warnings = []
         self.error_code = None  # the adapter's code of the last failed attempt (lock_timeout, apply_failed...)
         self.interrupted_detail = None  # what the database showed after an interrupted apply
@@ -239,6 +271,16 @@ class _Run(object):
             'plan': {},
             'queries': [],
             'findings': [],
+            # the fields the role decides on (DESIGN.md "Result fields the role relies on")
+            'error_code': None,
+            'untouched': True,
+            'retryable': False,
+            'committed': [],
+            'failed_migration': None,
+            'conflict': False,
+            'unrecorded_changes': False,
+            'schema_changes': [],
+            'fingerprint': {'before': None, 'after': None},
         }
 
     # ------------------------------------------------------------------ helpers
@@ -277,7 +319,8 @@ class _Run(object):
             self.conn = connection_mod.connect(self.dburl, service=self.name,
                                                connect_timeout=self.params.get('connect_timeout') or 10)
         except ConnectError as exc:
-            raise ApplyFailure('service %r: %s; nothing was changed' % (self.name, exc))
+            raise ApplyFailure('service %r: %s; nothing was changed' % (self.name, exc), code='unreachable',
+                               retryable=True)
 
     def warn_if_locked(self, holder):
         """Check mode takes no lock: it says who holds it (``holder``, None when nobody does)."""
@@ -296,16 +339,18 @@ class _Run(object):
                                                                 wait_seconds=self.params.get('lock_wait') or 0)
         except lock_mod.LockTimeout as exc:
             self.result['conflict'] = True
-            raise ApplyFailure('%s; nothing was changed' % self.scrub(str(exc)))
+            raise ApplyFailure('%s; nothing was changed' % self.scrub(str(exc)), code='lock_timeout')
         self.locked = True
 
     def read(self, adapter):
         try:
             return adapter.read_state(self.conn)
         except AdapterError as exc:
-            raise ApplyFailure('%s; nothing was changed' % self.adapter_message(exc))
+            raise ApplyFailure('%s; nothing was changed' % self.adapter_message(exc), code=exc.code,
+                               retryable=exc.code == 'unreachable')
         except Exception as exc:
-            raise ApplyFailure('%s; nothing was changed' % describe_unexpected(self.name, exc, self.dburl))
+            raise ApplyFailure('%s; nothing was changed' % describe_unexpected(self.name, exc, self.dburl),
+                               retryable=_connection_gone(exc, self.conn))
 
     def check_expected(self, current):
         """expect_from: the service must be where the caller left it (no other run moved it since)."""
@@ -316,13 +361,14 @@ class _Run(object):
             self.result['conflict'] = True
             raise ApplyFailure('service %r is at %s, not at %s (expect_from): another run changed it since; '
                                'nothing was changed, check what that run did before going back by hand'
-                               % (self.name, current or 'base', str(expected).strip() or 'base'))
+                               % (self.name, current or 'base', str(expected).strip() or 'base'), code='conflict')
 
     def make_plan(self, adapter, state):
         try:
             plan = adapter.plan(self.conn, state, self.target, self.options())
         except AdapterError as exc:
-            raise ApplyFailure('%s; nothing was changed' % self.adapter_message(exc))
+            raise ApplyFailure('%s; nothing was changed' % self.adapter_message(exc), code=exc.code,
+                               retryable=exc.code == 'unreachable')
         except Exception as exc:
             raise ApplyFailure('%s; nothing was changed'
                                % describe_unexpected(self.name, exc, self.dburl, 'planning target %r' % self.target))
@@ -362,7 +408,7 @@ class _Run(object):
             self.result['error_code'] = 'preflight'
             self.result['untouched'] = True
             self.result['changed'] = False
-            raise ApplyFailure(preflight_mod.describe_blocking(self.name, blocked))
+            raise ApplyFailure(preflight_mod.describe_blocking(self.name, blocked), code='preflight')
 
     def preview(self, adapter, steps):
         if not self.want_diff:
@@ -383,39 +429,62 @@ class _Run(object):
             'prepared': self.scrub(prepared),
         }
 
-    def reread(self, adapter):
-        """The state after apply: on the run's connection, or a new one when that broke."""
+    def take_fingerprint(self, adapter, conn):
+        """The schema fingerprint on ``conn``, or None (with a warning) when the catalogue cannot be read."""
+        try:
+            return fingerprint_mod.take(conn, exclude=adapter.tracking_tables())
+        except Exception as exc:
+            self.warnings.append('service %r: the schema fingerprint could not be read: %s'
+                                 % (self.name, ' '.join(self.scrub(str(exc)).split())))
+            try:
+                conn.rollback()
+            except Exception:
+                pass
+            return None
+
+    def reread(self, adapter, fresh=False):
+        """(state, fingerprint) after the apply: after a failure on a NEW connection (the run's own one may be
+        broken or in an odd transaction state); else on the run's connection. (None, None) when unreadable.
+
+        The run's connection, and with it the service lock, stays open meanwhile.
+        """
         conn = self.conn
+        if conn is not None and not conn.closed:
+            try:
+                conn.rollback()
+                conn.autocommit = True
+            except Exception:
+                pass
+        if not fresh and conn is not None and not conn.closed:
+            try:
+                return adapter.read_state(conn), self.take_fingerprint(adapter, conn)
+            except Exception:
+                pass
+        other = None
         try:
-            if conn is not None and not conn.closed:
-                try:
-                    conn.rollback()
-                except Exception:
-                    pass
-                return adapter.read_state(conn)
-        except Exception:
-            pass
-        fresh = None
-        try:
-            fresh = connection_mod.connect(self.dburl, service=self.name,
+            other = connection_mod.connect(self.dburl, service=self.name,
                                            connect_timeout=self.params.get('connect_timeout') or 10)
-            return adapter.read_state(fresh)
+            return adapter.read_state(other), self.take_fingerprint(adapter, other)
         except Exception as exc:
             self.warnings.append('could not re-read the state of service %r after the run: %s'
                                  % (self.name, ' '.join(self.scrub(str(exc)).split())))
-            return None
+            return None, None
         finally:
-            if fresh is not None:
+            if other is not None:
                 try:
-                    fresh.close()
+                    other.close()
                 except Exception:
                     pass
 
     def carry_out(self, adapter, steps):
+        self.fp_before = self.take_fingerprint(adapter, self.conn)
+        self.result['fingerprint']['before'] = self.fp_before.digest if self.fp_before is not None else None
         reported = None
         error = None
+        code = None
         details = {}
         interrupted = None
+        self.started = True
         try:
             with _ChildSessionOptions(self.conn):
                 reported = adapter.apply(self.conn, self.plan, self.options())
@@ -423,13 +492,23 @@ class _Run(object):
             # the query was cancelled / the child killed and rolled back: read what really stayed, then stop
             interrupted = exc
             error = 'service %r: %s' % (self.name, exc.reason)
+            code = interrupt.ERROR_CODE
         except AdapterError as exc:
             error = self.adapter_message(exc)
             details = exc.details or {}
-            self.error_code = exc.code
+            code = exc.code or 'apply_failed'
         except Exception as exc:
             error = describe_unexpected(self.name, exc, self.dburl, 'applying the plan')
-        self.after = after = self.reread(adapter)
+            code = getattr(exc, 'error_code', None) or 'apply_failed'
+            details = {'lost': _connection_gone(exc, self.conn)}
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit, a signal turned into an exception
+            error = 'service %r: the run was interrupted (%s) while applying the plan' % (
+                self.name, exc.__class__.__name__)
+            code = getattr(exc, 'error_code', None) or 'interrupted'
+        failed = error is not None
+        self.error_code = code
+        after, fp_after = self.reread(adapter, fresh=failed)
+        self.after = after
         observed = (None, None) if after is None else observed_changes(self.before, after)
         rep_applied = reported.applied if reported is not None else details.get('applied', [])
         rep_reverted = reported.reverted if reported is not None else details.get('reverted', [])
@@ -441,6 +520,7 @@ class _Run(object):
                                  % (rep_applied, rep_reverted, applied, reverted))
         self.result['applied'] = applied
         self.result['reverted'] = reverted
+        self.result['committed'] = list(applied) + list(reverted)
         self.result['changed'] = bool(applied or reverted)
         if reported is not None and reported.queries:
             self.result['queries'] = [self.scrub(q) for q in reported.queries]
@@ -452,30 +532,78 @@ class _Run(object):
             self.result['to_revision'] = reported.to_revision
         else:
             self.result['to_revision'] = None
+        self.settle(adapter, after, fp_after, failed, details)
+        if failed:
+            self.result['error_code'] = code
+            self.result['failed_migration'] = details.get('failed')
         if interrupted is not None:
             self.interrupted_detail = self.what_happened(after)
             raise interrupted
-        if error is not None:
-            raise ApplyFailure('%s (%s)' % (error.rstrip('. '), self.what_happened(after)))
+        if failed:
+            raise ApplyFailure('%s (%s)' % (error.rstrip('. '), self.what_happened(after)), code=code,
+                               retryable=bool(details.get('lost')) or after is None or code == 'unreachable')
         if after is not None and self.plan.to_revision is not None \
                 and after.current_revision != self.plan.to_revision:
             self.warnings.append('service %r: the plan was to reach %s but the database is at %s after the run'
                                  % (self.name, self.plan.to_revision, after.current_revision))
 
+    def settle(self, adapter, after, fp_after, failed, details):
+        """untouched / unrecorded_changes / schema_changes from what was re-read (facts only)."""
+        before = self.before
+        self.result['fingerprint']['after'] = fp_after.digest if fp_after is not None else None
+        same_position = after is not None and list(after.applied) == list(before.applied) \
+            and after.current_revision == before.current_revision
+        same_schema = self.fp_before is not None and fp_after is not None and self.fp_before == fp_after
+        ended = list(details.get('transaction_ended') or [])
+        maybe = []
+        if failed:
+            try:
+                maybe = list(adapter.may_commit_itself(self.plan) or [])
+            except Exception:
+                maybe = list(self.plan.steps)
+        self.self_committed = ended
+        self.maybe_committed = maybe
+        self.result['schema_changes'] = [self.scrub(x) for x in fingerprint_mod.differences(self.fp_before, fp_after)]
+        self.result['untouched'] = bool(same_position and same_schema and not ended and not maybe)
+        # something stayed that no recorded migration accounts for: going back by migrations cannot undo it
+        self.result['unrecorded_changes'] = bool(ended or maybe or (same_position and not same_schema
+                                                                   and fp_after is not None
+                                                                   and self.fp_before is not None))
+        if failed and after is None:
+            self.result['unrecorded_changes'] = True
+        self.settled = True
+
     def what_happened(self, after):
-        """What the database shows after a failed apply, to append to the adapter's message."""
+        """What the database shows after a failed apply (re-read on a new connection), to append to the message."""
         applied, reverted = self.result['applied'], self.result['reverted']
         if after is None:
-            return ('the state after the failure could not be re-read; run homelab_migration_status for %r '
-                    'before trying again' % self.name)
+            return ('the state after the failure could not be re-read, so what stayed is unknown; run '
+                    'homelab_migration_status for %r and compare with the backup before trying again' % self.name)
         where = after.current_revision or 'base (nothing applied)'
-        parts = ['re-read after the failure, the database is at %s' % where]
+        parts = ['re-read on a new connection after the failure, the database is at %s' % where]
+        if self.result['untouched']:
+            parts.append('its schemas are as before the run: nothing of this run stayed')
+            return '; '.join(parts)
         if applied:
             parts.append('applied by this run: %s' % ', '.join(applied))
         if reverted:
             parts.append('reverted by this run: %s' % ', '.join(reverted))
-        if not applied and not reverted:
-            parts.append('nothing of this run stayed')
+        if self.self_committed:
+            parts.append('%s ended its transaction itself, so what it ran before that stayed although it is not '
+                         'recorded' % ', '.join(self.self_committed))
+        if self.maybe_committed:
+            parts.append('%s may commit outside the tool\'s transaction (autocommit_block() or COMMIT), so what it '
+                         'ran may have stayed although it is not recorded' % ', '.join(self.maybe_committed))
+        changes = self.result['schema_changes']
+        if changes:
+            parts.append('the schemas differ from before the run: %s' % '; '.join(changes))
+        elif self.fp_before is None or self.result['fingerprint']['after'] is None:
+            parts.append('the schemas could not be compared with before the run')
+        if self.result['unrecorded_changes']:
+            parts.append('going back by migrations cannot undo what is not recorded: restore the backup taken '
+                         'before the run')
+        elif not applied and not reverted:
+            parts.append('no migration of this run is recorded')
         elif self.result['from_revision'] != after.current_revision:
             parts.append('to go back to where the run started use target=%s' % (self.result['from_revision'] or 'base'))
         return '; '.join(parts)
@@ -493,7 +621,7 @@ class _Run(object):
         try:
             adapter = get_adapter(self.spec, self.dburl)
         except Exception as exc:
-            raise ApplyFailure('service %r: %s' % (self.name, self.scrub(str(exc))))
+            raise ApplyFailure('service %r: %s' % (self.name, self.scrub(str(exc))), code='bad_config')
         self.connect()
         try:
             _session_settings(self.conn, self.check_mode, lock_timeout, statement_timeout)
@@ -501,7 +629,8 @@ class _Run(object):
             raise
         except Exception as exc:
             raise ApplyFailure('service %r: cannot prepare the session: %s; nothing was changed'
-                               % (self.name, ' '.join(self.scrub(str(exc)).split())))
+                               % (self.name, ' '.join(self.scrub(str(exc)).split())),
+                               retryable=_connection_gone(exc, self.conn))
         self.lock()
         self.before = self.read(adapter)
         return self.decide(adapter)
@@ -515,6 +644,11 @@ class _Run(object):
         self.preflight(adapter, steps)
         self.preview(adapter, steps)
         if not steps:
+            if not self.check_mode and not self.borrowed:
+                # the role compares it with the fingerprint of the apply it goes back from
+                fp = self.take_fingerprint(adapter, self.conn)
+                digest = fp.digest if fp is not None else None
+                self.result['fingerprint'] = {'before': digest, 'after': digest}
             return 'unchanged'
         if self.check_mode:
             if self.plan.direction == 'down':
@@ -555,14 +689,15 @@ class _Run(object):
                     failure = exc
             for b in watch.found():
                 blockers[b['pid']] = b
-            untouched = (self.after is not None and not self.result['applied'] and not self.result['reverted']
-                         and _revision_set(self.after.current_revision) == _revision_set(self.before.current_revision))
+            # proved from the re-read position and schema fingerprint (carry_out), not assumed
+            untouched = bool(self.result.get('untouched'))
             if self.error_code != 'lock_timeout':
                 raise failure
             self.result['error_code'] = 'lock_timeout'
             self.result['blockers'] = list(blockers.values())
             if not untouched or not delays:
-                raise ApplyFailure(self.lock_timeout_message(failure, attempts, list(blockers.values())))
+                raise ApplyFailure(self.lock_timeout_message(failure, attempts, list(blockers.values())),
+                                   code='lock_timeout')
             pause = delays.pop(0)
             self.warnings.append('service %r: a migration statement ran into lock_timeout %s (attempt %d)%s; '
                                  'nothing stayed, trying again in %ss'
@@ -614,7 +749,9 @@ class _Run(object):
                 outcome=outcome, error=error, confirmation=self.params.get('confirmation'), scrub=self.scrub,
                 applied=list(r['applied']), reverted=list(r['reverted']), duration_seconds=r['duration_seconds'],
                 lock_wait_seconds=r['lock_wait_seconds'], target=self.target, tool=r['tool'],
-                check_mode=self.check_mode)
+                check_mode=self.check_mode, error_code=r['error_code'], untouched=r['untouched'],
+                committed=list(r['committed']), failed_migration=r['failed_migration'],
+                unrecorded_changes=r['unrecorded_changes'], schema_changes=list(r['schema_changes']))
             audit_mod.append_record(path, record)
         except Exception as exc:
             self.warnings.append('the audit record could not be written to %s: %s' % (path, exc))
@@ -648,7 +785,8 @@ def check_plan(spec, dburl, conn, adapter, state, params=None, diff=False, holde
     def plan():
         if state is None:
             raise ApplyFailure('%s; nothing was changed'
-                               % (unreadable or 'service %r: its migration state could not be read' % run.name))
+                               % (unreadable or 'service %r: its migration state could not be read' % run.name),
+                               code='unreachable')
         run.warn_if_locked(holder)
         run.before = state
         return run.decide(adapter)
@@ -671,11 +809,17 @@ def _finish(run, step):
             outcome = step()
         except ApplyFailure as exc:
             error = dburl.scrub(str(exc))
+            run.result['error_code'] = exc.code
+            run.result['retryable'] = bool(exc.retryable)
         except interrupt.Interrupted as exc:
             error = None
             run.interrupted_reason = exc.reason
         except Exception as exc:  # a bug: still release, audit and answer without a traceback
             error = describe_unexpected(run.name, exc, dburl, 'running the apply')
+            run.result['error_code'] = getattr(exc, 'error_code', None) or 'apply_failed'
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: interrupted all the same
+            error = None
+            run.interrupted_reason = 'interrupted (%s)' % exc.__class__.__name__
         finally:
             if guard is not None:
                 guard.raised = True  # later signals must not break the clean-up below
@@ -693,6 +837,10 @@ def _finish(run, step):
             run.result['duration_seconds'] = round(time.monotonic() - started, 3)
             if outcome == 'failed' and error is None:
                 error = 'service %r: the run was interrupted' % run.name
+                run.result['error_code'] = run.result['error_code'] or 'interrupted'
+            if outcome in ('failed', 'interrupted') and run.started and not run.settled:
+                run.result['untouched'] = False  # the plan began and nothing was re-read: nothing is proved
+                run.result['unrecorded_changes'] = True
             run.audit(outcome, error)
     result = run.result
     result['outcome'] = outcome

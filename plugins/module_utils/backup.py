@@ -81,6 +81,7 @@ ARGUMENT_SPEC = dict(
     psql=dict(type='path'),
     pg_bindir=dict(type='path'),
     audit_log=dict(type='path'),
+    allow_foreign_backup=dict(type='bool', default=False),
 )
 REQUIRED_IF = [
     ('state', 'present', ('database_url', 'dest', 'service')),
@@ -1255,6 +1256,7 @@ def restore(params, check_mode=False):
 def _restore_held(params, check_mode, started, jobs, clean, dburl, path, held):
     """The restore of a backup held open (HeldBackup): its tools read ``held.source``, never ``path``."""
     fmt, digest, size, src = held.fmt, held.digest, held.size, held.source
+    known = dict(path=path, format=fmt, sha256=digest, size_bytes=size, untouched=True, retryable=False)
     if params.get('format') and params['format'] != fmt:
         raise BackupError('%s is a %s-format backup, not %s; leave format unset for restores (it is detected)'
                           % (path, fmt, params['format']))
@@ -1270,7 +1272,12 @@ def _restore_held(params, check_mode, started, jobs, clean, dburl, path, held):
         rc, out, err = runner.run([pg_restore, '--list', src])
         if rc != 0:
             raise BackupError('refusing to restore %s: pg_restore cannot read it: %s'
-                              % (path, ' '.join(err.split())[:500] or 'exit code %d' % rc))
+                              % (path, ' '.join(err.split())[:500] or 'exit code %d' % rc),
+                              error_code='incomplete_backup', **known)
+        check_source(path, params, dburl, archive_dbname(out), known)
+    else:
+        check_source(path, params, dburl, None, known)
+    verify_complete(path, src, fmt, pg_restore, runner, known)
     if fmt == 'plain' or clean == 'database':
         psql, _num = _tool(params, 'psql', runner)
     server_num = server_version(dburl, params, runner)
@@ -1322,15 +1329,26 @@ def _restore_held(params, check_mode, started, jobs, clean, dburl, path, held):
                                                                       connect_timeout=10),
                                            app_prefix=runner.env['PGAPPNAME'], cancel_after=_lock_wait(params))
                 with guard:
-                    if clean == 'database':
-                        wipe = _write_temp(wipe_keeping_sql(server_num, kept) if kept else wipe_sql(server_num))
+                    wipe_text = wipe_keeping_sql(server_num, kept) if kept else wipe_sql(server_num)
+                    if clean == 'database' and fmt == 'plain':
+                        wipe = _write_temp(wipe_text)
                         tool = 'psql'
                         argv = [psql, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '--no-password',
-                                '-f', wipe, '-f', src if fmt == 'plain' else '-']
-                        if fmt == 'plain':
-                            rc, _out, err = runner.run(argv, stdout=subprocess.DEVNULL)
-                        else:
-                            rc, err = _pipe(runner, [pg_restore, '--file=-'] + only + [src], argv)
+                                '-f', wipe, '-f', src]
+                        rc, _out, err = runner.run(argv, stdout=subprocess.DEVNULL)
+                    elif clean == 'database':
+                        # NOT psql --single-transaction: psql would COMMIT at the end of its input even when
+                        # pg_restore died midway (OOM killer) and the input just stopped. The transaction is opened
+                        # by the wipe file and committed only by the COMMIT that pg_restore --single-transaction
+                        # writes as the very last line of a complete restore; input that stops before it ends the
+                        # session uncommitted, and the server rolls everything (the wipe too) back.
+                        wipe = _write_temp('BEGIN;\n' + wipe_text)
+                        tool = 'psql'
+                        runner.env['PGOPTIONS'] = runner.env['PGOPTIONS'].replace('client_min_messages=warning',
+                                                                                  'client_min_messages=error')
+                        argv = [psql, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--no-password', '-f', wipe, '-f', '-']
+                        rc, err = _pipe(runner, [pg_restore, '--single-transaction', '--file=-'] + only + [src],
+                                        argv)
                     elif fmt == 'plain':
                         tool = 'psql'
                         rc, _out, err = runner.run([psql, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction',
@@ -1341,6 +1359,13 @@ def _restore_held(params, check_mode, started, jobs, clean, dburl, path, held):
                                 '--dbname=' + dbname_conninfo(dburl)] + only
                         argv += ['--jobs=%d' % jobs] if jobs > 1 else ['--single-transaction']
                         rc, _out, err = runner.run(argv + [src], stdout=subprocess.DEVNULL)
+    except Interrupted as exc:
+        runner.kill_all()  # the session ends uncommitted: the server rolls the restore back
+        known.update(untouched=jobs == 1)
+        raise BackupError('the restore of %s was interrupted (%s); %s' % (
+            path, str(exc).split(';')[0], 'it ran in one transaction that was not committed, so the database was '
+            'left as it was' if jobs == 1 else 'with jobs > 1 the database may be partly restored: restore again'),
+            error_code='interrupted', **known)
     finally:
         runner.kill_all()
         for temp in (wipe, listing):
@@ -1353,10 +1378,12 @@ def _restore_held(params, check_mode, started, jobs, clean, dburl, path, held):
             err = ('the restore waited longer than lock_wait_timeout (%ss) for a table lock held by %s and was '
                    'cancelled; %s. %s' % (_lock_wait(params), who, waits.blocker_advice(guard.found()) or
                                           'let that session finish, then run again', err or ''))
+        known.update(untouched=atomic, retryable=not _server_reachable(dburl, params))
         raise BackupError(describe_tool_failure(tool, rc, err, dburl) + (
-            '; the restore ran in one transaction, so the database was left as it was' if atomic else
+            '; the restore ran in one transaction that was not committed, so PostgreSQL rolled it back and the '
+            'database was left as it was' if atomic else
             '; with jobs > 1 the restore is not one transaction: the database may be partly restored, run it '
-            'again (or with jobs: 1)'), path=path, format=fmt, sha256=digest, size_bytes=size)
+            'again (or with jobs: 1)'), error_code='interrupted' if rc < 0 else 'restore_failed', **known)
     result['duration_seconds'] = round(time.time() - started, 3)
     return result
 
@@ -1378,6 +1405,71 @@ def plain_extensions(path):
     except OSError:
         return []
     return names
+
+
+def archive_dbname(listing):
+    """The database name pg_dump recorded in an archive (``; Dbname: x`` in ``pg_restore --list``), or None."""
+    for line in (listing or '').splitlines():
+        match = re.match(r'^;\s+dbname:\s*(.*?)\s*$', line, re.I)
+        if match:
+            return match.group(1)
+    return None
+
+
+def check_source(path, params, dburl, recorded_db, known):
+    """Refuse a backup of another service (file name prefix) or database (the name recorded in the archive)."""
+    if params.get('allow_foreign_backup'):
+        return
+    service = params.get('service')
+    name = os.path.basename(path)
+    if service:
+        check_service(service)
+        if not backup_name_re(service).match(name):
+            match = re.match(r'^(.+?)_\d{8}_\d{6}(?:_\d+)?\.(?:dump|sql|dir)$', name)
+            owner = ('a backup of service %r' % match.group(1)) if match else 'not named like a backup of it'
+            raise BackupError('refusing to restore %s over service %r: it is %s (this module names backups '
+                              '%s_YYYYmmdd_HHMMSS.dump|sql|dir). Give the path of a backup of %r, or set '
+                              'allow_foreign_backup: true if you really mean to restore it there; nothing was changed'
+                              % (path, service, owner, service, service), error_code='foreign_backup', **known)
+    if recorded_db is not None and dburl.dbname and recorded_db != dburl.dbname:
+        raise BackupError('refusing to restore %s into database %r: the archive was dumped from database %r. Give the '
+                          'path of a backup of %r, or set allow_foreign_backup: true if you really mean to restore it '
+                          'there; nothing was changed' % (path, dburl.dbname, recorded_db, dburl.dbname),
+                          error_code='foreign_backup', **known)
+
+
+def verify_complete(path, src, fmt, pg_restore, runner, known):
+    """Refuse an archive that is not complete: plain must end with pg_dump's completion marker; custom and
+    directory archives must be readable to their end (``pg_restore --file=/dev/null`` reads every entry and all
+    data). A checksum file proves only that the file did not change since it was written, not that pg_dump
+    finished it (an operator may have written it for a cut-short file)."""
+    if fmt == 'plain':
+        if not plain_dump_complete(src):
+            raise BackupError('refusing to restore %s: it does not end with pg_dump\'s completion marker, so the dump '
+                              'was cut short (disk full, pg_dump killed, a partial copy); restore another backup; '
+                              'nothing was changed' % path, error_code='incomplete_backup', **known)
+        return
+    rc, _out, err = runner.run([pg_restore, '--file=' + os.devnull, src], stdout=subprocess.DEVNULL)
+    if rc != 0:
+        raise BackupError('refusing to restore %s: the archive cannot be read to its end (%s), so it is truncated or '
+                          'damaged even if its checksum matches; restore another backup; nothing was changed'
+                          % (path, ' '.join(err.split())[:300] or 'exit code %d' % rc),
+                          error_code='incomplete_backup', **known)
+
+
+def _server_reachable(dburl, params):
+    """After a failed restore: can a new session be opened? (False: the server is down or restarting.)"""
+    if not connection.HAS_PSYCOPG2:
+        return True  # cannot tell: not retryable
+    try:
+        conn = connection.connect(dburl, connect_timeout=params.get('connect_timeout') or 10)
+    except Exception:
+        return False
+    try:
+        conn.close()
+    except Exception:
+        pass
+    return True
 
 
 def _write_temp(text):
@@ -1529,5 +1621,13 @@ def run(params, check_mode=False):
             else:
                 failure = BackupError('%s; also %s' % (failure, warning), **failure.result)
     if failure is not None:
+        # the fields the role decides on; a backup or a prune never changes the database
+        failure.result.setdefault('error_code', 'interrupted' if isinstance(failure, Interrupted) else
+                                  ('backup_failed' if params['state'] != 'restored' else 'restore_failed'))
+        failure.result.setdefault('untouched', params['state'] != 'restored')
+        failure.result.setdefault('retryable', False)
         raise failure
+    result.setdefault('error_code', None)
+    result.setdefault('untouched', not (params['state'] == 'restored' and result.get('changed') and not check_mode))
+    result.setdefault('retryable', False)
     return result

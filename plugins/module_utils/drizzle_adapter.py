@@ -315,6 +315,9 @@ class DrizzleAdapter(Adapter):
         self.schema = spec.get('migrations_schema') or 'drizzle'
         self.qualified = quote_ident(self.schema) + '.' + quote_ident(self.table)
 
+    def tracking_tables(self):
+        return [(self.schema, self.table)]
+
     # ------------------------------------------------------------------------------- helpers
     def _scrub(self, text):
         return self.dburl.scrub(text) if self.dburl is not None else text
@@ -862,7 +865,7 @@ class DrizzleAdapter(Adapter):
         return '\n'.join(lines) + '\n'
 
     # ----------------------------------------------------------------------------- write side
-    def _run(self, cur, queries, sql, params=None):
+    def _run(self, cur, queries, sql, params=None, xid=None):
         # recorded before it runs: a failing statement is part of what was sent
         if params is None:
             queries.append(sql)
@@ -871,6 +874,14 @@ class DrizzleAdapter(Adapter):
             text = cur.mogrify(sql, params)
             queries.append(text.decode('utf-8') if isinstance(text, bytes) else text)
             cur.execute(sql, params)
+        if xid is not None:
+            _check_transaction(cur, xid, sql)
+
+    @staticmethod
+    def _begin(cur):
+        """Open the group's transaction and return its id (to see later that it is still the same one)."""
+        cur.execute('SELECT pg_catalog.txid_current()')
+        return cur.fetchone()[0]
 
     def apply(self, conn, plan, options=None):
         if not plan.steps:
@@ -894,6 +905,7 @@ class DrizzleAdapter(Adapter):
             try:
                 conn.autocommit = False
                 with conn.cursor() as cur:
+                    xid = self._begin(cur)
                     for name, value in self._settings(opts):
                         stmt = 'SET LOCAL ' + name
                         self._run(cur, queries, 'SET LOCAL ' + name + ' = %s', (value,))
@@ -904,7 +916,9 @@ class DrizzleAdapter(Adapter):
                     for m in group:
                         current = m
                         for stmt in m['statements']:
-                            self._run(cur, queries, stmt)
+                            # a statement that ends the transaction (COMMIT, ROLLBACK, END, BEGIN...COMMIT) is
+                            # caught right after it ran: the server's transaction state and id say so
+                            self._run(cur, queries, stmt, xid=xid)
                         if plan.direction == 'up':
                             stmt = self._insert_sql()
                             self._run(cur, queries, stmt, (m['hash'], m['when']))
@@ -918,6 +932,11 @@ class DrizzleAdapter(Adapter):
                 stmt = 'COMMIT'
                 conn.commit()
             except Exception as exc:
+                if isinstance(exc, _TransactionEnded):
+                    self._rollback(conn)
+                    error = self._ended_error(plan, done, group_done, current, exc)
+                    error.details['queries'] = [self._scrub(q) for q in queries]
+                    raise error
                 if HAS_PSYCOPG2 and not isinstance(exc, (psycopg2.Error, ValueError, _RowGone)):
                     self._rollback(conn)
                     raise
@@ -953,6 +972,25 @@ class DrizzleAdapter(Adapter):
                 conn.autocommit = True
         except Exception:
             pass
+
+    def _ended_error(self, plan, done, group_done, current, exc):
+        """A migration ended the run's transaction itself: stop, and say that part of it may have stayed."""
+        verb = 'migration' if plan.direction == 'up' else 'revert of'
+        tag = current['tag'] if current else None
+        message = (
+            'service %r: %s %s (%s) ended the transaction itself at `%s`: drizzle-orm runs migrations inside its own '
+            'transaction, so COMMIT, ROLLBACK, END, ABORT or BEGIN ... COMMIT in a migration file break that promise '
+            '(whatever ran before that statement was committed or thrown away outside the migration, and drizzle-orm '
+            'would still record the migration as applied). The run stopped there and %s is NOT recorded as applied. '
+            'Remove the transaction control statements from %s (use one file per transaction, split by '
+            '`--> statement-breakpoint`), then check what stayed (below) before running again'
+            % (self.name, verb, tag, os.path.basename(current['file']) if current else '?',
+               self._scrub(shorten(exc.statement)), tag, current['file'] if current else 'the migration'))
+        details = {'applied': list(done) if plan.direction == 'up' else [],
+                   'reverted': list(done) if plan.direction == 'down' else [],
+                   'failed': tag, 'statement': self._scrub(shorten(exc.statement)),
+                   'transaction_ended': [tag] if tag else [], 'in_transaction': list(group_done)}
+        return ApplyError(message, code='transaction_ended', details=details)
 
     def _apply_error(self, plan, opts, done, current, stmt, exc, conn, at_commit=None):
         verb = 'migration' if plan.direction == 'up' else 'revert of'
@@ -995,9 +1033,38 @@ class DrizzleAdapter(Adapter):
                    'statement': shorten(self._scrub(stmt)) if stmt else None}
         if uncertain is not None:
             details['uncertain'] = list(uncertain)
+        if lost:
+            details['lost'] = True
         # a statement that ran into lock_timeout (SQLSTATE 55P03): the caller may retry when nothing stayed
         code = 'lock_timeout' if is_lock_timeout(exc) and at_commit is None else 'apply_failed'
         return ApplyError(message, code=code, details=details)
+
+
+class _TransactionEnded(Exception):
+    """A migration statement ended the transaction it ran in (``state``: committed | ended)."""
+
+    def __init__(self, statement, state):
+        super(_TransactionEnded, self).__init__('transaction ended by %r' % statement)
+        self.statement = statement
+        self.state = state
+
+
+def _check_transaction(cur, xid, statement):
+    """Raise _TransactionEnded unless the connection is still inside the transaction ``xid``.
+
+    After a statement, the server reports its transaction state with every answer (psycopg2's
+    ``connection.info.transaction_status``): idle means the statement ended the transaction (COMMIT,
+    ROLLBACK, END, ABORT, or a BEGIN ... COMMIT block). ``BEGIN`` inside a transaction only warns, and
+    ``COMMIT; BEGIN`` leaves a new transaction open: the transaction id tells that one apart.
+    """
+    status = cur.connection.info.transaction_status
+    if status == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+        raise _TransactionEnded(statement, 'ended')
+    if status != psycopg2.extensions.TRANSACTION_STATUS_INTRANS:
+        return  # in error (the statement raised) or unknown: the caller handles the error
+    cur.execute('SELECT pg_catalog.txid_current()')
+    if cur.fetchone()[0] != xid:
+        raise _TransactionEnded(statement, 'ended')
 
 
 class _RowGone(Exception):

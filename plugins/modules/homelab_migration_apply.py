@@ -113,8 +113,9 @@ options:
       - Move the service only if, once its lock is held, it is at exactly this revision (Alembic heads joined by
         commas; V(base) or an empty string for nothing applied). Otherwise fail with RV(conflict) and change
         nothing.
-      - The role passes the revision its own apply left when it goes back after a failed health check, so it
-        never undoes what another run did in between.
+      - The role passes the confirmed plan's C(from_revision) to the forward apply (with V(-N) and V(head) made
+        absolute when the plan was made), and the revision its own apply left when it goes back, so it never runs
+        migrations nobody confirmed and never undoes what another run did in between.
     type: str
   allow_findings:
     description:
@@ -243,9 +244,68 @@ conflict:
   description:
     - True when the run changed nothing because another run is or was at work on the service - its lock was
       held past O(lock_wait), or it was not at O(expect_from). Restoring a backup would then undo that run's work.
-  returned: when another run got in the way
+  returned: always
+  type: bool
+  sample: false
+error_code:
+  description:
+    - Why the run failed, for callers to decide on (never the message's wording). A problem code
+      (V(unreachable), V(bad_config), V(missing_file), V(out_of_order), V(modified), V(unknown_revision),
+      V(multiple_heads), ...) or V(apply_failed), V(transaction_ended) (a migration ran COMMIT, ROLLBACK, END or
+      BEGIN ... COMMIT itself), V(lock_timeout), V(conflict) (not at O(expect_from)), V(interrupted).
+    - Null when the run succeeded.
+  returned: always
+  type: str
+  sample: apply_failed
+untouched:
+  description:
+    - True when the database is provably as it was before this call - it failed before running anything, or
+      after the failure the position (re-read on a new connection) and a fingerprint of the service's schemas
+      (catalogue rows of relations, columns, indexes, constraints, types, functions, triggers, views, extensions)
+      are both as before and no migration ended its transaction itself.
+    - False whenever that is not proved (also after a successful run that changed something).
+  returned: always
   type: bool
   sample: true
+retryable:
+  description: True when the failure was a lost connection or a server that is starting or restarting, so the
+    same call may succeed later.
+  returned: always
+  type: bool
+  sample: false
+committed:
+  description: The migrations whose change stayed (applied or reverted), as re-read from the database.
+  returned: always
+  type: list
+  elements: str
+  sample: ["007"]
+failed_migration:
+  description: The migration (revision id or tag) that failed, or null.
+  returned: always
+  type: str
+  sample: "008"
+unrecorded_changes:
+  description:
+    - True when the database holds changes of this run that no recorded migration accounts for - a migration
+      ended its transaction itself (drizzle, seen from the connection's transaction state after each statement),
+      an Alembic revision that uses C(autocommit_block()) or COMMIT failed, the schema differs while the position
+      did not move, or nothing could be re-read. Going back by migrations cannot undo them; the role then
+      restores the backup.
+  returned: always
+  type: bool
+  sample: false
+schema_changes:
+  description: Readable differences between the schema fingerprints taken before the run and after it (short).
+  returned: always
+  type: list
+  elements: str
+  sample: ["added table public.a"]
+fingerprint:
+  description: sha256 of the schema fingerprint before the plan ran and after it (null when not taken, e.g. in
+    check mode). The role compares the go-back's C(after) with the failed apply's C(before).
+  returned: always
+  type: dict
+  sample: {before: "3f1c...", after: "3f1c..."}
 duration_seconds:
   description: Seconds the whole run took.
   returned: always

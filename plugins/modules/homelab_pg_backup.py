@@ -152,9 +152,20 @@ options:
       - V(database) first drops every schema (with everything in it) and every large object of the database, then
         restores, all in one C(psql) transaction, so the database ends up exactly as it was dumped. Use it only for a
         database that holds nothing but this service's data. Not with O(jobs) above V(1).
+      - Either way a restore commits only a complete backup - before anything changes, a custom or directory archive
+        must be readable to its end (C(pg_restore --file=/dev/null)) and a plain one must end with pg_dump's
+        completion marker, however its C(.sha256) file came about - and only when C(pg_restore)/C(psql) finished
+        cleanly; when either is killed midway the transaction is never committed and the database stays as it was.
     type: str
     choices: [objects, database]
     default: objects
+  allow_foreign_backup:
+    description:
+      - With O(state=restored), a backup whose file name is not one of O(service)'s backups
+        (C({service}_YYYYmmdd_HHMMSS.*)), or whose archive records another database name than the one in
+        O(database_url), is refused before anything changes. Set V(true) to restore it there on purpose.
+    type: bool
+    default: false
   connect_timeout:
     description:
       - Seconds to wait for the server when connecting.
@@ -298,6 +309,24 @@ pruned:
   type: list
   elements: str
   sample: [/var/backups/migrations/dashboard_20240101_120000.dump]
+error_code:
+  description: Why the run failed (V(incomplete_backup), V(foreign_backup), V(restore_failed), V(backup_failed),
+    V(interrupted)); null on success. Callers decide on it, never on the message.
+  returned: always
+  type: str
+  sample: incomplete_backup
+untouched:
+  description: V(true) when the database is as it was before this call - always for backups and prunes, and for a
+    restore that was refused or whose single transaction was rolled back.
+  returned: always
+  type: bool
+  sample: true
+retryable:
+  description: V(true) when a restore failed and no new session to the server could be opened afterwards (server
+    down or restarting), so the same call may succeed later.
+  returned: always
+  type: bool
+  sample: false
 '''
 
 from ansible.module_utils.basic import AnsibleModule

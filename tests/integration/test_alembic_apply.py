@@ -157,7 +157,7 @@ def test_failure_in_one_transaction_changes_nothing(tmp_path, fresh_db):
     with pytest.raises(ApplyError) as err:
         move(adapter, url, 'head')
     assert (err.value.details['applied'], err.value.details['to_revision']) == ([], None)
-    assert 'the database is unchanged at base' in str(err.value)
+    assert 'its version table is unchanged at base' in str(err.value)
     assert proj.current(url) == []
     assert [t for t in fresh_db.tables() if '.t_' in t] == []
 
@@ -249,7 +249,7 @@ def test_timeout_kills_alembic_and_reports(sleepy, tmp_path, fresh_db, monkeypat
         move(adapter, url, 'head', {'timeout': 3})
     assert time.monotonic() - start < 60
     assert 'was killed after 3s (timeout)' in str(err.value)
-    assert 'the database is unchanged at base' in str(err.value)
+    assert 'its version table is unchanged at base' in str(err.value)
     assert not alive(_wait_for(pidfile, 1))
     assert sleepy.current(fresh_db.url) == []
 

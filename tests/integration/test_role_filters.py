@@ -104,27 +104,18 @@ def test_decide():
     assert decide('dashboard', HOMELAB, locked, plan(), {})['action'] == 'run', 'a held lock is waited for'
 
 
-def test_failure_message_names_the_migration():
-    msg = f.migrate_all_failure({'msg': 'relation "x" does not exist', 'applied': ['0002']}, ['0002', '0003', '0004'],
-                                'Move to the target revision stream-bot')
+def test_failure_message_names_the_migration_from_the_field_only():
+    msg = f.migrate_all_failure({'msg': 'relation "x" does not exist', 'applied': ['0002'],
+                                 'failed_migration': '0003'}, None, 'Move to the target revision stream-bot')
     assert msg.startswith('migration 0003 failed: relation "x" does not exist')
-    # alembic's log names the step that ran last
-    alembic = ("alembic upgrade 006 failed (exit 1); it got as far as 004 (applied 004). alembic said:\n"
-               "INFO  [alembic.runtime.migration] Running upgrade 003 -> 004, add index\n"
-               "INFO  [alembic.runtime.migration] Running upgrade 004 -> 005, verify legacy emails\n"
-               "sqlalchemy.exc.ProgrammingError: column does not exist")
-    assert f.migrate_all_failure({'msg': alembic, 'applied': ['004']}, ['004', '005', '006']).startswith(
-        'migration 005: alembic upgrade')
-    down = "alembic downgrade 003 failed. alembic said:\nINFO  Running downgrade 005 -> 004, verify legacy emails"
-    assert f.migrate_all_failure({'msg': down, 'applied': []}, []).startswith('migration 005: ')
-    # one transaction rolled back: applied is empty, nothing is guessed
-    assert f.migrate_all_failure({'msg': 'boom', 'applied': []}, ['0003', '0004']) == 'boom'
-    # failed before changing anything: no migration is blamed
-    locked = "service 'stream-bot' is locked by pid 7; waited 2s (lock_wait). ...; nothing was changed"
-    assert f.migrate_all_failure({'failed': True, 'msg': locked, 'applied': [], 'reverted': []},
-                                 ['0003', '0004']) == locked
     assert msg.endswith('(task: Move to the target revision stream-bot)')
-    msg = f.migrate_all_failure({'msg': "migration 0003 (0003.sql) failed at ...", 'applied': []}, ['0003'])
+    # the wording of a message decides nothing: no step is read out of alembic's log, none guessed from pending
+    alembic = ("alembic upgrade 006 failed (exit 1). alembic said:\n"
+               "INFO  [alembic.runtime.migration] Running upgrade 004 -> 005, verify legacy emails")
+    assert f.migrate_all_failure({'msg': alembic, 'applied': ['004']}, ['004', '005', '006']) == alembic
+    assert f.migrate_all_failure({'msg': alembic, 'failed_migration': '005'}).startswith('migration 005 failed: ')
+    assert f.migrate_all_failure({'msg': 'boom', 'applied': []}, ['0003', '0004']) == 'boom'
+    msg = f.migrate_all_failure({'msg': "migration 0003 (0003.sql) failed at ...", 'failed_migration': '0003'})
     assert msg == "migration 0003 (0003.sql) failed at ..."
     assert f.migrate_all_failure({'msg': 'HTTP 503'}, None) == 'HTTP 503'
 
@@ -141,15 +132,30 @@ def test_outcome_and_recovery_results():
     out = f.migrate_all_outcome({'action': 'run'}, None, neon, {'applied': ['a'], 'to_revision': 'a'}, True)
     assert out['backup_skipped'] == 'Neon host: no pg_dump'
 
-    back_ok = {'changed': True, 'reverted': ['0003', '0002'], 'to_revision': '0001'}
-    rec = f.migrate_all_recovery('boom', '0001', True, {'path': '/b/x.dump'}, {}, back_ok, skipped)
-    assert rec['recovery'] == 'rolled back to 0001 (reverted 0003, 0002)' and rec['to'] == '0001'
+    apply = {'failed': True, 'untouched': False, 'committed': ['0002', '0003'], 'applied': ['0002', '0003'],
+             'fingerprint': {'before': 'f0', 'after': 'f3'}, 'unrecorded_changes': False, 'error_code': 'apply_failed'}
+    back_ok = {'changed': True, 'reverted': ['0003', '0002'], 'to_revision': '0001',
+               'fingerprint': {'before': 'f3', 'after': 'f0'}}
+    rec = f.migrate_all_recovery('boom', '0001', True, {'path': '/b/x.dump'}, apply, back_ok, skipped)
+    assert rec['recovery'] == 'rolled back to 0001 (reverted 0003, 0002; schema verified as before the run)'
+    assert rec['to'] == '0001' and rec['committed'] == [] and rec['restored'] is False
     back_bad = {'failed': True, 'msg': 'no down file for 0002'}
-    rec = f.migrate_all_recovery('boom', '0001', True, {'path': '/b/x.dump'}, {}, back_bad, {'changed': True})
-    assert 'restored the backup /b/x.dump' in rec['recovery'] and rec['to'] == '0001'
-    rec = f.migrate_all_recovery('boom', '0001', True, {'path': '/b/x.dump'}, {}, back_bad,
+    rec = f.migrate_all_recovery('boom', '0001', True, {'path': '/b/x.dump'}, apply, back_bad, {'changed': True})
+    assert 'restored the backup /b/x.dump' in rec['recovery'] and rec['to'] == '0001' and rec['restored'] is True
+    rec = f.migrate_all_recovery('boom', '0001', True, {'path': '/b/x.dump'}, apply, back_bad,
                                  {'failed': True, 'msg': 'disk full'})
     assert rec['recovery'].startswith('NOT RECOVERED') and 'disk full' in rec['recovery'] and rec['to'] is None
+    assert rec['committed'] == ['0002', '0003']
+    # went back, but the schema differs from the fingerprint before the apply: restored, and it says why
+    back_off = dict(back_ok, fingerprint={'before': 'f3', 'after': 'fX'})
+    assert not f.migrate_all_back_verified(back_off, apply)
+    rec = f.migrate_all_recovery('boom', '0001', True, {'path': '/b/x.dump'}, apply, back_off, {'changed': True})
+    assert rec['recovery'].startswith('restored the backup /b/x.dump: after going back to 0001 the schema')
+    # a migration that committed by itself: going back by migrations cannot be verified
+    stray = dict(apply, unrecorded_changes=True, schema_changes=['added table public.a'])
+    assert not f.migrate_all_back_verified(back_ok, stray)
+    rec = f.migrate_all_recovery('boom', '0001', True, {'path': '/b/x.dump'}, stray, back_ok, {'changed': True})
+    assert 'added table public.a' in rec['recovery'] and rec['restored'] is True
     rec = f.migrate_all_recovery('backup failed', '0001', False, {}, {}, skipped, skipped)
     assert rec['recovery'] == 'nothing was changed' and rec['to'] == '0001'
     # another run moved it meanwhile (or holds its lock): neither going back nor restoring, and it says so
@@ -159,26 +165,47 @@ def test_outcome_and_recovery_results():
     assert 'is at 0004' in rec['recovery'] and rec['to'] is None
 
 
-def test_undo_is_needed_only_when_something_of_the_run_may_have_stayed():
+def test_undo_is_needed_only_when_the_apply_did_not_prove_the_database_untouched():
     skipped = {'changed': False, 'skipped': True, 'skip_reason': 'Conditional result was False'}
     assert f.migrate_all_undo_needed(skipped, False) is False
     # a later step (health check) failed after a successful apply
     assert f.migrate_all_undo_needed({'changed': True, 'applied': ['2'], 'from_revision': '1', 'to_revision': '2'},
                                      True) is True
-    # the transaction was rolled back / the lock was held by another run: nothing to undo
+    # proved untouched (re-read position and fingerprint): nothing to undo, whatever the message says
+    assert f.migrate_all_undo_needed({'failed': True, 'untouched': True, 'msg': 'x'}, True) is False
+    # the same position but not proved untouched (a migration committed by itself): undo
     assert f.migrate_all_undo_needed({'failed': True, 'applied': [], 'reverted': [], 'from_revision': '1',
-                                      'to_revision': '1'}, True) is False
-    assert f.migrate_all_undo_needed({'failed': True, 'applied': [], 'reverted': [], 'from_revision': None,
-                                      'to_revision': None}, True) is False
-    # partly applied, state unknown after the failure, module crash
-    assert f.migrate_all_undo_needed({'failed': True, 'applied': ['2'], 'reverted': [], 'from_revision': '1',
-                                      'to_revision': '2'}, True) is True
-    assert f.migrate_all_undo_needed({'failed': True, 'applied': [], 'reverted': [], 'from_revision': '1',
-                                      'to_revision': None}, True) is True
+                                      'to_revision': '1', 'untouched': False,
+                                      'msg': 'nothing was changed'}, True) is True
     assert f.migrate_all_undo_needed({'failed': True, 'msg': 'MODULE FAILURE'}, True) is True
     rec = f.migrate_all_recovery('boom', '0002', True, {'path': '/b/x'}, {}, skipped, skipped, False)
     assert rec['recovery'].startswith('rolled back to 0002 (nothing to revert') and rec['to'] == '0002'
-    assert rec['reverted'] == []
+    assert rec['reverted'] == [] and rec['untouched'] is True
+
+
+def test_going_back_uses_the_revision_read_under_the_lock_and_pins_it():
+    # run A read 0001 in the status, waited for B's lock, and found 0002 (B's work) under its lock
+    apply = {'failed': True, 'from_revision': '0002', 'to_revision': '0003', 'untouched': False}
+    assert f.migrate_all_back_target(apply, '0001') == '0002'
+    assert f.migrate_all_back_pin(apply) == '0003'
+    assert f.migrate_all_back_target({}, '0001') == '0001'
+    assert f.migrate_all_back_target({'from_revision': None, 'failed': True}, '0001') == 'base'
+    # the state after the failure could not be re-read: no pin is invented
+    assert f.migrate_all_back_pin({'failed': True, 'to_revision': None, 'retryable': True}) == ''
+
+
+def test_the_apply_is_pinned_to_the_confirmed_plan():
+    down = {'changed': True, 'from_revision': '0002', 'to_revision': '0001',
+            'plan': {'direction': 'down', 'from_revision': '0002', 'to_revision': '0001', 'steps': ['0002']}}
+    assert f.migrate_all_pinned(down, '-1') == {'target': '0001', 'expect_from': '0002'}
+    to_base = {'changed': True, 'plan': {'direction': 'down', 'from_revision': '0000', 'to_revision': None}}
+    assert f.migrate_all_pinned(to_base, '-1') == {'target': 'base', 'expect_from': '0000'}
+    up = {'changed': True, 'plan': {'direction': 'up', 'from_revision': None, 'to_revision': '0004'}}
+    assert f.migrate_all_pinned(up, 'head') == {'target': '0004', 'expect_from': 'base'}
+    heads = {'changed': True, 'plan': {'direction': 'up', 'from_revision': 'a', 'to_revision': 'b,c'}}
+    assert f.migrate_all_pinned(heads, 'heads') == {'target': 'heads', 'expect_from': 'a'}
+    assert f.migrate_all_pinned({'changed': False}, 'head') == {'target': 'head', 'expect_from': None}
+    assert f.migrate_all_pinned(None, 'head') == {'target': 'head', 'expect_from': None}
 
 
 def test_summary_and_record():

@@ -472,7 +472,8 @@ def test_missing_database(pg, tmp_path):
 def test_restore_into_missing_database(made, pg):
     _db, res = made
     with pytest.raises(BackupError) as err:
-        backup.run(dict(database_url=pg.url('no_such_db_here', password=True), state='restored', path=res['path']))
+        backup.run(dict(database_url=pg.url('no_such_db_here', password=True), state='restored', path=res['path'],
+                        allow_foreign_backup=True))
     assert 'does not exist' in str(err.value) and pg.password not in str(err.value)
 
 

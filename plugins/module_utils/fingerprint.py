@@ -1,0 +1,152 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.migrations contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A fingerprint of a database's schemas: the catalogue rows that a migration changes.
+
+    fp = take(conn, exclude=[('drizzle', '__drizzle_migrations')])
+    fp.digest                      # sha256 hex of the sorted rows
+    differences(before, after)     # ['added table public.users', ...] (short, readable)
+
+Rows (one tuple each, no OIDs, order of columns ignored): schemas, relations (tables, views, materialized
+views, sequences, foreign tables, composite types), columns (type, not null, default, identity), indexes
+(their definition), constraints (their definition), types (enums with their labels, domains, ranges),
+functions and procedures (signature, result, a hash of the body), triggers, view definitions and extensions.
+System schemas (pg_catalog, information_schema, pg_toast, temporary schemas) are left out, and so is the
+migration tool's own tracking table (its rows are the *position*, compared separately): a failed run that
+created only the tracking table, or a go-back that leaves it empty, is no change of the service's schema.
+
+The apply takes one before it changes anything and, after any failure, one on a fresh connection; "nothing
+changed" is said only when both the position and this fingerprint are as before. Data is not in it: a
+migration that committed data changes by itself is caught by the transaction-state check instead.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+
+_USER_NS = ("n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' "
+            "AND n.nspname NOT LIKE 'pg\\_temp\\_%'")
+
+QUERIES = (
+    ('schema', 'SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE ' + _USER_NS),
+    ('relation', "SELECT n.nspname, c.relname, c.relkind::text, c.relpersistence::text FROM pg_catalog.pg_class c "
+                 "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                 "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c') AND " + _USER_NS),
+    ('column', "SELECT n.nspname, c.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), "
+               "a.attnotnull::text, coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid), ''), a.attidentity::text "
+               "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+               "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+               "LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+               "WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c') AND "
+               + _USER_NS),
+    ('index', "SELECT n.nspname, c.relname, pg_catalog.pg_get_indexdef(i.indexrelid), i.indisvalid::text "
+              "FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+              "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE " + _USER_NS),
+    ('constraint', "SELECT n.nspname, coalesce(r.relname, ''), co.conname, co.contype::text, "
+                   "pg_catalog.pg_get_constraintdef(co.oid) FROM pg_catalog.pg_constraint co "
+                   "JOIN pg_catalog.pg_namespace n ON n.oid = co.connamespace "
+                   "LEFT JOIN pg_catalog.pg_class r ON r.oid = co.conrelid WHERE " + _USER_NS),
+    ('type', "SELECT n.nspname, t.typname, t.typtype::text, coalesce((SELECT string_agg(e.enumlabel, ',' ORDER BY "
+             "e.enumsortorder) FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid), ''), "
+             "pg_catalog.format_type(t.typbasetype, t.typtypmod) FROM pg_catalog.pg_type t "
+             "JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace "
+             "WHERE (t.typrelid = 0 OR (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c') "
+             "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type a WHERE a.typarray = t.oid) AND " + _USER_NS),
+    ('function', "SELECT n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid), "
+                 "coalesce(pg_catalog.pg_get_function_result(p.oid), ''), p.prokind::text, "
+                 "md5(coalesce(p.prosrc, '')) FROM pg_catalog.pg_proc p "
+                 "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE " + _USER_NS),
+    ('trigger', "SELECT n.nspname, c.relname, t.tgname, pg_catalog.pg_get_triggerdef(t.oid) "
+                "FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
+                "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND " + _USER_NS),
+    ('view', "SELECT n.nspname, c.relname, md5(pg_catalog.pg_get_viewdef(c.oid)) FROM pg_catalog.pg_class c "
+             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v', 'm') AND " + _USER_NS),
+    ('extension', 'SELECT e.extname, e.extversion FROM pg_catalog.pg_extension e'),
+)
+
+_KIND_WORDS = {'r': 'table', 'p': 'table', 'v': 'view', 'm': 'materialized view', 'S': 'sequence',
+               'f': 'foreign table', 'c': 'composite type'}
+
+
+class Fingerprint(object):
+    """The sorted catalogue rows and their sha256 ``digest``."""
+
+    def __init__(self, rows):
+        self.rows = sorted(set(rows))
+        self.digest = hashlib.sha256(json.dumps(self.rows).encode('utf-8')).hexdigest()
+
+    def __eq__(self, other):
+        return isinstance(other, Fingerprint) and self.digest == other.digest
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash(self.digest)
+
+
+def _excluded(kind, row, exclude):
+    """The tracking table of the tool (its schema when that holds nothing else, its sequence, key, index)."""
+    for schema, table in exclude or ():
+        if kind == 'schema':
+            if row[0] == schema and schema != 'public':
+                return True
+            continue
+        if kind == 'extension' or row[0] != schema:
+            continue
+        if row[1] == table or row[1].startswith(table + '_'):
+            return True
+    return False
+
+
+def take(conn, exclude=None):
+    """The fingerprint of every non-system schema of ``conn``'s database (autocommit or not: read only).
+
+    ``exclude``: (schema, table) pairs of tracking tables to leave out. Raises the driver's error when the
+    catalogue cannot be read (the caller then cannot prove anything).
+    """
+    rows = []
+    with conn.cursor() as cur:
+        for kind, sql in QUERIES:
+            cur.execute(sql)
+            for row in cur.fetchall():
+                row = tuple('' if v is None else str(v) for v in row)
+                if not _excluded(kind, row, exclude):
+                    rows.append((kind,) + row)
+    return Fingerprint(rows)
+
+
+def _describe(row):
+    kind = row[0]
+    if kind == 'schema':
+        return 'schema %s' % row[1]
+    if kind == 'relation':
+        return '%s %s.%s' % (_KIND_WORDS.get(row[3], 'relation'), row[1], row[2])
+    if kind == 'column':
+        return 'column %s.%s.%s (%s)' % (row[1], row[2], row[3], row[4])
+    if kind in ('index', 'trigger', 'view'):
+        return '%s %s.%s' % (kind, row[1], row[2] if kind != 'trigger' else row[3])
+    if kind == 'constraint':
+        return 'constraint %s on %s.%s' % (row[3], row[1], row[2]) if row[2] else 'constraint %s.%s' % (row[1], row[3])
+    if kind == 'type':
+        return 'type %s.%s' % (row[1], row[2])
+    if kind == 'function':
+        return 'function %s.%s(%s)' % (row[1], row[2], row[3])
+    if kind == 'extension':
+        return 'extension %s %s' % (row[1], row[2])
+    return ' '.join(row)
+
+
+def differences(before, after, limit=8):
+    """Readable lines of what differs between two fingerprints (empty when they are equal)."""
+    if before is None or after is None or before == after:
+        return []
+    old, new = set(before.rows), set(after.rows)
+    lines = ['added %s' % _describe(r) for r in sorted(new - old)]
+    lines += ['removed or changed %s' % _describe(r) for r in sorted(old - new)]
+    if len(lines) > limit:
+        lines = lines[:limit] + ['... %d more' % (len(lines) - limit)]
+    return lines
