@@ -118,6 +118,11 @@ def migrate_all_status_table(status, order, selected=None):
         lint = info.get('lint') or {}
         if info.get('pending') and lint.get('linter') and not lint.get('ran') and lint.get('reason'):
             lines.append('    lint     skipped: %s' % lint['reason'])
+        health = info.get('health') or {}
+        if health.get('state') == 'unverified':
+            lines.append('    health   unverified since %s (at %s): its last health check did not pass or was cut '
+                         'short; a run checks it again even with nothing pending'
+                         % (health.get('since'), _cell(health.get('revision'))))
         lock = info.get('lock') or {}
         if lock.get('held'):
             holder = lock.get('holder') or {}
@@ -126,6 +131,18 @@ def migrate_all_status_table(status, order, selected=None):
     lines.append('overall: %s, %s pending migration(s)'
                  % ((status or {}).get('overall_status', 'error'), (status or {}).get('total_pending', 0)))
     return lines
+
+
+def migrate_all_with_health(status, health):
+    """The status module's result with each service's persisted health state (``health``: {state, since,
+    revision}, from homelab_migration_audit's ``read_health``) in its entry; services without one get none."""
+    status = dict(status or {})
+    services = dict(status.get('services') or {})
+    for name, state in (health or {}).items():
+        if name in services and isinstance(state, dict):
+            services[name] = dict(services[name], health=state)
+    status['services'] = services
+    return status
 
 
 def migrate_all_interactive(mode=True, variables=None):
@@ -692,6 +709,7 @@ class FilterModule(object):
             'migrate_all_back_pin': migrate_all_back_pin,
             'migrate_all_back_verified': migrate_all_back_verified,
             'migrate_all_pinned': migrate_all_pinned,
+            'migrate_all_with_health': migrate_all_with_health,
             'migrate_all_changed': migrate_all_changed,
             'migrate_all_target': migrate_all_target,
             'migrate_all_failure_message': migrate_all_failure_message,

@@ -114,3 +114,31 @@ def read_records(path):
             if raw:
                 records.append(json.loads(raw.decode('utf-8')))
     return records
+
+
+HEALTH_ACTION = 'health_check'
+HEALTH_STATES = ('unverified', 'passed')
+
+
+def health_states(path):
+    """The health state each service's last health record left: {service: {state, since, revision}}.
+
+    The role writes ``health: unverified`` (action ``health_check``) BEFORE it checks a service's health and
+    ``health: passed`` once the check passed; a run that failed the check, or was cancelled (SIGTERM) while it
+    retried, leaves the service ``unverified`` until a later check passes. Lines that are not JSON are skipped.
+    """
+    out = {}
+    if not path or not os.path.isfile(path):
+        return out
+    with open(path, 'rb') as fh:
+        for raw in fh:
+            try:
+                rec = json.loads(raw.decode('utf-8'))
+            except ValueError:
+                continue
+            if not isinstance(rec, dict) or rec.get('action') != HEALTH_ACTION or not rec.get('service'):
+                continue
+            if rec.get('health') not in HEALTH_STATES or rec.get('check_mode'):
+                continue
+            out[rec['service']] = {'state': rec['health'], 'since': rec.get('time'), 'revision': rec.get('to')}
+    return out

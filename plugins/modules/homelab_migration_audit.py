@@ -92,6 +92,14 @@ options:
     description: How many runs C(api/migrations/runs) keeps (at most 500).
     type: int
     default: 20
+  read_health:
+    description:
+      - Return RV(health), the health state each service's last health record in O(audit_log) left.
+      - The role records V(unverified) before it checks a service's health and V(passed) once the check passed,
+        so a service whose check failed, or whose run was cancelled while the check retried, stays V(unverified)
+        until a later check passes; the next run checks it even when nothing is pending.
+    type: bool
+    default: false
   run:
     description:
       - The run that just ended, for the textfile metrics.
@@ -160,6 +168,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+health:
+  description: With O(read_health), per service the state its last health record left.
+  returned: when O(read_health) is true
+  type: dict
+  sample: {stream-bot: {state: unverified, since: "2026-01-02T03:04:05.678+00:00", revision: "0004_x"}}
 records:
   description: The records as appended (or as they would be in check mode).
   returned: always
@@ -196,7 +209,7 @@ import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.homelab.migrations.plugins.module_utils.audit import append_record, make_record
+from ansible_collections.homelab.migrations.plugins.module_utils.audit import append_record, health_states, make_record
 from ansible_collections.homelab.migrations.plugins.module_utils.publish import DashboardError, publish
 from ansible_collections.homelab.migrations.plugins.module_utils.report import (
     scrub,
@@ -239,6 +252,7 @@ def main():
             dashboard_refresh=dict(type='int', default=30),
             dashboard_stale_after=dict(type='int', default=900),
             dashboard_runs=dict(type='int', default=20),
+            read_health=dict(type='bool', default=False),
             run=dict(type='dict', options=dict(
                 action=dict(type='str', default='apply'),
                 outcome=dict(type='str', required=True),
@@ -255,6 +269,12 @@ def main():
     except ValueError as exc:
         module.fail_json(msg=str(exc), **result)
     result['records'] = records
+    if params['read_health']:
+        try:
+            result['health'] = health_states(params['audit_log'])
+        except (IOError, OSError) as exc:
+            module.fail_json(msg='could not read the health state from the audit log %s: %s; check its permissions'
+                             % (params['audit_log'], exc), **result)
     if module.check_mode:
         module.exit_json(**result)
     step = 'audit log'

@@ -708,3 +708,129 @@ def test_preflight_error_refuses_the_run_and_the_override_fails_as_predicted(hom
     assert outcomes(new) == {'stream-bot': 'failed'}, new
     assert 'cannot run inside a transaction block' in json.dumps(new)
     assert homelab.snapshot(['stream-bot']) == {'stream-bot': before['stream-bot']}
+
+
+# ------------------------------------------------------------------------------- issue 11: what really stayed
+def _add_stream_bot_migration(lab, tag, sql):
+    folder = os.path.join(lab.services_dir, 'stream-bot', 'migrations')
+    journal_path = os.path.join(folder, 'meta', '_journal.json')
+    with open(journal_path) as fh:
+        journal = json.load(fh)
+    last = journal['entries'][-1]
+    journal['entries'].append(dict(last, idx=last['idx'] + 1, when=last['when'] + 60000, tag=tag))
+    with open(journal_path, 'w') as fh:
+        json.dump(journal, fh, indent=2)
+    with open(os.path.join(folder, tag + '.sql'), 'w') as fh:
+        fh.write(sql)
+    with open(os.path.join(folder, tag + '.down.sql'), 'w') as fh:
+        fh.write('SELECT 1;\n')
+
+
+def test_a_migration_that_commits_itself_makes_the_role_restore_the_backup(homelab):
+    """COMMIT inside a drizzle migration, then a failing statement: not "nothing to revert"; the backup."""
+    homelab.move('stream-bot', BOTS['stream-bot'][-1])
+    homelab.seed_stream_bot()
+    _add_stream_bot_migration(homelab, '0005_commits_itself',
+                              'CREATE TABLE "half_done" ("id" int);\n--> statement-breakpoint\nCOMMIT;\n'
+                              '--> statement-breakpoint\nSELECT no_such_function();\n')
+    before = homelab.snapshot(['stream-bot'])
+    proc = homelab.play(tags='stream-bot')
+    assert proc.returncode != 0
+    # the table created before the COMMIT is gone again: the backup was restored
+    assert homelab.snapshot(['stream-bot']) == before
+    assert homelab.drizzle_applied('stream-bot') == BOTS['stream-bot']
+    applies = [r for r in homelab.audit() if r.get('source') != 'role' and r['action'] == 'apply']
+    assert applies[-1]['untouched'] is False and applies[-1]['error_code'] == 'transaction_ended'
+    rec = homelab.role_records()[-1]
+    assert rec['outcome'] == 'failed' and rec['restored'] is True, rec
+    assert rec['recovery'].startswith('restored the backup') and 'half_done' in rec['recovery']
+    assert rec['failed_migration'] == '0005_commits_itself' and rec['committed'] == []
+    # a second run fails the same way, not with "already exists"
+    again = homelab.play(tags='stream-bot')
+    assert again.returncode != 0 and 'already exists' not in again.stdout
+
+
+def test_a_run_that_waited_for_another_runs_lock_never_reverts_its_work(homelab):
+    """Run B holds the lock and applies 0003; run A (planned from 0002) gets the lock afterwards: refused."""
+    from ansible_collections.homelab.migrations.plugins.module_utils.apply import run_apply
+    from ansible_collections.homelab.migrations.plugins.module_utils.spec import service_defaults, validate_service
+    homelab.move('stream-bot', '0002_add_currency_system')
+    homelab.seed_stream_bot()
+    homelab.break_stream_bot()
+    slow = os.path.join(homelab.services_dir, 'stream-bot', 'migrations', BOTS['stream-bot'][3] + '.sql')
+    with open(slow, 'a') as fh:
+        fh.write('\n--> statement-breakpoint\nSELECT pg_sleep(6);\n')
+    spec = service_defaults(homelab.spec('stream-bot'))
+    result = {}
+    run_b = threading.Thread(target=lambda: result.update(run_apply(
+        spec, validate_service(spec), {'target': BOTS['stream-bot'][3]})))
+    run_b.start()
+    db = homelab.dbs['stream-bot']
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not db.query(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")[0][0]:
+        time.sleep(0.05)
+    proc = homelab.play(tags='stream-bot', migrate_all_transaction='each', migrate_all_lock_wait=60)
+    run_b.join()
+    assert 'failed' not in result, result.get('msg')
+    assert proc.returncode != 0
+    # B's committed migration stays: A never went back past where B left the service
+    assert homelab.drizzle_applied('stream-bot') == BOTS['stream-bot'][:4]
+    rec = homelab.role_records()[-1]
+    assert rec['outcome'] == 'failed' and rec['reverted'] == [], rec
+    assert 'expect_from' in rec['error'] and BOTS['stream-bot'][3] in rec['error'] \
+        and '0002_add_currency_system' in rec['error']
+
+
+class _Switchable(BaseHTTPRequestHandler):
+    healthy = False
+
+    def do_GET(self):  # noqa: N802
+        self.send_response(200 if _Switchable.healthy else 503)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_run_cancelled_during_the_health_check_leaves_the_service_unverified(homelab):
+    """SIGTERM while a failing health check retries: the next run checks health although nothing is pending."""
+    import signal
+    from harness.ansible import VENV_BIN
+    _Switchable.healthy = False
+    server = HTTPServer(('127.0.0.1', 0), _Switchable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = 'http://127.0.0.1:%d/health' % server.server_port
+        services = [homelab.spec('discord-bot', health_check=url)]
+        varsfile = str(homelab.tmp / 'vars.json')
+        with open(varsfile, 'w') as fh:
+            json.dump(homelab.extra_vars(migrate_all_services=services, migrate_all_health_check_retries=100,
+                                         migrate_all_health_check_delay=1), fh)
+        env = ansible_env(homelab.env())
+        play = subprocess.Popen([os.path.join(VENV_BIN, 'ansible-playbook'), PLAYBOOK, '-i', INVENTORY, '-e',
+                                 '@' + varsfile], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not [r for r in homelab.audit() if r.get('health') == 'unverified']:
+            time.sleep(0.5)
+        time.sleep(2)  # the check is retrying now
+        os.killpg(play.pid, signal.SIGTERM)
+        play.wait(timeout=120)
+        # the breaking migrations stayed (nobody took them back), and the service is unverified
+        assert homelab.drizzle_applied('discord-bot') == BOTS['discord-bot']
+        status = homelab.play(check=True, migrate_all_services=services)
+        assert 'health   unverified since' in status.stdout
+        # nothing is pending, yet the next run checks health again and fails while it does not pass
+        again = homelab.play(migrate_all_services=services, migrate_all_health_check_retries=1,
+                             migrate_all_health_check_delay=0)
+        assert again.returncode != 0 and 'did not answer 2xx' in again.stdout
+        assert [r['health'] for r in homelab.audit() if r.get('action') == 'health_check'][-1] == 'unverified'
+        # once it passes, the service is verified and a run is quiet again
+        _Switchable.healthy = True
+        ok = homelab.play(migrate_all_services=services)
+        assert ok.returncode == 0, ok.stdout[-3000:]
+        assert [r['health'] for r in homelab.audit() if r.get('action') == 'health_check'][-1] == 'passed'
+        assert 'health   unverified' not in homelab.play(check=True, migrate_all_services=services).stdout
+    finally:
+        server.shutdown()
