@@ -385,7 +385,9 @@ def migrate_all_back_target(apply, before=None):
     back to the older read would revert that run's work. ``before`` only when the apply did not run.
     """
     apply = _registered(apply)
-    value = apply.get('from_revision') if 'from_revision' in apply else before
+    # a failed apply that proved it changed nothing may not have read anything (lock, connect): nothing to go
+    # back from, and its from_revision is no reading
+    value = apply.get('from_revision') if 'from_revision' in apply and not migrate_all_untouched(apply) else before
     return value if value not in (None, '') else 'base'
 
 

@@ -190,6 +190,8 @@ def test_going_back_uses_the_revision_read_under_the_lock_and_pins_it():
     assert f.migrate_all_back_pin(apply) == '0003'
     assert f.migrate_all_back_target({}, '0001') == '0001'
     assert f.migrate_all_back_target({'from_revision': None, 'failed': True}, '0001') == 'base'
+    # failed before reading anything (lock held by another run): no reading to go back to
+    assert f.migrate_all_back_target({'from_revision': None, 'failed': True, 'untouched': True}, '0001') == '0001'
     # the state after the failure could not be re-read: no pin is invented
     assert f.migrate_all_back_pin({'failed': True, 'to_revision': None, 'retryable': True}) == ''
 
