@@ -452,6 +452,9 @@ def migrate_all_recovery(error, before=None, attempted=False, backup=None, apply
     back_failed = bool(back.get('failed'))
     if not attempted:
         recovery = 'nothing was changed'
+        if apply.get('error_code') == 'conflict':
+            # another run moved it after the plan: it is where the apply found it under its lock
+            to = apply.get('from_revision')
     elif not undo_needed:
         # the apply re-read position and schema fingerprint after the failure: both as before
         recovery = ('rolled back to %s (nothing to revert: verified unchanged, position and schema as before the '

@@ -777,9 +777,14 @@ def test_a_run_that_waited_for_another_runs_lock_never_reverts_its_work(homelab)
     # B's committed migration stays: A never went back past where B left the service
     assert homelab.drizzle_applied('stream-bot') == BOTS['stream-bot'][:4]
     rec = homelab.role_records()[-1]
-    assert rec['outcome'] == 'failed' and rec['reverted'] == [], rec
-    assert 'expect_from' in rec['error'] and BOTS['stream-bot'][3] in rec['error'] \
-        and '0002_add_currency_system' in rec['error']
+    assert rec['outcome'] == 'failed' and rec['to'] == BOTS['stream-bot'][3], rec
+    if rec.get('error_code') == 'conflict':
+        # A planned from 0002 before B committed: refused under its lock, naming both revisions
+        assert rec['reverted'] == [] and BOTS['stream-bot'][3] in rec['error'] \
+            and '0002_add_currency_system' in rec['error'] and 'expect_from' in rec['error']
+    else:
+        # A planned after B committed: it went back only to B's revision (its own from_revision)
+        assert BOTS['stream-bot'][3] not in rec['reverted'], rec
 
 
 class _Switchable(BaseHTTPRequestHandler):
