@@ -171,7 +171,7 @@ def read_audit_tail(path, max_bytes=AUDIT_TAIL_BYTES):
             continue
         try:
             record = json.loads(raw.decode('utf-8'))
-        except ValueError:
+        except (ValueError, RecursionError):  # a corrupt line, or nesting too deep for the parser
             bad += 1
             continue
         if isinstance(record, dict):
@@ -200,23 +200,26 @@ def runs_document(records, limit=DEFAULT_RUNS, generated_at=None, unreadable_lin
     """``api/migrations/runs``: the role's runs (audit records sharing a ``run_id``), newest first.
 
     Each run: run_id, time (its last record), started, action, outcome, user, host, confirmation,
-    error (a refused run's reason), services: [{name, outcome, from, to, error, reason, recovery, target}].
+    error (a refused run's reason), services: [{name, outcome, from, to, error, reason, recovery, target}]
+    (at most MAX_LIST, the last ones; ``services_omitted`` counts the others).
     Records without a ``run_id`` (a module called on its own, the apply module's step records) are not runs.
     """
     limit = max(1, min(int(limit or DEFAULT_RUNS), MAX_RUNS))
     records = [report_mod.scrub_data(r) for r in records if isinstance(r, dict)]  # mask first, then cut
     runs = {}
-    order = []
+    order = {}  # run_id -> position of its first record (the tie-breaker of equal times)
+    services = {}  # run_id -> {service name: entry}, in the order of their last records
     for record in records:
         run_id = record.get('run_id')
         if not run_id or not isinstance(run_id, str):
             continue
         run = runs.get(run_id)
         if run is None:
-            run = runs[run_id] = {'run_id': _text(run_id, 100), 'started': None, 'time': None, 'action': None,
-                                  'outcome': None, 'user': None, 'host': None, 'confirmation': None, 'error': None,
-                                  'services': []}
-            order.append(run_id)
+            run = runs[run_id] = {'_key': run_id, 'run_id': _text(run_id, 100), 'started': None, 'time': None,
+                                  'action': None, 'outcome': None, 'user': None, 'host': None, 'confirmation': None,
+                                  'error': None, 'services': []}
+            order[run_id] = len(order)
+            services[run_id] = {}
         when = record.get('time')
         if isinstance(when, str):
             run['started'] = min(run['started'] or when, when)
@@ -230,19 +233,27 @@ def runs_document(records, limit=DEFAULT_RUNS, generated_at=None, unreadable_lin
             for key in ('applied', 'reverted'):
                 if isinstance(record.get(key), list):
                     entry[key] = [_text(x, 300) for x in record[key][:MAX_LIST]]
-            run['services'] = [s for s in run['services'] if s['name'] != entry['name']] + [entry]
+            seen = services[run_id]
+            seen.pop(entry['name'], None)
+            seen[entry['name']] = entry
         elif record.get('outcome') == 'refused':
             run['error'] = _text(record.get('error'))
             run['refused'] = True
     built = []
     for run_id in order:
         run = runs[run_id]
+        run['services'] = list(services[run_id].values())
         outcomes = [s.get('outcome') for s in run['services']]
         if run.pop('refused', False):
             outcomes.append('refused')
         run['outcome'] = _run_outcome(outcomes)
+        if len(run['services']) > MAX_LIST:  # the outcome counts them all; the page shows the last ones
+            run['services_omitted'] = len(run['services']) - MAX_LIST
+            run['services'] = run['services'][-MAX_LIST:]
         built.append(run)
-    built.sort(key=lambda r: (r['time'] or '', order.index(r['run_id'])), reverse=True)
+    built.sort(key=lambda r: (r['time'] or '', order[r['_key']]), reverse=True)
+    for run in built:
+        run.pop('_key')
     doc = {
         'generated_at': generated_at or now_iso(),
         'collection_version': COLLECTION_VERSION,

@@ -214,3 +214,59 @@ def test_page_is_self_contained_and_escapes_everything():
     # data reach the page only as text
     for sink in ('innerHTML', 'outerHTML', 'insertAdjacentHTML', 'document.write', 'eval(', 'new Function'):
         assert sink not in dashboard_page.SCRIPT, sink
+
+
+def _hang_guard(seconds):
+    """Turn a hang into a failure (SIGALRM raises in the test's thread)."""
+    import signal
+
+    def _raise(*_):
+        raise AssertionError('still publishing after %d s: the step would hang on this audit log' % seconds)
+    signal.signal(signal.SIGALRM, _raise)
+    signal.alarm(seconds)
+
+
+def test_a_huge_audit_log_of_tiny_runs_and_services_publishes_quickly_and_bounded(tmp_path):
+    """Red team: 4 MB of one-line runs (each a new run_id) and of one run with thousands of services made the
+    runs document quadratic (minutes to hours); a run's service list was unbounded."""
+    import signal
+    import time
+    log = tmp_path / 'audit.log'
+    with open(log, 'w') as fh:
+        i = 0
+        while fh.tell() < publish.AUDIT_TAIL_BYTES // 2:
+            fh.write('{"run_id":"r%d","time":"2026-11-30T08:00:00+00:00"}\n' % i)
+            i += 1
+        while fh.tell() < publish.AUDIT_TAIL_BYTES + 1000:
+            fh.write('{"run_id":"big","service":"s%d","outcome":"success","time":"2026-11-30T09:00:00+00:00"}\n' % i)
+            i += 1
+    started = time.monotonic()
+    _hang_guard(60)
+    try:
+        written = publish.publish(str(tmp_path / 'www'), audit_log=str(log), runs=publish.MAX_RUNS)
+    finally:
+        signal.alarm(0)
+    assert time.monotonic() - started < 30
+    doc = json.loads(open(written['runs']).read())
+    assert doc['runs'][0]['run_id'] == 'big' and doc['runs'][0]['outcome'] == 'success'
+    assert len(doc['runs'][0]['services']) == publish.MAX_LIST and doc['runs'][0]['services_omitted'] > 1000
+    assert len(doc['runs']) == publish.MAX_RUNS
+    assert os.path.getsize(written['runs']) < 2 * 1024 * 1024
+
+
+def test_a_corrupt_audit_log_is_counted_not_fatal(tmp_path):
+    """Red team: a line nested deeper than the JSON parser's recursion limit raised RecursionError (the publish
+    step crashed); a run id longer than its shown cut made the runs document raise."""
+    log = tmp_path / 'audit.log'
+    long_id = 'run-' + 'x' * 300
+    with open(log, 'w') as fh:
+        fh.write(json.dumps(_record(long_id, 'dashboard', 'success', '2026-11-30T08:00:00+00:00')) + '\n')
+        fh.write('[' * 200000 + '\n')
+        fh.write('{"a": ' * 100000 + '\n')
+        fh.write('\xff\xfe not utf-8 \x00\n')
+        fh.write(json.dumps(_record('run-2', 'dashboard', 'failed', '2026-11-30T08:01:00+00:00')) + '\n')
+    written = publish.publish(str(tmp_path / 'www'), audit_log=str(log))
+    doc = json.loads(open(written['runs']).read())
+    assert [r['outcome'] for r in doc['runs']] == ['failed', 'success']
+    assert doc['runs'][1]['run_id'].startswith('run-xxx') and len(doc['runs'][1]['run_id']) < 200
+    assert doc['unreadable_lines'] == written['unreadable_lines'] == 3
