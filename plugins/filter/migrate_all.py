@@ -109,7 +109,8 @@ def migrate_all_status_table(status, order, selected=None):
         for mig in info.get('pending_migrations') or []:
             lines.append('    pending  %s' % mig)
         for prob in info.get('problems') or []:
-            lines.append('    problem  [%s] %s' % (prob.get('code'), prob.get('message')))
+            kind = 'warning' if prob.get('severity') == 'warning' else 'problem'  # a warning is no error
+            lines.append('    %-8s [%s] %s' % (kind, prob.get('code'), prob.get('message')))
         for item in info.get('findings') or []:
             text = '%s: %s' % (item.get('migration'), item.get('message'))
             lines.append('    %-8s [%s] %s' % (item.get('severity') or 'info', item.get('code'), text))

@@ -286,6 +286,16 @@ def test_status_table_and_plan_lines():
     assert f.migrate_all_target({}, 'rollback', 'base') == 'base'
 
 
+def test_status_table_shows_a_warning_as_a_warning():
+    st = status(dashboard={'status': 'pending', 'tool': 'alembic', 'current_revision': None, 'latest_revision': 'e2,c2',
+                           'applied': 0, 'pending': 2, 'pending_migrations': ['e1', 'e2'], 'lock': {'held': False},
+                           'problems': [{'code': 'bad_config', 'severity': 'warning',
+                                         'message': 'e1.py line 12: revision e1 sets branch_labels to ...'}]})
+    lines = f.migrate_all_status_table(st, ['dashboard'])
+    assert lines[4] == '    warning  [bad_config] e1.py line 12: revision e1 sets branch_labels to ...'
+    assert f.migrate_all_decide('dashboard', [{'name': 'dashboard'}], st, {'changed': True}, {})['action'] == 'run'
+
+
 _TTY_PROBE = r'''
 import os, sys
 sys.path[:0] = %r
