@@ -141,9 +141,11 @@ def parse_dsn(text):
     err = ctypes.c_void_p()
     opts = lib.PQconninfoParse(text.encode('utf-8'), ctypes.byref(err))
     if not opts:
-        message = ctypes.string_at(err.value).decode('utf-8', 'replace') if err.value else 'libpq cannot parse it'
-        if err.value:
-            lib.PQfreemem(err)
+        address = err.value
+        message = 'libpq cannot parse it'
+        if address is not None:
+            message = ctypes.string_at(address).decode('utf-8', 'replace')
+            lib.PQfreemem(address)
         raise ValueError(message)
     info = {}
     try:
@@ -167,6 +169,16 @@ def mask_url(url):
         return ('%s://%s' % (match.group(1), MASK)) if match else (MASK if isinstance(url, str) else '<database_url>')
     except Exception:  # pragma: no cover - defensive: never leak on odd input
         return MASK
+
+
+def url_secrets(url):
+    """What secrets.mask needs to mask the password of ``url`` (parsed when possible, else the string)."""
+    if not isinstance(url, str) or not url:
+        return []
+    try:
+        return [DbUrl(url), url]
+    except Exception:
+        return [url]
 
 
 class DbUrl:

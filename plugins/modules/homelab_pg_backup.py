@@ -333,10 +333,14 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.homelab.migrations.plugins.module_utils.backup import (
     ARGUMENT_SPEC, REQUIRED_IF, BackupError, run)
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import url_secrets
+from ansible_collections.homelab.migrations.plugins.module_utils.secrets import all_spellings
 
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
+    # the password in every spelling is masked in whatever the module returns
+    module.no_log_values.update(all_spellings(url_secrets(module.params.get('database_url'))))
     try:
         result = run(module.params, check_mode=module.check_mode)
     except BackupError as exc:

@@ -301,3 +301,17 @@ def test_passfile_lives_in_a_private_directory_and_stale_ones_are_swept(tmp_path
         assert not stale.exists() and not old.exists()
         assert mine.exists()  # a live process's directory is left alone
     mine.rmdir()
+
+
+def test_libpq_parser_without_psycopg2(monkeypatch):
+    """homelab_pg_backup runs where only the client tools are: libpq's PQconninfoParse through ctypes."""
+    with_psycopg2 = [DbUrl(u).conninfo() for u in ('postgresql://app:Zq7Vx?K9wRt@db.lan:5432/app',
+                                                   "host=/run/pg dbname=app password='a b\\'c'",
+                                                   'postgresql://u:p@h1:1,h2:2/db?options=-c%20x%3Dy')]
+    monkeypatch.setattr(c, 'psycopg2', None)
+    without = [DbUrl(u).conninfo() for u in ('postgresql://app:Zq7Vx?K9wRt@db.lan:5432/app',
+                                             "host=/run/pg dbname=app password='a b\\'c'",
+                                             'postgresql://u:p@h1:1,h2:2/db?options=-c%20x%3Dy')]
+    assert without == with_psycopg2
+    text = _refused('postgresql://u:Secret50%off@h/db')
+    assert 'Secret' not in text and 'percent-encoded' in text
