@@ -856,7 +856,8 @@ def take_backup(params, check_mode=False):
                 'a plain-format backup of %s could not be restored with these credentials: the database holds '
                 'extension(s) %s owned by another role (a superuser created them), which user %s can neither drop '
                 'nor re-create; use format: custom (the default) or directory, whose restore keeps them; no backup '
-                'was written' % (dburl.masked, ', '.join(sorted(kept['kept'])), kept['user']))
+                'was written' % (dburl.masked, ', '.join(sorted(kept['kept'])), kept['user']),
+                error_code='not_restorable')
     pg_restore = None
     if params.get('verify', True) and fmt != 'plain':
         beside = os.path.join(os.path.dirname(pg_dump), 'pg_restore')
@@ -1291,15 +1292,15 @@ def _restore_held(params, check_mode, started, jobs, clean, dburl, path, held):
             'may not create (not a superuser; not a trusted extension, or no CREATE on the database); nothing was '
             'changed. Ask a superuser to run CREATE EXTENSION %s in that database, then restore again'
             % (path, ', '.join(facts['missing']), dburl.dbname or '(default)', facts['user'],
-               ' / '.join(facts['missing'])), path=path, format=fmt, sha256=digest, size_bytes=size)
+               ' / '.join(facts['missing'])), error_code='not_restorable', **known)
     kept = facts['kept']
     if kept and fmt == 'plain':
         raise BackupError(
             'refusing to restore %s: the database holds extension(s) %s owned by another role (a superuser created '
             'them), which user %s cannot drop and re-create as this plain-format backup does; nothing was changed. '
             'Restore a custom-format backup (format: custom, the default), which keeps them, or restore as their '
-            'owner' % (path, ', '.join(sorted(kept)), facts['user']), path=path, format=fmt, sha256=digest,
-            size_bytes=size)
+            'owner' % (path, ', '.join(sorted(kept)), facts['user']), error_code='not_restorable',
+            **known)
     if kept:
         result['kept_extensions'] = sorted(kept)
         result['warnings'] = ['extension(s) %s are owned by another role, so the restore kept them as they are '

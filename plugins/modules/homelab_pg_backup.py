@@ -311,7 +311,8 @@ pruned:
   sample: [/var/backups/migrations/dashboard_20240101_120000.dump]
 error_code:
   description: Why the run failed (V(incomplete_backup), V(foreign_backup), V(restore_failed), V(backup_failed),
-    V(interrupted)); null on success. Callers decide on it, never on the message.
+    V(interrupted), V(not_restorable) when the service's credentials could not restore the backup, refused before
+    any change); null on success. Callers decide on it, never on the message.
   returned: always
   type: str
   sample: incomplete_backup

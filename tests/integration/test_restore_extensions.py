@@ -96,6 +96,7 @@ def test_plain_backup_with_foreign_extensions_is_refused_before_any_change(servi
     with pytest.raises(BackupError) as err:
         backup.run(dict(database_url=service_db['url'], dest=str(tmp_path / 'b'), service='svc', format='plain'))
     assert 'could not be restored with these credentials' in str(err.value) and 'format: custom' in str(err.value)
+    assert err.value.result['error_code'] == 'not_restorable'
     # a plain backup made by someone else (a superuser), restored with the service's credentials
     made = backup.run(dict(database_url=db.url, dest=str(tmp_path / 'b'), service='svc', format='plain'))
     mutate(service_db)
@@ -103,6 +104,7 @@ def test_plain_backup_with_foreign_extensions_is_refused_before_any_change(servi
     with pytest.raises(BackupError) as err:
         backup.run(dict(database_url=service_db['url'], state='restored', path=made['path'], clean='database'))
     assert 'nothing was changed' in str(err.value) and 'citext' in str(err.value) and 'custom' in str(err.value)
+    assert err.value.result['error_code'] == 'not_restorable' and err.value.result['untouched'] is True
     assert db.snapshot() == dirty
 
 
@@ -116,6 +118,7 @@ def test_an_extension_the_role_cannot_create_is_refused_before_any_change(servic
         backup.run(dict(database_url=service_db['url'], state='restored', path=made['path'], clean='database'))
     assert 'pg_stat_statements' in str(err.value) and 'nothing was changed' in str(err.value)
     assert 'CREATE EXTENSION pg_stat_statements' in str(err.value)
+    assert err.value.result['error_code'] == 'not_restorable' and err.value.result['untouched'] is True
     assert db.snapshot() == dirty
 
 
