@@ -152,7 +152,8 @@ def test_units_render_and_pass_systemd_analyze_verify(tmp_path, vaulted):
 
 
 @pytest.mark.parametrize('case', ['root', 'secret_extra_var', 'url_with_password', 'open_vault_file',
-                                  'missing_inventory'])
+                                  'missing_inventory', 'nested_secret_key', 'url_password_with_slash',
+                                  'conninfo_password', 'world_writable_umask'])
 def test_refused_settings_write_no_unit(tmp_path, vaulted, case):
     more = {'status_timer_inventory': INVENTORY}
     if case == 'root':
@@ -166,6 +167,17 @@ def test_refused_settings_write_no_unit(tmp_path, vaulted, case):
         more['status_timer_vault_password_file'] = vaulted.password_file
     elif case == 'missing_inventory':
         more['status_timer_inventory'] = str(tmp_path / 'no-such-inventory.yml')
+    # red team: a secret below the top level of the extra vars (the services' own settings), a URL whose
+    # password holds '/' (the old pattern stopped there), a conninfo keyword, a umask leaving files world-writable
+    elif case == 'nested_secret_key':
+        more['status_timer_extra_vars'] = {'migrate_all_services': {'dashboard': {'db': {'pg_pass': 'Cnry-hunter2'}}}}
+    elif case == 'url_password_with_slash':
+        more['status_timer_extra_vars'] = {'migrate_all_services': {'dashboard': {
+            'url': 'postgresql://homelab:Cnry/hunter2@db/x'}}}
+    elif case == 'conninfo_password':
+        more['status_timer_environment'] = {'PGCONNINFO': 'host=db password=Cnry-hunter2'}
+    elif case == 'world_writable_umask':
+        more['status_timer_umask'] = '0000'
     proc = _play(tmp_path, **more)
     assert proc.returncode != 0
     assert 'status_timer: ' in proc.stdout
