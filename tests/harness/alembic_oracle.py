@@ -8,7 +8,8 @@ only, each top-level package a revision file imports that cannot be found is an 
 whose attributes are inert objects: enough for the module-level code of a revision file to load, while
 the revision identifiers (plain literals in these files) and the whole revision logic are alembic's own.
 The answers: ``heads`` (as `alembic heads` lists them), ``history`` (oldest first), and for each position
-(a list of version table rows) the revisions `alembic upgrade heads` runs from it, in order, and the
+(a list of version table rows) what `alembic current` prints, the revisions `alembic upgrade heads` runs
+from it, in order, and the
 revisions `alembic downgrade <position>` runs from all heads, in order; for each target, what
 `alembic upgrade <target>` runs from an empty database (or the name of the error alembic raises).
 """
@@ -125,7 +126,7 @@ def main(argv):
     script = ScriptDirectory.from_config(cfg)
     heads = list(script.get_heads())
     history = [s.revision for s in script.walk_revisions()][::-1]
-    out = {'heads': heads, 'history': history, 'upgrade': [], 'downgrade': [], 'targets': {}}
+    out = {'heads': heads, 'history': history, 'upgrade': [], 'downgrade': [], 'current': [], 'targets': {}}
     for target in targets:  # what `alembic upgrade <target>` runs from an empty database, or the error's class
         try:
             out['targets'][target] = [step.revision.revision for step in script._upgrade_revs(target, ())]
@@ -134,6 +135,8 @@ def main(argv):
     for rows in positions:
         up = script._upgrade_revs('heads', tuple(rows))
         out['upgrade'].append([step.revision.revision for step in up])
+        # what `alembic current` prints for these version table rows
+        out['current'].append(sorted(s.revision for s in script.get_all_current(tuple(rows))))
         down = script._downgrade_revs(','.join(rows) if rows else 'base', tuple(heads))
         out['downgrade'].append([step.revision.revision for step in down])
     json.dump(out, sys.stdout)

@@ -8,8 +8,8 @@ drizzle-orm alone makes, and at every position both agree on what is pending.
 Alembic: four real trees (open-webui, prefect, dagster, optuna) written from their wheels into
 ``.cache/corpus`` by scripts/setup.sh; their env.py raises when executed, so every answer here is
 read without running service code. The oracle is real alembic's ScriptDirectory on the same folder
-(tests/harness/alembic_oracle.py): heads, history and, at sampled positions, the revisions
-``alembic upgrade heads`` runs and ``alembic downgrade <position>`` runs from the heads.
+(tests/harness/alembic_oracle.py): heads, history and, at sampled positions, what ``alembic current``
+prints, the revisions ``alembic upgrade heads`` runs and ``alembic downgrade <position>`` runs from the heads.
 
 A parametrized sample of positions runs by default; the sweeps over every position are marked slow.
 """
@@ -192,9 +192,10 @@ def sample(history, count=4):
 
 def check_positions(root, db, positions):
     expected = oracle(root, positions)
-    for rows, up, down in zip(positions, expected['upgrade'], expected['downgrade']):
+    for rows, up, down, current in zip(positions, expected['upgrade'], expected['downgrade'], expected['current']):
         state, plan_down = alembic_state(root, db, rows)
         assert state.problems == [], state.problems
+        assert sorted(state.extra['graph'].all_current(state.current)) == current
         assert state.heads == expected['heads']
         assert state.history == expected['history']
         assert state.pending == up, rows
