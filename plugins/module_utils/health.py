@@ -1,0 +1,152 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.migrations contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A health check bounded over all its attempts.
+
+ansible.builtin.uri's ``timeout`` bounds each socket read, not the answer: an endpoint that sends its status
+line one byte every three seconds kept the task running far past timeout x retries. Here each attempt has a
+deadline for the whole answer (connect, request, status line, headers and up to BODY_LIMIT bytes of body),
+enforced by shutting the socket down when it passes, and all attempts together have one overall deadline
+(default: attempts x timeout + the pauses between them). Every message is masked (module_utils.secrets): a
+health URL may carry credentials (http://user:password@host/), which are sent as HTTP basic auth.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import base64
+import socket
+import ssl
+import threading
+import time
+
+from ansible_collections.homelab.migrations.plugins.module_utils import secrets
+
+from http.client import HTTPConnection, HTTPException, HTTPSConnection
+from urllib.parse import unquote, urlsplit
+
+BODY_LIMIT = 64 * 1024
+DEFAULT_TIMEOUT = 10
+DEFAULT_RETRIES = 3
+DEFAULT_DELAY = 2
+
+
+class HealthError(Exception):
+    """The URL cannot be checked at all (bad scheme, no host); the message is masked."""
+
+
+def overall_deadline(timeout, retries, delay):
+    attempts = max(1, int(retries))
+    return attempts * int(timeout) + (attempts - 1) * int(delay)
+
+
+def mask(text, url):
+    return secrets.mask(text, [url])
+
+
+def _parts(url):
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise HealthError('health check URL %s is not a valid URL (%s)' % (mask(url, url), mask(str(exc), url)))
+    if parts.scheme not in ('http', 'https') or not parts.hostname:
+        raise HealthError('health check URL %s must be an http:// or https:// URL with a host' % mask(url, url))
+    path = parts.path or '/'
+    if parts.query:
+        path += '?' + parts.query
+    headers = {'User-Agent': 'homelab.migrations health check', 'Accept': '*/*', 'Connection': 'close'}
+    if parts.username is not None:
+        token = '%s:%s' % (unquote(parts.username), unquote(parts.password or ''))
+        headers['Authorization'] = 'Basic ' + base64.b64encode(token.encode('utf-8')).decode('ascii')
+    return parts.scheme, parts.hostname, port, path, headers
+
+
+def attempt(url, timeout, validate_certs=True):
+    """One GET of ``url`` that ends within ``timeout`` seconds: (status or -1, why or None)."""
+    scheme, host, port, path, headers = _parts(url)
+    if scheme == 'https':
+        context = ssl.create_default_context()
+        if not validate_certs:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        conn = HTTPSConnection(host, port, timeout=timeout, context=context)
+    else:
+        conn = HTTPConnection(host, port, timeout=timeout)
+    expired = threading.Event()
+    held = []  # the socket, kept: http.client drops conn.sock once the response owns it
+
+    def cut():
+        expired.set()
+        for sock in held + [conn.sock]:
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    timer = threading.Timer(timeout, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        conn.connect()
+        held.append(conn.sock)
+        if expired.is_set():  # the timer fired while connecting: make sure the socket is cut
+            cut()
+        conn.request('GET', path, headers=headers)
+        response = conn.getresponse()
+        status = response.status
+        response.read(BODY_LIMIT)
+        if expired.is_set():
+            return -1, 'no complete answer within %ss (timeout)' % timeout
+        return status, None
+    except (HTTPException, OSError, ssl.SSLError, ValueError) as exc:
+        if expired.is_set() or isinstance(exc, socket.timeout):
+            return -1, 'no complete answer within %ss (timeout)' % timeout
+        return -1, mask('%s: %s' % (exc.__class__.__name__, exc), url)
+    finally:
+        timer.cancel()
+        try:
+            conn.close()
+        except Exception:
+            pass
+
+
+def check(url, timeout=DEFAULT_TIMEOUT, retries=DEFAULT_RETRIES, delay=DEFAULT_DELAY, deadline=None,
+          validate_certs=True, clock=time.monotonic, sleep=time.sleep):
+    """GET ``url`` until it answers 2xx, at most ``retries`` attempts, all within ``deadline`` seconds.
+
+    Returns {healthy, status (last HTTP status, -1 for no answer), attempts, elapsed_seconds, deadline, msg}.
+    """
+    attempts_allowed = max(1, int(retries))
+    timeout = max(1, int(timeout))
+    delay = max(0, int(delay))
+    deadline = overall_deadline(timeout, attempts_allowed, delay) if not deadline else max(1, int(deadline))
+    started = clock()
+    end = started + deadline
+    status, why, made = -1, None, 0
+    while made < attempts_allowed:
+        remaining = end - clock()
+        if remaining <= 0:
+            why = why or 'no attempt fitted in the deadline'
+            break
+        made += 1
+        status, why = attempt(url, min(timeout, remaining), validate_certs)
+        if 200 <= status < 300:
+            break
+        if made < attempts_allowed:
+            pause = min(delay, max(0, end - clock()))
+            if pause <= 0 and end - clock() <= 0:
+                break
+            sleep(pause)
+    healthy = 200 <= status < 300
+    elapsed = round(clock() - started, 3)
+    what = ('HTTP %d' % status) if status > 0 else (why or 'no answer')
+    if healthy:
+        msg = 'health check %s answered HTTP %d (attempt %d)' % (url, status, made)
+    else:
+        msg = ('health check %s did not answer 2xx (%s, %d attempt(s) in %.1fs; deadline %ss for all attempts)'
+               % (url, what, made, elapsed, deadline))
+    return {'healthy': healthy, 'status': status, 'attempts': made, 'elapsed_seconds': elapsed,
+            'deadline': deadline, 'msg': mask(msg, url), 'url': mask(url, url), 'reason': mask(what, url)}
