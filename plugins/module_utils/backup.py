@@ -1325,9 +1325,8 @@ def _restore_held(params, check_mode, started, jobs, clean, dburl, path, held):
                 # a dump starts with SET lock_timeout = 0: the restore's sessions are watched instead, and one
                 # waiting for a table lock longer than lock_wait_timeout is cancelled (its transaction rolls back)
                 only = ['--use-list=' + listing] if listing else []
-                guard = waits.BlockerWatch(lambda: connection.connect(dburl, service=(params.get('service') or
-                                                                                  'pg_backup') + ':guard',
-                                                                      connect_timeout=10),
+                guard_name = (params.get('service') or 'pg_backup') + ':guard'
+                guard = waits.BlockerWatch(lambda: connection.connect(dburl, service=guard_name, connect_timeout=10),
                                            app_prefix=runner.env['PGAPPNAME'], cancel_after=_lock_wait(params))
                 with guard:
                     wipe_text = wipe_keeping_sql(server_num, kept) if kept else wipe_sql(server_num)

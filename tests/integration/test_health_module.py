@@ -55,7 +55,7 @@ class _SlowBody(_Drip):
         self.send_response(200)
         self.send_header('Content-Length', '100')
         self.end_headers()
-        for _ in range(100):
+        for _count in range(100):
             try:
                 self.wfile.write(b'x')
                 self.wfile.flush()
