@@ -5,6 +5,7 @@
 
     names | homelab.migrations.migrate_all_unknown_vars(options)        message for unknown migrate_all_* vars
     run_tags | homelab.migrations.migrate_all_unknown_tags(skip, names)  message for tags naming no service
+    result | homelab.migrations.migrate_all_spec_errors(services, opts)  short message for argument spec errors
 
 Both return an empty string when everything is known, else one message with a "did you mean" suggestion
 (difflib) that says what to do next.
@@ -100,9 +101,37 @@ def migrate_all_unknown_tags(run_tags, skip_tags=None, services_per_host=None):
                ('do nothing' if parts[0].startswith('--tags') else 'not skip anything')))
 
 
+def migrate_all_spec_errors(result, services=None, service_options=None):
+    """One short message for a ``validate_argument_spec`` result that found errors, or ''.
+
+    ``result`` is the registered result (its ``argument_errors``); ``services`` the ``migrate_all_services``
+    given and ``service_options`` the spec's options of one service: a key no service option has is named
+    with its index and the closest option (did you mean). The argument spec itself is never repeated.
+    """
+    result = result if isinstance(result, dict) else {}
+    errors = [str(e).strip().rstrip('.') for e in (result.get('argument_errors') or []) if e]
+    if not errors:
+        return ''
+    options = _option_names(service_options)
+    hints = []
+    if options and isinstance(services, (list, tuple)):
+        for index, spec in enumerate(services):
+            if not isinstance(spec, dict):
+                continue
+            for key in sorted(str(k) for k in spec if str(k) not in options):
+                guess = _suggest(key, options)
+                hints.append('migrate_all_services[%d]%s: unknown key %s%s' % (
+                    index, ' (%s)' % spec['name'] if isinstance(spec.get('name'), str) else '', key,
+                    ' (did you mean %s?)' % guess if guess else ''))
+    return ('the role\'s variables do not fit its argument specs: %s.%s Fix them (every option: ansible-doc -t role '
+            'homelab.migrations.migrate_all). Nothing was changed.'
+            % ('; '.join(errors), (' ' + '; '.join(hints) + '.') if hints else ''))
+
+
 class FilterModule(object):
     def filters(self):
         return {
             'migrate_all_unknown_vars': migrate_all_unknown_vars,
             'migrate_all_unknown_tags': migrate_all_unknown_tags,
+            'migrate_all_spec_errors': migrate_all_spec_errors,
         }

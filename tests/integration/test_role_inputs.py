@@ -105,3 +105,25 @@ def test_hosts_without_services_are_skipped_quietly_and_the_group_is_the_default
                         env=homelab.env(), cwd=REPO, extra_args=['-i', INVENTORY, '-i', str(inventory)])
     assert proc.returncode != 0 and 'outsider' in proc.stdout and 'migrate_all_services' in proc.stdout
     assert len(homelab.audit()) == count
+
+
+def test_spec_errors_message_is_short_and_names_the_misspelt_key():
+    result = {'argument_errors': ['missing required arguments: database_url found in migrate_all_services',
+                                  'migrate_all_services.databse_url. Supported parameters include: name, tool.']}
+    services = [{'name': 'dashboard', 'tool': 'alembic'}, {'name': 'stream-bot', 'databse_url': 'postgresql://x'}]
+    msg = checks.migrate_all_spec_errors(result, services, {'name': {}, 'tool': {}, 'database_url': {}})
+    assert 'migrate_all_services[1] (stream-bot): unknown key databse_url (did you mean database_url?)' in msg
+    assert '..' not in msg and 'postgresql://' not in msg and 'Nothing was changed' in msg
+    assert checks.migrate_all_spec_errors({'changed': False}, services, {}) == ''
+
+
+def test_misspelt_service_key_is_refused_in_a_short_message(homelab):  # noqa: F811
+    services = [homelab.spec(name) for name in ('dashboard', 'stream-bot', 'discord-bot')]
+    services[1]['databse_url'] = services[1].pop('database_url')
+    proc = homelab.play(migrate_all_services=services)
+    assert proc.returncode != 0
+    fatal = [line for line in proc.stdout.splitlines() if line.startswith('fatal:')]
+    assert fatal and max(len(line) for line in fatal) < 1500, [len(line) for line in fatal]
+    assert 'unknown key databse_url (did you mean database_url?)' in fatal[-1]
+    assert 'argument_spec_data' not in proc.stdout
+    refused(homelab, homelab.audit())
