@@ -52,6 +52,8 @@ footer { color: var(--muted); margin-top: 2rem; font-size: .9rem; }
 SCRIPT = r'''
 (function () {
   'use strict';
+  // a day at most: a longer setTimeout delay overflows to 0 and the page would fetch without a pause
+  var MAX_SECONDS = 86400;
   function metaInt(name, dflt) {
     var m = document.querySelector('meta[name="' + name + '"]');
     var v = m ? parseInt(m.getAttribute('content'), 10) : NaN;
@@ -59,7 +61,7 @@ SCRIPT = r'''
   }
   var query = new URLSearchParams(window.location.search);
   var asked = parseInt(query.get('refresh'), 10);
-  var REFRESH = asked > 0 ? asked : metaInt('homelab-refresh-seconds', 30);
+  var REFRESH = Math.min(MAX_SECONDS, asked > 0 ? asked : metaInt('homelab-refresh-seconds', 30));
   var STALE_AFTER = metaInt('homelab-stale-after-seconds', 900);
   // the directory the dashboard was published to: the page lives in its monitoring/ folder
   var ROOT = window.location.pathname.replace(/monitoring(\/(index\.html)?)?$/, '');
@@ -93,12 +95,14 @@ SCRIPT = r'''
   function row(field, label, value) {
     return el('tr', {'data-field': field}, [el('th', {scope: 'row'}, [label]), el('td', {}, [value])]);
   }
+  // seconds since an ISO time (negative: in the future); null when it is not a time
   function age(iso) {
-    var t = Date.parse(iso);
-    return isNaN(t) ? null : Math.max(0, (Date.now() - t) / 1000);
+    var t = typeof iso === 'string' ? Date.parse(iso) : NaN;
+    return isNaN(t) ? null : (Date.now() - t) / 1000;
   }
   function ago(seconds) {
     if (seconds === null) { return 'unknown age'; }
+    if (seconds < 0) { return 'in the future by ' + ago(-seconds).replace(' ago', ''); }
     if (seconds < 90) { return Math.round(seconds) + ' s ago'; }
     if (seconds < 5400) { return Math.round(seconds / 60) + ' min ago'; }
     return (seconds / 3600).toFixed(1) + ' h ago';
@@ -215,13 +219,25 @@ SCRIPT = r'''
     var doc = state.status;
     var when = doc && doc.generated_at;
     var seconds = when ? age(when) : null;
-    $('data-time').textContent = when ? 'Data from ' + when + ' (' + ago(seconds) + '); last checked ' +
+    $('data-time').textContent = doc ? 'Data from ' + str(when, 'an unknown time') + ' (' + ago(seconds) +
+      '); last checked ' +
       (state.checked ? state.checked.toLocaleTimeString() : 'never') + '; refreshes every ' + REFRESH + ' s.' :
       'No status data yet.';
-    $('data-time').setAttribute('data-generated-at', when || '');
-    show($('stale'), (seconds !== null && seconds > STALE_AFTER) ?
-      'STALE DATA: the status is ' + ago(seconds).replace(' ago', '') + ' old (expected a new one at least every ' +
-      STALE_AFTER + ' s). Is the status timer or the playbook run failing?' : '');
+    $('data-time').setAttribute('data-generated-at', typeof when === 'string' ? when : '');
+    // data whose age cannot be told is not shown as fresh: no time, a time that is not one, or one in the future
+    // (a clock ahead would keep stale data looking fresh)
+    var staleText = '';
+    if (doc && seconds === null) {
+      staleText = 'STALE DATA? The status has no readable time (generated_at: ' + str(when, 'missing') +
+        '), so its age is unknown. Is the file written by this collection?';
+    } else if (seconds !== null && seconds < -300) {
+      staleText = 'DATA TIME IN THE FUTURE: the status says it was written ' + ago(seconds) +
+        ' (a clock is wrong); it cannot be told whether it is stale.';
+    } else if (seconds !== null && seconds > STALE_AFTER) {
+      staleText = 'STALE DATA: the status is ' + ago(seconds).replace(' ago', '') + ' old (expected a new one at ' +
+        'least every ' + STALE_AFTER + ' s). Is the status timer or the playbook run failing?';
+    }
+    show($('stale'), staleText);
     var errors = [];
     if (state.statusError) { errors.push('the status (' + state.statusError + ')'); }
     if (state.runsError) { errors.push('the recent runs (' + state.runsError + ')'); }

@@ -80,7 +80,7 @@ options:
         URL is masked.
     type: path
   dashboard_refresh:
-    description: Seconds between two refreshes of the dashboard page.
+    description: Seconds between two refreshes of the dashboard page (the page caps it at a day, 86400 s).
     type: int
     default: 30
   dashboard_stale_after:

@@ -377,3 +377,91 @@ def test_no_request_leaves_127_0_0_1(chromium, served):
     errors = [e for e in chromium.console() if e.get('level') == 'SEVERE' and 'Content Security Policy' in
               e.get('message', '')]
     assert errors == [], 'the page broke its own Content-Security-Policy'
+
+
+EVIL = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+
+
+def _evil_status(generated_at):
+    """Markup in every value a service, a run and a lock holder can carry (red team)."""
+    name = 'svc' + EVIL
+    return {'success': True, 'overall_status': 'pending', 'total_pending': 1, 'services': {name: {
+        'status': 'pending', 'tool': 'alembic' + EVIL, 'current_revision': 'r1' + EVIL, 'latest_revision': 'r2' + EVIL,
+        'applied': 1, 'pending': 1, 'pending_migrations': ['r2' + EVIL],
+        'problems': [{'code': 'c' + EVIL, 'message': 'm' + EVIL}],
+        'lock': {'held': True, 'holder': {'pid': 7, 'application_name': 'app' + EVIL, 'client_addr': EVIL,
+                                          'since': EVIL}},
+        'findings': [{'migration': EVIL, 'statement': EVIL, 'code': EVIL, 'severity': 'warning' + EVIL,
+                      'message': EVIL, 'source': EVIL}],
+        'lint': {'linter': EVIL, 'ran': False, 'reason': EVIL},
+        'health': {'state': 'unverified' + EVIL, 'reason': EVIL, 'url': EVIL}}},
+        'generated_at': generated_at}
+
+
+def _evil_records():
+    base = {'time': '2026-11-30T08:00:00+00:00', 'action': 'apply' + EVIL, 'user': 'alice' + EVIL,
+            'host': EVIL, 'confirmation': 'prompt' + EVIL}
+    return [dict(base, run_id='run' + EVIL, service='svc' + EVIL, outcome='failed', error='boom' + EVIL,
+                 **{'from': 'r1' + EVIL, 'to': 'r2' + EVIL}),
+            dict(base, run_id='refused' + EVIL, outcome='refused', error='no' + EVIL)]
+
+
+@pytest.fixture
+def synthetic(tmp_path):
+    """A dashboard published from a synthetic status and audit log (no database), served on 127.0.0.1."""
+    root = str(tmp_path / 'site')
+    log = tmp_path / 'audit.log'
+    log.write_text(''.join(json.dumps(r) + '\n' for r in _evil_records()))
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+    publish.publish(root, status=_evil_status(now), audit_log=str(log), refresh=REFRESH)
+    with browser_mod.StaticServer(root) as server:
+        server.root = root
+        yield server
+
+
+def test_markup_in_every_value_stays_text(chromium, synthetic):
+    """Red team: service names, revisions, tags, lock holders, findings, lint, health, run ids, users,
+    confirmations, errors holding markup: all shown as text, no element made, no script run."""
+    chromium.driver.get(synthetic.url + '/monitoring/')
+    page = wait_for(chromium, lambda p: p['ticks'] >= 1 and p['services'] and p['runs'], 20, 'first render')
+    assert page['images'] == 0 and page['pwned'] is None
+    svc = page['services'][0]
+    assert svc['name'] == 'svc' + EVIL and EVIL in svc['heading'] and EVIL in svc['lock'] and EVIL in svc['tool']
+    assert svc['revision'] == 'r1%s \u2192 r2%s' % (EVIL, EVIL) and svc['pending'] == ['r2' + EVIL]
+    assert svc['problems'] == ['[c%s] m%s' % (EVIL, EVIL)] and EVIL in svc['health'] and EVIL in svc['lint']
+    assert svc['elementsInProblems'] == 0 and svc['elementsInFindings'] == 0
+    assert [r['run'] for r in page['runs']] == ['refused' + EVIL, 'run' + EVIL]
+    assert all(EVIL in r['text'] for r in page['runs'])
+    counts = chromium.driver.execute_script(
+        'return [document.querySelectorAll("script").length, document.querySelectorAll("img, b, iframe").length]')
+    assert counts == [1, 0]
+
+
+def test_data_of_unknown_or_future_age_is_not_shown_as_fresh(chromium, synthetic):
+    """Red team: a status without generated_at, with one that is not a time, or dated in the future (a clock
+    ahead) was shown without any warning, as fresh."""
+    path = os.path.join(synthetic.root, 'api/migrations/status')
+    doc = _read(synthetic.root, 'api/migrations/status')
+    chromium.driver.get(synthetic.url + '/monitoring/')
+    wait_for(chromium, lambda p: p['ticks'] >= 1 and p['services'] and not p['stale'], 20, 'first render')
+    for generated_at, words in ((None, 'STALE DATA?'), ('yesterday', 'STALE DATA?'),
+                                ((datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=3))
+                                 .isoformat(timespec='seconds'), 'DATA TIME IN THE FUTURE')):
+        changed = dict(doc)
+        if generated_at is None:
+            del changed['generated_at']
+        else:
+            changed['generated_at'] = generated_at
+        publish.report_mod.write_atomic(path, json.dumps(changed).encode('utf-8'))
+        page = wait_for(chromium, lambda p, w=words: p['stale'] and w in p['stale'], REFRESH * 2 + 3,
+                        repr(generated_at))
+        assert page['fetchError'] is None
+
+
+def test_a_huge_refresh_is_capped_not_a_fetch_loop(chromium, synthetic):
+    """Red team: ?refresh=2147484 (or a huge migrate_all_dashboard_refresh) overflowed setTimeout's 32-bit delay
+    to 0: the page fetched both documents in a tight loop."""
+    chromium.driver.get(synthetic.url + '/monitoring/?refresh=2147484')
+    wait_for(chromium, lambda p: p['ticks'] >= 1, 20, 'first render with a huge refresh')
+    time.sleep(2)
+    assert rendered(chromium)['ticks'] == 1
