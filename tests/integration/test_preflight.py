@@ -296,6 +296,7 @@ def test_squawk_warnings_with_table_sizes(drizzle_lab):
     assert entry['lint'] == {'linter': 'squawk', 'ran': True, 'reason': None}
     lint = [f for f in entry['findings'] if f['source'] == 'squawk']
     assert lint and all(f['severity'] == 'warning' and f['migration'] == tag for f in lint)
+    assert len([f for f in lint if f['code'] == 'require-lock-timeout']) == 1  # one per rule, not per statement
     big = [f for f in lint if f['code'] == 'changing-column-type' and 'big_t' in f['statement']]
     empty = [f for f in lint if f['code'] == 'changing-column-type' and 'empty_t' in f['statement']]
     assert big and empty
@@ -310,6 +311,16 @@ def test_squawk_warnings_with_table_sizes(drizzle_lab):
     assert not set(codes(timed)) & {'require-lock-timeout', 'require-statement-timeout'}
     # warnings never refuse a run
     assert not apply(svc).get('failed')
+
+
+@pytest.mark.skipif(preflight.squawk_path() is None, reason='squawk (pip install squawk-cli) is not installed')
+def test_squawk_on_a_table_the_pending_sql_creates_is_info(drizzle_lab):
+    svc, folder, db = drizzle_lab
+    tag = add_migration(folder, 'CREATE TABLE "fresh_t" ("id" integer, "name" varchar(10));\n%s\n'
+                                'ALTER TABLE "fresh_t" ALTER COLUMN "name" TYPE varchar(200);' % BP)
+    change = [f for f in status(svc)['findings'] if f['code'] == 'changing-column-type']
+    assert [(f['migration'], f['severity']) for f in change] == [(tag, 'info')]
+    assert 'not in the database yet' in change[0]['message']
 
 
 def test_without_squawk_the_lint_is_skipped_and_says_why(drizzle_lab, monkeypatch):
