@@ -252,7 +252,8 @@ error_code:
     - Why the run failed, for callers to decide on (never the message's wording). A problem code
       (V(unreachable), V(bad_config), V(missing_file), V(out_of_order), V(modified), V(unknown_revision),
       V(multiple_heads), ...) or V(apply_failed), V(transaction_ended) (a migration ran COMMIT, ROLLBACK, END or
-      BEGIN ... COMMIT itself), V(lock_timeout), V(conflict) (not at O(expect_from)), V(interrupted).
+      BEGIN ... COMMIT itself), V(lock_timeout), V(conflict) (not at O(expect_from)), V(interrupted), V(preflight)
+      (an error in RV(findings) refused the run before anything was touched; see O(allow_findings)).
     - Null when the run succeeded.
   returned: always
   type: str
@@ -367,11 +368,6 @@ lint:
   returned: when an upgrade was planned
   type: dict
   sample: {linter: squawk, ran: false, reason: squawk is not installed on the managed host}
-error_code:
-  description: V(preflight) when an error finding refused the run (nothing was touched).
-  returned: when the run was refused by its pre-flight findings
-  type: str
-  sample: preflight
 queries:
   description: The SQL statements the run executed (Drizzle); empty for Alembic and in check mode.
   returned: always
