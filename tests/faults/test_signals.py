@@ -159,3 +159,68 @@ def test_signal_to_ansible_playbook_cancels_the_migration(fresh_db, tmp_path, si
     assert 'interrupted' in last['error'], last
     assert ('by %s' % signame in last['error']) or ('controller is gone' in last['error']) \
         or ('SIGTERM' in last['error']), last['error']
+
+
+@pytest.mark.parametrize('signame', ['SIGTERM', 'SIGKILL'])
+def test_signal_to_ansible_runner_cancels_the_migration(fresh_db, tmp_path, signame):
+    """AWX's executor: the `ansible-runner run` CLI runs the play; the signal goes to ansible-runner's pid."""
+    runner_bin = os.path.join(VENV_BIN, 'ansible-runner')
+    if not os.path.exists(runner_bin):
+        pytest.skip('ansible-runner is not installed (requirements.txt)')
+    spec, first, target = _setup('statement', tmp_path, fresh_db)
+    audit_log = str(tmp_path / 'audit.log')
+    env = ansible_env({MARKER_VAR: uuid.uuid4().hex})
+    out = subprocess.run(_play(tmp_path, spec, first, audit_log), env=env, capture_output=True, text=True,
+                         timeout=300, check=False, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stdout[-3000:]
+    before = fresh_db.snapshot()
+    private = tmp_path / 'runner'
+    (private / 'project').mkdir(parents=True)
+    (private / 'inventory').mkdir()
+    (private / 'env').mkdir()
+    (private / 'project' / 'play.yml').write_text(
+        '- hosts: localhost\n  gather_facts: false\n  tasks:\n'
+        '    - homelab.migrations.homelab_migration_apply: "{{ homelab_test_args }}"\n')
+    (private / 'inventory' / 'hosts').write_text('localhost ansible_connection=local ansible_python_interpreter=%s\n'
+                                                 % os.path.join(VENV_BIN, 'python'))
+    extravars = private / 'env' / 'extravars'
+    fd = os.open(str(extravars), os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, 'w') as fh:
+        json.dump({'homelab_test_args': {'service': spec, 'target': target, 'audit_log': audit_log,
+                                         'lock_timeout': '120s'}}, fh)
+    log = open(str(tmp_path / 'runner.out'), 'w+')
+    proc = subprocess.Popen([runner_bin, 'run', str(private), '-p', 'play.yml'], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert wait_for(lambda: _busy(fresh_db, 'statement'), 120), 'the migration never got busy'
+        time.sleep(1)
+        sent = time.monotonic()
+        os.kill(proc.pid, getattr(signal, signame))
+        try:
+            proc.wait(timeout=BOUND)
+        except subprocess.TimeoutExpired:
+            pass
+        gone = wait_for(lambda: not _sessions(fresh_db) and not marked_processes(env[MARKER_VAR]), BOUND)
+        took = time.monotonic() - sent
+        left = (_sessions(fresh_db), marked_processes(env[MARKER_VAR]))
+    finally:
+        for pid in marked_processes(env[MARKER_VAR]):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.seek(0)
+        output = log.read()
+        log.close()
+    assert gone, 'still there %.0f s after %s to ansible-runner: %s\n%s' % (took, signame, left, output[-3000:])
+    conn = fresh_db.conn()
+    try:
+        assert lock_holder(conn, 'bot') is None
+    finally:
+        conn.close()
+    assert fresh_db.snapshot() == before
+    last = read_records(audit_log)[-1]
+    assert last['outcome'] == 'interrupted', last
