@@ -566,9 +566,8 @@ class _Run(object):
         self.result['schema_changes'] = [self.scrub(x) for x in fingerprint_mod.differences(self.fp_before, fp_after)]
         self.result['untouched'] = bool(same_position and same_schema and not ended and not maybe)
         # something stayed that no recorded migration accounts for: going back by migrations cannot undo it
-        self.result['unrecorded_changes'] = bool(ended or maybe or (same_position and not same_schema
-                                                                   and fp_after is not None
-                                                                   and self.fp_before is not None))
+        schema_moved = same_position and not same_schema and fp_after is not None and self.fp_before is not None
+        self.result['unrecorded_changes'] = bool(ended or maybe or schema_moved)
         if failed and after is None:
             self.result['unrecorded_changes'] = True
         self.settled = True

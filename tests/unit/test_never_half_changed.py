@@ -58,8 +58,8 @@ ENDING = {
 @pytest.mark.parametrize('case', sorted(ENDING))
 def test_a_migration_that_commits_itself_is_a_change(fresh_db, tmp_path, case):
     log = str(tmp_path / 'audit.jsonl')
-    svc = drizzle_service(tmp_path, fresh_db.password_url, [('0000_ok', 'CREATE TABLE first_one (id int);'),
-                                                          ('0001_commits', ENDING[case])])
+    files = [('0000_ok', 'CREATE TABLE first_one (id int);'), ('0001_commits', ENDING[case])]
+    svc = drizzle_service(tmp_path, fresh_db.password_url, files)
     result = run_apply(svc[0], svc[1], {'audit_log': log})
     assert result['failed'] is True
     assert result['error_code'] == 'transaction_ended'
@@ -93,9 +93,9 @@ def test_rollback_in_a_migration_is_never_recorded_as_applied(fresh_db, tmp_path
 
 def test_an_ordinary_failure_is_proved_untouched(fresh_db, tmp_path):
     log = str(tmp_path / 'audit.jsonl')
-    svc = drizzle_service(tmp_path, fresh_db.password_url, [('0000_ok', 'CREATE TABLE a (id int);'),
-                                                          ('0001_bad', 'CREATE TABLE b (id int);\n' + BP
-                                                           + '\nSELECT no_such_function();')])
+    files = [('0000_ok', 'CREATE TABLE a (id int);'),
+             ('0001_bad', 'CREATE TABLE b (id int);\n' + BP + '\nSELECT no_such_function();')]
+    svc = drizzle_service(tmp_path, fresh_db.password_url, files)
     before = fresh_db.snapshot()
     result = run_apply(svc[0], svc[1], {'audit_log': log})
     assert result['failed'] is True and result['error_code'] == 'apply_failed'
@@ -108,8 +108,8 @@ def test_an_ordinary_failure_is_proved_untouched(fresh_db, tmp_path):
 
 
 def test_each_mode_commits_the_earlier_migrations(fresh_db, tmp_path):
-    svc = drizzle_service(tmp_path, fresh_db.password_url, [('0000_ok', 'CREATE TABLE a (id int);'),
-                                                          ('0001_bad', 'SELECT no_such_function();')])
+    files = [('0000_ok', 'CREATE TABLE a (id int);'), ('0001_bad', 'SELECT no_such_function();')]
+    svc = drizzle_service(tmp_path, fresh_db.password_url, files)
     result = run_apply(svc[0], svc[1], {'transaction': 'each'})
     assert result['failed'] is True and result['untouched'] is False
     assert result['committed'] == ['0000_ok'] and result['unrecorded_changes'] is False
