@@ -38,7 +38,7 @@ SOURCE = 'homelab.migrations'
 SQUAWK = 'squawk'
 
 # the codes this collection raises itself (squawk's rule names come on top, source: squawk)
-CODES = ('not_in_transaction', 'revision_id_too_long', 'merge_lists_ancestor', 'byte_order_mark')
+CODES = ('not_in_transaction', 'revision_id_too_long', 'merge_lists_ancestor', 'byte_order_mark', 'ends_transaction')
 ALLOW_ALL = 'all'
 
 # squawk rules about style and type choices, not about what a pending migration locks, rewrites or fails on:
@@ -292,6 +292,26 @@ def no_transaction_kind(stmt):
     return None
 
 
+def ends_transaction_kind(stmt, atomic=False):
+    """(what, atomic): ``what`` names a statement that ends the transaction it runs in (COMMIT, ROLLBACK
+    without TO, END, ABORT), or None; ``atomic`` says a SQL-standard function body (BEGIN ATOMIC ... END) is
+    open, whose END ends no transaction. Pass the returned ``atomic`` to the next statement."""
+    w = [tok.value if tok.kind == 'word' else None for tok in stmt.tokens]
+    if not w:
+        return None, atomic
+    first = w[0]
+    if atomic:
+        return None, first != 'END'
+    for i in range(1, len(w) - 1):
+        if w[i] == 'BEGIN' and w[i + 1] == 'ATOMIC':
+            return None, True
+    if first == 'ROLLBACK' and 'TO' in w[1:4]:
+        return None, False  # ROLLBACK TO SAVEPOINT keeps the transaction
+    if first in ('COMMIT', 'ROLLBACK', 'END', 'ABORT') and (len(w) == 1 or w[1] in ('WORK', 'TRANSACTION', 'AND')):
+        return ' '.join(x for x in w[:3] if x), False
+    return None, False
+
+
 def _name(tok):
     return tok.value.lower() if tok.kind == 'word' else tok.value
 
@@ -340,7 +360,16 @@ def transaction_findings(transactions, server_version, advice):
     out = []
     for tx in transactions:
         pending_labels = []  # (type, label, migration, statement)
+        atomic = False
         for migration, stmt in tx:
+            ends, atomic = ends_transaction_kind(stmt, atomic)
+            if ends:
+                out.append(finding(migration, statement_head(stmt.text), 'ends_transaction', ERROR,
+                                   '%s ends the transaction the migration runs in: what ran before it is committed '
+                                   '(or thrown away) outside the migration, which the tool records as applied anyway '
+                                   '(drizzle-orm), and this collection stops the run right after it. Remove the '
+                                   'transaction control statement; split the work into migrations instead' % ends))
+                continue
             kind = no_transaction_kind(stmt)
             if kind:
                 out.append(finding(migration, statement_head(stmt.text), 'not_in_transaction', ERROR,

@@ -121,7 +121,9 @@ options:
     description:
       - Before an upgrade runs, pre-flight checks look for what will certainly fail as planned (RV(findings) with
         severity V(error)) - V(not_in_transaction) (a statement PostgreSQL refuses in the transaction the migration
-        runs in), V(revision_id_too_long), V(merge_lists_ancestor), V(byte_order_mark). Any such finding refuses the
+        runs in), V(revision_id_too_long), V(merge_lists_ancestor), V(byte_order_mark), V(ends_transaction) (COMMIT,
+        ROLLBACK, END or ABORT in a migration; if allowed, the run stops right after such a statement, from the
+        connection's transaction state, and reports what stayed). Any such finding refuses the
         run before anything is touched, with RV(error_code=preflight).
       - List the codes to run anyway (the run then fails as predicted, unless the check was wrong for your setup),
         or V(all).

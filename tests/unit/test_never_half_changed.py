@@ -60,7 +60,13 @@ def test_a_migration_that_commits_itself_is_a_change(fresh_db, tmp_path, case):
     log = str(tmp_path / 'audit.jsonl')
     files = [('0000_ok', 'CREATE TABLE first_one (id int);'), ('0001_commits', ENDING[case])]
     svc = drizzle_service(tmp_path, fresh_db.password_url, files)
-    result = run_apply(svc[0], svc[1], {'audit_log': log})
+    # the pre-flight check refuses such SQL before anything is touched...
+    refused = run_apply(svc[0], svc[1], {'audit_log': log})
+    assert refused['failed'] is True and refused['error_code'] == 'preflight' and refused['untouched'] is True
+    assert [f['code'] for f in refused['findings']] == ['ends_transaction']
+    assert tables(fresh_db) == [] and drizzle_gen.tracking_rows(fresh_db) is None
+    # ...and when it is allowed anyway, the run stops right after the statement and says what stayed
+    result = run_apply(svc[0], svc[1], {'audit_log': log, 'allow_findings': ['ends_transaction']})
     assert result['failed'] is True
     assert result['error_code'] == 'transaction_ended'
     assert result['untouched'] is False and result['unrecorded_changes'] is True
@@ -83,7 +89,7 @@ def test_rollback_in_a_migration_is_never_recorded_as_applied(fresh_db, tmp_path
     svc = drizzle_service(tmp_path, fresh_db.password_url,
                           [('0000_rollback', 'CREATE TABLE a (id int);\n' + BP + '\nROLLBACK;\n' + BP
                             + '\nCREATE TABLE b (id int);')])
-    result = run_apply(svc[0], svc[1], {})
+    result = run_apply(svc[0], svc[1], {'allow_findings': ['ends_transaction']})
     assert result['failed'] is True and result['error_code'] == 'transaction_ended'
     assert result['failed_migration'] == '0000_rollback'
     assert drizzle_gen.tracking_rows(fresh_db) in (None, [])
@@ -195,3 +201,17 @@ def test_alembic_plain_failure_is_proved_untouched(fresh_db, tmp_path):
     result = run_apply(svc[0], svc[1], {})
     assert result['failed'] is True and result['untouched'] is True and result['committed'] == []
     assert result['failed_migration'] == 'r2' and result['error_code'] == 'apply_failed'
+
+
+@pytest.mark.parametrize('sql', [
+    'SAVEPOINT s; CREATE TABLE a (id int); ROLLBACK TO SAVEPOINT s; CREATE TABLE b (id int);',
+    "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$;",
+    'CREATE FUNCTION g() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;',
+    "DO $$ BEGIN PERFORM 1; END $$;",
+    "CREATE TABLE c (v text DEFAULT 'COMMIT; END');",
+])
+def test_no_finding_and_no_stop_for_statements_that_keep_the_transaction(fresh_db, tmp_path, sql):
+    svc = drizzle_service(tmp_path, fresh_db.password_url, [('0000_fine', sql)])
+    result = run_apply(svc[0], svc[1], {})
+    assert 'failed' not in result, result.get('msg')
+    assert result['findings'] == [] and result['applied'] == ['0000_fine']
