@@ -16,6 +16,7 @@ import datetime
 import errno
 import json
 import os
+import re
 import stat
 
 from ansible_collections.homelab.migrations.plugins.module_utils import report as report_mod
@@ -47,6 +48,10 @@ HEALTH_KEYS = ('state', 'status', 'verified', 'reason', 'message', 'url', 'check
 RUN_SERVICE_KEYS = ('outcome', 'from', 'to', 'error', 'reason', 'recovery', 'target')
 
 
+# the query and fragment of an http(s) URL (a health check's ?token=): never published, whatever wrote the text
+_URL_QUERY = re.compile(r'''(?i)(https?://[^\s"'<>?#]*)[?#][^\s"'<>]*''')
+
+
 class DashboardError(Exception):
     """The dashboard could not be written; the message says what to do."""
 
@@ -56,7 +61,8 @@ def _text(value, limit=MAX_TEXT):
         return value
     if isinstance(value, (int, float)):
         return value
-    text = secrets.mask(str(value))  # mask first, then cut: a cut URL would hide its password from the mask
+    # mask first, then cut: a cut URL would hide its password from the mask
+    text = _URL_QUERY.sub(lambda m: m.group(1) + '?' + secrets.MASK, secrets.mask(str(value)))
     if len(text) > limit:
         text = text[:limit] + '... [%d more characters]' % (len(text) - limit)
     return text

@@ -12,7 +12,8 @@ basic-auth header (base64 of ``user:password``). Independently of known secrets,
 
 Secrets are given per call (no module-level state): a password string, a ``(user, password)`` pair,
 a URL string (its userinfo is taken apart the ways parsers disagree on), or any object with
-``user`` and ``password`` attributes (``connection.DbUrl``).
+``user`` and ``password`` attributes (``connection.DbUrl``). An http(s) URL given as a secret (a health check)
+also has its query string, fragment and credential-named query values masked (``?token=...``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,7 +24,7 @@ import base64
 import json
 import re
 
-from urllib.parse import quote, quote_plus, unquote, unquote_plus
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus, urlsplit
 
 MASK = '********'
 # a secret shorter than this is not masked as a bare substring (it would garble every message); the
@@ -41,6 +42,23 @@ _KEYWORD_PASSWORD = re.compile(
 
 def _lower_hex(text):
     return _PERCENT.sub(lambda m: m.group(0).lower(), text)
+
+
+# a query parameter of an http(s) URL whose name says it carries a credential (?token=, ?api_key=, ?sig=)
+_CREDENTIAL_PARAM = re.compile(r'(?i)(pass|secret|token|key|auth|sig|cred|session)')
+
+
+def url_query_secrets(url):
+    """What an http(s) URL (a health check) may carry a credential in besides its userinfo: the whole query
+    string, the fragment, and each value of a parameter named like a credential (``?access_token=...``)."""
+    if not isinstance(url, str) or not re.match(r'(?i)https?://', url.strip()):
+        return []
+    try:
+        parts = urlsplit(url.strip())
+        values = [v for k, v in parse_qsl(parts.query) if _CREDENTIAL_PARAM.search(k)]
+    except ValueError:
+        return []
+    return [chunk for chunk in [parts.query, parts.fragment] + values if chunk]
 
 
 def url_userinfo_candidates(url):
@@ -80,6 +98,9 @@ def _pairs(secrets):
             for user, password in url_userinfo_candidates(item):
                 pairs.append((user, password))
                 pairs.extend((user, p) for p in _decoded(password))
+            for chunk in url_query_secrets(item):
+                pairs.append((None, chunk))
+                pairs.extend((None, p) for p in _decoded(chunk))
         elif isinstance(item, str):
             pairs.append((None, item))
     return [(u, p) for u, p in pairs if isinstance(p, str) and p]

@@ -146,6 +146,38 @@ def test_a_refused_run_is_published_with_its_reason(pg, tmp_path):
     assert status['overall_status'] == 'pending' and status['total_pending'] == 6 + 5 + 3
 
 
+
+def test_a_health_check_token_in_the_url_reaches_no_published_file(pg, tmp_path):
+    """Red team: a health check URL carrying its credential in the query (``?token=``, the way many services
+    take one) failed the health check with the whole URL in the message, which went to the play output, the
+    audit record and the published runs document."""
+    import threading
+    import uuid
+    from http.server import HTTPServer
+    from integration.test_role import _Unhealthy
+    homelab = Homelab(pg, tmp_path)
+    dash = str(tmp_path / 'www')
+    token = 'Tkn%s' % uuid.uuid4().hex[:12]
+    server = HTTPServer(('127.0.0.1', 0), _Unhealthy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = 'http://127.0.0.1:%d/health?probe=1&access_token=%s#frag%s' % (server.server_port, token, token)
+        services = [homelab.spec('stream-bot'), homelab.spec('discord-bot', health_check=url)]
+        homelab.move('stream-bot', BOTS['stream-bot'][-1])
+        proc = homelab.play(migrate_all_services=services, migrate_all_health_check_retries=1,
+                            migrate_all_health_check_delay=0, migrate_all_dashboard_dir=dash)
+    finally:
+        server.shutdown()
+        server.server_close()
+        homelab.drop()
+    assert proc.returncode != 0 and 'HTTP 503' in proc.output and '127.0.0.1' in proc.output
+    assert token not in proc.output, 'the health check token reached the play output'
+    runs = _read(dash, 'api/migrations/runs')['runs']
+    assert 'HTTP 503' in json.dumps(runs)
+    for path in [homelab.audit_log] + [os.path.join(dash, rel) for rel in FILES]:
+        with open(path) as fh:
+            assert token not in fh.read(), path
+
 # ------------------------------------------------------------------------------------------------- browser
 
 @pytest.fixture(scope='module')

@@ -270,3 +270,17 @@ def test_a_corrupt_audit_log_is_counted_not_fatal(tmp_path):
     assert [r['outcome'] for r in doc['runs']] == ['failed', 'success']
     assert doc['runs'][1]['run_id'].startswith('run-xxx') and len(doc['runs'][1]['run_id']) < 200
     assert doc['unreadable_lines'] == written['unreadable_lines'] == 3
+
+
+def test_an_http_url_query_is_never_published():
+    """Red team: a health check URL's ?token= in an old audit record or a problem message (no known secret at
+    publish time) is cut from every published text."""
+    error = 'health check https://mon:pw@dash.lan/healthz?access_token=TknQ9x&x=1#TknF did not answer 2xx'
+    doc = publish.runs_document([_record('run-1', 'dashboard', 'failed', '2026-11-30T08:00:00+00:00',
+                                         error=error)])
+    text = json.dumps(doc)
+    assert 'TknQ9x' not in text and 'TknF' not in text and ':pw@' not in text
+    assert 'https://mon:********@dash.lan/healthz?********' in doc['runs'][0]['services'][0]['error']
+    status = _status()
+    status['services']['dashboard']['problems'] = [{'code': 'x', 'message': error}]
+    assert 'TknQ9x' not in json.dumps(publish.status_document(status))
