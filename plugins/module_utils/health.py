@@ -49,8 +49,18 @@ def _parts(url):
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as exc:
-        raise HealthError('health check URL %s is not a valid URL (%s)' % (mask(url, url), mask(str(exc), url)))
+    except ValueError:
+        # urllib's reason quotes a piece of the URL (an unencoded '#', '/' or '?' in the password makes the
+        # password's start the "port"), so it is not shown: what is wrong is said without quoting the URL
+        raise HealthError('health check URL %s is not a valid URL: its host part must be [user:password@]host[:port] '
+                          'with a port from 0 to 65535 (an IPv6 address in [brackets]); percent-encode @ : / ? # %% '
+                          'in the user and password (as %%40 %%3A %%2F %%3F %%23 %%25)' % mask(url, url))
+    if '@' in url.split('://', 1)[-1][len(parts.netloc):]:
+        # http://user:pa/ss@host/ is host "user", port "pa", path "/ss@host/": the password's tail would be sent
+        # in clear to another host; an '@' after the host part is refused, whatever it was meant to be
+        raise HealthError('health check URL %s has an @ after its host part: percent-encode / ? # @ in the user and '
+                          'password (as %%2F %%3F %%23 %%40), or an @ in the path or query as %%40'
+                          % mask(url, url))
     if parts.scheme not in ('http', 'https') or not parts.hostname:
         raise HealthError('health check URL %s must be an http:// or https:// URL with a host' % mask(url, url))
     path = parts.path or '/'

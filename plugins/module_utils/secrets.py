@@ -37,7 +37,7 @@ _PERCENT = re.compile(r'%[0-9A-Fa-f]{2}')
 _URL_USERINFO = re.compile(r'''([A-Za-z][A-Za-z0-9+.-]*://)([^\s:/@"'<>]*):[^\s"'<>]*@''')
 # password=... (conninfo keywords, query parameters, JSON keys, PGPASSWORD=...)
 _KEYWORD_PASSWORD = re.compile(
-    r'''(?i)((?:ssl)?password["']?\s*[=:]\s*)('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s'"&,;)}\]]+)''')
+    r'''(?i)((?:ssl)?password["']?\s*[=:]\s*)('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|(?:\\.|\\$|[^\s'"&,;)}\]\\])+)''')
 
 
 def _lower_hex(text):
@@ -115,6 +115,11 @@ def spellings(password, user=None):
     if not isinstance(password, str) or len(password) < MIN_SECRET_LEN:
         return set()
     forms = {password}
+    # as libpq keyword strings (host=... password=...) and pgpass lines write it: a backslash before each
+    # backslash and quote (quoted value), also before white space (unquoted value), before ':' (pgpass)
+    forms.add(re.sub(r"([\\'])", r'\\\1', password))
+    forms.add(re.sub(r"([\\'\s])", r'\\\1', password))
+    forms.add(password.replace('\\', '\\\\').replace(':', '\\:'))
     for safe in ('', '/', ' +', "!$&'()*+,;=", "!$&'()*+,;=:"):
         forms.add(quote(password, safe=safe))
     forms.add(quote_plus(password))

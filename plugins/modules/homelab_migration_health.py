@@ -20,7 +20,7 @@ description:
   - Never fails because the service is unhealthy; it returns RV(healthy) and the caller decides (the
     P(homelab.migrations.migrate_all#role) role rolls the service back). Fails only for a URL it cannot check.
   - Credentials in the URL (C(http://user:password@host/health)) are sent as HTTP basic auth and masked in
-    every message and return value.
+    every message and return value, and in the module arguments Ansible shows at C(-vvv).
   - SIGINT, SIGHUP, SIGTERM or the end of the controller stop it at once.
 author:
   - homelab.migrations contributors (@homelab)
@@ -28,6 +28,9 @@ options:
   url:
     description:
       - The C(http://) or C(https://) URL to check. No proxy is used.
+      - Percent-encode C(@ : / ? # %) in the user and password (C(%40 %3A %2F %3F %23 %25)). A URL with an C(@)
+        after its host part is refused (an unencoded C(/), C(?) or C(#) in a password would end the host part and
+        send the rest of the password to another host); encode an C(@) of the path or query as C(%40).
     type: str
     required: true
   timeout:
@@ -126,6 +129,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils.health import (
     HealthError,
     check,
 )
+from ansible_collections.homelab.migrations.plugins.module_utils.secrets import all_spellings
 
 
 def main():
@@ -141,6 +145,9 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    # credentials in the URL (http://user:password@host/): masked in the result and its invocation at any
+    # verbosity, in every spelling (basic-auth base64 included)
+    module.no_log_values.update(all_spellings([p['url']]))
     try:
         with interrupt.Guard():
             result = check(p['url'], timeout=p['timeout'], retries=p['retries'], delay=p['delay'],

@@ -74,3 +74,60 @@ def test_dashboard_text_is_masked_before_it_is_cut():
     text = 'x' * 280 + ' postgresql://app:%s@db/app' % password
     cut = publish._text(text, 310)  # the cut falls inside the password
     assert 'Dash' not in cut and 'Secret' not in cut
+
+
+# --- red team (issue 13): libpq keyword strings with backslash escapes, health URLs with hostile credentials
+
+KEYWORD_DSNS = [
+    # (keyword string, a piece of the password that must show nowhere)
+    (r'host=db password=secret\ tail12345 dbname=app', 'tail12345'),
+    (r"host=db password='q\'uo\\te sp TailKw99' dbname=app", 'TailKw99'),
+    (r'host=db password=a\\b\'c\ TailEsc77 dbname=app', 'TailEsc77'),
+    (r'password = Tab\	TailTab55 host=db', 'TailTab55'),
+]
+
+
+@pytest.mark.parametrize('dsn,tail', KEYWORD_DSNS)
+def test_keyword_string_password_with_backslash_escapes_is_masked(dsn, tail):
+    """libpq lets an unquoted keyword value hold white space after a backslash (``password=a\\ b``): the masked
+    URL, a message quoting the string, and the mask with no known secret show no piece of the password."""
+    from ansible_collections.homelab.migrations.plugins.module_utils.connection import mask_url
+    d = DbUrl(dsn)
+    assert tail in d.password
+    for out in (d.masked, mask_url(dsn), d.scrub('psql said: %s' % dsn), secrets.mask('dsn: %s end' % dsn)):
+        assert tail not in out, out
+        assert 'host=db' in out
+    # the way make_dsn and a pgpass line write it
+    assert tail not in d.scrub(d.dsn()) and tail not in d.scrub(d.passfile_line())
+
+
+@pytest.mark.parametrize('url', [
+    'http://monitor:HlthSecret#tail@127.0.0.1:1/healthz',
+    'http://monitor:HlthSecret?tail@127.0.0.1:1/healthz',
+    'http://monitor:HlthSecret/tail@127.0.0.1:1/healthz',
+    'http://monitor:12345/HlthSecret@127.0.0.1:1/healthz',
+    'http://monitor:12345#HlthSecret@127.0.0.1:1/healthz',
+])
+def test_health_url_with_unencoded_delimiters_leaks_no_piece_of_the_password(url):
+    """urllib's own error quoted the password's start as the "port"; a password whose '/' made the rest a path
+    would have been sent in clear to the host "monitor". Refused, with no piece of the password shown."""
+    from ansible_collections.homelab.migrations.plugins.module_utils import health
+    with pytest.raises(health.HealthError) as info:
+        health.check(url, timeout=1, retries=1)
+    msg = str(info.value)
+    assert 'HlthSecret' not in msg and '12345' not in msg and 'tail' not in msg, msg
+    assert 'percent-encode' in msg and '127.0.0.1' in msg
+
+
+def test_health_module_shows_no_credentials_in_its_invocation_at_vvv():
+    """The module used on its own (not through the role's no_log task): -vvv prints the module arguments."""
+    from harness.ansible import run_module
+    password = 'HlthInv0c%s' % 'Q7z p@ss'
+    url = 'http://monitor:%s@127.0.0.1:1/healthz' % quote(password, safe='')
+    result, proc = run_module('homelab_migration_health', {'url': url, 'timeout': 1, 'retries': 1, 'delay': 0},
+                              verbosity=3)
+    assert result.get('healthy') is False and result.get('status') == -1, result
+    basic = base64.b64encode(('monitor:%s' % password).encode()).decode()
+    for leak in (password, quote(password, safe=''), 'HlthInv0c', basic):
+        assert leak not in proc.stdout and leak not in json.dumps(result), leak
+    assert 'module_args' in proc.stdout  # -vvv did print the arguments
