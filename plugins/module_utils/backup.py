@@ -192,6 +192,34 @@ _EXTRA_LIBPQ_ENV = {'hostaddr': 'PGHOSTADDR', 'sslcrl': 'PGSSLCRL', 'sslcrldir':
                     'gsslib': 'PGGSSLIB', 'requirepeer': 'PGREQUIREPEER', 'load_balance_hosts': 'PGLOADBALANCEHOSTS'}
 
 
+def child_app_name(service=None):
+    """application_name of this module run's pg_dump/pg_restore/psql sessions (the module's pid makes it unique,
+    so an interrupted run can end exactly its own sessions)."""
+    return connection.application_name('%s:backup:%d' % (service or 'pg_backup', os.getpid()))
+
+
+def end_own_sessions(params):
+    """After an interruption: end this run's tool sessions still on the server (a pg_dump killed while it
+    waited for a lock leaves its backend queued until the lock is free). Best effort, never raises."""
+    try:
+        conn = connection.connect(DbUrl(params['database_url']), service=(params.get('service') or 'pg_backup')
+                                  + ':cleanup', connect_timeout=5)
+    except Exception:
+        return
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity '
+                        'WHERE application_name = %s AND pid <> pg_catalog.pg_backend_pid()',
+                        (child_app_name(params.get('service')),))
+    except Exception:
+        pass
+    finally:
+        try:
+            conn.close()
+        except Exception:
+            pass
+
+
 def child_env(dburl, passfile_env, connect_timeout, service=None):
     """Environment for pg_dump/pg_restore/psql: connection via PG* variables, password via PGPASSFILE.
 
@@ -203,7 +231,7 @@ def child_env(dburl, passfile_env, connect_timeout, service=None):
         if key in dburl.params and var not in env:
             env[var] = dburl.params[key]
     env.setdefault('PGCONNECT_TIMEOUT', str(int(connect_timeout)))
-    env.setdefault('PGAPPNAME', connection.application_name('%s:backup' % (service or 'pg_backup')))
+    env.setdefault('PGAPPNAME', child_app_name(service))
     env.pop('LC_ALL', None)
     env.pop('LANGUAGE', None)
     env['LC_MESSAGES'] = 'C'  # error messages we can recognise (disk full, auth failures)
@@ -1605,6 +1633,8 @@ def run(params, check_mode=False):
         if isinstance(exc, Interrupted):
             outcome = 'interrupted'
             exc.result['error_code'] = interrupt.ERROR_CODE
+            if params.get('database_url'):
+                end_own_sessions(params)
         failure = BackupError(error, **exc.result)
     except Exception as exc:  # a bug or an unforeseen OS error: answer without a traceback, masked
         error = scrub('unexpected %s during state %s: %s' % (exc.__class__.__name__, params.get('state'), exc))

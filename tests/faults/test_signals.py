@@ -224,3 +224,52 @@ def test_signal_to_ansible_runner_cancels_the_migration(fresh_db, tmp_path, sign
     assert fresh_db.snapshot() == before
     last = read_records(audit_log)[-1]
     assert last['outcome'] == 'interrupted', last
+
+
+@pytest.mark.parametrize('signame', ['SIGINT', 'SIGHUP', 'SIGKILL'])
+def test_signal_to_ansible_playbook_stops_a_pg_dump(fresh_db, tmp_path, signame):
+    """A backup whose pg_dump waits (a table lock held by the application): the job is cancelled, pg_dump goes
+    with it, no partial backup stays, the audit record says interrupted."""
+    fresh_db.execute('CREATE TABLE users (id int PRIMARY KEY)')
+    dest = str(tmp_path / 'backups')
+    audit_log = str(tmp_path / 'audit.log')
+    env = ansible_env({MARKER_VAR: uuid.uuid4().hex})
+    varsfile = str(tmp_path / 'vars.json')
+    fd = os.open(varsfile, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, 'w') as fh:
+        json.dump({'homelab_test_args': {'database_url': fresh_db.password_url, 'dest': dest, 'service': 'bot',
+                                         'audit_log': audit_log, 'lock_wait_timeout': 120}}, fh)
+    playbook = str(tmp_path / 'play.yml')
+    with open(playbook, 'w') as fh:
+        fh.write('- hosts: localhost\n  gather_facts: false\n  tasks:\n'
+                 '    - homelab.migrations.homelab_pg_backup: "{{ homelab_test_args }}"\n')
+    locker = psycopg2.connect(fresh_db.password_url, application_name='the-locker')
+    locker.cursor().execute('LOCK TABLE users IN ACCESS EXCLUSIVE MODE')
+    proc = subprocess.Popen([os.path.join(VENV_BIN, 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', '-e',
+                             '@' + varsfile, playbook], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert wait_for(lambda: _busy(fresh_db, 'lock_wait'), 120), 'pg_dump never waited'
+        time.sleep(1)
+        os.kill(proc.pid, getattr(signal, signame))
+        try:
+            proc.wait(timeout=BOUND)
+        except subprocess.TimeoutExpired:
+            pass
+        gone = wait_for(lambda: not _sessions(fresh_db) and not marked_processes(env[MARKER_VAR]), BOUND)
+        left = (_sessions(fresh_db), marked_processes(env[MARKER_VAR]))
+    finally:
+        for pid in marked_processes(env[MARKER_VAR]):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        locker.rollback()
+        locker.close()
+    assert gone, left
+    assert not os.path.isdir(dest) or [f for f in os.listdir(dest)] == [], os.listdir(dest)
+    last = read_records(audit_log)[-1]
+    assert last['outcome'] == 'interrupted', last

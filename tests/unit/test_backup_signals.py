@@ -166,8 +166,8 @@ def test_pg_dump_dies_with_the_module(big_db, tmp_path):
             cur.execute('LOCK TABLE small IN ACCESS EXCLUSIVE MODE')
         proc = start_runner(dict(database_url=big_db.password_url, dest=dest, service='big'))
         dump_pid = wait_for(lambda: dump_pids(proc.pid))[0]
-        app = 'homelab.migrations:big:backup'
-        wait_for(lambda: big_db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = %s "
+        app = 'homelab.migrations:big:backup:%'
+        wait_for(lambda: big_db.query("SELECT 1 FROM pg_stat_activity WHERE application_name LIKE %s "
                                       "AND wait_event_type = 'Lock'", (app,)))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -177,7 +177,7 @@ def test_pg_dump_dies_with_the_module(big_db, tmp_path):
         locker.rollback()
         locker.close()
     # its server session (stuck in the lock wait until now) ends too, and nothing was written after all
-    wait_for(lambda: not big_db.query('SELECT 1 FROM pg_stat_activity WHERE application_name = %s', (app,)),
+    wait_for(lambda: not big_db.query('SELECT 1 FROM pg_stat_activity WHERE application_name LIKE %s', (app,)),
              timeout=10)
     time.sleep(0.5)
     assert final_names(dest) == []
