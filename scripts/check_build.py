@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The build gate: the collection tarball holds only what users need, and stays small.
 
     python scripts/check_build.py .build/dist/homelab-migrations-*.tar.gz

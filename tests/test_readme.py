@@ -59,8 +59,8 @@ def test_readme_commands_run_as_written(pg, tmp_path):
         ev.update(('homelab_demo_db_' + key, db.name) for key, db in dbs.items())
         with open(os.path.join(demo, 'vars.yml'), 'w') as fh:
             json.dump(ev, fh)
-        script = '\n'.join(['set -euo pipefail'] + ['echo "+ %s"' % c.replace('"', '\\"').replace('$', '\\$') + '\n' + c
-                                                     for c in commands[1:]])
+        echoed = ['echo "+ %s"\n%s' % (c.replace('"', '\\"').replace('$', '\\$'), c) for c in commands[1:]]
+        script = '\n'.join(['set -euo pipefail'] + echoed)
         env = dict((k, v) for k, v in os.environ.items() if not k.startswith(('ANSIBLE_', 'VIRTUAL_ENV')))
         env['PATH'] = '/usr/local/bin:/usr/bin:/bin'         # a fresh shell: no .venv on PATH
         env['ANSIBLE_NOCOLOR'] = '1'

@@ -70,8 +70,8 @@ def test_check_mode_stats_hold_the_status_summary(homelab, tmp_path):  # noqa: F
     assert result.status == 'successful', out[-3000:]
     stats = artifact['homelab_migrations']['localhost']
     assert stats['outcome'] == 'check' and stats['check_mode'] is True and stats['overall_status'] == 'pending'
-    assert stats['services']['discord-bot']['pending'] == ['0000_initial_schema', '0001_add_ticket_categories',
-                                                          '0002_add_stream_notifications']
+    pending = ['0000_initial_schema', '0001_add_ticket_categories', '0002_add_stream_notifications']
+    assert stats['services']['discord-bot']['pending'] == pending
     assert stats['services']['dashboard']['status'] == 'pending' and stats['services']['dashboard']['current'] is None
     assert stats['total_pending'] == 14
     assert not os.path.exists(homelab.audit_log)

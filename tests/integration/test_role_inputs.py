@@ -81,7 +81,7 @@ def test_hosts_without_services_are_skipped_quietly_and_the_group_is_the_default
     inventory = tmp_path / 'more.yml'
     inventory.write_text(json.dumps({'all': {'children': {
         'others': {'hosts': {'bystander': {'ansible_connection': 'local',
-                                               'ansible_python_interpreter': '{{ ansible_playbook_python }}'}}},
+                                           'ansible_python_interpreter': '{{ ansible_playbook_python }}'}}},
         'elsewhere': {'hosts': {'outsider': {'ansible_connection': 'local',
                                              'ansible_python_interpreter': '{{ ansible_playbook_python }}',
                                              'migrate_all_services': 'not even a list'}}}}}}))
