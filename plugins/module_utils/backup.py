@@ -1390,9 +1390,10 @@ def _restore_held(params, check_mode, started, jobs, clean, dburl, path, held):
     except Interrupted as exc:
         runner.kill_all()  # the session ends uncommitted: the server rolls the restore back
         known.update(untouched=jobs == 1)
+        reason = str(exc).split(';', maxsplit=1)[0]
         raise Interrupted('the restore of %s was interrupted (%s); %s' % (
-            path, str(exc).split(';')[0], 'it ran in one transaction that was not committed, so the database was '
-            'left as it was' if jobs == 1 else 'with jobs > 1 the database may be partly restored: restore again'),
+            path, reason, 'it ran in one transaction that was not committed, so the database was left as it was'
+            if jobs == 1 else 'with jobs > 1 the database may be partly restored: restore again'),
             error_code='interrupted', **known)
     finally:
         runner.kill_all()

@@ -107,7 +107,8 @@ def test_an_ordinary_failure_is_proved_untouched(fresh_db, tmp_path):
     assert result['failed'] is True and result['error_code'] == 'apply_failed'
     assert result['untouched'] is True and result['committed'] == [] and result['unrecorded_changes'] is False
     assert result['failed_migration'] == '0001_bad' and result['retryable'] is False
-    assert result['fingerprint']['before'] == result['fingerprint']['after'] is not None
+    assert result['fingerprint']['before'] is not None
+    assert result['fingerprint']['before'] == result['fingerprint']['after']
     assert 'its schemas are as before the run' in result['msg']
     assert fresh_db.snapshot() == before
     assert records(log)[-1]['untouched'] is True

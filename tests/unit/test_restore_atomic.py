@@ -130,7 +130,7 @@ def test_killing_the_restore_at_random_points_never_leaves_a_mix(dumped, victim)
     pre = db.snapshot()
     rng = random.Random(11)
     outcomes = set()
-    for delay in [0.0, 0.01] + [rng.uniform(0.0, 0.4) for _ in range(4)]:
+    for delay in [0.0, 0.01] + [rng.uniform(0.0, 0.4) for dummy in range(4)]:
         if db.snapshot() != pre:  # a previous round restored it whole: start from the mutated state again
             db.execute('DROP SCHEMA app CASCADE; SELECT lo_unlink(77777)')
             seed(db)
