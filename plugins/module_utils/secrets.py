@@ -156,14 +156,47 @@ def mask(text, secrets=None):
     if not isinstance(text, str):
         return text
     try:
-        for form in sorted(all_spellings(secrets), key=len, reverse=True):
-            if form in text:
-                text = text.replace(form, MASK)
-        text = _URL_USERINFO.sub(lambda m: m.group(1) + m.group(2) + ':' + MASK + '@', text)
-        text = _KEYWORD_PASSWORD.sub(lambda m: m.group(1) + MASK, text)
-        return text
+        return _mask_spans(text, _spans(text, all_spellings(secrets)))
     except Exception:  # pragma: no cover - never let masking itself leak or fail
         return MASK
+
+
+def _spans(text, forms):
+    """(start, end) of every occurrence of every form, URL userinfo password and ``password=`` value, all
+    found in the original ``text``: one rule's replacement cannot hide what another rule would have found
+    (a secret URL fragment masked first used to take the '@' the userinfo rule needs)."""
+    spans = []
+    for form in forms:
+        start = text.find(form)
+        while start >= 0:
+            spans.append((start, start + len(form)))
+            start = text.find(form, start + 1)
+    for m in _URL_USERINFO.finditer(text):
+        spans.append((m.end(2) + 1, m.end() - 1))
+    for m in _KEYWORD_PASSWORD.finditer(text):
+        spans.append((m.start(2), m.end(2)))
+    return spans
+
+
+def _mask_spans(text, spans):
+    """``text`` with each run of overlapping or touching spans replaced by one MASK."""
+    out = []
+    pos = 0
+    end = -1
+    for start, stop in sorted(s for s in spans if s[1] > s[0]):
+        if start <= end:
+            end = max(end, stop)
+            continue
+        if end >= 0:
+            out.append(MASK)
+            pos = end
+        out.append(text[pos:start])
+        end = stop
+    if end >= 0:
+        out.append(MASK)
+        pos = end
+    out.append(text[pos:])
+    return ''.join(out)
 
 
 def mask_data(value, secrets=None):
