@@ -56,17 +56,33 @@ def check_dir(path, what, ancestors=True):
                               % (what, path, 'others' if st.st_mode & stat.S_IWOTH else 'its group',
                                  stat.S_IMODE(st.st_mode), path))
     if ancestors:
-        parent = os.path.dirname(path)
-        while parent and parent != path:
-            pst = os.stat(parent)
-            if pst.st_uid not in (me, 0) or (pst.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-                                             and not pst.st_mode & stat.S_ISVTX):
-                raise UnsafePathError(errno.EPERM, '%s %s is inside %s, which %s could rename or replace (owner %s, '
-                                      'mode %04o); use a directory whose parents only you or root can change'
-                                      % (what, path, parent, 'another user', _who(pst.st_uid),
-                                         stat.S_IMODE(pst.st_mode)))
-            path, parent = parent, os.path.dirname(parent)
+        _check_ancestors(path, what, me)
+        real = os.path.realpath(path)
+        if real != path:  # a symlinked parent: the directories it leads through must be safe as well
+            _check_ancestors(real, what, me)
     return st
+
+
+def _check_ancestors(path, what, me):
+    """Every parent of ``path``: a directory only its owner (``me`` or root) can change, or sticky (as /tmp);
+    a symlink owned by ``me`` or root (another user's symlink, as one put in /tmp, can be pointed elsewhere
+    between our check and our use; the kernel's protected_symlinks is not always on)."""
+    top = path
+    parent = os.path.dirname(path)
+    while parent and parent != path:
+        pst = os.lstat(parent)
+        if stat.S_ISLNK(pst.st_mode):
+            if pst.st_uid not in (me, 0):
+                raise UnsafePathError(errno.EPERM, '%s %s is reached through %s, a symlink owned by %s, who could '
+                                      'point it elsewhere; give the real path (%s)'
+                                      % (what, top, parent, _who(pst.st_uid), os.path.realpath(top)))
+        elif pst.st_uid not in (me, 0) or (pst.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+                                           and not pst.st_mode & stat.S_ISVTX):
+            raise UnsafePathError(errno.EPERM, '%s %s is inside %s, which %s could rename or replace (owner %s, '
+                                  'mode %04o); use a directory whose parents only you or root can change'
+                                  % (what, top, parent, 'another user', _who(pst.st_uid),
+                                     stat.S_IMODE(pst.st_mode)))
+        path, parent = parent, os.path.dirname(parent)
 
 
 def check_parent(path, what):

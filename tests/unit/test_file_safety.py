@@ -166,3 +166,30 @@ def test_report_paths_refuse_foreign_directories_and_symlinks(tmp_path):
     assert 'symlink' in str(err.value) and not (tmp_path / 'victim').exists()
     report.write_prometheus_textfile(str(mine / 'm.prom'), status)
     assert os.path.isfile(str(mine / 'm.prom'))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='needs root to make a symlink owned by another user')
+def test_a_parent_symlink_of_another_user_is_refused(tmp_path):
+    """Red team (issue 13): /tmp-like sticky directory, another user's symlink as a PARENT of the backup
+    directory / audit log / report (the final component was checked, the parents were followed): the check
+    passed for the safe target, and the other user could point the symlink at his own files before the use
+    (protected_symlinks is off on some hosts, this one included)."""
+    shared = tmp_path / 'shared'
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # like /tmp
+    safe = tmp_path / 'mine'
+    (safe / 'backups').mkdir(parents=True, mode=0o700)
+    os.chmod(safe, 0o700)
+    link = shared / 'homelab'
+    link.symlink_to(safe)
+    os.lchown(link, _nobody(), -1)
+    with pytest.raises(backup.BackupError, match='symlink owned by nobody'):
+        backup.check_dest(str(link / 'backups'))
+    with pytest.raises(OSError, match='symlink owned by nobody'):
+        audit.append_record(str(link / 'backups' / 'audit.log'), {'x': 1})
+    with pytest.raises(OSError, match='symlink owned by nobody'):
+        report.write_atomic(str(link / 'backups' / 'status.json'), b'{}')
+    assert os.listdir(safe / 'backups') == []
+    # the same symlink owned by the user running (or root) is fine: only its owner can repoint it
+    os.lchown(link, 0, -1)
+    backup.check_dest(str(link / 'backups'))
