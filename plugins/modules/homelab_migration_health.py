@@ -28,9 +28,9 @@ options:
   url:
     description:
       - The C(http://) or C(https://) URL to check. No proxy is used.
-      - Percent-encode C(@ : / ? # %) in the user and password (C(%40 %3A %2F %3F %23 %25)). A URL with an C(@)
+      - "Percent-encode C(@ : / ? # %) in the user and password (C(%40 %3A %2F %3F %23 %25)). A URL with an C(@)
         after its host part is refused (an unencoded C(/), C(?) or C(#) in a password would end the host part and
-        send the rest of the password to another host); encode an C(@) of the path or query as C(%40).
+        send the rest of the password to another host); encode an C(@) of the path or query as C(%40)."
     type: str
     required: true
   timeout:
