@@ -34,7 +34,7 @@ MIN_SECRET_LEN = 3
 _PERCENT = re.compile(r'%[0-9A-Fa-f]{2}')
 # scheme://user:password@ : the password runs to the last '@' of the token (an unencoded '@' in a
 # password must not leave its tail); a token ends at white space or a quote.
-_URL_USERINFO = re.compile(r'''([A-Za-z][A-Za-z0-9+.-]*://)([^\s:/@"'<>]*):[^\s"'<>]*@''')
+_URL_USERINFO = re.compile(r'''(?<![A-Za-z0-9+.-])([A-Za-z0-9+.-]*://)([^\s:/@"'<>]*):[^\s"'<>]*@''')
 # password=... (conninfo keywords, query parameters, JSON keys, PGPASSWORD=...)
 _KEYWORD_PASSWORD = re.compile(
     r'''(?i)((?:ssl)?password["']?\s*[=:]\s*)('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|(?:\\.|\\$|[^\s'"&,;)}\]\\])+)''')
@@ -130,6 +130,14 @@ def spellings(password, user=None):
         for enc in (json.dumps(form)[1:-1], json.dumps(form, ensure_ascii=False)[1:-1], repr(form)[1:-1],
                     json.dumps(json.dumps(form))[3:-3]):
             escaped.add(enc)
+    if any(ord(c) > 126 for c in password):
+        # a non-ASCII password as Python prints bytes (b'\\xc3\\xbc'), ascii() / backslashreplace (\\xfc), a tool
+        # that decodes UTF-8 as Latin-1, or one that replaces what its encoding lacks with '?'
+        for form in forms:
+            data = form.encode('utf-8', 'surrogateescape')
+            escaped.update((repr(data)[2:-1], ascii(form)[1:-1], data.decode('latin-1'),
+                            form.encode('ascii', 'replace').decode('ascii'),
+                            form.encode('latin-1', 'replace').decode('latin-1')))
     forms |= escaped
     if user:
         # HTTP basic auth (a health check URL with credentials): base64 of user:password

@@ -131,3 +131,30 @@ def test_health_module_shows_no_credentials_in_its_invocation_at_vvv():
     for leak in (password, quote(password, safe=''), 'HlthInv0c', basic):
         assert leak not in proc.stdout and leak not in json.dumps(result), leak
     assert 'module_args' in proc.stdout  # -vvv did print the arguments
+
+
+@pytest.mark.parametrize('password', ['ünï-cødé pw', 'x\ty\nzeuro€abc', 'пароль-Secret1'])
+def test_a_non_ascii_password_is_masked_as_bytes_and_backslash_escapes_print_it(password):
+    """Red team (issue 13): a unicode password printed as Python bytes (b'\\xc3\\xbc...', an env.py printing
+    url.encode() or a child's raw output), through ascii()/backslashreplace, decoded as Latin-1 by a tool, or
+    with '?' for what an ASCII/Latin-1 output cannot show."""
+    d = DbUrl('postgresql://app:%s@db.lan/app' % quote(password, safe=''))
+    data = password.encode('utf-8')
+    for form in (repr(data)[2:-1], str(d.sqlalchemy_url().encode()), ascii(password)[1:-1], data.decode('latin-1'),
+                 password.encode('ascii', 'replace').decode(), password.encode('latin-1', 'replace').decode('latin-1'),
+                 password.encode('unicode_escape').decode()):
+        out = d.scrub('before %s after' % form)
+        assert form not in out, (form, out)
+        assert out.startswith('before ') and out.endswith(' after')
+
+
+def test_masking_long_lines_is_linear():
+    """Red team: the URL rule tried a scheme at every letter of a word, so 4 MB of long lines (an alembic
+    --sql preview of a data migration) took 11 s to mask; now well under the bound, and a URL after a digit
+    is still found."""
+    import time
+    text = ('x' * 1000 + '\n') * 4000 + ' 9postgresql://a:LongLineSecret@h/db'
+    started = time.monotonic()
+    out = secrets.mask(text, [('app', 'ünï-cødé pw')])
+    assert time.monotonic() - started < 4
+    assert 'LongLineSecret' not in out and out.endswith('9postgresql://a:%s@h/db' % secrets.MASK)
