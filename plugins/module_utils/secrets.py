@@ -12,7 +12,8 @@ basic-auth header (base64 of ``user:password``). Independently of known secrets,
 
 Secrets are given per call (no module-level state): a password string, a ``(user, password)`` pair,
 a URL string (its userinfo is taken apart the ways parsers disagree on), or any object with
-``user`` and ``password`` attributes (``connection.DbUrl``). An http(s) URL given as a secret (a health check)
+``user`` and ``password`` attributes (``connection.DbUrl``). SQL's ``PASSWORD '...'`` literal (a migration
+creating a role, quoted back by PostgreSQL's error) is masked too. An http(s) URL given as a secret (a health check)
 also has its query string, fragment and credential-named query values masked (``?token=...``).
 """
 
@@ -38,6 +39,12 @@ _URL_USERINFO = re.compile(r'''(?<![A-Za-z0-9+.-])([A-Za-z0-9+.-]*://)([^\s:/@"'
 # password=... (conninfo keywords, query parameters, JSON keys, PGPASSWORD=...)
 _KEYWORD_PASSWORD = re.compile(
     r'''(?i)((?:ssl)?password["']?\s*[=:]\s*)('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|(?:\\.|\\$|[^\s'"&,;)}\]\\])+)''')
+
+# SQL's PASSWORD 'literal' (CREATE/ALTER ROLE ... [ENCRYPTED] PASSWORD '...', E'...', $$...$$): PostgreSQL quotes
+# the failing statement in its error (LINE 1: ...), which may cut the literal before its closing quote
+_SQL_PASSWORD = re.compile(
+    r'''(?i)(\bpassword\s+)(E'(?:[^'\\\n]|\\.|'')*'?|'(?:[^'\n]|'')*'?|(\$[A-Za-z_0-9]*\$).*?(?:\3|$))''',
+    re.MULTILINE)
 
 
 def _lower_hex(text):
@@ -182,6 +189,8 @@ def _spans(text, forms):
     for m in _URL_USERINFO.finditer(text):
         spans.append((m.end(2) + 1, m.end() - 1))
     for m in _KEYWORD_PASSWORD.finditer(text):
+        spans.append((m.start(2), m.end(2)))
+    for m in _SQL_PASSWORD.finditer(text):
         spans.append((m.start(2), m.end(2)))
     return spans
 

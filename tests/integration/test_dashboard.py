@@ -178,6 +178,40 @@ def test_a_health_check_token_in_the_url_reaches_no_published_file(pg, tmp_path)
         with open(path) as fh:
             assert token not in fh.read(), path
 
+
+def test_a_role_password_in_a_failing_migration_reaches_no_published_file(pg, tmp_path):
+    """Red team: a migration creating a role with PASSWORD '...' that fails (a typo after it) made PostgreSQL
+    quote the statement in its error (LINE 1: ...); the error went to the audit record, the runs document and
+    the play output with the role's password in it."""
+    import uuid
+    homelab = Homelab(pg, tmp_path)
+    dash = str(tmp_path / 'www')
+    secret = 'CnryRole%s' % uuid.uuid4().hex[:10]
+    tag = '0005_app_role'
+    folder = os.path.join(homelab.services_dir, 'stream-bot', 'migrations')
+    with open(os.path.join(folder, 'meta', '_journal.json')) as fh:
+        journal = json.load(fh)
+    last = journal['entries'][-1]
+    journal['entries'].append(dict(last, idx=last['idx'] + 1, when=last['when'] + 60000, tag=tag))
+    with open(os.path.join(folder, 'meta', '_journal.json'), 'w') as fh:
+        json.dump(journal, fh, indent=2)
+    with open(os.path.join(folder, tag + '.sql'), 'w') as fh:
+        fh.write("CREATE ROLE \"app_reader_%s\" LOGIN PASSWORD '%s' CONNECTON LIMIT 5;\n" % (secret[-6:], secret))
+    try:
+        homelab.move('stream-bot', BOTS['stream-bot'][-1])
+        proc = homelab.play(tags='stream-bot', migrate_all_dashboard_dir=dash, timeout=300)
+        check = homelab.play(check=True, tags='stream-bot', migrate_all_dashboard_dir=dash, timeout=300)
+    finally:
+        homelab.drop()
+    assert proc.returncode != 0 and 'CONNECTON' in proc.output, proc.output[-3000:]
+    runs = _read(dash, 'api/migrations/runs')['runs']
+    assert runs and 'CONNECTON' in json.dumps(runs), runs
+    for name, run in (('apply', proc), ('check', check)):
+        assert secret not in run.output, (name, 'the role password reached the play output')
+    for path in [homelab.audit_log] + [os.path.join(dash, rel) for rel in FILES]:
+        with open(path) as fh:
+            assert secret not in fh.read(), path
+
 # ------------------------------------------------------------------------------------------------- browser
 
 @pytest.fixture(scope='module')

@@ -158,3 +158,26 @@ def test_masking_long_lines_is_linear():
     out = secrets.mask(text, [('app', 'ünï-cødé pw')])
     assert time.monotonic() - started < 4
     assert 'LongLineSecret' not in out and out.endswith('9postgresql://a:%s@h/db' % secrets.MASK)
+
+
+@pytest.mark.parametrize('text', [
+    "LINE 1: CREATE ROLE app LOGIN PASSWORD 'CnrySql1' CONNECTON LIMIT 5",
+    "statement `ALTER ROLE app WITH ENCRYPTED PASSWORD E'CnrySql1\\'x' VALID UNTIL 'x'`",
+    "alter role app password $pw$CnrySql1$pw$ login",
+    "LINE 1: ...ROLE app PASSWORD 'CnrySql1 it''s cut here",
+    "create user app password 'CnrySql1'",
+])
+def test_sql_password_literals_are_masked_without_knowing_them(text):
+    """Red team: PostgreSQL quotes a failing CREATE/ALTER ROLE ... PASSWORD '...' in its error."""
+    masked = secrets.mask(text)
+    assert 'CnrySql1' not in masked and "'x'" not in masked.split('PASSWORD')[-1][:14]
+    assert secrets.mask('password authentication failed for user "app"') == \
+        'password authentication failed for user "app"'
+
+
+def test_a_secret_http_url_has_its_query_masked():
+    url = 'https://dash.lan/healthz?probe=1&access_token=CnryTok9#CnryFrag'
+    masked = secrets.mask('GET %s failed; token CnryTok9' % url, [url])
+    assert 'CnryTok9' not in masked and 'CnryFrag' not in masked and 'https://dash.lan/healthz?' in masked
+    db = 'postgresql://u:pw@h/db?sslmode=require'
+    assert secrets.mask('sslmode=require required', [db]) == 'sslmode=require required'
