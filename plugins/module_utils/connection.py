@@ -45,8 +45,8 @@ _KEYWORD_RE = re.compile(r'^\s*[A-Za-z_][A-Za-z0-9_]*\s*=')
 # connection keywords kept as DbUrl attributes; every other libpq keyword is a param
 _MAIN_KEYS = ('user', 'password', 'host', 'port', 'dbname')
 _FORM = 'use postgresql://user:password@host:5432/dbname or a libpq keyword string (host=... dbname=...)'
-_ENCODE_HINT = ('percent-encode special characters in the user and password: @ as %40, : as %3A, / as %2F, '
-                '? as %3F, # as %23, % as %25, space as %20')
+_ENCODE_HINT = ('percent-encode special characters in the user and password (@ as %40, : as %3A, / as %2F, '
+                '? as %3F, # as %23, % as %25, space as %20)')
 
 
 class ConnectError(Exception):
@@ -103,7 +103,10 @@ def _parse(url):
     except UrlError:
         raise
     except Exception as exc:
-        raise _refuse(url, _libpq_reason(exc))
+        refused = _refuse(url, _libpq_reason(exc))
+        # libpq's message quotes the URL (password included): a traceback must not show it as the context
+        refused.__suppress_context__ = True
+        raise refused
     if match and info.get('password') is None and written is not None:  # pragma: no cover - libpq keeps ':'
         raise _refuse(url, 'libpq found no password where one was written')
     return info, driver or None, written

@@ -181,3 +181,18 @@ def test_a_secret_http_url_has_its_query_masked():
     assert 'CnryTok9' not in masked and 'CnryFrag' not in masked and 'https://dash.lan/healthz?' in masked
     db = 'postgresql://u:pw@h/db?sslmode=require'
     assert secrets.mask('sslmode=require required', [db]) == 'sslmode=require required'
+
+
+@pytest.mark.parametrize('url', ['postgresql://app:p%zzChainLeak1@127.0.0.1:1/app',
+                                 'host=db password=ChainLeak1 junk'])
+def test_a_refused_url_leaves_no_password_in_its_traceback(url):
+    """Red team: libpq's parse error quotes the URL; the UrlError raised while handling it carried it as its
+    context, so any traceback of the refusal (a module's last-resort exception=, a crash at -vvvv) showed it.
+    The hint itself is not eaten by the password rule either."""
+    import traceback
+    from ansible_collections.homelab.migrations.plugins.module_utils.connection import UrlError
+    with pytest.raises(UrlError) as info:
+        DbUrl(url)
+    text = ''.join(traceback.format_exception(info.type, info.value, info.tb))
+    assert 'ChainLeak1' not in text
+    assert 'ChainLeak1' not in secrets.mask(str(info.value)) and secrets.MASK not in str(info.value)[-60:]
