@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import difflib
+import re
 
 PREFIX = 'migrate_all_'
 # variables with the role's prefix that are not role options: the fact the role sets, the playbook's host pattern
@@ -38,26 +39,46 @@ def _option_names(options):
     return [str(k) for k in (options or [])]
 
 
-def migrate_all_unknown_vars(names, options, allowed=None):
-    """A message naming every ``migrate_all_*`` variable in ``names`` that is no role option, or ''.
+def _looks_like_an_option(name):
+    """Whether ``name`` is meant as a role option: it starts with ``migrate_all_`` in any case, or its
+    first letters are a near miss of it (migrateall_, mirgate_all_, migrate_al_, migrate-all_)."""
+    low = name.lower()
+    if low.startswith(PREFIX + '_'):
+        return False
+    if low.startswith(PREFIX):
+        return True
+    letters = re.sub('[^a-z]', '', low)
+    return difflib.SequenceMatcher(None, letters[:10], 'migrateall').ratio() >= 0.85
 
-    ``names`` are the variable names set for the host (``query('varnames', '^migrate_all_')``);
-    ``options`` the argument spec's options (a dict or names). Internal names (``migrate_all__*``),
-    the role's own fact ``migrate_all_audit`` and the playbook's ``migrate_all_hosts`` are known.
+
+def _suggest_option(name, known):
+    """The closest of ``known`` option names to ``name``, compared in lower case (and without the prefix)."""
+    lower = dict((k.lower(), k) for k in known)
+    match = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.8)
+    return lower[match[0]] if match else _suggest(name, sorted(known), PREFIX)
+
+
+def migrate_all_unknown_vars(names, options, allowed=None):
+    """A message naming every variable in ``names`` meant as a role option that is none, or ''.
+
+    ``names`` are the variable names set for the host (``query('varnames', '.')``); ``options`` the argument
+    spec's options (a dict or names). Ansible's variable names are case-sensitive, so ``Migrate_all_action``
+    and near misses of the prefix (``migrateall_action``) are ignored by the role like ``migrate_all_acton``:
+    all are named. Internal names (``migrate_all__*``), the role's own fact ``migrate_all_audit`` and the
+    playbook's ``migrate_all_hosts`` are known; other variables are left alone.
     """
     known = set(_option_names(options)) | set(NOT_OPTIONS) | set(_option_names(allowed))
-    unknown = sorted(set(str(n) for n in (names or []) if str(n).startswith(PREFIX)
-                         and not str(n).startswith(PREFIX + '_') and str(n) not in known))
+    unknown = sorted(set(str(n) for n in (names or []) if str(n) not in known and _looks_like_an_option(str(n))))
     if not unknown:
         return ''
     parts = []
     for name in unknown:
-        guess = _suggest(name, sorted(known), PREFIX)
+        guess = _suggest_option(name, known)
         parts.append('%s (did you mean %s?)' % (name, guess) if guess else name)
-    return ('unknown variable%s %s: the migrate_all role has no such option, so %s would be ignored. '
-            'Correct the name or remove it (every option: ansible-doc -t role homelab.migrations.migrate_all). '
-            'Nothing was changed.' % ('s' if len(unknown) > 1 else '', ', '.join(parts),
-                                      'they' if len(unknown) > 1 else 'it'))
+    return ('unknown variable%s %s: the migrate_all role has no such option (names are case-sensitive), so %s '
+            'would be ignored. Correct the name or remove it (every option: ansible-doc -t role '
+            'homelab.migrations.migrate_all). Nothing was changed.'
+            % ('s' if len(unknown) > 1 else '', ', '.join(parts), 'they' if len(unknown) > 1 else 'it'))
 
 
 def _service_names(services_per_host):

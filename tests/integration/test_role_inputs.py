@@ -43,6 +43,20 @@ def test_unknown_tags_name_no_service_of_any_host():
     assert checks.migrate_all_unknown_tags(['a'], [], ['oops', None, [{'name': 'a'}]]) == ''
 
 
+def test_unknown_vars_in_another_case_or_with_a_misspelt_prefix_are_named():
+    """Ansible variable names are case-sensitive: Migrate_all_action, MIGRATE_ALL_ACTION, migrateall_action,
+    mirgate_all_action and migrate_al_action are all ignored by the role, so they are refused like
+    migrate_all_acton; unrelated names (migrations_dir, migrate_action, ansible_*) are not."""
+    options = {'migrate_all_action': {}, 'migrate_all_confirm': {}, 'migrate_all_backup_dir': {}}
+    for name in ('Migrate_all_action', 'MIGRATE_ALL_ACTION', 'migrateall_action', 'mirgate_all_action',
+                 'migrate_al_action', 'migrate-all_action', 'Migrate_All_Confirm'):
+        msg = checks.migrate_all_unknown_vars([name, 'migrate_all_action'], options)
+        assert '%s (did you mean migrate_all_' % name in msg, (name, msg)
+    for name in ('migrations_dir', 'migrate_action', 'ansible_check_mode', 'migrate_all__run_id', 'homelab_x',
+                 'Migrate_all__x', 'migrate_all_hosts', 'migrate_all_audit'):
+        assert checks.migrate_all_unknown_vars([name], options) == '', name
+
+
 # ------------------------------------------------------------------------------------------- the role
 def test_misspelt_action_is_refused_before_anything_is_touched(homelab):  # noqa: F811
     before = homelab.snapshot()
@@ -52,6 +66,17 @@ def test_misspelt_action_is_refused_before_anything_is_touched(homelab):  # noqa
     assert homelab.snapshot() == before
     record = refused(homelab, homelab.audit())
     assert 'migrate_all_acton' in record['error']
+    assert homelab.backups() == []
+
+
+def test_action_in_another_case_is_refused_before_anything_is_touched(homelab):  # noqa: F811
+    """-e Migrate_all_action=rollback (a capital M) was ignored by the role: the run applied stream-bot, exit 0."""
+    before = homelab.snapshot()
+    proc = homelab.play(tags='stream-bot', Migrate_all_action='rollback')
+    assert proc.returncode != 0, proc.output[-3000:]
+    assert 'Migrate_all_action (did you mean migrate_all_action?)' in proc.output
+    assert homelab.snapshot() == before
+    refused(homelab, homelab.audit())
     assert homelab.backups() == []
 
 
