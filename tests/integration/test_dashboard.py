@@ -146,7 +146,6 @@ def test_a_refused_run_is_published_with_its_reason(pg, tmp_path):
     assert status['overall_status'] == 'pending' and status['total_pending'] == 6 + 5 + 3
 
 
-
 def test_a_health_check_token_in_the_url_reaches_no_published_file(pg, tmp_path):
     """Red team: a health check URL carrying its credential in the query (``?token=``, the way many services
     take one) failed the health check with the whole URL in the message, which went to the play output, the
@@ -211,6 +210,7 @@ def test_a_role_password_in_a_failing_migration_reaches_no_published_file(pg, tm
     for path in [homelab.audit_log] + [os.path.join(dash, rel) for rel in FILES]:
         with open(path) as fh:
             assert secret not in fh.read(), path
+
 
 # ------------------------------------------------------------------------------------------------- browser
 
