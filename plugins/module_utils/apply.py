@@ -57,6 +57,9 @@ APPLY_OPTIONS = dict(
 _DURATION_RE = re.compile(r'^\s*\d+(\.\d+)?\s*(us|ms|s|min|h|d)?\s*$')
 # a killed module must not leave its backend running a long statement with the lock held (PostgreSQL 14+)
 CLIENT_CHECK_INTERVAL_MS = '1000'
+# the re-read after a failure (what stayed?) never waits long for a lock or runs long: it says "unknown" instead
+REREAD_LOCK_TIMEOUT = '5s'
+REREAD_STATEMENT_TIMEOUT = '60s'
 
 
 class ApplyFailure(Exception):
@@ -256,6 +259,7 @@ class _Run(object):
         self.maybe_committed = []
         self.warnings = []
         self.error_code = None  # the adapter's code of the last failed attempt (lock_timeout, apply_failed...)
+        self.reread_conn = None  # the connection of a re-read after a failure (cancel_query cancels it too)
         self.interrupted_detail = None  # what the database showed after an interrupted apply
         self.result = {
             'changed': False,
@@ -286,9 +290,12 @@ class _Run(object):
     # ------------------------------------------------------------------ helpers
     def cancel_query(self):
         """Cancel the statement running on the run's connection (from another thread; interrupt.Guard)."""
-        conn = self.conn
-        if conn is not None and not conn.closed:
-            conn.cancel()
+        for conn in (self.conn, self.reread_conn):
+            if conn is not None and not conn.closed:
+                try:
+                    conn.cancel()
+                except Exception:
+                    pass
 
     def scrub(self, text):
         return self.dburl.scrub(text)
@@ -464,12 +471,20 @@ class _Run(object):
         try:
             other = connection_mod.connect(self.dburl, service=self.name,
                                            connect_timeout=self.params.get('connect_timeout') or 10)
+            # a read that must not wait: an application session holding (or queued for) an ACCESS EXCLUSIVE lock
+            # on the tracking table or a catalogued table made this read wait for as long as it held it, and a
+            # cancel could not reach it (cancel_query cancels this connection too now)
+            self.reread_conn = other
+            with other.cursor() as cur:
+                cur.execute('SELECT pg_catalog.set_config(%s, %s, false), pg_catalog.set_config(%s, %s, false)',
+                            ('lock_timeout', REREAD_LOCK_TIMEOUT, 'statement_timeout', REREAD_STATEMENT_TIMEOUT))
             return adapter.read_state(other), self.take_fingerprint(adapter, other)
         except Exception as exc:
             self.warnings.append('could not re-read the state of service %r after the run: %s'
                                  % (self.name, ' '.join(self.scrub(str(exc)).split())))
             return None, None
         finally:
+            self.reread_conn = None
             if other is not None:
                 try:
                     other.close()

@@ -1,0 +1,87 @@
+"""Red team (issue 12): waits that were unbounded or cancels that did not cancel, each found with real parts.
+
+- After a failed migration the module re-reads the state on a NEW connection to say what stayed; that
+  connection had no lock_timeout, so an application session holding (or queued for) an ACCESS EXCLUSIVE lock
+  on the tracking table (drizzle.__drizzle_migrations / alembic_version) made the module wait forever, and
+  a SIGINT/SIGTERM could not stop it: the watcher cancelled the run's own connection, not the re-read's.
+"""
+
+import json
+import os
+import threading
+import time
+
+import psycopg2
+
+from harness.ansible import run_module
+
+
+def _drizzle_service(root, url, failing_sql):
+    folder = os.path.join(root, 'migrations')
+    os.makedirs(os.path.join(folder, 'meta'))
+    entries = []
+    for idx, (tag, sql) in enumerate([
+            ('0000_users', 'CREATE TABLE "users" ("id" serial PRIMARY KEY, "email" text NOT NULL);'),
+            ('0001_slow_then_fails', failing_sql)]):
+        with open(os.path.join(folder, tag + '.sql'), 'w') as fh:
+            fh.write(sql + '\n')
+        entries.append({'idx': idx, 'version': '7', 'when': 1700000000000 + idx * 1000, 'tag': tag,
+                        'breakpoints': True})
+    with open(os.path.join(folder, 'meta', '_journal.json'), 'w') as fh:
+        json.dump({'version': '7', 'dialect': 'postgresql', 'entries': entries}, fh)
+    return {'name': 'bot', 'tool': 'drizzle', 'path': root, 'database_url': url}
+
+
+def _lock_when_sleeping(url, table, hold, ready, done):
+    """An application session: once the migration sleeps, it asks for ACCESS EXCLUSIVE on ``table`` and holds it."""
+    conn = psycopg2.connect(url, application_name='the-app-locker')
+    try:
+        with conn.cursor() as cur:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%pg_sleep(3)%%' "
+                            "AND state = 'active' AND pid <> pg_backend_pid()")
+                if cur.fetchone()[0]:
+                    break
+                conn.rollback()
+                time.sleep(0.1)
+            conn.rollback()
+            cur.execute("SET lock_timeout = '60s'")
+            cur.execute('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE' % table)
+            ready.set()
+            done.wait(hold)
+        conn.rollback()
+    finally:
+        conn.close()
+
+
+def test_failed_migration_reread_is_bounded_when_the_tracking_table_is_locked(fresh_db, tmp_path):
+    sql = ('ALTER TABLE "users" ADD COLUMN "nick" text;\n--> statement-breakpoint\n'
+           'SELECT pg_sleep(3);\n--> statement-breakpoint\nSELECT 1/0;')
+    spec = _drizzle_service(str(tmp_path / 'bot'), fresh_db.password_url, sql)
+    result, proc = run_module('homelab_migration_apply', {'service': spec, 'target': '0000_users'}, timeout=120)
+    assert not result.get('failed'), result.get('msg') or proc.stdout[-3000:]
+    ready, done = threading.Event(), threading.Event()
+    locker = threading.Thread(target=_lock_when_sleeping, daemon=True,
+                              args=(fresh_db.password_url, 'drizzle.__drizzle_migrations', 90, ready, done))
+    locker.start()
+    try:
+        started = time.monotonic()
+        result, proc = run_module('homelab_migration_apply', {'service': spec, 'lock_timeout': '1s'}, timeout=150)
+        took = time.monotonic() - started
+    finally:
+        done.set()
+        locker.join(30)
+    assert ready.is_set(), 'the application session never got its lock'
+    assert result.get('failed'), result
+    # 3 s of migration, then a bounded re-read (a few seconds), not the 90 s the application holds its lock
+    assert took < 40, took
+    assert result['error_code'] == 'apply_failed', result
+    # nothing of the failed migration stayed, and the result does not claim it knows more than it read
+    cols = fresh_db.query("SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' "
+                          "AND column_name = 'nick'")[0][0]
+    assert cols == 0
+    assert result['applied'] == [] and result['committed'] == []
+    # the re-read ran into its bound: the result says what it could not know, never "nothing stayed"
+    assert 'could not be re-read' in result['msg'] and 'unknown' in result['msg'], result['msg']
+    assert result['untouched'] is False and result['unrecorded_changes'] is True, result
