@@ -652,8 +652,22 @@ class _Run(object):
     def decide(self, adapter):
         """From the state read (self.before) on: plan, preview, stop in check mode or carry the plan out."""
         self.result['from_revision'] = self.before.current_revision
-        self.check_expected(self.before.current_revision)
         self.result['to_revision'] = self.before.current_revision
+        try:
+            self.check_expected(self.before.current_revision)
+        except ApplyFailure as moved:
+            # another run moved it; when it is already where this run was to take it, nothing is left to do
+            # (nothing unconfirmed runs, nothing of the other run is undone); anything else is a conflict
+            try:
+                steps = self.make_plan(adapter, self.before)
+            except ApplyFailure:
+                raise moved
+            if steps:
+                raise moved
+            self.result['conflict'] = False
+            self.warnings.append('service %r: another run already took it to %s (expect_from was %s); nothing left '
+                                 'to do' % (self.name, self.before.current_revision or 'base',
+                                            self.params.get('expect_from') or 'base'))
         steps = self.make_plan(adapter, self.before)
         self.preflight(adapter, steps)
         self.preview(adapter, steps)

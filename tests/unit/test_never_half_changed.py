@@ -216,3 +216,16 @@ def test_no_finding_and_no_stop_for_statements_that_keep_the_transaction(fresh_d
     result = run_apply(svc[0], svc[1], {})
     assert 'failed' not in result, result.get('msg')
     assert result['findings'] == [] and result['applied'] == ['0000_fine']
+
+
+def test_a_pinned_apply_finds_another_run_already_did_the_same(fresh_db, tmp_path):
+    """Four runs confirmed the same plan: the later ones find it done, nothing conflicting is left to do."""
+    files = [('0000_a', 'CREATE TABLE a (id int);'), ('0001_b', 'CREATE TABLE b (id int);')]
+    svc = drizzle_service(tmp_path, fresh_db.password_url, files)
+    assert run_apply(svc[0], svc[1], {'target': '0001_b', 'expect_from': 'base'})['applied'] == ['0000_a', '0001_b']
+    again = run_apply(svc[0], svc[1], {'target': '0001_b', 'expect_from': 'base'})
+    assert 'failed' not in again and again['conflict'] is False and again['outcome'] == 'unchanged'
+    # elsewhere than the plan's start and its target: refused, naming both revisions
+    moved = run_apply(svc[0], svc[1], {'target': '0000_a', 'expect_from': 'base'})
+    assert moved['failed'] is True and moved['conflict'] is True and moved['error_code'] == 'conflict'
+    assert '0001_b' in moved['msg'] and 'not at base' in moved['msg'] and tables(fresh_db) == ['a', 'b']
