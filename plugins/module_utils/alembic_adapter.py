@@ -1705,7 +1705,7 @@ class AlembicAdapter(Adapter):
                 txs.append([])  # an autocommit block at the end: the next revision starts a new transaction
             transactions.extend(txs if one_transaction else [tx for tx in txs if tx])
         findings.extend(preflight_mod.transaction_findings([tx for tx in transactions if tx], version,
-                                                           _alembic_advice))
+                                                           _alembic_advice, preflight_mod.enum_catalog(conn)))
         if lint and direction == 'up' and self.spec.get('alembic_sql_preview'):
             lint_findings, lint_info = self._lint(conn, state, steps, options or {})
             findings.extend(lint_findings)

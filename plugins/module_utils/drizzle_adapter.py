@@ -777,7 +777,8 @@ class DrizzleAdapter(Adapter):
             version = conn.server_version if conn is not None else None
         except Exception:
             version = None
-        findings.extend(preflight_mod.transaction_findings(transactions, version, self._advice(opts)))
+        findings.extend(preflight_mod.transaction_findings(transactions, version, self._advice(opts),
+                                                           preflight_mod.enum_catalog(conn)))
         lint_info = {'linter': preflight_mod.SQUAWK, 'ran': False, 'reason': 'not asked for'}
         if lint:
             lint_findings, lint_info = preflight_mod.squawk_findings([(tag, text) for tag, text, dummy in loaded],

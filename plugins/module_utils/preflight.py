@@ -100,12 +100,86 @@ def _string_end(sql, i, backslash):
     return None
 
 
+_OCTAL = re.compile(r'[0-7]{1,3}')
+_HEX = re.compile(r'[0-9A-Fa-f]{1,2}')
+# what may stand between two string constants PostgreSQL joins into one: whitespace with a newline, -- comments
+# (scan.l's quotecontinue: horiz_whitespace* newline special_whitespace* quote)
+_CONTINUATION = re.compile(r"(?:[ \t\f]|--[^\n\r]*)*[\n\r](?:[ \t\n\r\f\v]+|--[^\n\r]*[\n\r])*'")
+_UESCAPE = re.compile(r"\s*UESCAPE\s*'([^'])'", re.I)
+
+
 def _unescape(body, backslash):
+    """The value of a '...' literal's body; with ``backslash`` (E'...') PostgreSQL's escapes: \\b \\f \\n \\r
+    \\t, octal \\ooo and hex \\xhh bytes, \\uXXXX and \\UXXXXXXXX, any other \\c is c."""
     body = body.replace("''", "'")
-    if backslash:
-        body = re.sub(r'\\(.)', lambda m: {'n': '\n', 't': '\t', 'r': '\r', 'b': '\b', 'f': '\f'}.get(
-            m.group(1), m.group(1)), body)
-    return body
+    if not backslash or '\\' not in body:
+        return body
+    out = bytearray()
+    i = 0
+    n = len(body)
+    simple = {'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t'}
+    while i < n:
+        ch = body[i]
+        if ch != '\\' or i + 1 >= n:
+            out += ch.encode('utf-8', 'surrogatepass')
+            i += 1
+            continue
+        nxt = body[i + 1]
+        m = _OCTAL.match(body, i + 1)
+        if m:
+            out.append(int(m.group(0), 8) & 0xFF)
+            i = m.end()
+            continue
+        if nxt == 'x':
+            m = _HEX.match(body, i + 2)
+            if m:
+                out.append(int(m.group(0), 16))
+                i = m.end()
+                continue
+        if nxt in 'uU':
+            width = 4 if nxt == 'u' else 8
+            digits = body[i + 2:i + 2 + width]
+            if len(digits) == width and all(c in '0123456789abcdefABCDEF' for c in digits):
+                try:
+                    out += chr(int(digits, 16)).encode('utf-8', 'surrogatepass')
+                except ValueError:
+                    pass
+                i += 2 + width
+                continue
+        out += simple.get(nxt, nxt).encode('utf-8', 'surrogatepass')
+        i += 2
+    return out.decode('utf-8', 'replace')
+
+
+def _unicode_unescape(body, escape='\\'):
+    """The value of a U&'...' literal's body (already joined, '' undoubled) with escape character ``escape``."""
+    out = []
+    i = 0
+    n = len(body)
+    while i < n:
+        ch = body[i]
+        if ch != escape:
+            out.append(ch)
+            i += 1
+            continue
+        if body.startswith(escape, i + 1):
+            out.append(escape)
+            i += 2
+            continue
+        plus = body.startswith('+', i + 1)
+        width = 6 if plus else 4
+        start = i + 2 if plus else i + 1
+        digits = body[start:start + width]
+        if len(digits) == width and all(c in '0123456789abcdefABCDEF' for c in digits):
+            try:
+                out.append(chr(int(digits, 16)))
+            except ValueError:
+                pass
+            i = start + width
+            continue
+        out.append(ch)
+        i += 1
+    return ''.join(out)
 
 
 def lex(sql):
@@ -139,10 +213,28 @@ def lex(sql):
         if ch == "'" or (ch in 'EeBbXxNn' and sql.startswith("'", i + 1)) or \
                 (ch in 'Uu' and sql.startswith("&'", i + 1)):
             backslash = ch in 'Ee'
+            unicode = ch in 'Uu'
             quote = sql.index("'", i)
-            end = _string_end(sql, quote, backslash)
-            end = n if end is None else end
-            tokens.append(Token('string', sql[i:end], _unescape(sql[quote + 1:end - 1], backslash), i))
+            parts = []
+            while True:
+                end = _string_end(sql, quote, backslash)
+                if end is None:
+                    parts.append(sql[quote + 1:])
+                    end = n
+                    break
+                parts.append(sql[quote + 1:end - 1])
+                more = _CONTINUATION.match(sql, end)  # 'a'<newline>'b' is one constant 'ab'
+                if not more:
+                    break
+                quote = more.end() - 1
+            if unicode:
+                escape = _UESCAPE.match(sql, end)
+                value = _unicode_unescape(''.join(p.replace("''", "'") for p in parts),
+                                          escape.group(1) if escape else '\\')
+                end = escape.end() if escape else end
+            else:
+                value = ''.join(_unescape(p, backslash) for p in parts)
+            tokens.append(Token('string', sql[i:end], value, i))
             i = end
             continue
         if ch == '"' or (ch in 'Uu' and sql.startswith('&"', i + 1)):
@@ -248,6 +340,27 @@ def _after_options(tokens, i):
     return i
 
 
+def _option_on(tokens, i, name):
+    """Whether the parenthesised option list at tokens[i] (REINDEX (CONCURRENTLY, VERBOSE false)) turns
+    option ``name`` on: named without a value, or with true/on/1."""
+    if i >= len(tokens) or tokens[i].text != '(':
+        return False
+    end = _after_options(tokens, i)
+    items = [[]]
+    for tok in tokens[i + 1:end - 1]:
+        if tok.text == ',':
+            items.append([])
+        else:
+            items[-1].append(tok)
+    for item in items:
+        if item and item[0].kind == 'word' and item[0].value == name:
+            if len(item) == 1:
+                return True
+            value = item[1].value.lower() if item[1].kind in ('word', 'string') else item[1].text
+            return value in ('true', 'on', '1', 'yes', 't', 'y')
+    return False
+
+
 def no_transaction_kind(stmt):
     """The name of what PostgreSQL refuses inside a transaction block (SQLSTATE 25001), or None."""
     t = stmt.tokens
@@ -276,10 +389,14 @@ def no_transaction_kind(stmt):
                 return 'CREATE SUBSCRIPTION (it creates a replication slot)'
     if first == 'DROP' and second == 'INDEX' and len(w) > 2 and w[2] == 'CONCURRENTLY':
         return 'DROP INDEX CONCURRENTLY'
+    if first == 'DISCARD' and second == 'ALL':
+        return 'DISCARD ALL'
+    if first in ('COMMIT', 'ROLLBACK') and second == 'PREPARED':
+        return '%s PREPARED' % first
     if first == 'REINDEX':
         i = _after_options(t, 1)
         kind = w[i] if i < len(w) else None
-        if i + 1 < len(w) and w[i + 1] == 'CONCURRENTLY':
+        if i + 1 < len(w) and w[i + 1] == 'CONCURRENTLY' or _option_on(t, 1, 'CONCURRENTLY'):
             return 'REINDEX %s CONCURRENTLY' % kind
         if kind in ('SCHEMA', 'DATABASE', 'SYSTEM'):
             return 'REINDEX %s' % kind
@@ -329,8 +446,20 @@ def _qualified(tokens, i):
     return name, i
 
 
-def enum_add_value(stmt):
-    """(type name, new label) of ALTER TYPE ... ADD VALUE, else None."""
+def altered_type(stmt):
+    """(last name part, the name as written) of the type an ALTER TYPE statement changes, else None."""
+    t = stmt.tokens
+    if len(t) < 3 or t[0].value != 'ALTER' or t[1].value != 'TYPE':
+        return None
+    name, i = _qualified(t, 2)
+    if name is None:
+        return None
+    return name, stmt.text[t[2].start - stmt.start:t[i - 1].start - stmt.start + len(t[i - 1].text)]
+
+
+def enum_add_value(stmt, full=False):
+    """(type name, new label) of ALTER TYPE ... ADD VALUE, else None; with ``full`` (type name, new label,
+    the type's name as written, IF NOT EXISTS given)."""
     t = stmt.tokens
     if len(t) < 5 or t[0].value != 'ALTER' or t[1].value != 'TYPE':
         return None
@@ -338,28 +467,90 @@ def enum_add_value(stmt):
     if name is None or i + 1 >= len(t) or t[i].value != 'ADD' or t[i + 1].value != 'VALUE':
         return None
     i += 2
-    if i + 2 < len(t) and [x.value for x in t[i:i + 3]] == ['IF', 'NOT', 'EXISTS']:
+    if_not_exists = i + 2 < len(t) and [x.value for x in t[i:i + 3]] == ['IF', 'NOT', 'EXISTS']
+    if if_not_exists:
         i += 3
     if i < len(t) and t[i].kind == 'string':
-        return name, t[i].value
+        return (name, t[i].value, altered_type(stmt)[1], if_not_exists) if full else (name, t[i].value)
     return None
+
+
+def enum_rename_value(stmt):
+    """(type name, old label, new label) of ALTER TYPE ... RENAME VALUE 'a' TO 'b', else None."""
+    target = altered_type(stmt)
+    if target is None:
+        return None
+    t = stmt.tokens
+    dummy, i = _qualified(t, 2)
+    rest = t[i:]
+    if len(rest) == 5 and [x.value for x in (rest[0], rest[1], rest[3])] == ['RENAME', 'VALUE', 'TO'] and \
+            rest[2].kind == 'string' and rest[4].kind == 'string':
+        return target[0], rest[2].value, rest[4].value
+    return None
+
+
+def declared_columns(stmt, type_name):
+    """Column names the statement declares with type ``type_name`` (ADD COLUMN m mood, CREATE TABLE (m mood))."""
+    t = stmt.tokens
+    out = set()
+    for i in range(1, len(t)):
+        if t[i].kind in ('word', 'ident') and _name(t[i]) == type_name and t[i - 1].kind in ('word', 'ident'):
+            out.add(_name(t[i - 1]))
+    return out
+
+
+def enum_catalog(conn):
+    """A function (type name as written) -> (committed labels, names of columns of that type or its array
+    type) from the catalogue of ``conn``; (set(), set()) when that cannot be read (no connection, no type)."""
+    cache = {}
+
+    def lookup(name):
+        if name in cache:
+            return cache[name]
+        labels, columns = set(), set()
+        if conn is not None:
+            try:
+                with conn.cursor() as cur:
+                    cur.execute('SELECT e.enumlabel FROM pg_catalog.pg_enum e '
+                                'WHERE e.enumtypid = pg_catalog.to_regtype(%s)', (name,))
+                    labels = set(row[0] for row in cur.fetchall())
+                    cur.execute('SELECT DISTINCT a.attname FROM pg_catalog.pg_attribute a '
+                                'JOIN pg_catalog.pg_type t ON t.oid = pg_catalog.to_regtype(%s) '
+                                'WHERE a.atttypid IN (t.oid, t.typarray) AND a.attnum > 0 AND NOT a.attisdropped',
+                                (name,))
+                    columns = set(row[0] for row in cur.fetchall())
+            except Exception:
+                labels, columns = set(), set()
+                try:
+                    if not conn.closed and not conn.autocommit:
+                        conn.rollback()
+                except Exception:
+                    pass
+        cache[name] = (labels, columns)
+        return cache[name]
+    return lookup
 
 
 def literals(stmt):
     return set(tok.value for tok in stmt.tokens if tok.kind == 'string')
 
 
-def transaction_findings(transactions, server_version, advice):
+def transaction_findings(transactions, server_version, advice, catalog=None):
     """not_in_transaction findings for statements run inside transaction blocks.
 
     ``transactions``: list of transactions, each a list of (migration, Statement) in run order, every one
     run inside a transaction block. ``advice(kind, migration, later_migration)`` says what to do: ``kind``
     is 'always' (refused in any transaction), 'enum_same' (a new enum label used in the same migration) or
-    'enum_later' (used by a later migration of the same transaction).
+    'enum_later' (used by a later migration of the same transaction). ``catalog`` (see :func:`enum_catalog`)
+    gives an enum type's committed labels and columns: ADD VALUE IF NOT EXISTS of a committed label adds
+    nothing, and a literal spelled like a new label is an ``error`` only where the statement names the type or
+    one of its columns (else a ``warning``: it may be a plain text value).
     """
+    catalog = catalog or enum_catalog(None)
     out = []
     for tx in transactions:
-        pending_labels = []  # (type, label, migration, statement)
+        pending_labels = []  # (type, label, migration)
+        columns = {}  # enum type with a pending label: names of its columns (catalogue and this transaction)
         atomic = False
         for migration, stmt in tx:
             ends, atomic = ends_transaction_kind(stmt, atomic)
@@ -376,7 +567,7 @@ def transaction_findings(transactions, server_version, advice):
                                    'PostgreSQL refuses %s inside a transaction block (SQLSTATE 25001), and this '
                                    'migration runs inside one. %s' % (kind, advice('always', migration, None))))
                 continue
-            added = enum_add_value(stmt)
+            added = enum_add_value(stmt, full=True)
             if added:
                 if server_version and server_version < 120000:
                     out.append(finding(migration, statement_head(stmt.text), 'not_in_transaction', ERROR,
@@ -384,19 +575,39 @@ def transaction_findings(transactions, server_version, advice):
                                        'block (before version 12), and this migration runs inside one. %s'
                                        % (server_version // 10000, server_version % 10000 // 100,
                                           advice('always', migration, None))))
+                elif added[3] and added[1] in catalog(added[2])[0]:
+                    pass  # IF NOT EXISTS of a label the type has (committed): adds nothing, its use is safe
                 else:  # also for a type created in the same transaction (PostgreSQL refuses that too)
                     pending_labels.append((added[0], added[1], migration))
+                    columns.setdefault(added[0], set()).update(catalog(added[2])[1])
                 continue
+            target = altered_type(stmt)
+            if target is not None and target[0] in columns:
+                # ADD VALUE ... BEFORE 'new' / RENAME VALUE 'new' TO 'other' name the label without using it
+                renamed = enum_rename_value(stmt)
+                for type_name, label, where in list(pending_labels):
+                    if renamed and type_name == renamed[0] and label == renamed[1]:
+                        pending_labels.append((type_name, renamed[2], where))
+                continue
+            for type_name in columns:
+                columns[type_name].update(declared_columns(stmt, type_name))
             used = literals(stmt)
             for type_name, label, where in pending_labels:
                 if label in used:
                     later = migration if migration != where else None
+                    # certain only when the statement names the type or a column of it; a text value spelled
+                    # like the label (INSERT INTO log (note) VALUES ('happy')) runs fine
+                    names = set(_name(tok) for tok in stmt.tokens if tok.kind in ('word', 'ident'))
+                    certain = type_name in names or bool(names & columns.get(type_name, set()))
                     out.append(finding(
-                        migration, statement_head(stmt.text), 'not_in_transaction', ERROR,
-                        "this statement uses the enum label '%s' that %s adds to %s (ALTER TYPE ... ADD VALUE) in "
+                        migration, statement_head(stmt.text), 'not_in_transaction', ERROR if certain else WARNING,
+                        "this statement %s the enum label '%s' that %s adds to %s (ALTER TYPE ... ADD VALUE) in "
                         'the same transaction; PostgreSQL refuses a new label before the transaction that '
-                        'added it commits (SQLSTATE 55P04 unsafe use of new value). %s'
-                        % (label, 'migration %s' % where if later else 'this migration', type_name,
+                        'added it commits (SQLSTATE 55P04 unsafe use of new value)%s. %s'
+                        % ('uses' if certain else 'may use', label,
+                           'migration %s' % where if later else 'this migration', type_name,
+                           '' if certain else (", so it fails if '%s' here is a %s value (it names neither %s nor "
+                                               'a column of that type)' % (label, type_name, type_name)),
                            advice('enum_later' if later else 'enum_same', where, later))))
                     break
     return out

@@ -75,6 +75,11 @@ NOT_IN_TX = [
     ('create_database', 'CREATE DATABASE "preflight_never_made";'),
     ('drop_index_concurrently', 'DROP INDEX CONCURRENTLY "gen_0001_name_idx";'),
     ('reindex_concurrently', 'REINDEX INDEX CONCURRENTLY "gen_0001_name_idx";'),
+    # red team: the option-list spelling (PostgreSQL 14+), and statements refused the same way
+    ('reindex_option_concurrently', 'REINDEX (CONCURRENTLY) TABLE "gen_0001";'),
+    ('reindex_option_concurrently_true', 'REINDEX (VERBOSE, CONCURRENTLY true) INDEX "gen_0001_name_idx";'),
+    ('discard_all', 'discard all;'),
+    ('commit_prepared', "COMMIT PREPARED 'homelab_never_prepared';"),
 ]
 
 
@@ -431,3 +436,80 @@ def test_alembic_sql_is_linted_only_when_the_service_opts_in(alembic_lab):
     change = [f for f in opted['findings'] if f['code'] == 'changing-column-type']
     assert [(f['migration'], f['source'], f['severity']) for f in change] == [('r002', 'squawk', 'warning')]
     assert 'table t_r001: ' in change[0]['message'] and 'about 5000 rows' in change[0]['message']
+
+
+# ------------------------------------------------------------------------------------------------ red team
+def test_reindex_option_concurrently_off_is_no_error(drizzle_lab):
+    svc, folder, db = drizzle_lab
+    tag = add_migration(folder, 'REINDEX (CONCURRENTLY false) TABLE "gen_0001";\n%s\n'
+                                'REINDEX (concurrently off, verbose) TABLE "gen_0000";' % BP)
+    assert codes(status(svc)['findings'], 'error') == []
+    assert apply(svc)['applied'] == [tag]
+
+
+def test_enum_add_value_if_not_exists_of_a_label_the_type_has_is_no_error(drizzle_lab):
+    """IF NOT EXISTS of a committed label adds nothing: using it afterwards in the same transaction is fine."""
+    svc, folder, db = drizzle_lab
+    db.execute("CREATE TYPE mood AS ENUM ('sad', 'happy')")
+    tag = add_migration(folder, "ALTER TYPE \"public\".\"mood\" ADD VALUE IF NOT EXISTS 'happy';\n%s\n"
+                                "ALTER TABLE \"gen_0001\" ADD COLUMN \"m\" mood DEFAULT 'happy';" % BP)
+    assert codes(status(svc)['findings'], 'error') == []
+    assert apply(svc)['applied'] == [tag]
+
+
+def test_enum_add_value_if_not_exists_of_a_new_label_is_still_an_error(drizzle_lab):
+    svc, folder, db = drizzle_lab
+    db.execute("CREATE TYPE mood AS ENUM ('sad')")
+    add_migration(folder, "ALTER TYPE mood ADD VALUE IF NOT EXISTS 'happy';\n%s\n"
+                          "ALTER TABLE gen_0001 ADD COLUMN m mood DEFAULT 'happy';" % BP)
+    assert codes(status(svc)['findings'], 'error') == ['not_in_transaction']
+    ran = apply(svc, allow_findings=['not_in_transaction'])
+    assert ran['failed'] and 'unsafe use of new value' in ran['msg'] and ran['applied'] == []
+
+
+def test_enum_label_spelled_as_plain_text_is_no_error(drizzle_lab):
+    """The new label's spelling in a text column, or renamed, is no use of the enum value: PostgreSQL runs it."""
+    svc, folder, db = drizzle_lab
+    db.execute("CREATE TYPE mood AS ENUM ('sad')")
+    db.execute('ALTER TABLE gen_0001 ADD COLUMN m mood')
+    tag = add_migration(folder, "ALTER TYPE mood ADD VALUE 'happy';\n%s\n"
+                                "INSERT INTO gen_0001 (name, payload) VALUES ('happy', 'happy');\n%s\n"
+                                "UPDATE gen_0001 SET payload = 'happy' WHERE name = 'happy';\n%s\n"
+                                "ALTER TYPE mood RENAME VALUE 'happy' TO 'glad';" % (BP, BP, BP))
+    found = status(svc)['findings']
+    assert codes(found, 'error') == []
+    assert apply(svc)['applied'] == [tag]
+
+
+def test_enum_label_renamed_then_used_is_an_error(drizzle_lab):
+    svc, folder, db = drizzle_lab
+    db.execute("CREATE TYPE mood AS ENUM ('sad')")
+    add_migration(folder, "ALTER TYPE mood ADD VALUE 'happy';\n%s\nALTER TYPE mood RENAME VALUE 'happy' TO 'glad';\n%s\n"
+                          "SELECT 'glad'::mood;" % (BP, BP))
+    found = status(svc)['findings']
+    assert [(f['code'], f['statement']) for f in found if f['severity'] == 'error'] == [
+        ('not_in_transaction', "SELECT 'glad'::mood")]
+    ran = apply(svc, allow_findings=['not_in_transaction'])
+    assert ran['failed'] and 'unsafe use of new value' in ran['msg']
+
+
+HIDDEN_LABELS = [
+    ('hex_escape', "E'happ\\x79'"),
+    ('octal_escape', "e'happ\\171'"),
+    ('unicode_escape', "E'happ\\u0079'"),
+    ('unicode_string', "U&'happ\\0079'"),
+    ('unicode_string_uescape', "U&'happ!0079' UESCAPE '!'"),
+    ('continued_on_next_line', "'hap'\n  'py'"),
+    ('continued_after_a_comment', "E'hap' -- the rest\n'py'"),
+]
+
+
+@pytest.mark.parametrize('literal', [c[1] for c in HIDDEN_LABELS], ids=[c[0] for c in HIDDEN_LABELS])
+def test_enum_label_spelled_with_escapes_is_found(drizzle_lab, literal):
+    svc, folder, db = drizzle_lab
+    db.execute("CREATE TYPE mood AS ENUM ('sad')")
+    add_migration(folder, "ALTER TYPE mood ADD VALUE 'happy';\n%s\n"
+                          "ALTER TABLE gen_0001 ADD COLUMN m mood DEFAULT %s;" % (BP, literal))
+    assert codes(status(svc)['findings'], 'error') == ['not_in_transaction']
+    ran = apply(svc, allow_findings=['not_in_transaction'])
+    assert ran['failed'] and 'unsafe use of new value' in ran['msg'] and ran['applied'] == []
