@@ -70,6 +70,7 @@ SCRIPT = r'''
   var LABEL = {up_to_date: 'UP TO DATE', pending: 'PENDING', error: 'ERROR'};
   var SYMBOL = {up_to_date: '\u2714', pending: '\u25cf', error: '\u2716'};
   var state = {status: null, runs: null, statusError: null, runsError: null, checked: null};
+  var shown = {status: null, runs: null};
 
   function $(id) { return document.getElementById(id); }
   // every value reaches the page as a text node: markup in a database error stays text
@@ -265,7 +266,16 @@ SCRIPT = r'''
                              function (e) { state.runsError = why(e); })
     ]).then(function () {
       state.checked = new Date();
-      try { renderStatus(); renderRuns(); } catch (e) { state.statusError = 'could not render: ' + why(e); }
+      // a document that cannot be shown (not what this collection writes) is a failed fetch: the page keeps
+      // the last one it showed, with that one's time, never the new time beside the old rows
+      try { renderStatus(); shown.status = state.status; } catch (e) {
+        state.status = shown.status;
+        state.statusError = 'it could not be shown: ' + why(e);
+      }
+      try { renderRuns(); shown.runs = state.runs; } catch (e) {
+        state.runs = shown.runs;
+        state.runsError = 'they could not be shown: ' + why(e);
+      }
       renderNotices();
       document.body.setAttribute('data-ticks', String(parseInt(document.body.getAttribute('data-ticks') || '0',
                                                               10) + 1));

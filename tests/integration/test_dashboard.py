@@ -531,3 +531,24 @@ def test_a_huge_refresh_is_capped_not_a_fetch_loop(chromium, synthetic):
     wait_for(chromium, lambda p: p['ticks'] >= 1, 20, 'first render with a huge refresh')
     time.sleep(2)
     assert rendered(chromium)['ticks'] == 1
+
+
+def test_a_document_that_cannot_be_shown_keeps_the_last_data_and_its_time(chromium, synthetic):
+    """Red team: a status the page could not render (a null problem, from a hand-edited or foreign file) left the
+    old rows on the page but showed the new document's time beside them, as if they were that fresh."""
+    path = os.path.join(synthetic.root, 'api/migrations/status')
+    doc = _read(synthetic.root, 'api/migrations/status')
+    chromium.driver.get(synthetic.url + '/monitoring/')
+    first = wait_for(chromium, lambda p: p['ticks'] >= 1 and p['services'], 20, 'first render')
+    assert first['dataTime'] == doc['generated_at'] and first['overall'] == 'pending'
+    bad = json.loads(json.dumps(doc))
+    bad['generated_at'] = (datetime.datetime.now(datetime.timezone.utc)
+                           + datetime.timedelta(seconds=30)).isoformat(timespec='seconds')
+    bad['overall_status'] = 'error'
+    name = list(bad['services'])[0]
+    bad['services'][name]['problems'] = [None]
+    publish.report_mod.write_atomic(path, json.dumps(bad).encode('utf-8'))
+    page = wait_for(chromium, lambda p: p['fetchError'] and 'could not be shown' in p['fetchError'],
+                    REFRESH * 2 + 3, 'the unshowable document')
+    assert page['dataTime'] == doc['generated_at'] and page['overall'] == 'pending'
+    assert 'Showing the last data loaded' in page['fetchError']
