@@ -522,7 +522,13 @@ class _Run(object):
             code = getattr(exc, 'error_code', None) or 'interrupted'
         failed = error is not None
         self.error_code = code
-        after, fp_after = self.reread(adapter, fresh=failed)
+        try:
+            after, fp_after = self.reread(adapter, fresh=failed)
+        except interrupt.Interrupted as exc:
+            # cancelled while re-reading after the tool finished: what it committed stayed, so read it again (on a
+            # new connection; later signals no longer interrupt) rather than report "nothing ran"
+            interrupted = interrupted or exc
+            after, fp_after = self.reread(adapter, fresh=True)
         self.after = after
         observed = (None, None) if after is None else observed_changes(self.before, after)
         rep_applied = reported.applied if reported is not None else details.get('applied', [])
@@ -856,11 +862,19 @@ def _finish(run, step):
                 # a signal arrived or the controller went away: whatever the step said, the job was cancelled
                 outcome = 'interrupted'
                 run.result['error_code'] = interrupt.ERROR_CODE
-                detail = run.interrupted_detail or (
-                    'stopped before any migration ran' if not (run.result['applied'] or run.result['reverted'])
-                    else 'applied %s, reverted %s' % (run.result['applied'], run.result['reverted']))
-                error = dburl.scrub('service %r: %s; the running statement was cancelled and rolled back and the lock '
-                                    'released (%s)' % (run.name, reason, detail))
+                committed = run.result['applied'] or run.result['reverted']
+                if committed:
+                    detail = run.interrupted_detail or 'applied %s, reverted %s' % (run.result['applied'],
+                                                                                     run.result['reverted'])
+                    what = ('what this run had committed before the cancel stayed, anything still running was '
+                            'cancelled, and the lock released')
+                elif run.started and not run.settled:
+                    detail = run.interrupted_detail or 'what stayed could not be re-read'
+                    what = 'the running statement was cancelled and the lock released'
+                else:
+                    detail = run.interrupted_detail or 'stopped before any migration ran'
+                    what = 'the running statement was cancelled and rolled back and the lock released'
+                error = dburl.scrub('service %r: %s; %s (%s)' % (run.name, reason, what, detail))
             run.close()
             run.result['duration_seconds'] = round(time.monotonic() - started, 3)
             if outcome == 'failed' and error is None:

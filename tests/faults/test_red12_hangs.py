@@ -12,6 +12,7 @@ import threading
 import time
 
 import psycopg2
+import pytest
 
 from harness.ansible import run_module
 
@@ -85,3 +86,73 @@ def test_failed_migration_reread_is_bounded_when_the_tracking_table_is_locked(fr
     # the re-read ran into its bound: the result says what it could not know, never "nothing stayed"
     assert 'could not be re-read' in result['msg'] and 'unknown' in result['msg'], result['msg']
     assert result['untouched'] is False and result['unrecorded_changes'] is True, result
+
+
+_CANCEL_AFTER_COMMIT = r'''
+import json, os, signal, sys
+sys.path.insert(0, sys.argv[4])
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters import get_adapter
+from ansible_collections.homelab.migrations.plugins.module_utils.apply import run_apply
+from ansible_collections.homelab.migrations.plugins.module_utils.spec import service_defaults, validate_service
+
+root, url, audit_log, _path, when = sys.argv[1:6]
+spec = service_defaults(dict(name='bot', tool='drizzle', path=root, database_url=url))
+dburl = validate_service(spec)
+
+
+def factory(s, u):
+    adapter = get_adapter(s, u)
+    real_apply, real_read = adapter.apply, adapter.read_state
+    done = []
+
+    def apply(conn, plan, options=None):
+        out = real_apply(conn, plan, options)
+        done.append(True)
+        if when == 'after-commit':
+            os.kill(os.getpid(), signal.SIGTERM)  # the job is cancelled: the tool has just committed
+        return out
+
+    def read_state(conn):
+        if done and when == 'during-reread':
+            done[:] = []
+            os.kill(os.getpid(), signal.SIGTERM)  # the job is cancelled while the module re-reads what stayed
+        return real_read(conn)
+    adapter.apply, adapter.read_state = apply, read_state
+    return adapter
+
+
+print(json.dumps(run_apply(spec, dburl, {'audit_log': audit_log}, get_adapter=factory), default=str))
+'''
+
+
+@pytest.mark.parametrize('when', ['after-commit', 'during-reread'])
+def test_cancel_after_the_commit_reports_what_stayed(fresh_db, tmp_path, when):
+    """A cancel that lands after the tool committed: the result and audit say what stayed, never "rolled back"."""
+    import subprocess
+    import sys
+
+    from harness.ansible import COLLECTIONS
+    from ansible_collections.homelab.migrations.plugins.module_utils.audit import read_records
+
+    spec = _drizzle_service(str(tmp_path / 'bot'), fresh_db.password_url, 'ALTER TABLE "users" ADD COLUMN "nick" text;')
+    result, proc = run_module('homelab_migration_apply', {'service': spec, 'target': '0000_users'}, timeout=120)
+    assert not result.get('failed'), result.get('msg') or proc.stdout[-3000:]
+    audit_log = str(tmp_path / 'audit.jsonl')
+    proc = subprocess.run([sys.executable, '-c', _CANCEL_AFTER_COMMIT, spec['path'], fresh_db.password_url, audit_log,
+                           COLLECTIONS, when], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    # the migration committed before the cancel: it stayed
+    assert fresh_db.query("SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' "
+                          "AND column_name = 'nick'")[0][0] == 1
+    assert result['outcome'] == 'interrupted' and result['error_code'] == 'interrupted', result
+    assert result['applied'] == ['0001_slow_then_fails'] and result['committed'] == ['0001_slow_then_fails'], result
+    assert result['to_revision'] == '0001_slow_then_fails', result
+    assert 'stopped before any migration ran' not in result['msg'], result['msg']
+    assert 'statement was cancelled and rolled back' not in result['msg'], result['msg']
+    assert 'committed before the cancel stayed' in result['msg'], result['msg']
+    assert '0001_slow_then_fails' in result['msg'], result['msg']
+    assert result['unrecorded_changes'] is False, result
+    record = read_records(audit_log)[-1]
+    assert record['outcome'] == 'interrupted' and record['applied'] == ['0001_slow_then_fails'], record
+    assert record['committed'] == ['0001_slow_then_fails'], record
