@@ -15,6 +15,7 @@ import uuid
 import time
 from urllib.parse import quote
 
+import psycopg2
 import pytest
 
 from harness import drizzle_gen
@@ -29,6 +30,7 @@ STREAM = ['0000_initial_schema', '0001_add_giveaways', '0002_add_currency_system
           '0003_add_platform_user_unique_constraint', '0004_add_giveaway_concurrency_improvements']
 DASHBOARD = ['001', '002', '003', '004', '005', '006']
 MODULE = 'homelab_migration_apply'
+GATE = (4242, 1)  # an advisory lock key the race test holds to keep a migration waiting
 
 
 def drizzle(path, url, name='svc', **extra):
@@ -170,20 +172,33 @@ def test_two_playbooks_at_once_apply_each_migration_once(fresh_db, tmp_path):
     assert not any(r.get('failed') for r in results)
     assert len(drizzle_gen.tracking_rows(fresh_db)) == 4
 
-    # with a short lock_wait the second one fails naming the holder instead
+    # with a short lock_wait the second one fails naming the holder instead. The first run holds the lock until
+    # the second one is done: its migration waits for an advisory lock (GATE) this test holds. A fixed
+    # pg_sleep(5) raced ansible-playbook's start-up (about 4 s idle, more under load): the second run arrived
+    # after the first had finished and found nothing to do.
     fresh_db.execute('DROP SCHEMA drizzle CASCADE')
     for i in range(4):
         fresh_db.execute('DROP TABLE IF EXISTS gen_%04d CASCADE' % i)
-    results = [None, None]
-    threads = [threading.Thread(target=go, args=(0, 60)), threading.Thread(target=go, args=(1, 1))]
-    threads[0].start()
-    deadline = time.time() + 60
-    while time.time() < deadline and not fresh_db.query(
-            "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"):
-        time.sleep(0.05)
-    threads[1].start()
-    for t in threads:
-        t.join(300)
+    path.write_text(path.read_text().replace('SELECT pg_sleep(5);', 'SELECT pg_advisory_xact_lock(%d, %d);' % GATE))
+    gate = psycopg2.connect(fresh_db.url)
+    gate.autocommit = True
+    try:
+        with gate.cursor() as cur:
+            cur.execute('SELECT pg_advisory_lock(%s, %s)', GATE)
+        results = [None, None]
+        threads = [threading.Thread(target=go, args=(0, 60)), threading.Thread(target=go, args=(1, 1))]
+        threads[0].start()
+        deadline = time.time() + 120
+        while time.time() < deadline and not fresh_db.query(
+                "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND classid <> %s", (GATE[0],)):
+            time.sleep(0.05)
+        threads[1].start()
+        threads[1].join(300)
+        assert results[0] is None  # still waiting at the gate, holding the service's lock
+    finally:
+        gate.close()  # opens the gate
+    threads[0].join(300)
     assert results[0]['applied'] == tags
     assert results[1]['failed'] is True and 'is locked by pid' in results[1]['msg']
     assert 'homelab.migrations:race' in results[1]['msg']
