@@ -109,6 +109,7 @@ def vaulted(tmp_path):
 
 def test_units_render_and_pass_systemd_analyze_verify(tmp_path, vaulted):
     secrets = vaulted('secrets.yml', {'homelab_demo_pg_password': 'x'})
+    os.chmod(secrets, 0o644)  # vault-encrypted: others may read it (a plain one is refused)
     proc = _play(tmp_path, status_timer_inventory=INVENTORY, status_timer_vault_password_file=vaulted.password_file,
                  status_timer_extra_vars_files=[secrets], status_timer_interval=7,
                  status_timer_dashboard_dir=str(tmp_path / ODD_DIR),
@@ -153,7 +154,7 @@ def test_units_render_and_pass_systemd_analyze_verify(tmp_path, vaulted):
 
 @pytest.mark.parametrize('case', ['root', 'secret_extra_var', 'url_with_password', 'open_vault_file',
                                   'missing_inventory', 'nested_secret_key', 'url_password_with_slash',
-                                  'conninfo_password', 'world_writable_umask'])
+                                  'conninfo_password', 'world_writable_umask', 'open_plain_vars_file'])
 def test_refused_settings_write_no_unit(tmp_path, vaulted, case):
     more = {'status_timer_inventory': INVENTORY}
     if case == 'root':
@@ -178,6 +179,11 @@ def test_refused_settings_write_no_unit(tmp_path, vaulted, case):
         more['status_timer_environment'] = {'PGCONNINFO': 'host=db password=Cnry-hunter2'}
     elif case == 'world_writable_umask':
         more['status_timer_umask'] = '0000'
+    elif case == 'open_plain_vars_file':  # a secrets file the user forgot to encrypt, readable by all
+        plain = tmp_path / 'secrets.yml'
+        plain.write_text('homelab_demo_pg_password: Cnry-hunter2\n')
+        os.chmod(str(plain), 0o644)
+        more['status_timer_extra_vars_files'] = [str(plain)]
     proc = _play(tmp_path, **more)
     assert proc.returncode != 0
     assert 'status_timer: ' in proc.stdout
