@@ -1,0 +1,41 @@
+"""Output a person can read (issue 18 item 9): at default verbosity a --check and a real three-service apply of
+the example homelab print a bounded number of lines, and a refusal prints its reason once. Through the real
+ansible-playbook with the default callback (real PostgreSQL)."""
+
+import os
+
+import pytest
+
+from integration.test_role import homelab  # noqa: F401  # pylint: disable=unused-import
+
+pytestmark = pytest.mark.peer
+
+DUMP = os.environ.get('MIGRATE_ALL_OUTPUT_DUMP')
+
+
+def _lines(proc, name):
+    if DUMP:
+        with open(os.path.join(DUMP, name + '.txt'), 'w') as fh:
+            fh.write(proc.output)
+    return len(proc.output.splitlines())
+
+
+def test_check_and_apply_of_three_services_print_few_lines(homelab):  # noqa: F811
+    check = homelab.play(check=True)
+    assert check.returncode == 0, check.output[-3000:]
+    check_lines = _lines(check, 'check')
+    run = homelab.play()
+    assert run.returncode == 0, run.output[-3000:]
+    run_lines = _lines(run, 'apply')
+    assert [r['outcome'] for r in homelab.role_records()] == ['success'] * 3
+    print('lines: --check %d, apply %d' % (check_lines, run_lines))
+    # before issue 18 item 9 was worked on: 117 and 271 lines
+    assert check_lines <= 110 and run_lines <= 260, (check_lines, run_lines)
+
+
+def test_a_refusal_prints_its_reason_once(homelab):  # noqa: F811
+    proc = homelab.play(tags='stream-bto')
+    assert proc.returncode != 0, proc.output[-3000:]
+    _lines(proc, 'refused')
+    assert proc.output.count('--tags stream-bto (did you mean stream-bot?)') >= 1
+    print('refusal printed %d times' % proc.output.count('--tags stream-bto (did you mean stream-bot?)'))
