@@ -728,7 +728,8 @@ def _module_file(name, dirs):
         return None
     for folder in dirs:
         base = os.path.join(folder, *parts)
-        for path in (base + '.py', os.path.join(base, '__init__.py')):
+        # Python's FileFinder: a package directory wins over a module file of the same name
+        for path in (os.path.join(base, '__init__.py'), base + '.py'):
             if os.path.isfile(path):
                 return path
     return None
@@ -746,14 +747,42 @@ def _module_tree(path, cache):
     return cache[path]
 
 
-def _binding(tree, name):
+_UNKNOWN = object()
+
+
+def _unpacked(target, value, name):
+    """The value node ``name`` gets from ``target = value`` (a name, or a name inside tuple unpacking of a
+    tuple/list display of the same length), _UNKNOWN when the statement binds it otherwise, None when not."""
+    if isinstance(target, ast.Name):
+        return value if target.id == name else None
+    if not any(bound == name for bound, _node in _stored_names(target)):
+        return None
+    if (isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List))
+            and len(target.elts) == len(value.elts)
+            and not any(isinstance(e, ast.Starred) for e in target.elts + value.elts)):
+        for sub_target, sub_value in zip(target.elts, value.elts):
+            found = _unpacked(sub_target, sub_value, name)
+            if found is not None:
+                return found
+    return _UNKNOWN
+
+
+def _binding(tree, name, before=None):
     """How the module-level code of ``tree`` binds ``name`` last, unconditionally: ('value', node),
-    ('module', dotted name) or ('from', module, level, imported name); None when it does not."""
+    ('module', dotted name) or ('from', module, level, imported name); None when it does not.
+    With ``before`` (a line number), only statements that start above that line count: the ones
+    Python has run when it evaluates that line of the module."""
     found = None
     for stmt in tree.body:
+        if before is not None and stmt.lineno >= before:
+            break
         if isinstance(stmt, ast.Assign):
-            if any(isinstance(t, ast.Name) and t.id == name for t in stmt.targets):
-                found = ('value', stmt.value)
+            for target in stmt.targets:
+                value = _unpacked(target, stmt.value, name)
+                if value is _UNKNOWN:
+                    found = ('unknown',)  # unpacking of a computed value: only running the code tells
+                elif value is not None:
+                    found = ('value', value)
         elif isinstance(stmt, ast.AnnAssign):
             if stmt.simple and stmt.value is not None and stmt.target.id == name:
                 found = ('value', stmt.value)
@@ -774,10 +803,13 @@ def _binding(tree, name):
     return found
 
 
-def _star_modules(tree, where, dirs):
-    """The modules a file star-imports (``from app.cli import *``), last first, as dotted names."""
+def _star_modules(tree, where, dirs, before=None):
+    """The modules a file star-imports (``from app.cli import *``) above line ``before``, last first, as dotted
+    names."""
     out = []
     for stmt in tree.body:
+        if before is not None and stmt.lineno >= before:
+            break
         if isinstance(stmt, ast.ImportFrom) and any(a.name == '*' for a in stmt.names):
             base = stmt.module or ''
             if stmt.level:
@@ -800,7 +832,7 @@ def _dotted(node):
     return list(reversed(parts))
 
 
-def _evaluate(node, tree, where, dirs, cache, depth=0):
+def _evaluate(node, tree, where, dirs, cache, depth=0, before=None):
     """The value of ``node`` (a literal, a name or a.b.c reference, or a tuple/list of them) in the module
     ``tree`` at path ``where``, following module-level literal assignments and imports of modules found
     under ``dirs`` by reading them (never importing). Raises _Unresolved."""
@@ -811,12 +843,12 @@ def _evaluate(node, tree, where, dirs, cache, depth=0):
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         pass
     if isinstance(node, (ast.Tuple, ast.List)):
-        items = [_evaluate(e, tree, where, dirs, cache, depth + 1) for e in node.elts]
+        items = [_evaluate(e, tree, where, dirs, cache, depth + 1, before) for e in node.elts]
         return tuple(items) if isinstance(node, ast.Tuple) else items
     ref = _dotted(node)
     if ref is None:
         raise _Unresolved()
-    return _lookup(ref, tree, where, dirs, cache, depth + 1)
+    return _lookup(ref, tree, where, dirs, cache, depth + 1, before)
 
 
 def _package_of(where, level, dirs):
@@ -833,16 +865,56 @@ def _package_of(where, level, dirs):
     return None
 
 
-def _lookup(ref, tree, where, dirs, cache, depth):
+def _star_exports(tree, name):
+    """Whether ``from <module> import *`` binds ``name`` from the module ``tree``: its ``__all__`` when the
+    module sets it (as a literal; otherwise unknown: _Unresolved), else every name not starting with '_'."""
+    found = _binding(tree, '__all__')
+    if found is None:
+        return not name.startswith('_')
+    if found[0] != 'value':
+        raise _Unresolved()
+    try:
+        exported = ast.literal_eval(found[1])
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise _Unresolved()
+    if not isinstance(exported, (list, tuple)):
+        raise _Unresolved()
+    return name in exported
+
+
+def _shadowed(package, name, dirs, cache):
+    """Whether the code of ``package`` binds ``name`` to something other than its own submodule ``name`` (which
+    Python's ``from package import name`` then returns instead of the submodule)."""
+    path = _module_file(package, dirs) if package else None
+    if path is None:
+        return False
+    found = _binding(_module_tree(path, cache), name)
+    if found is None:
+        return False
+    if found[0] == 'from' and found[3] == name:  # `from . import name` / `from package import name`
+        base = found[1]
+        if found[2]:
+            parent = _package_of(path, found[2], dirs)
+            if parent is None:
+                return True
+            base = '.'.join(p for p in (parent, base) if p)
+        return base != package
+    return True
+
+
+def _lookup(ref, tree, where, dirs, cache, depth, before=None):
     if depth > _MAX_RESOLVE_DEPTH:
         raise _Unresolved()
-    found = _binding(tree, ref[0])
-    if found is None:  # not bound here: a star import may bring it
-        for module in _star_modules(tree, where, dirs):
+    found = _binding(tree, ref[0], before)
+    if found is None:  # not bound here: a star import (above the use) may bring it
+        for module in _star_modules(tree, where, dirs, before):
             path = _module_file(module, dirs)
             if path is not None:
                 try:
-                    return _lookup(ref, _module_tree(path, cache), path, dirs, cache, depth + 1)
+                    module_tree = _module_tree(path, cache)
+                    if not _star_exports(module_tree, ref[0]):
+                        continue  # `import *` does not bind it (__all__, or a _private name): Python's NameError
+                    return _lookup(ref, module_tree, path, dirs, cache, depth + 1)
                 except _Unresolved:
                     continue
         raise _Unresolved()
@@ -851,7 +923,7 @@ def _lookup(ref, tree, where, dirs, cache, depth):
     if found[0] == 'value':
         if len(ref) > 1:
             raise _Unresolved()
-        return _evaluate(found[1], tree, where, dirs, cache, depth + 1)
+        return _evaluate(found[1], tree, where, dirs, cache, depth + 1, before)
     if found[0] == 'module':
         module, rest = found[1], ref[1:]
     else:
@@ -862,11 +934,16 @@ def _lookup(ref, tree, where, dirs, cache, depth):
                 raise _Unresolved()
             base = '.'.join(p for p in (package, base) if p)
         candidate = '.'.join(p for p in (base, imported) if p)
-        if _module_file(candidate, dirs):
+        # `from pkg import name`: an attribute the package's own code binds wins over its submodule `name`
+        if _shadowed(base, imported, dirs, cache):
+            module, rest = base, [imported] + ref[1:]
+        elif _module_file(candidate, dirs):
             module, rest = candidate, ref[1:]
         else:
             module, rest = base, [imported] + ref[1:]
     while len(rest) > 1 and _module_file(module + '.' + rest[0], dirs):
+        if _shadowed(module, rest[0], dirs, cache):
+            break  # the package's own code binds the name to something else than the submodule
         module = module + '.' + rest.pop(0)
     path = _module_file(module, dirs) if module else None
     if path is None or not rest:
@@ -902,7 +979,8 @@ def resolve_unread(path, values, dirs, cache=None):
         if not isinstance(item, _Unread):
             continue
         try:
-            value = _evaluate(item.node, item.tree, path, dirs, cache)
+            # names of the revision file itself count only when bound above the line that uses them
+            value = _evaluate(item.node, item.tree, path, dirs, cache, before=item.lineno)
             _check_ids(name, value)
             values[name] = value
             continue
