@@ -13,6 +13,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from collections.abc import Mapping
+
 # AWX / AAP pass the launching user as extra vars (awx_* and the older tower_* names); Semaphore passes
 # semaphore_vars: {task_details: {id, username, message, ...}} (its LocalJob.getEnvironmentExtraVars).
 USER_SOURCES = (('awx_user_name',), ('tower_user_name',), ('semaphore_vars', 'task_details', 'username'))
@@ -27,10 +29,50 @@ def _dig(variables, path):
     return value
 
 
-def migrate_all_run_user(variables):
+def _cli_extra_vars():
+    """The extra vars of this ansible-playbook run (``-e``), as AWX/ansible-runner and Semaphore pass them, or None
+    outside ansible-playbook. A file that cannot be read here (a vault-encrypted ``-e @secrets.yml``) is left
+    out: AWX and Semaphore never pass their user in one."""
+    try:
+        from ansible import context
+        from ansible.parsing.dataloader import DataLoader
+        from ansible.parsing.splitter import parse_kv
+    except ImportError:  # pragma: no cover - only on the controller
+        return None
+    specs = context.CLIARGS.get('extra_vars') if context.CLIARGS else None
+    if specs is None:
+        return None
+    loader = DataLoader()
+    extra = {}
+    for spec in specs:
+        spec = str(spec).strip()
+        try:
+            if spec.startswith('@'):
+                data = loader.load_from_file(spec[1:])
+            elif spec.startswith(('[', '{')):
+                data = loader.load(spec)
+            else:
+                data = parse_kv(spec)
+        except Exception:  # pylint: disable=broad-except
+            continue
+        if isinstance(data, Mapping):
+            extra.update(data)
+    return extra
+
+
+def migrate_all_run_user(variables, from_extra_vars=False):
     """The user AWX or Semaphore says started this run, from ``variables`` (a dict of the play's variables
-    ``awx_user_name``, ``tower_user_name``, ``semaphore_vars``; missing ones may be None), or ''."""
+    ``awx_user_name``, ``tower_user_name``, ``semaphore_vars``; missing ones may be None), or ''.
+
+    With ``from_extra_vars`` (the role), a value counts only when it came as an extra var (``-e``) of this
+    ansible-playbook run, the way AWX/ansible-runner and Semaphore pass it: the same name set in an inventory
+    (anyone who can edit it could name another user, or rename the Semaphore user) is ignored.
+    """
     variables = variables if isinstance(variables, dict) else {}
+    if from_extra_vars:
+        extra = _cli_extra_vars()
+        if extra is not None:
+            variables = dict((path[0], extra.get(path[0])) for path in USER_SOURCES)
     for path in USER_SOURCES:
         value = _dig(variables, path)
         if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from harness.ansible import ansible_env
+from harness.ansible import ansible_env, run_playbook
 from integration.test_role import INVENTORY, PLAYBOOK, homelab, refused  # noqa: F401  # pylint: disable=unused-import
 
 from ansible_collections.homelab.migrations.plugins.filter import run_info as auto
@@ -95,3 +95,31 @@ def test_semaphore_style_playbook_run_names_the_user(homelab):  # noqa: F811
     assert proc.returncode == 0, proc.output[-3000:]
     records = homelab.audit()
     assert records and set(r['user'] for r in records) == {'ana'}
+
+
+def _inventory_claiming(tmp_path, **claims):
+    """A copy of the example inventory whose group vars claim who runs it (anyone who can edit it can)."""
+    import yaml
+    with open(INVENTORY) as fh:
+        inventory = yaml.safe_load(fh)
+    inventory['all']['children']['migrations']['vars'].update(claims)
+    path = tmp_path / 'claiming.yml'
+    path.write_text(yaml.safe_dump(inventory))
+    return str(path)
+
+
+def test_the_audit_user_comes_from_extra_vars_not_from_the_inventory(homelab, tmp_path):  # noqa: F811
+    """AWX and Semaphore pass the user as extra vars; an inventory (a file in the repository, editable by whoever
+    can push) setting awx_user_name must not rename the Semaphore user, nor name a user on a plain run."""
+    inventory = _inventory_claiming(tmp_path, awx_user_name='mallory',
+                                    semaphore_vars={'task_details': {'username': 'mallory'}})
+    ev = homelab.extra_vars(semaphore_vars={'task_details': {'id': 19, 'username': 'ana'}})
+    proc = run_playbook(PLAYBOOK, inventory=inventory, extra_vars=ev, tags='dashboard', env=homelab.env())
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert set(r['user'] for r in homelab.audit()) == {'ana'}
+    # a plain run: the inventory's claim is no user either (the records name the managed host's user)
+    proc = run_playbook(PLAYBOOK, inventory=inventory, extra_vars=homelab.extra_vars(), tags='stream-bot',
+                        env=homelab.env())
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    users = set(r['user'] for r in homelab.audit() if r.get('service') == 'stream-bot')
+    assert users and 'mallory' not in users, users
