@@ -136,7 +136,8 @@ def status_document(status, generated_at=None, version=COLLECTION_VERSION):
 def read_audit_tail(path, max_bytes=AUDIT_TAIL_BYTES):
     """The records at the end of an audit log (at most ``max_bytes`` are read), oldest first.
 
-    Returns ``(records, unreadable_lines)``; a missing log is no records. Only a regular file is read.
+    Returns ``(records, unreadable_lines)``; a missing log is no records. Only a regular file is read, and
+    only one that is neither writable by others nor another user's (its runs could be forged).
     """
     if not path:
         return [], 0
@@ -154,6 +155,13 @@ def read_audit_tail(path, max_bytes=AUDIT_TAIL_BYTES):
         if not stat.S_ISREG(info.st_mode):
             raise DashboardError('the audit log %s is not a regular file; point migrate_all_audit_log at the '
                                  'audit log file' % path)
+        # a log anyone can write (or another user's) could hold forged runs: the page would show them as ours
+        if info.st_mode & stat.S_IWOTH:
+            raise DashboardError('the audit log %s is writable by others (mode %04o): anyone could add forged runs '
+                                 'to the dashboard; chmod o-w %s' % (path, stat.S_IMODE(info.st_mode), path))
+        if info.st_uid not in (os.geteuid(), 0):
+            raise DashboardError('the audit log %s belongs to another user (uid %d), who could write forged runs '
+                                 'into it; chown it to the user running the play' % (path, info.st_uid))
         start = max(0, info.st_size - max_bytes)
         os.lseek(fd, start, os.SEEK_SET)
         chunks = []

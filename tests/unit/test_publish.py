@@ -284,3 +284,20 @@ def test_an_http_url_query_is_never_published():
     status = _status()
     status['services']['dashboard']['problems'] = [{'code': 'x', 'message': error}]
     assert 'TknQ9x' not in json.dumps(publish.status_document(status))
+
+
+def test_an_audit_log_others_can_write_is_not_published(tmp_path):
+    """Red team: an audit log anyone can write (0666), or another user's, let any local user add a forged
+    'success' run that the dashboard showed as ours."""
+    log = tmp_path / 'audit.log'
+    log.write_text(json.dumps(_record('forged', 'dashboard', 'success', '2026-11-30T08:00:00+00:00')) + '\n')
+    os.chmod(str(log), 0o666)
+    with pytest.raises(publish.DashboardError, match='writable by others'):
+        publish.publish(str(tmp_path / 'www'), audit_log=str(log))
+    os.chmod(str(log), 0o640)
+    if os.geteuid() == 0:
+        os.chown(str(log), 65534, 65534)
+        with pytest.raises(publish.DashboardError, match='belongs to another user'):
+            publish.read_audit_tail(str(log))
+        os.chown(str(log), 0, 0)
+    assert publish.read_audit_tail(str(log))[0][0]['run_id'] == 'forged'
