@@ -32,6 +32,10 @@ MASK = '********'
 # URL and keyword patterns below still mask it where it stands as a password.
 MIN_SECRET_LEN = 3
 
+# a spelling shorter than this is masked where it stands alone, not inside a longer name or path: a weak
+# password ('bot', 'homelab') is part of service names, paths and revisions, where masking it would break them
+# and show the reader the password (stream-********); it is still masked as a URL's or a keyword's password
+WEAK_LEN = 8
 _PERCENT = re.compile(r'%[0-9A-Fa-f]{2}')
 # scheme://user:password@ : the password runs to the last '@' of the token (an unencoded '@' in a
 # password must not leave its tail); a token ends at white space or a quote.
@@ -160,7 +164,7 @@ def all_spellings(secrets):
     return forms
 
 
-def mask(text, secrets=None):
+def mask(text, secrets=None, keep=()):
     """``text`` with every spelling of every secret, every URL userinfo password and every
     ``password=`` value replaced by MASK. Never raises; non-strings other than bytes come back as they are.
     """
@@ -171,20 +175,29 @@ def mask(text, secrets=None):
     if not isinstance(text, str):
         return text
     try:
-        return _mask_spans(text, _spans(text, all_spellings(secrets)))
+        return _mask_spans(text, _spans(text, all_spellings(secrets), keep))
     except Exception:  # pragma: no cover - never let masking itself leak or fail
         return MASK
 
 
-def _spans(text, forms):
+def _spans(text, forms, keep=()):
     """(start, end) of every occurrence of every form, URL userinfo password and ``password=`` value, all
     found in the original ``text``: one rule's replacement cannot hide what another rule would have found
     (a secret URL fragment masked first used to take the '@' the userinfo rule needs)."""
     spans = []
+    kept = []  # where the exact strings ``keep`` stand: a known secret inside one of them is left alone
+    for word in keep:
+        start = text.find(word) if word else -1
+        while start >= 0:
+            kept.append((start, start + len(word)))
+            start = text.find(word, start + 1)
     for form in forms:
         start = text.find(form)
         while start >= 0:
-            spans.append((start, start + len(form)))
+            stop = start + len(form)
+            inside = len(form) < WEAK_LEN and (_ident(text, start - 1) or _ident(text, stop))
+            if not inside and not any(a <= start and stop <= b and (a, b) != (start, stop) for a, b in kept):
+                spans.append((start, stop))
             start = text.find(form, start + 1)
     for m in _URL_USERINFO.finditer(text):
         spans.append((m.end(2) + 1, m.end() - 1))
@@ -193,6 +206,10 @@ def _spans(text, forms):
     for m in _SQL_PASSWORD.finditer(text):
         spans.append((m.start(2), m.end(2)))
     return spans
+
+
+def _ident(text, index):
+    return 0 <= index < len(text) and (text[index].isalnum() or text[index] in '_-./')
 
 
 def _mask_spans(text, spans):
@@ -225,6 +242,71 @@ def mask_data(value, secrets=None):
     if isinstance(value, (str, bytes)):
         return mask(value, secrets)
     return value
+
+
+# Result fields a module builds from non-secret data (paths, names, revisions, codes) that callers act on: the
+# role restores the backup at ``path``, goes back to ``from_revision``, looks services up by name. A weak
+# password that happens to be part of them ('homelab' in /var/backups/homelab-migrations, 'bot' in stream-bot,
+# 'cafe' in a revision id) must not be masked there: the run would break, and '********-migrations' would
+# tell the reader the password. Free text (messages, errors, output, SQL) is masked in full.
+EXACT_KEYS = frozenset((
+    'path', 'dest', 'service', 'name', 'tool', 'format', 'sha256', 'from_revision', 'to_revision', 'target',
+    'expect_from', 'steps', 'applied', 'reverted', 'failed_migration', 'fingerprint', 'current_revision',
+    'latest_revision', 'heads', 'pending', 'pending_migrations', 'before', 'after', 'error_code', 'outcome',
+    'direction', 'status', 'overall_status', 'pruned', 'kept_extensions', 'revision', 'revisions'))
+
+
+def _plain(value):
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    return isinstance(value, (list, tuple)) and all(v is None or isinstance(v, (str, int, float, bool))
+                                                    for v in value)
+
+
+def _exact_strings(value, exact=False):
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if isinstance(key, str):
+                yield key
+            for found in _exact_strings(inner, exact or (key in EXACT_KEYS and _plain(inner))):
+                yield found
+    elif isinstance(value, (list, tuple)):
+        for inner in value:
+            for found in _exact_strings(inner, exact):
+                yield found
+    elif exact and isinstance(value, str):
+        yield value
+
+
+def exact_strings(result):
+    """The strings of a result's exact fields and keys, longest first (``keep`` for :func:`mask`)."""
+    return sorted(set(_exact_strings(result)), key=len, reverse=True)
+
+
+def mask_result(value, secrets=None, keep=None):
+    """:func:`mask_data` for a module result: dict keys and the plain values of EXACT_KEYS stay as they are, and
+    in the free text a secret that is only part of one of those exact strings (stream-bot, a path) is left too."""
+    if keep is None:
+        keep = exact_strings(value)
+    if isinstance(value, dict):
+        return dict((k, v if k in EXACT_KEYS and _plain(v) else mask_result(v, secrets, keep))
+                    for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [mask_result(v, secrets, keep) for v in value]
+    if isinstance(value, (str, bytes)):
+        return mask(value, secrets, keep)
+    return value
+
+
+def module_result(module, result, secrets=None):
+    """``result`` ready for ``module.exit_json``/``fail_json``: every spelling of ``secrets`` that appears in no
+    exact field goes to ``module.no_log_values`` (Ansible masks it everywhere, the invocation included); a
+    spelling that is part of an exact field (a weak password) is masked in the free text only."""
+    forms = all_spellings(secrets)
+    exact = set(_exact_strings(result))
+    clash = set(f for f in forms if any(f in text for text in exact))
+    module.no_log_values.update(forms - clash)
+    return mask_result(result, secrets) if clash else result
 
 
 def shorten(text, limit, secrets=None, tail=True, lines=None):

@@ -426,7 +426,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, validate_service)
-from ansible_collections.homelab.migrations.plugins.module_utils.status import password_forms
+from ansible_collections.homelab.migrations.plugins.module_utils.secrets import exact_strings, mask, module_result
 
 
 def argument_spec():
@@ -445,8 +445,9 @@ def main():
         dburl = validate_service(service)
     except SpecError as exc:
         module.fail_json(msg='%s; nothing was changed' % exc)
-    # Ansible masks the whole URL (no_log); the password alone (in a driver message, say) too
-    module.no_log_values.update(password_forms([dburl]))
+    # Ansible masks the whole URL (no_log); the password alone (in a driver message, say) too, in every spelling,
+    # but not inside the exact fields (a revision, the backup's path) a weak password may be part of
+    secrets_ = [dburl]
     if service['tool'] == 'alembic' and alembic_import_error() is not None:
         module.fail_json(msg=missing_required_lib('alembic'), exception=str(alembic_import_error()))
 
@@ -454,14 +455,14 @@ def main():
     try:
         result = run_apply(service, dburl, params, check_mode=module.check_mode, diff=module._diff)
     except Exception as exc:  # run_apply answers every expected failure itself; this is a last resort
-        module.fail_json(msg='the apply failed unexpectedly: %s: %s' % (exc.__class__.__name__, dburl.scrub(str(exc))),
-                         exception=traceback.format_exc())
+        module.fail_json(**module_result(module, dict(
+            msg='the apply failed unexpectedly: %s: %s' % (exc.__class__.__name__, dburl.scrub(str(exc))),
+            exception=traceback.format_exc()), secrets_))
     for warning in result.pop('warnings', []):
-        module.warn(warning)
+        module.warn(mask(warning, secrets_, exact_strings(result)))
     if result.pop('failed', False):
-        msg = result.pop('msg')
-        module.fail_json(msg=msg, **result)
-    module.exit_json(**result)
+        module.fail_json(**module_result(module, result, secrets_))
+    module.exit_json(**module_result(module, result, secrets_))
 
 
 if __name__ == '__main__':

@@ -291,7 +291,8 @@ from ansible_collections.homelab.migrations.plugins.module_utils.connection impo
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, dependency_order, validate_services)
 from ansible_collections.homelab.migrations.plugins.module_utils.status import (
-    STATUS_OPTIONS, PlanOptionError, build_report, error_summary, password_forms, plan_diffs)
+    STATUS_OPTIONS, PlanOptionError, build_report, error_summary, plan_diffs)
+from ansible_collections.homelab.migrations.plugins.module_utils.secrets import exact_strings, mask, module_result
 
 
 def argument_spec():
@@ -313,8 +314,9 @@ def main():
         dependency_order(services)
     except SpecError as exc:
         module.fail_json(msg='%s; nothing was read or changed' % exc)
-    # Ansible masks the whole URL (no_log); the password alone (in a driver message, say) too
-    module.no_log_values.update(password_forms(urls.values()))
+    # Ansible masks the whole URL (no_log); the password alone (in a driver message, say) too, in every spelling,
+    # but not inside the exact fields (service names, revisions) a weak password may be part of
+    secrets_ = list(urls.values())
     if any(s['tool'] == 'alembic' for s in services) and alembic_import_error() is not None:
         module.fail_json(msg=missing_required_lib('alembic'), exception=str(alembic_import_error()))
 
@@ -324,18 +326,21 @@ def main():
     except PlanOptionError as exc:
         module.fail_json(msg='%s; nothing was read or changed' % exc)
     except Exception as exc:  # build_report turns failures into problems; this is a last resort
-        module.fail_json(msg='reading the migration status failed unexpectedly: %s: %s'
-                         % (exc.__class__.__name__, exc), exception=traceback.format_exc())
+        module.fail_json(**module_result(module, dict(
+            msg='reading the migration status failed unexpectedly: %s: %s' % (exc.__class__.__name__, exc),
+            exception=traceback.format_exc()), secrets_))
     if module.params['fail_on_error'] and not report['success']:
         lines = error_summary(report)
-        module.fail_json(msg='%d service(s) in error: %s' % (len(lines), ' | '.join(lines)), changed=False, **report)
+        module.fail_json(**module_result(module, dict(
+            report, msg='%d service(s) in error: %s' % (len(lines), ' | '.join(lines)), changed=False), secrets_))
     for name, entry in report['services'].items():
         for warning in (entry.get('plan') or {}).get('warnings') or []:
-            module.warn('%s: %s' % (name, warning) if name not in warning else warning)
+            module.warn(mask('%s: %s' % (name, warning) if name not in warning else warning, secrets_,
+                             exact_strings(report)))
     diffs = plan_diffs(report) if module._diff else []
     if diffs:
         report['diff'] = diffs
-    module.exit_json(changed=False, **report)
+    module.exit_json(**module_result(module, dict(report, changed=False), secrets_))
 
 
 if __name__ == '__main__':

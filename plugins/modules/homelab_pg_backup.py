@@ -335,21 +335,22 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homelab.migrations.plugins.module_utils.backup import (
     ARGUMENT_SPEC, REQUIRED_IF, BackupError, run)
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import url_secrets
-from ansible_collections.homelab.migrations.plugins.module_utils.secrets import all_spellings
+from ansible_collections.homelab.migrations.plugins.module_utils.secrets import module_result
 
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
-    # the password in every spelling is masked in whatever the module returns
-    module.no_log_values.update(all_spellings(url_secrets(module.params.get('database_url'))))
+    # the password in every spelling is masked in whatever the module returns (exact fields such as the
+    # backup's path stay exact even when a weak password is part of them: module_result)
+    secrets = url_secrets(module.params.get('database_url'))
     try:
         result = run(module.params, check_mode=module.check_mode)
     except BackupError as exc:
-        module.fail_json(msg=str(exc), **exc.result)
+        module.fail_json(**module_result(module, dict(exc.result, msg=str(exc)), secrets))
     diff = result.pop('diff', None)
     if module._diff and diff is not None:
         result['diff'] = diff
-    module.exit_json(**result)
+    module.exit_json(**module_result(module, result, secrets))
 
 
 if __name__ == '__main__':

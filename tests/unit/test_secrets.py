@@ -196,3 +196,21 @@ def test_a_refused_url_leaves_no_password_in_its_traceback(url):
     text = ''.join(traceback.format_exception(info.type, info.value, info.tb))
     assert 'ChainLeak1' not in text
     assert 'ChainLeak1' not in secrets.mask(str(info.value)) and secrets.MASK not in str(info.value)[-60:]
+
+
+def test_a_weak_password_is_masked_alone_but_not_inside_names_and_paths():
+    """Red team: 'homelab' / 'bot' as the password garbled paths, service names and revisions (and showed the
+    password by inference: stream-********). Alone, in a URL, or as a keyword value it is still masked."""
+    text = ("backup /var/backups/homelab-migrations/stream-bot_1.dump; auth failed for 'homelab' "
+            "postgresql://app:homelab@db/app password=homelab PGPASSWORD=homelab")
+    out = secrets.mask(text, ['homelab'])
+    assert '/var/backups/homelab-migrations/stream-bot_1.dump' in out
+    assert out.count('homelab') == 1 and out.count(secrets.MASK) == 4, out
+    result = {'path': '/b/stream-bot_1.dump', 'service': 'stream-bot', 'from_revision': 'cafe01',
+              'msg': "service 'stream-bot' at cafe01: bot", 'services': {'stream-bot': {'current_revision': 'cafe01'}}}
+    masked = secrets.mask_result(result, ['bot', 'cafe'])
+    assert masked['path'] == result['path'] and masked['from_revision'] == 'cafe01'
+    assert masked['services'] == result['services']
+    assert masked['msg'] == "service 'stream-bot' at cafe01: %s" % secrets.MASK
+    # a strong password is masked inside a longer word too
+    assert 'Zq7Vx9K9wRt' not in secrets.mask('pw_Zq7Vx9K9wRt_x', ['Zq7Vx9K9wRt'])
