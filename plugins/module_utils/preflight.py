@@ -283,10 +283,11 @@ def lex(sql):
 
 
 class Statement(object):
-    def __init__(self, text, tokens, start=0):
+    def __init__(self, text, tokens, start=0, conditional=False):
         self.text = text
         self.tokens = tokens
         self.start = start
+        self.conditional = conditional  # in code that may not run (alembic: a branch, loop or nested function)
 
     @property
     def words(self):
@@ -553,9 +554,13 @@ def transaction_findings(transactions, server_version, advice, catalog=None):
         columns = {}  # enum type with a pending label: names of its columns (catalogue and this transaction)
         atomic = False
         for migration, stmt in tx:
+            maybe = getattr(stmt, 'conditional', False)
+            severity = WARNING if maybe else ERROR
+            if_runs = ('If it runs (it is in a branch, loop, handler or nested function, so it may not): '
+                       if maybe else '')
             ends, atomic = ends_transaction_kind(stmt, atomic)
             if ends:
-                out.append(finding(migration, statement_head(stmt.text), 'ends_transaction', ERROR,
+                out.append(finding(migration, statement_head(stmt.text), 'ends_transaction', severity, if_runs +
                                    '%s ends the transaction the migration runs in: what ran before it is committed '
                                    '(or thrown away) outside the migration, which the tool records as applied anyway '
                                    '(drizzle-orm), and this collection stops the run right after it. Remove the '
@@ -563,46 +568,47 @@ def transaction_findings(transactions, server_version, advice, catalog=None):
                 continue
             kind = no_transaction_kind(stmt)
             if kind:
-                out.append(finding(migration, statement_head(stmt.text), 'not_in_transaction', ERROR,
+                out.append(finding(migration, statement_head(stmt.text), 'not_in_transaction', severity, if_runs +
                                    'PostgreSQL refuses %s inside a transaction block (SQLSTATE 25001), and this '
                                    'migration runs inside one. %s' % (kind, advice('always', migration, None))))
                 continue
             added = enum_add_value(stmt, full=True)
             if added:
                 if server_version and server_version < 120000:
-                    out.append(finding(migration, statement_head(stmt.text), 'not_in_transaction', ERROR,
-                                       'PostgreSQL %d.%d refuses ALTER TYPE ... ADD VALUE inside a transaction '
-                                       'block (before version 12), and this migration runs inside one. %s'
+                    out.append(finding(migration, statement_head(stmt.text), 'not_in_transaction', severity,
+                                       if_runs + 'PostgreSQL %d.%d refuses ALTER TYPE ... ADD VALUE inside a '
+                                       'transaction block (before version 12), and this migration runs inside one. %s'
                                        % (server_version // 10000, server_version % 10000 // 100,
                                           advice('always', migration, None))))
                 elif added[3] and added[1] in catalog(added[2])[0]:
                     pass  # IF NOT EXISTS of a label the type has (committed): adds nothing, its use is safe
                 else:  # also for a type created in the same transaction (PostgreSQL refuses that too)
-                    pending_labels.append((added[0], added[1], migration))
+                    pending_labels.append((added[0], added[1], migration, maybe))
                     columns.setdefault(added[0], set()).update(catalog(added[2])[1])
                 continue
             target = altered_type(stmt)
             if target is not None and target[0] in columns:
                 # ADD VALUE ... BEFORE 'new' / RENAME VALUE 'new' TO 'other' name the label without using it
                 renamed = enum_rename_value(stmt)
-                for type_name, label, where in list(pending_labels):
+                for type_name, label, where, added_maybe in list(pending_labels):
                     if renamed and type_name == renamed[0] and label == renamed[1]:
-                        pending_labels.append((type_name, renamed[2], where))
+                        pending_labels.append((type_name, renamed[2], where, added_maybe or maybe))
                 continue
             for type_name in columns:
                 columns[type_name].update(declared_columns(stmt, type_name))
             used = literals(stmt)
-            for type_name, label, where in pending_labels:
+            for type_name, label, where, added_maybe in pending_labels:
                 if label in used:
                     later = migration if migration != where else None
                     # certain only when the statement names the type or a column of it; a text value spelled
                     # like the label (INSERT INTO log (note) VALUES ('happy')) runs fine
                     names = set(_name(tok) for tok in stmt.tokens if tok.kind in ('word', 'ident'))
-                    certain = type_name in names or bool(names & columns.get(type_name, set()))
+                    certain = (type_name in names or bool(names & columns.get(type_name, set()))) and not (
+                        maybe or added_maybe)
                     out.append(finding(
                         migration, statement_head(stmt.text), 'not_in_transaction', ERROR if certain else WARNING,
-                        "this statement %s the enum label '%s' that %s adds to %s (ALTER TYPE ... ADD VALUE) in "
-                        'the same transaction; PostgreSQL refuses a new label before the transaction that '
+                        if_runs + "this statement %s the enum label '%s' that %s adds to %s (ALTER TYPE ... ADD "
+                        'VALUE) in the same transaction; PostgreSQL refuses a new label before the transaction that '
                         'added it commits (SQLSTATE 55P04 unsafe use of new value)%s. %s'
                         % ('uses' if certain else 'may use', label,
                            'migration %s' % where if later else 'this migration', type_name,
@@ -868,7 +874,8 @@ class _UpgradeCalls(ast.NodeVisitor):
     def __init__(self, source):
         self.source = source
         self.depth = 0
-        self.calls = []  # (sql text, autocommit, line)
+        self.maybe = 0  # inside a branch, loop, handler or nested function: the call may not run
+        self.calls = []  # (sql text, autocommit, line, statement shown or None, may not run)
 
     def _with(self, node):
         auto = any(_is_autocommit_block(item.context_expr) for item in node.items)
@@ -882,13 +889,55 @@ class _UpgradeCalls(ast.NodeVisitor):
     visit_With = _with
     visit_AsyncWith = _with
 
+    def _maybe(self, nodes):
+        self.maybe += 1
+        for node in nodes:
+            self.visit(node)
+        self.maybe -= 1
+
+    def visit_If(self, node):
+        self.visit(node.test)
+        self._maybe(node.body + node.orelse)
+
+    def visit_While(self, node):
+        self.visit(node.test)
+        self._maybe(node.body + node.orelse)
+
+    def visit_For(self, node):
+        self.visit(node.iter)
+        self._maybe([node.target] + node.body + node.orelse)
+
+    visit_AsyncFor = visit_For
+
+    def visit_Try(self, node):
+        for stmt in node.body:
+            self.visit(stmt)
+        self._maybe(node.handlers + node.orelse)
+        for stmt in node.finalbody:
+            self.visit(stmt)
+
+    visit_TryStar = visit_Try
+
+    def _nested(self, node):
+        self._maybe([node])
+
+    def generic_maybe(self, node):
+        self.maybe += 1
+        self.generic_visit(node)
+        self.maybe -= 1
+
+    # a nested function or class, a lambda, a conditional expression, `a and b`, a comprehension, `match`
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = visit_Lambda = generic_maybe
+    visit_IfExp = visit_BoolOp = visit_ListComp = visit_SetComp = visit_DictComp = generic_maybe
+    visit_GeneratorExp = visit_Match = generic_maybe
+
     def visit_Call(self, node):
         self.generic_visit(node)
         name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, 'id', None)
         if name == 'execute' and node.args:
             sql = _literal_sql(node.args[0])
             if sql is not None:
-                self.calls.append((sql, self.depth > 0, node.lineno))
+                self.calls.append((sql, self.depth > 0, node.lineno, None, self.maybe > 0))
         elif name in ('create_index', 'drop_index'):
             for kw in node.keywords:
                 if kw.arg == 'postgresql_concurrently' and isinstance(kw.value, ast.Constant) and kw.value.value:
@@ -896,7 +945,7 @@ class _UpgradeCalls(ast.NodeVisitor):
                     verb = 'CREATE INDEX CONCURRENTLY' if name == 'create_index' else 'DROP INDEX CONCURRENTLY'
                     # the SQL alembic emits for it; the statement shown is the call as written
                     self.calls.append(((verb + ' /* %s */' % ' '.join(segment.split())), self.depth > 0,
-                                       node.lineno, segment))
+                                       node.lineno, segment, self.maybe > 0))
 
 
 def _is_autocommit_block(expr):
@@ -938,7 +987,7 @@ def alembic_transactions(rev, calls):
             continue
         shown = call[3] if len(call) > 3 else None
         for stmt in split_sql(sql):
-            if shown is not None:
-                stmt = Statement(shown, stmt.tokens, stmt.start)
+            stmt = Statement(shown if shown is not None else stmt.text, stmt.tokens, stmt.start,
+                             conditional=bool(len(call) > 4 and call[4]))
             transactions[-1].append((rev, stmt))
     return [tx for tx in transactions if tx]

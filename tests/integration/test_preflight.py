@@ -484,7 +484,8 @@ def test_enum_label_spelled_as_plain_text_is_no_error(drizzle_lab):
 def test_enum_label_renamed_then_used_is_an_error(drizzle_lab):
     svc, folder, db = drizzle_lab
     db.execute("CREATE TYPE mood AS ENUM ('sad')")
-    add_migration(folder, "ALTER TYPE mood ADD VALUE 'happy';\n%s\nALTER TYPE mood RENAME VALUE 'happy' TO 'glad';\n%s\n"
+    add_migration(folder, "ALTER TYPE mood ADD VALUE 'happy';\n%s\n"
+                          "ALTER TYPE mood RENAME VALUE 'happy' TO 'glad';\n%s\n"
                           "SELECT 'glad'::mood;" % (BP, BP))
     found = status(svc)['findings']
     assert [(f['code'], f['statement']) for f in found if f['severity'] == 'error'] == [
@@ -513,3 +514,40 @@ def test_enum_label_spelled_with_escapes_is_found(drizzle_lab, literal):
     assert codes(status(svc)['findings'], 'error') == ['not_in_transaction']
     ran = apply(svc, allow_findings=['not_in_transaction'])
     assert ran['failed'] and 'unsafe use of new value' in ran['msg'] and ran['applied'] == []
+
+
+CONDITIONAL_UPGRADES = [
+    ('other_dialect_branch', '    if op.get_bind().dialect.name == "sqlite":\n        op.execute("VACUUM")\n'
+                             '    op.execute("ALTER TABLE t_r001 ADD COLUMN c2 integer")\n'),
+    ('helper_never_called', '    def vacuum_later():\n        op.execute("VACUUM t_r001")\n'
+                            '    op.execute("ALTER TABLE t_r001 ADD COLUMN c2 integer")\n'),
+    ('empty_loop', '    for name in []:\n'
+                   '        op.create_index(name, "t_r001", ["note"], postgresql_concurrently=True)\n'
+                   '    op.execute("ALTER TABLE t_r001 ADD COLUMN c2 integer")\n'),
+]
+
+
+@pytest.mark.parametrize('upgrade', [c[1] for c in CONDITIONAL_UPGRADES], ids=[c[0] for c in CONDITIONAL_UPGRADES])
+def test_alembic_statement_in_code_that_may_not_run_is_no_error(alembic_lab, upgrade):
+    """A refused statement in a branch, loop or nested function of upgrade() fails only if that code runs:
+    a warning, not an error that blocks a run the real alembic CLI completes."""
+    proj, svc, db = alembic_lab
+    proj.revision('two', 'r002')
+    proj.edit('r002', upgrade=upgrade)
+    found = status(svc)['findings']
+    assert codes(found, 'error') == []
+    assert [(f['code'], f['severity']) for f in found] == [('not_in_transaction', 'warning')]
+    assert found[0]['message'].startswith('If it runs')
+    out = proj.cli('upgrade', 'head', url=db.url, check=False)
+    assert out.returncode == 0, out.stderr
+    assert proj.current(db.url) == ['r002']
+
+
+def test_alembic_statement_after_a_branch_is_still_an_error(alembic_lab):
+    proj, svc, db = alembic_lab
+    proj.revision('two', 'r002')
+    proj.edit('r002', upgrade=('    if op.get_bind().dialect.name == "sqlite":\n        pass\n'
+                               '    op.execute("VACUUM")\n'))
+    assert codes(status(svc)['findings'], 'error') == ['not_in_transaction']
+    ran = apply(svc, allow_findings=['not_in_transaction'])
+    assert ran['failed'] and 'cannot run inside a transaction block' in ran['msg']
