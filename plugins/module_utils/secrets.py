@@ -195,7 +195,7 @@ def _spans(text, forms, keep=()):
         start = text.find(form)
         while start >= 0:
             stop = start + len(form)
-            inside = len(form) < WEAK_LEN and (_ident(text, start - 1) or _ident(text, stop))
+            inside = len(form) < WEAK_LEN and (_ident(text, start - 1, -1) or _ident(text, stop, 1))
             if not inside and not any(a <= start and stop <= b and (a, b) != (start, stop) for a, b in kept):
                 spans.append((start, stop))
             start = text.find(form, start + 1)
@@ -208,8 +208,16 @@ def _spans(text, forms, keep=()):
     return spans
 
 
-def _ident(text, index):
-    return 0 <= index < len(text) and (text[index].isalnum() or text[index] in '_-./')
+def _ident(text, index, step):
+    """Whether text[index] continues a name or path (a letter, digit or '_', or one of '-./' with a letter or
+    digit beyond it: 'stream-bot', 'x.dump', but not the full stop or dash that ends a sentence)."""
+    if not 0 <= index < len(text):
+        return False
+    char = text[index]
+    if char.isalnum() or char == '_':
+        return True
+    beyond = index + step
+    return char in '-./' and 0 <= beyond < len(text) and (text[beyond].isalnum() or text[beyond] == '_')
 
 
 def _mask_spans(text, spans):

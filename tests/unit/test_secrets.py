@@ -214,3 +214,9 @@ def test_a_weak_password_is_masked_alone_but_not_inside_names_and_paths():
     assert masked['msg'] == "service 'stream-bot' at cafe01: %s" % secrets.MASK
     # a strong password is masked inside a longer word too
     assert 'Zq7Vx9K9wRt' not in secrets.mask('pw_Zq7Vx9K9wRt_x', ['Zq7Vx9K9wRt'])
+
+
+@pytest.mark.parametrize('text', ['the password is hunter2.', 'hunter2 - wrong', '(hunter2)', 'pw: hunter2/ x',
+                                  '"hunter2"', 'hunter2', 'x -hunter2- y'])
+def test_a_weak_password_that_ends_a_sentence_is_still_masked(text):
+    assert 'hunter2' not in secrets.mask(text, ['hunter2'])
