@@ -73,9 +73,61 @@ def _parts(url):
     return parts.scheme, parts.hostname, port, path, headers
 
 
+def resolve(host, port, timeout):
+    """getaddrinfo of ``host`` bounded by ``timeout`` seconds: (addresses, None) or (None, why).
+
+    The resolver is not bound by socket timeouts: a DNS server that never answers kept an attempt waiting for
+    resolv.conf's timeout x attempts x servers (minutes), far past the health check's deadline. It runs in a
+    daemon thread that is left behind (it ends with the resolver or the process) when it does not finish.
+    """
+    box = {}
+
+    def work():
+        try:
+            box['addrs'] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except Exception as exc:  # socket.gaierror, UnicodeError for an odd name...
+            box['error'] = exc
+    worker = threading.Thread(target=work, name='homelab-health-resolve')
+    worker.daemon = True
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        return None, 'the name %s was not resolved within %ss (DNS did not answer; timeout)' % (host, round(timeout, 1))
+    if 'error' in box:
+        exc = box['error']
+        return None, 'cannot resolve the name %s: %s' % (host, exc)
+    return box.get('addrs') or [], None
+
+
+def _connector(addrs):
+    """socket.create_connection over addresses resolved beforehand (the connection must not resolve again)."""
+    def create_connection(address, timeout=None, source_address=None, **_kw):
+        last = None
+        for family, socktype, proto, _canon, sockaddr in addrs:
+            sock = socket.socket(family, socktype, proto)
+            try:
+                if timeout is not None:
+                    sock.settimeout(timeout)
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(sockaddr)
+                return sock
+            except OSError as exc:
+                last = exc
+                sock.close()
+        raise last if last is not None else OSError('no address to connect to')
+    return create_connection
+
+
 def attempt(url, timeout, validate_certs=True):
     """One GET of ``url`` that ends within ``timeout`` seconds: (status or -1, why or None)."""
     scheme, host, port, path, headers = _parts(url)
+    started = time.monotonic()
+    addrs, why = resolve(host, port or (443 if scheme == 'https' else 80), timeout)
+    if addrs is None:
+        return -1, mask(why, url)
+    budget = timeout
+    timeout = max(0.1, timeout - (time.monotonic() - started))
     if scheme == 'https':
         context = ssl.create_default_context()
         if not validate_certs:
@@ -84,6 +136,7 @@ def attempt(url, timeout, validate_certs=True):
         conn = HTTPSConnection(host, port, timeout=timeout, context=context)
     else:
         conn = HTTPConnection(host, port, timeout=timeout)
+    conn._create_connection = _connector(addrs)
     expired = threading.Event()
     held = []  # the socket, kept: http.client drops conn.sock once the response owns it
 
@@ -109,11 +162,11 @@ def attempt(url, timeout, validate_certs=True):
         status = response.status
         response.read(BODY_LIMIT)
         if expired.is_set():
-            return -1, 'no complete answer within %ss (timeout)' % timeout
+            return -1, 'no complete answer within %ss (timeout)' % budget
         return status, None
     except (HTTPException, OSError, ssl.SSLError, ValueError) as exc:
         if expired.is_set() or isinstance(exc, socket.timeout):
-            return -1, 'no complete answer within %ss (timeout)' % timeout
+            return -1, 'no complete answer within %ss (timeout)' % budget
         return -1, mask('%s: %s' % (exc.__class__.__name__, exc), url)
     finally:
         timer.cancel()

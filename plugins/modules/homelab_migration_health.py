@@ -14,8 +14,8 @@ version_added: 0.1.0
 description:
   - Sends C(GET) to O(url) until it answers with a 2xx status, at most O(retries) attempts with O(delay)
     seconds between them, and never longer than O(deadline) in total.
-  - Each attempt must get its whole answer (status line, headers and up to 64 KiB of body) within O(timeout)
-    seconds; an endpoint that sends its answer a byte at a time does not keep it longer (unlike
+  - Each attempt must get its whole answer (resolving the host name, connecting, status line, headers and up
+    to 64 KiB of body) within O(timeout) seconds; a DNS server that never answers or an endpoint that sends its answer a byte at a time does not keep it longer (unlike
     M(ansible.builtin.uri), whose timeout applies to each read).
   - Never fails because the service is unhealthy; it returns RV(healthy) and the caller decides (the
     P(homelab.migrations.migrate_all#role) role rolls the service back). Fails only for a URL it cannot check.

@@ -156,3 +156,69 @@ def test_cancel_after_the_commit_reports_what_stayed(fresh_db, tmp_path, when):
     record = read_records(audit_log)[-1]
     assert record['outcome'] == 'interrupted' and record['applied'] == ['0001_slow_then_fails'], record
     assert record['committed'] == ['0001_slow_then_fails'], record
+
+
+_BLACKHOLE_DNS = r'''
+set -e
+mount --bind "$1" /etc/resolv.conf
+ip link set lo up
+shift
+"$@"
+'''
+
+_SILENT_DNS_SERVER = r'''
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('127.0.0.1', 53))
+deadline = time.monotonic() + float(sys.argv[1])
+s.settimeout(1)
+while time.monotonic() < deadline:  # reads every question, never answers
+    try:
+        s.recv(4096)
+    except OSError:
+        pass
+'''
+
+
+def test_health_check_is_bounded_when_dns_never_answers(tmp_path):
+    """A health URL whose host name the DNS server never answers: the check ends by its deadline, not the
+    resolver's timeout x attempts (minutes). Runs the real module in a private mount and network namespace
+    whose resolv.conf points at a local DNS server that reads every question and never answers."""
+    import shutil
+    import subprocess
+
+    from harness.ansible import VENV_BIN, ansible_env
+
+    if os.geteuid() != 0 or not shutil.which('unshare') or not shutil.which('ip'):
+        pytest.skip('needs root, unshare(1) and ip(8) to give the test its own resolv.conf and network')
+    probe = subprocess.run(['unshare', '-mn', 'true'], capture_output=True, timeout=10)
+    if probe.returncode != 0:
+        pytest.skip('unshare -mn is not allowed here: %s' % probe.stderr.decode(errors='replace'))
+    resolv = tmp_path / 'resolv.conf'
+    resolv.write_text('nameserver 127.0.0.1\noptions timeout:30 attempts:5\n')
+    script = tmp_path / 'dns.py'
+    script.write_text(_SILENT_DNS_SERVER)
+    play = tmp_path / 'play.yml'
+    out = tmp_path / 'result.json'
+    play.write_text(
+        '- hosts: localhost\n  gather_facts: false\n  tasks:\n'
+        '    - name: health\n'
+        '      homelab.migrations.homelab_migration_health:\n'
+        '        url: http://health.homelab.test:8080/healthz\n'
+        '        timeout: 2\n        retries: 2\n        delay: 1\n'
+        '      register: r\n      ignore_errors: true\n'
+        '    - name: save\n      ansible.builtin.copy:\n        content: "{{ r | to_json }}"\n        dest: %s\n' % out)
+    inner = ('%s %s 100 & dns=$!; sleep 0.5; %s -i localhost, -c local %s; rc=$?; kill $dns; exit $rc'
+             % (os.path.join(VENV_BIN, 'python'), script, os.path.join(VENV_BIN, 'ansible-playbook'), play))
+    started = time.monotonic()
+    proc = subprocess.run(['unshare', '-mn', 'sh', '-c', _BLACKHOLE_DNS, 'dns', str(resolv), 'sh', '-c', inner],
+                          capture_output=True, text=True, timeout=150, env=ansible_env(None),
+                          stdin=subprocess.DEVNULL, cwd=str(tmp_path), start_new_session=True)
+    took = time.monotonic() - started
+    assert out.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result['healthy'] is False and result['status'] == -1, result
+    assert result['deadline'] == 5 and result['elapsed_seconds'] <= 6, result
+    assert 'not resolved within' in result['msg'] and 'health.homelab.test' in result['msg'], result['msg']
+    # the whole play (ansible's start-up included), far below what the resolver alone would take (5 x 30 s)
+    assert took < 60, took
