@@ -27,8 +27,9 @@ SPECIAL_TAGS = ('all', 'always', 'never', 'tagged', 'untagged')
 
 def _suggest(word, choices, strip=''):
     """The closest of ``choices`` to ``word`` (compared without the common ``strip`` prefix), or None."""
-    short = dict((c[len(strip):] if strip and c.startswith(strip) else c, c) for c in choices)
-    key = word[len(strip):] if strip and word.startswith(strip) else word
+    # compared in lower case: DASHBOARD and Stream-Bot are near misses of dashboard and stream-bot
+    short = dict(((c[len(strip):] if strip and c.startswith(strip) else c).lower(), c) for c in choices)
+    key = (word[len(strip):] if strip and word.startswith(strip) else word).lower()
     match = difflib.get_close_matches(key, list(short), n=1, cutoff=0.6)
     return short[match[0]] if match else None
 
