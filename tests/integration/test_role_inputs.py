@@ -42,7 +42,8 @@ def test_unknown_tags_name_no_service_of_any_host():
     # tags are case-sensitive: another case names no service, and the suggestion finds it
     msg = checks.migrate_all_unknown_tags(['all'], ['DASHBOARD'], per_host)
     assert '--skip-tags DASHBOARD (did you mean dashboard?)' in msg, msg
-    assert '--tags Stream-Bot (did you mean stream-bot?)' in checks.migrate_all_unknown_tags(['Stream-Bot'], [], per_host)
+    msg = checks.migrate_all_unknown_tags(['Stream-Bot'], [], per_host)
+    assert '--tags Stream-Bot (did you mean stream-bot?)' in msg, msg
     # malformed service lists (the spec check reports them) do not break the tag check
     assert checks.migrate_all_unknown_tags(['a'], [], ['oops', None, [{'name': 'a'}]]) == ''
 
