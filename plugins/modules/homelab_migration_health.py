@@ -15,8 +15,9 @@ description:
   - Sends C(GET) to O(url) until it answers with a 2xx status, at most O(retries) attempts with O(delay)
     seconds between them, and never longer than O(deadline) in total.
   - Each attempt must get its whole answer (resolving the host name, connecting, status line, headers and up
-    to 64 KiB of body) within O(timeout) seconds; a DNS server that never answers or an endpoint that sends its answer a byte at a time does not keep it longer (unlike
-    M(ansible.builtin.uri), whose timeout applies to each read).
+    to 64 KiB of body) within O(timeout) seconds; a DNS server that never answers or an endpoint that sends
+    its answer a byte at a time does not keep it longer (unlike M(ansible.builtin.uri), whose timeout applies
+    to each read).
   - Never fails because the service is unhealthy; it returns RV(healthy) and the caller decides (the
     P(homelab.migrations.migrate_all#role) role rolls the service back). Fails only for a URL it cannot check.
   - Credentials in the URL (C(http://user:password@host/health)) are sent as HTTP basic auth and masked in
