@@ -1366,9 +1366,13 @@ def _alembic_advice(kind, migration, later):
 
 
 # autocommit_block(), or SQL text that ends a transaction, in a revision file
-_SELF_COMMIT_RE = re.compile(r"autocommit_block|['\"]\s*(?:COMMIT|ROLLBACK|END|ABORT|commit|rollback)\s*;?\s*['\"]"
-                             r"|;\s*(?:COMMIT|ROLLBACK)\b|\.commit\(\)")
+_SELF_COMMIT_RE = re.compile(r"autocommit_block|['\"]\s*(?:COMMIT|ROLLBACK|END|ABORT)"
+                             r"(?:\s+(?:WORK|TRANSACTION|AND\s+(?:NO\s+)?CHAIN))?\s*;?\s*['\"]"
+                             r"|;\s*(?:COMMIT|ROLLBACK)\b|\.commit\(\)", re.IGNORECASE)
 
+
+# env.py that connects in autocommit mode: each statement commits by itself
+_ENV_AUTOCOMMIT_RE = re.compile(r"autocommit", re.IGNORECASE)
 
 _RUNNING_RE = re.compile(r'Running (upgrade|downgrade) (.*?) -> ([^\s,]*)')
 
@@ -1407,6 +1411,10 @@ class AlembicAdapter(Adapter):
         state = plan.extra.get('state') if plan is not None else None
         graph = state.extra.get('graph') if state is not None else None
         files = getattr(graph, 'files', None) or {}
+        if plan is not None and plan.steps and self._env_may_autocommit(state):
+            # env.py runs the migrations on an autocommit connection (isolation_level="AUTOCOMMIT"...), or
+            # commits itself: every statement of a failed revision may have stayed
+            return list(plan.steps)
         out = []
         for rev in plan.steps if plan is not None else []:
             path = files.get(rev)
@@ -1421,6 +1429,20 @@ class AlembicAdapter(Adapter):
             if _SELF_COMMIT_RE.search(text):
                 out.append(rev)
         return out
+
+    @staticmethod
+    def _env_may_autocommit(state):
+        """Whether the service's env.py may run statements outside alembic's transaction: an AUTOCOMMIT
+        isolation level, a DBAPI ``autocommit`` switch, a commit of its own (True when it cannot be read)."""
+        config = state.extra.get('config') if state is not None else None
+        location = getattr(config, 'script_location', None)
+        if not location:
+            return False
+        try:
+            text = read_file(os.path.join(location, 'env.py')).decode('utf-8', 'replace')
+        except Exception:
+            return True
+        return bool(_ENV_AUTOCOMMIT_RE.search(text) or _SELF_COMMIT_RE.search(text))
 
     def read_rows(self, conn):
         """Version table rows in table order; None when the table does not exist."""

@@ -941,6 +941,15 @@ class DrizzleAdapter(Adapter):
                 if HAS_PSYCOPG2 and not isinstance(exc, (psycopg2.Error, ValueError, _RowGone)):
                     self._rollback(conn)
                     raise
+                if current is not None and not committing and _ended_before_failure(conn, exc):
+                    # one chunk ended the transaction (COMMIT; ...) and then failed: what ran before the COMMIT
+                    # stayed, and the error came before the state check could see it
+                    self._rollback(conn)
+                    ended = self._ended_error(plan, done, group_done, current, _TransactionEnded(stmt, 'ended'))
+                    error = ApplyError('%s. The statement then failed: %s' % (
+                        str(ended).rstrip('. '), self._scrub(_pg_error(exc))), code=ended.code, details=ended.details)
+                    error.details['queries'] = [self._scrub(q) for q in queries]
+                    raise error
                 self._rollback(conn)
                 error = self._apply_error(plan, opts, done, current, stmt, exc, conn,
                                           at_commit=group_done if committing else None)
@@ -1066,6 +1075,18 @@ def _check_transaction(cur, xid, statement):
     cur.execute('SELECT pg_catalog.txid_current()')
     if cur.fetchone()[0] != xid:
         raise _TransactionEnded(statement, 'ended')
+
+
+def _ended_before_failure(conn, exc):
+    """Whether a statement that raised had ended the run's transaction first: after an error inside the
+    transaction block the server reports it failed (INERROR); idle means the block was over before the error
+    (``...; COMMIT; SELECT 1/0`` in one chunk), so what ran before the COMMIT was committed."""
+    if not HAS_PSYCOPG2 or not isinstance(exc, psycopg2.Error) or _is_connection_error(exc, conn):
+        return False
+    try:
+        return conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    except Exception:
+        return False
 
 
 class _RowGone(Exception):
