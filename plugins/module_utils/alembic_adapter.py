@@ -1421,8 +1421,8 @@ class AlembicAdapter(Adapter):
             if not path:
                 continue
             try:
-                with open(path, 'rb') as fh:
-                    text = fh.read().decode('utf-8', 'replace')
+                # read again after the run: it may have become a FIFO or a link to /dev/zero meanwhile
+                text = read_regular(path, MIGRATION_LIMIT).decode('utf-8', 'replace')
             except (IOError, OSError):
                 out.append(rev)  # cannot tell: assume it may
                 continue

@@ -222,3 +222,49 @@ def test_health_check_is_bounded_when_dns_never_answers(tmp_path):
     assert 'not resolved within' in result['msg'] and 'health.homelab.test' in result['msg'], result['msg']
     # the whole play (ansible's start-up included), far below what the resolver alone would take (5 x 30 s)
     assert took < 60, took
+
+
+def test_may_commit_itself_never_waits_on_a_revision_file_swapped_for_a_fifo(fresh_db, tmp_path):
+    """After a failed alembic run the module reads the planned revision files again (does one commit itself?).
+    A revision file that became a FIFO (or a symlink to /dev/zero) meanwhile made that read wait forever (open()
+    of a FIFO waits for a writer) or run out of memory: it is read as a regular file, or counted as "may"."""
+    import shutil
+    import sys
+
+    from harness.ansible import REPO
+    from ansible_collections.homelab.migrations.plugins.module_utils.adapters import get_adapter
+    from ansible_collections.homelab.migrations.plugins.module_utils.spec import service_defaults, validate_service
+
+    root = str(tmp_path / 'dashboard')
+    shutil.copytree(os.path.join(REPO, 'examples', 'homelab', 'services', 'dashboard'), root,
+                    ignore=shutil.ignore_patterns('__pycache__'))
+    spec = service_defaults(dict(name='dashboard', tool='alembic', path=root, database_url=fresh_db.password_url,
+                                 alembic_command=[os.path.join(os.path.dirname(sys.executable), 'alembic')]))
+    dburl = validate_service(spec)
+    adapter = get_adapter(spec, dburl)
+    conn = psycopg2.connect(fresh_db.password_url)
+    try:
+        state = adapter.read_state(conn)
+        plan = adapter.plan(conn, state, 'heads')
+    finally:
+        conn.close()
+    assert plan.steps, plan
+    files = state.extra['graph'].files
+    victims = [files[rev] for rev in plan.steps]
+    os.unlink(victims[0])
+    os.mkfifo(victims[0])
+    if len(victims) > 1:
+        os.unlink(victims[1])
+        os.symlink('/dev/zero', victims[1])
+    box = {}
+    worker = threading.Thread(target=lambda: box.setdefault('out', adapter.may_commit_itself(plan)), daemon=True)
+    worker.start()
+    worker.join(20)
+    if worker.is_alive():  # unblock the stuck open() so the thread ends
+        fd = os.open(victims[0], os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+    assert not worker.is_alive() and 'out' in box, 'may_commit_itself waited on a FIFO revision file'
+    # cannot tell what those files hold: they count as "may commit itself" (never as "certainly not")
+    assert plan.steps[0] in box['out'], box
+    if len(victims) > 1:
+        assert plan.steps[1] in box['out'], box
