@@ -205,6 +205,11 @@ class DbUrl:
             if port and (not port.isdigit() or not 0 < int(port) < 65536):
                 raise _refuse(url, 'it has an invalid port (a number from 1 to 65535 is needed)')
         self.port = int(self.ports[0]) if len(self.ports) == 1 and self.ports[0] else None
+        if self.is_uri and self.user and ':' in self.user:
+            # postgresql://app%3Apassword@host/: the whole userinfo percent-encoded makes the password part of the
+            # user name, which every message, the audit log and pg_dump's PGUSER would then show
+            raise _refuse(url, "its user name holds a ':' (percent-encoded as %3A), so the password would be read as "
+                          "part of the user name; write the ':' between user and password unencoded", _FORM)
         self.params = dict((k, v) for k, v in info.items() if k not in _MAIN_KEYS)
         hosts = self.host.split(',') if self.host else []
         if len(self.ports) > 1 and len(self.ports) != len(hosts):

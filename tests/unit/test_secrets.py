@@ -220,3 +220,16 @@ def test_a_weak_password_is_masked_alone_but_not_inside_names_and_paths():
                                   '"hunter2"', 'hunter2', 'x -hunter2- y'])
 def test_a_weak_password_that_ends_a_sentence_is_still_masked(text):
     assert 'hunter2' not in secrets.mask(text, ['hunter2'])
+
+
+@pytest.mark.parametrize('url', ['postgresql://app%3AColonLeak9@127.0.0.1:1/app',
+                                 'postgres://app%3aColonLeak9@db/app?sslmode=disable'])
+def test_a_fully_encoded_userinfo_is_refused_without_showing_it(url):
+    """Red team: quote('app:pw', safe='') makes the password part of the user name: not masked anywhere, shown in
+    connect errors and pg_dump's PGUSER. Refused, showing none of it; keyword strings may still name such a user."""
+    from ansible_collections.homelab.migrations.plugins.module_utils.connection import UrlError, mask_url
+    with pytest.raises(UrlError) as info:
+        DbUrl(url)
+    assert 'ColonLeak9' not in str(info.value) and '%3A' in str(info.value)
+    assert 'ColonLeak9' not in mask_url(url)
+    assert DbUrl("host=db user='odd:name' password=pw12345").user == 'odd:name'
