@@ -309,10 +309,11 @@ def mask_result(value, secrets=None, keep=None):
 def module_result(module, result, secrets=None):
     """``result`` ready for ``module.exit_json``/``fail_json``: every spelling of ``secrets`` that appears in no
     exact field goes to ``module.no_log_values`` (Ansible masks it everywhere, the invocation included); a
-    spelling that is part of an exact field (a weak password) is masked in the free text only."""
+    spelling shorter than WEAK_LEN that is part of an exact field (a weak password) is masked in the free text
+    only. A longer one is masked everywhere, exact fields included (a migration label holding the password)."""
     forms = all_spellings(secrets)
     exact = set(_exact_strings(result))
-    clash = set(f for f in forms if any(f in text for text in exact))
+    clash = set(f for f in forms if len(f) < WEAK_LEN and any(f in text for text in exact))
     module.no_log_values.update(forms - clash)
     return mask_result(result, secrets) if clash else result
 

@@ -233,3 +233,19 @@ def test_a_fully_encoded_userinfo_is_refused_without_showing_it(url):
     assert 'ColonLeak9' not in str(info.value) and '%3A' in str(info.value)
     assert 'ColonLeak9' not in mask_url(url)
     assert DbUrl("host=db user='odd:name' password=pw12345").user == 'odd:name'
+
+
+def test_a_strong_password_in_an_exact_field_is_still_masked():
+    """The exact-field exemption is for weak passwords only: a migration label that holds a strong password
+    (create role ... password 'Zq7Vx9K9wRtLong') is masked there as before."""
+    class _Module:
+        no_log_values = set()
+    module = _Module()
+    result = {'pending_migrations': ["0004 create role with password 'Zq7Vx9K9wRtLong'"], 'path': '/b/x_bot.dump'}
+    out = secrets.module_result(module, result, ['Zq7Vx9K9wRtLong'])
+    assert 'Zq7Vx9K9wRtLong' in module.no_log_values  # Ansible masks it in every field
+    assert out['path'] == '/b/x_bot.dump'
+    weak = _Module()
+    weak.no_log_values = set()
+    secrets.module_result(weak, result, ['bot'])
+    assert 'bot' not in weak.no_log_values
