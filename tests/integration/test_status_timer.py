@@ -154,7 +154,8 @@ def test_units_render_and_pass_systemd_analyze_verify(tmp_path, vaulted):
 
 @pytest.mark.parametrize('case', ['root', 'secret_extra_var', 'url_with_password', 'open_vault_file',
                                   'missing_inventory', 'nested_secret_key', 'url_password_with_slash',
-                                  'conninfo_password', 'world_writable_umask', 'open_plain_vars_file'])
+                                  'conninfo_password', 'world_writable_umask', 'open_plain_vars_file',
+                                  'writable_inventory', 'writable_inventory_dir'])
 def test_refused_settings_write_no_unit(tmp_path, vaulted, case):
     more = {'status_timer_inventory': INVENTORY}
     if case == 'root':
@@ -179,6 +180,13 @@ def test_refused_settings_write_no_unit(tmp_path, vaulted, case):
         more['status_timer_environment'] = {'PGCONNINFO': 'host=db password=Cnry-hunter2'}
     elif case == 'world_writable_umask':
         more['status_timer_umask'] = '0000'
+    elif case in ('writable_inventory', 'writable_inventory_dir'):  # anyone could add host_vars / a python
+        folder = tmp_path / 'inv'
+        folder.mkdir()
+        shutil.copy(INVENTORY, str(folder / 'hosts.yml'))
+        os.chmod(str(folder / ('hosts.yml' if case == 'writable_inventory' else '.')), 0o666 if case ==
+                 'writable_inventory' else 0o1777)
+        more['status_timer_inventory'] = str(folder / 'hosts.yml')
     elif case == 'open_plain_vars_file':  # a secrets file the user forgot to encrypt, readable by all
         plain = tmp_path / 'secrets.yml'
         plain.write_text('homelab_demo_pg_password: Cnry-hunter2\n')
