@@ -276,12 +276,10 @@ def _exact_strings(value, exact=False):
         for key, inner in value.items():
             if isinstance(key, str):
                 yield key
-            for found in _exact_strings(inner, exact or (key in EXACT_KEYS and _plain(inner))):
-                yield found
+            yield from _exact_strings(inner, exact or (key in EXACT_KEYS and _plain(inner)))
     elif isinstance(value, (list, tuple)):
         for inner in value:
-            for found in _exact_strings(inner, exact):
-                yield found
+            yield from _exact_strings(inner, exact)
     elif exact and isinstance(value, str):
         yield value
 
