@@ -317,6 +317,12 @@ def statement_head(text, lines=STATEMENT_LINES, limit=STATEMENT_CHARS):
     """The first line(s) of a statement (leading comments and blank lines dropped), password literals masked."""
     tokens = lex(text)
     body = text[tokens[0].start:] if tokens else text.strip()
+    offset = tokens[0].start if tokens else 0
+    # a literal that names a password (a conninfo with password=<libpq-quoted value>, in any SQL quoting) is
+    # masked whole: its value's own quoting is libpq's, which no pattern over the SQL text spells reliably
+    for tok in reversed([t for t in tokens if t.kind == 'string' and 'password' in (t.value + t.text).lower()]):
+        start = tok.start - offset
+        body = body[:start] + "'********'" + body[start + len(tok.text):]
     kept = [line.rstrip() for line in body.splitlines() if line.strip()][:lines]
     head = '\n'.join(kept)
     head = _PASSWORD_LITERAL.sub(lambda m: m.group(1) + "'********'", head)

@@ -4,6 +4,7 @@ Each case: the finding appears in the status (and in the apply's check mode), th
 before anything is touched, and with the finding allowed the real run fails as predicted.
 """
 
+import json
 import os
 import sys
 
@@ -551,3 +552,16 @@ def test_alembic_statement_after_a_branch_is_still_an_error(alembic_lab):
     assert codes(status(svc)['findings'], 'error') == ['not_in_transaction']
     ran = apply(svc, allow_findings=['not_in_transaction'])
     assert ran['failed'] and 'cannot run inside a transaction block' in ran['msg']
+
+
+def test_findings_carry_no_password_in_a_quoted_conninfo_value(drizzle_lab):
+    """libpq's quoted value inside a SQL literal: password=''my secret'' (SQL-doubled quotes), E'\\'' escapes."""
+    svc, folder, db = drizzle_lab
+    add_migration(folder, "CREATE SUBSCRIPTION preflight_s CONNECTION 'host=db password=''Sup3r S3cret'' dbname=x' "
+                          "PUBLICATION p;\n%s\nCREATE SUBSCRIPTION preflight_t CONNECTION E'host=db "
+                          "password=\\'Sup3r S3cret\\'' PUBLICATION p;" % BP)
+    found = status(svc)['findings']
+    assert codes(found, 'error') == ['not_in_transaction', 'not_in_transaction']
+    assert all(f['statement'].startswith('CREATE SUBSCRIPTION') for f in found if f['severity'] == 'error')
+    assert 'S3cret' not in json.dumps(found)
+    assert 'S3cret' not in json.dumps(apply(svc, check=True)['findings'])
