@@ -7,10 +7,15 @@
     fp.digest                      # sha256 hex of the sorted rows
     differences(before, after)     # ['added table public.users', ...] (short, readable)
 
-Rows (one tuple each, no OIDs, order of columns ignored): schemas, relations (tables, views, materialized
-views, sequences, foreign tables, composite types), columns (type, not null, default, identity), indexes
-(their definition), constraints (their definition), types (enums with their labels, domains, ranges),
-functions and procedures (signature, result, a hash of the body), triggers, view definitions and extensions.
+Rows (one tuple each, no OIDs, order of columns ignored): schemas (owner, privileges), relations (tables,
+views, materialized views, sequences, foreign tables, composite types; owner, privileges, row level security,
+storage parameters, partition bounds), inheritance, sequence parameters (not their current value), row level
+security policies, rules, comments on relations and columns, columns (type, collation, not null, default,
+identity, generated, privileges), indexes (their definition), constraints (their definition), types (enums
+with their labels, domains, ranges), functions and procedures (signature, result, a hash of the body,
+security definer, volatility, strictness, leakproof, parallel safety, SET options, owner, privileges,
+comment), triggers (with enabled/disabled), view definitions and extensions. A down migration that forgets
+to restore a policy, a grant or a function's SECURITY DEFINER is a change, not "as before".
 System schemas (pg_catalog, information_schema, pg_toast, temporary schemas) are left out, and so is the
 migration tool's own tracking table (its rows are the *position*, compared separately): a failed run that
 created only the tracking table, or a go-back that leaves it empty, is no change of the service's schema.
@@ -30,13 +35,54 @@ import json
 _USER_NS = ("n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' "
             "AND n.nspname NOT LIKE 'pg\\_temp\\_%'")
 
+
+
+def _acl(column, kind, owner):
+    """Privileges as sorted text, NULL (the defaults) spelled out: GRANT then REVOKE is as before."""
+    return ("coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM pg_catalog.unnest(coalesce(%s, "
+            "pg_catalog.acldefault(%s, %s))) x), '')" % (column, kind, owner))
+
+
 QUERIES = (
-    ('schema', 'SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE ' + _USER_NS),
-    ('relation', "SELECT n.nspname, c.relname, c.relkind::text, c.relpersistence::text FROM pg_catalog.pg_class c "
+    ('schema', 'SELECT n.nspname, pg_catalog.pg_get_userbyid(n.nspowner), ' + _acl('n.nspacl', "'n'", 'n.nspowner')
+               + ' FROM pg_catalog.pg_namespace n WHERE ' + _USER_NS),
+    # owner, privileges, row level security, storage parameters: a go-back that leaves them changed is a change
+    ('relation', "SELECT n.nspname, c.relname, c.relkind::text, c.relpersistence::text, "
+                 "pg_catalog.pg_get_userbyid(c.relowner), "
+                 + _acl('c.relacl', "(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::\"char\"", 'c.relowner')
+                 + ", c.relrowsecurity::text, "
+                 "c.relforcerowsecurity::text, coalesce(c.reloptions::text, ''), "
+                 "coalesce(pg_catalog.pg_get_expr(c.relpartbound, c.oid), '') FROM pg_catalog.pg_class c "
                  "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
                  "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c') AND " + _USER_NS),
+    ('inherits', "SELECT n.nspname, c.relname, pn.nspname || '.' || p.relname FROM pg_catalog.pg_inherits i "
+                 "JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid "
+                 "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                 "JOIN pg_catalog.pg_class p ON p.oid = i.inhparent "
+                 "JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace WHERE " + _USER_NS),
+    ('sequence', "SELECT n.nspname, c.relname, pg_catalog.format_type(s.seqtypid, NULL), s.seqstart::text, "
+                 "s.seqincrement::text, s.seqmin::text, s.seqmax::text, s.seqcache::text, s.seqcycle::text "
+                 "FROM pg_catalog.pg_sequence s JOIN pg_catalog.pg_class c ON c.oid = s.seqrelid "
+                 "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE " + _USER_NS),
+    ('policy', "SELECT n.nspname, c.relname, p.polname, p.polcmd::text, p.polpermissive::text, "
+               "coalesce((SELECT string_agg(CASE WHEN r = 0 THEN 'public' ELSE pg_catalog.pg_get_userbyid(r) END, ',' "
+               "ORDER BY 1) FROM unnest(p.polroles) r), ''), "
+               "coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), ''), "
+               "coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), '') FROM pg_catalog.pg_policy p "
+               "JOIN pg_catalog.pg_class c ON c.oid = p.polrelid "
+               "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE " + _USER_NS),
+    ('rule', "SELECT n.nspname, c.relname, r.rulename, pg_catalog.pg_get_ruledef(r.oid), r.ev_enabled::text "
+             "FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class "
+             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE r.rulename <> '_RETURN' AND " + _USER_NS),
+    ('comment', "SELECT n.nspname, c.relname, d.objsubid::text, d.description FROM pg_catalog.pg_description d "
+                "JOIN pg_catalog.pg_class c ON d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass "
+                "AND c.oid = d.objoid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE " + _USER_NS),
     ('column', "SELECT n.nspname, c.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), "
-               "a.attnotnull::text, coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid), ''), a.attidentity::text "
+               "a.attnotnull::text, coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid), ''), a.attidentity::text, "
+               "a.attgenerated::text, CASE WHEN a.attcollation <> (SELECT t.typcollation FROM pg_catalog.pg_type t "
+               "WHERE t.oid = a.atttypid) THEN (SELECT co.collname FROM pg_catalog.pg_collation co "
+               "WHERE co.oid = a.attcollation) ELSE '' END, "
+               "coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM pg_catalog.unnest(a.attacl) x), '') "
                "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
                "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
                "LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
@@ -57,9 +103,12 @@ QUERIES = (
              "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type a WHERE a.typarray = t.oid) AND " + _USER_NS),
     ('function', "SELECT n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid), "
                  "coalesce(pg_catalog.pg_get_function_result(p.oid), ''), p.prokind::text, "
-                 "md5(coalesce(p.prosrc, '')) FROM pg_catalog.pg_proc p "
+                 "md5(coalesce(p.prosrc, '')), p.prosecdef::text, p.provolatile::text, p.proisstrict::text, "
+                 "p.proleakproof::text, p.proparallel::text, coalesce(p.proconfig::text, ''), "
+                 "pg_catalog.pg_get_userbyid(p.proowner), " + _acl('p.proacl', "'f'", 'p.proowner') + ", "
+                 "coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), '') FROM pg_catalog.pg_proc p "
                  "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE " + _USER_NS),
-    ('trigger', "SELECT n.nspname, c.relname, t.tgname, pg_catalog.pg_get_triggerdef(t.oid) "
+    ('trigger', "SELECT n.nspname, c.relname, t.tgname, pg_catalog.pg_get_triggerdef(t.oid), t.tgenabled::text "
                 "FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid "
                 "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND " + _USER_NS),
     ('view', "SELECT n.nspname, c.relname, md5(pg_catalog.pg_get_viewdef(c.oid)) FROM pg_catalog.pg_class c "
@@ -137,6 +186,11 @@ def _describe(row):
         return 'function %s.%s(%s)' % (row[1], row[2], row[3])
     if kind == 'extension':
         return 'extension %s %s' % (row[1], row[2])
+    if kind in ('policy', 'rule'):
+        return '%s %s on %s.%s' % (kind, row[3], row[1], row[2])
+    if kind in ('sequence', 'inherits', 'comment'):
+        return '%s of %s.%s' % ({'sequence': 'parameters', 'inherits': 'inheritance',
+                                 'comment': 'comment'}[kind], row[1], row[2])
     return ' '.join(row)
 
 

@@ -6,6 +6,8 @@ These are failures after which data stayed committed although the position and t
 
 import os
 
+import pytest
+
 from harness import drizzle_gen
 from harness.alembic_gen import AlembicProject
 
@@ -53,3 +55,93 @@ def test_alembic_env_py_in_autocommit_is_not_untouched(fresh_db, tmp_path):
     assert fresh_db.query('SELECT balance FROM acct')[0][0] == 0  # the UPDATE stayed
     assert result['untouched'] is False and result['unrecorded_changes'] is True
     assert 'nothing of this run stayed' not in result['msg']
+
+
+# ----------------------------------------------------------------- going back "verified" by the fingerprint
+# The role takes a service back by its down migrations and restores the backup unless the fingerprint re-read
+# after going back equals the one taken before the run (migrate_all_back_verified). A down file that forgets
+# to undo something the fingerprint does not see passes as "schema verified as before the run".
+FORGOTTEN = {
+    'policy_dropped': 'DROP POLICY own_rows ON notes;',
+    'rls_disabled': 'ALTER TABLE notes DISABLE ROW LEVEL SECURITY;',
+    'grant_to_public': 'GRANT ALL ON notes TO PUBLIC;',
+    'security_definer': 'ALTER FUNCTION note_count() SECURITY DEFINER;',
+    'function_search_path': "ALTER FUNCTION note_count() SET search_path = pg_temp, public;",
+    'function_volatility': 'ALTER FUNCTION note_count() IMMUTABLE;',
+    'table_owner': 'ALTER TABLE notes OWNER TO red11_other;',
+    'sequence_increment': 'ALTER SEQUENCE notes_id_seq INCREMENT BY 1000;',
+    'column_collation': 'ALTER TABLE notes ALTER COLUMN body TYPE text COLLATE "C";',
+    'table_storage_param': 'ALTER TABLE notes SET (fillfactor = 10);',
+    'rule_added': 'CREATE RULE no_delete AS ON DELETE TO notes DO INSTEAD NOTHING;',
+    'inheritance': 'CREATE TABLE parent_t (id int); ALTER TABLE notes INHERIT parent_t; '
+                   'ALTER TABLE notes NO INHERIT parent_t; DROP TABLE parent_t; ALTER TABLE notes INHERIT other_t;',
+    'trigger_disabled': 'ALTER TABLE notes DISABLE TRIGGER notes_touch;',
+    'comment': "COMMENT ON TABLE notes IS 'changed';",
+}
+
+BASE = """CREATE TABLE other_t (id int);
+CREATE TABLE notes (id serial PRIMARY KEY, owner text, body text);
+ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_rows ON notes USING (owner = current_user);
+CREATE FUNCTION note_count() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT count(*) FROM notes';
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER notes_touch BEFORE UPDATE ON notes FOR EACH ROW EXECUTE FUNCTION touch();
+"""
+
+
+@pytest.mark.parametrize('case', sorted(FORGOTTEN))
+def test_going_back_is_verified_only_when_the_schema_is_as_before(fresh_db, tmp_path, case):
+    role = 'red11_other_' + fresh_db.name
+    fresh_db.execute('CREATE ROLE "%s" NOLOGIN' % role)
+    try:
+        check_going_back(fresh_db, tmp_path, case, role)
+    finally:
+        fresh_db.execute('DROP OWNED BY "%s"; DROP ROLE "%s"' % (role, role))
+
+
+def check_going_back(fresh_db, tmp_path, case, role):
+    from ansible_collections.homelab.migrations.plugins.filter.migrate_all import migrate_all_back_verified
+    fresh_db.execute(BASE)
+    forward = FORGOTTEN[case].replace('red11_other', role)
+    files = [('0000_base', 'SELECT 1;'), ('0001_change', forward)]
+    svc = drizzle_service(tmp_path, fresh_db.password_url, files)
+    with open(os.path.join(str(tmp_path), 'migrations', '0001_change.down.sql'), 'w') as fh:
+        fh.write('SELECT 1;')  # the down file forgets to undo it
+    assert run_apply(svc[0], svc[1], {'target': '0000_base'})['applied'] == ['0000_base']
+    up = run_apply(svc[0], svc[1], {})
+    assert up['applied'] == ['0001_change'], up.get('msg')
+    back = run_apply(svc[0], svc[1], {'target': '0000_base', 'action': 'rollback', 'allow_out_of_order': True,
+                                      'allow_modified': True})
+    assert back.get('reverted') == ['0001_change'], back.get('msg')
+    # the change is still there (the down file did nothing): going back must not count as verified
+    assert migrate_all_back_verified(back, up) is False
+
+
+UNDONE = {
+    'grant_revoke': ('GRANT SELECT ON notes TO PUBLIC;', 'REVOKE SELECT ON notes FROM PUBLIC;'),
+    'column_grant_revoke': ('GRANT SELECT (body) ON notes TO PUBLIC;', 'REVOKE SELECT (body) ON notes FROM PUBLIC;'),
+    'function_revoke_grant': ('REVOKE EXECUTE ON FUNCTION note_count() FROM PUBLIC;',
+                              'GRANT EXECUTE ON FUNCTION note_count() TO PUBLIC;'),
+    'policy_recreated': ('DROP POLICY own_rows ON notes;',
+                         'CREATE POLICY own_rows ON notes USING (owner = current_user);'),
+    'comment_removed': ("COMMENT ON TABLE notes IS 'x';", 'COMMENT ON TABLE notes IS NULL;'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(UNDONE))
+def test_going_back_that_really_undid_it_is_verified(fresh_db, tmp_path, case):
+    """The other side: a down file that restores the same state (GRANT then REVOKE leaves the privileges spelled
+    out, not NULL) is verified, so the role does not restore a backup for nothing."""
+    from ansible_collections.homelab.migrations.plugins.filter.migrate_all import migrate_all_back_verified
+    fresh_db.execute(BASE)
+    up_sql, down_sql = UNDONE[case]
+    svc = drizzle_service(tmp_path, fresh_db.password_url, [('0000_base', 'SELECT 1;'), ('0001_change', up_sql)])
+    with open(os.path.join(str(tmp_path), 'migrations', '0001_change.down.sql'), 'w') as fh:
+        fh.write(down_sql)
+    assert run_apply(svc[0], svc[1], {'target': '0000_base'})['applied'] == ['0000_base']
+    up = run_apply(svc[0], svc[1], {})
+    assert up['applied'] == ['0001_change'], up.get('msg')
+    back = run_apply(svc[0], svc[1], {'target': '0000_base', 'action': 'rollback', 'allow_out_of_order': True,
+                                      'allow_modified': True})
+    assert back.get('reverted') == ['0001_change'], back.get('msg')
+    assert migrate_all_back_verified(back, up) is True
