@@ -107,22 +107,29 @@ def utf8_error(raw):
     return None
 
 
+_PG_SPACE = frozenset(' \t\n\r\f')
+
+
 def is_blank_chunk(chunk):
     """True when a chunk holds only whitespace, ``--``/``/* */`` comments and semicolons.
 
     An unterminated ``/*`` comment is not blank: the server must see it and fail as it does for drizzle.
+    Whitespace is what PostgreSQL's scanner skips (scanner_isspace: space, tab, newline, carriage return,
+    form feed), not Python's ``str.isspace``: a chunk of a no-break space, an ideographic space or a
+    control character fails on the server for drizzle-orm, so it is sent and fails here too.
     """
     i = 0
     n = len(chunk)
     while i < n:
         ch = chunk[i]
-        if ch.isspace() or ch == ';':
+        if ch in _PG_SPACE or ch == ';':
             i += 1
         elif chunk.startswith('--', i):
-            nl = chunk.find('\n', i)
-            if nl < 0:
+            # the server's `--` comment ends at a newline or a carriage return (scan.l: non_newline [^\n\r])
+            ends = [pos for pos in (chunk.find('\n', i), chunk.find('\r', i)) if pos >= 0]
+            if not ends:
                 return True
-            i = nl + 1
+            i = min(ends) + 1
         elif chunk.startswith('/*', i):
             depth = 1
             i += 2
