@@ -585,10 +585,13 @@ class _Run(object):
         self.self_committed = ended
         self.maybe_committed = maybe
         self.result['schema_changes'] = [self.scrub(x) for x in fingerprint_mod.differences(self.fp_before, fp_after)]
-        self.result['untouched'] = bool(same_position and same_schema and not ended and not maybe)
+        # a sequence set back by a failed migration stayed so (setval() is not transactional)
+        set_back = fingerprint_mod.sequences_set_back(self.fp_before, fp_after) if failed else []
+        self.result['schema_changes'] += [self.scrub(x) for x in set_back]
+        self.result['untouched'] = bool(same_position and same_schema and not ended and not maybe and not set_back)
         # something stayed that no recorded migration accounts for: going back by migrations cannot undo it
         schema_moved = same_position and not same_schema and fp_after is not None and self.fp_before is not None
-        self.result['unrecorded_changes'] = bool(ended or maybe or schema_moved)
+        self.result['unrecorded_changes'] = bool(ended or maybe or schema_moved or set_back)
         if failed and after is None:
             self.result['unrecorded_changes'] = True
         self.settled = True

@@ -120,12 +120,23 @@ _KIND_WORDS = {'r': 'table', 'p': 'table', 'v': 'view', 'm': 'materialized view'
                'f': 'foreign table', 'c': 'composite type'}
 
 
-class Fingerprint(object):
-    """The sorted catalogue rows and their sha256 ``digest``."""
+# the current value of each sequence: not part of the digest (the service's own inserts move it on while a
+# migration runs), but setval() is not transactional: a failed migration that set a sequence BACK left a change
+# (the next inserts collide with existing keys) although its transaction was rolled back
+SEQUENCE_VALUES = ("SELECT s.schemaname::text, s.sequencename::text, s.last_value, s.increment_by "
+                   "FROM pg_catalog.pg_sequences s "
+                   "WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema') "
+                   "AND s.schemaname NOT LIKE 'pg\\_temp\\_%'")
 
-    def __init__(self, rows):
+
+class Fingerprint(object):
+    """The sorted catalogue rows and their sha256 ``digest``; ``sequences``: {(schema, name): last value}
+    (not in the digest)."""
+
+    def __init__(self, rows, sequences=None):
         self.rows = sorted(set(rows))
         self.digest = hashlib.sha256(json.dumps(self.rows).encode('utf-8')).hexdigest()
+        self.sequences = dict(sequences or {})
 
     def __eq__(self, other):
         return isinstance(other, Fingerprint) and self.digest == other.digest
@@ -165,7 +176,34 @@ def take(conn, exclude=None):
                 row = tuple('' if v is None else str(v) for v in row)
                 if not _excluded(kind, row, exclude):
                     rows.append((kind,) + row)
-    return Fingerprint(rows)
+        sequences = {}
+        cur.execute(SEQUENCE_VALUES)
+        for schema, name, value, increment in cur.fetchall():
+            if not _excluded('relation', (schema, name), exclude):
+                sequences[(schema, name)] = None if value is None else int(value)
+                sequences[('increment', schema, name)] = int(increment)
+    return Fingerprint(rows, sequences)
+
+
+def old_sign(fp, key):
+    """1 for an ascending sequence, -1 for a descending one."""
+    return -1 if (fp.sequences.get(('increment',) + tuple(key)) or 1) < 0 else 1
+
+
+def sequences_set_back(before, after):
+    """Lines for each sequence whose value is lower after than before (setval() is not rolled back)."""
+    if before is None or after is None:
+        return []
+    out = []
+    for key in sorted(k for k in before.sequences if len(k) == 2):
+        if key not in after.sequences or before.sequences[key] is None:
+            continue
+        old, new = before.sequences[key], after.sequences[key]
+        # None: set back before its first value (setval(..., false))
+        if new is None or (new - old) * old_sign(before, key) < 0:
+            out.append('sequence %s.%s was set back from %d to %s (setval() is not undone by a rollback)'
+                       % (key[0], key[1], old, 'its start' if new is None else new))
+    return out
 
 
 def _describe(row):

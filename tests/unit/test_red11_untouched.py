@@ -145,3 +145,28 @@ def test_going_back_that_really_undid_it_is_verified(fresh_db, tmp_path, case):
                                       'allow_modified': True})
     assert back.get('reverted') == ['0001_change'], back.get('msg')
     assert migrate_all_back_verified(back, up) is True
+
+
+@pytest.mark.parametrize('reset', ["SELECT setval('acct_id_seq', 1);", "SELECT setval('acct_id_seq', 1, false);"])
+def test_a_sequence_set_back_by_a_failed_migration_is_not_untouched(fresh_db, tmp_path, reset):
+    """setval() is not rolled back: the DELETE is undone, the sequence stays set back, the next insert collides."""
+    fresh_db.execute("CREATE TABLE acct (id serial PRIMARY KEY, v int); INSERT INTO acct (v) SELECT 1 FROM "
+                     "generate_series(1, 5)")
+    files = [('0000_reset', 'DELETE FROM acct;\n' + BP + '\n' + reset + '\n' + BP + '\nSELECT 1/0;')]
+    svc = drizzle_service(tmp_path, fresh_db.password_url, files)
+    result = run_apply(svc[0], svc[1], {})
+    assert result['failed'] is True
+    assert fresh_db.query('SELECT count(*) FROM acct')[0][0] == 5  # rolled back...
+    assert fresh_db.query("SELECT nextval('acct_id_seq')")[0][0] <= 2  # ...but the sequence stayed set back
+    assert result['untouched'] is False and result['unrecorded_changes'] is True
+    assert any('acct_id_seq' in c for c in result['schema_changes'])
+
+
+def test_a_sequence_moved_on_by_the_service_meanwhile_is_still_untouched(fresh_db, tmp_path):
+    """The other side: nextval() by the failed migration (or the service's own inserts) moves a sequence on,
+    which is no change of the schema: an ordinary failure stays untouched."""
+    fresh_db.execute("CREATE TABLE acct (id serial PRIMARY KEY, v int); INSERT INTO acct (v) VALUES (1)")
+    files = [('0000_ins', 'INSERT INTO acct (v) VALUES (2);\n' + BP + '\nSELECT 1/0;')]
+    svc = drizzle_service(tmp_path, fresh_db.password_url, files)
+    result = run_apply(svc[0], svc[1], {})
+    assert result['failed'] is True and result['untouched'] is True, result['msg']
