@@ -13,8 +13,9 @@ import getpass
 import json
 import os
 import socket
+import stat
 
-from ansible_collections.homelab.migrations.plugins.module_utils import safe_path
+from ansible_collections.homelab.migrations.plugins.module_utils import regular_file, safe_path
 
 AUDIT_FIELDS = ('time', 'host', 'user', 'service', 'action', 'from', 'to', 'outcome', 'error', 'confirmation')
 OUTCOMES = ('success', 'failed', 'unchanged', 'skipped', 'rolled_back', 'restored', 'check', 'refused')
@@ -67,6 +68,10 @@ def check_log_path(path):
     if os.path.islink(path):
         raise safe_path.UnsafePathError(errno.ELOOP, 'audit_log %s is a symlink; give the real file (%s) so nobody '
                                         'can point it elsewhere' % (path, os.path.realpath(path)))
+    if not stat.S_ISREG(st.st_mode):
+        raise safe_path.UnsafePathError(errno.EINVAL, 'audit_log %s is %s, not a regular file: writing to it could '
+                                        'wait forever (a FIFO waits for a reader); give the path of a regular file '
+                                        'or of one to create' % (path, regular_file.kind_of(st.st_mode)))
     if st.st_uid not in (os.geteuid(), 0):
         raise safe_path.UnsafePathError(errno.EPERM, 'audit_log %s belongs to another user (uid %d), who could '
                                         'rewrite it; chown it to the user running the play or choose another path'
@@ -91,7 +96,13 @@ def append_record(path, record):
     except OSError as exc:
         if not os.path.lexists(path) or isinstance(exc, safe_path.UnsafePathError):
             raise
-        fd = safe_path.open_nofollow(path, os.O_WRONLY | os.O_APPEND, 0o640, 'audit_log')
+        # O_NONBLOCK: a FIFO swapped in after the check must not make open() wait for a reader (ENXIO instead)
+        fd = safe_path.open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK, 0o640, 'audit_log')
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise safe_path.UnsafePathError(errno.EINVAL, 'audit_log %s is not a regular file; give the path of a '
+                                            'regular file' % path)
+        os.set_blocking(fd, True)
     try:
         if created:
             os.fchmod(fd, 0o640)

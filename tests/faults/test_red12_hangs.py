@@ -268,3 +268,27 @@ def test_may_commit_itself_never_waits_on_a_revision_file_swapped_for_a_fifo(fre
     assert plan.steps[0] in box['out'], box
     if len(victims) > 1:
         assert plan.steps[1] in box['out'], box
+
+
+def test_audit_log_that_is_a_fifo_is_refused_before_anything_runs(fresh_db, tmp_path):
+    """audit_log pointing at a FIFO passed every check, the migrations ran and committed, then the module waited
+    forever to open the FIFO for writing; the clean-up ignores further signals, so no cancel could stop it."""
+    private = tmp_path / 'logs'
+    private.mkdir(mode=0o700)
+    fifo = str(private / 'audit.jsonl')
+    os.mkfifo(fifo, 0o600)
+    spec = _drizzle_service(str(tmp_path / 'bot'), fresh_db.password_url, 'ALTER TABLE "users" ADD COLUMN "nick" text;')
+    started = time.monotonic()
+    try:
+        result, proc = run_module('homelab_migration_apply', {'service': spec, 'audit_log': fifo}, timeout=60)
+    finally:
+        took = time.monotonic() - started
+        # release a writer stuck in open() (before the fix), so no module is left behind
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        time.sleep(1)
+        os.close(fd)
+    assert took < 40, took
+    assert result.get('failed'), result
+    assert 'FIFO' in result['msg'] and 'audit_log' in result['msg'], result['msg']
+    # refused before touching anything
+    assert fresh_db.query("SELECT count(*) FROM information_schema.tables WHERE table_name = 'users'")[0][0] == 0
