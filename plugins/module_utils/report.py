@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 
+from ansible_collections.homelab.migrations.plugins.module_utils import regular_file
 from ansible_collections.homelab.migrations.plugins.module_utils import safe_path
 from ansible_collections.homelab.migrations.plugins.module_utils import secrets
 
@@ -189,8 +190,8 @@ def prometheus_text(status, run=None, previous=None, now=None):
 def write_prometheus_textfile(path, status, run=None, now=None):
     previous = None
     try:
-        with open(path, 'r') as fh:
-            previous = fh.read()
+        # only a regular file, capped: a FIFO there waited forever, a link to /dev/zero read until memory ran out
+        previous = regular_file.read_regular(path, regular_file.CONFIG_LIMIT).decode('utf-8', 'replace')
     except (IOError, OSError):
         previous = None
     text = prometheus_text(status, run=run, previous=previous, now=now)

@@ -292,3 +292,36 @@ def test_audit_log_that_is_a_fifo_is_refused_before_anything_runs(fresh_db, tmp_
     assert 'FIFO' in result['msg'] and 'audit_log' in result['msg'], result['msg']
     # refused before touching anything
     assert fresh_db.query("SELECT count(*) FROM information_schema.tables WHERE table_name = 'users'")[0][0] == 0
+
+
+def test_prometheus_textfile_previous_read_never_waits_or_runs_out_of_memory(tmp_path):
+    """The textfile's previous content is read to carry the last run's metrics over; a FIFO there made that read
+    wait forever, a symlink to /dev/zero read until memory ran out. Both are replaced by a fresh regular file."""
+    from ansible_collections.homelab.migrations.plugins.module_utils import report
+
+    status = {'success': True, 'overall_status': 'up_to_date', 'services': {}}
+    folder = tmp_path / 'textfile'
+    folder.mkdir(mode=0o755)
+    fifo = str(folder / 'fifo.prom')
+    os.mkfifo(fifo, 0o600)
+    zero = folder / 'zero.prom'
+    zero.symlink_to('/dev/zero')
+    for path in (fifo, str(zero)):
+        box = {}
+
+        def write(p=path, b=box):
+            try:
+                b['text'] = report.write_prometheus_textfile(p, status)
+            except OSError as exc:  # refused (a symlink there), promptly: fine
+                b['text'] = exc
+        worker = threading.Thread(target=write, daemon=True)
+        worker.start()
+        worker.join(20)
+        if worker.is_alive() and path == fifo:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # release the stuck open()
+            os.close(fd)
+        assert not worker.is_alive() and 'text' in box, 'the previous textfile %s was read without a bound' % path
+        if path == fifo:
+            assert os.path.isfile(path), 'the FIFO was not replaced by the textfile'
+        else:
+            assert 'symlink' in str(box['text']), box
