@@ -14,7 +14,8 @@ security policies, rules, comments on relations and columns, columns (type, coll
 identity, generated, privileges), indexes (their definition), constraints (their definition), types (enums
 with their labels, domains, ranges), functions and procedures (signature, result, a hash of the body,
 security definer, volatility, strictness, leakproof, parallel safety, SET options, owner, privileges,
-comment), triggers (with enabled/disabled), view definitions and extensions. A down migration that forgets
+comment), triggers (with enabled/disabled), view definitions, extensions, and the database's owner, privileges
+and settings (ALTER DATABASE / ALTER ROLE ... IN DATABASE ... SET). A down migration that forgets
 to restore a policy, a grant or a function's SECURITY DEFINER is a change, not "as before".
 System schemas (pg_catalog, information_schema, pg_toast, temporary schemas) are left out, and so is the
 migration tool's own tracking table (its rows are the *position*, compared separately): a failed run that
@@ -114,6 +115,14 @@ QUERIES = (
     ('view', "SELECT n.nspname, c.relname, md5(pg_catalog.pg_get_viewdef(c.oid)) FROM pg_catalog.pg_class c "
              "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v', 'm') AND " + _USER_NS),
     ('extension', 'SELECT e.extname, e.extversion FROM pg_catalog.pg_extension e'),
+    # the database's own settings (ALTER DATABASE ... SET search_path, ALTER ROLE ... IN DATABASE ... SET),
+    # owner and privileges: a migration may change them, and a down file may forget them
+    ('database', "SELECT d.datname::text, pg_catalog.pg_get_userbyid(d.datdba), "
+                 + _acl('d.datacl', "'d'", 'd.datdba') + ", "
+                 "coalesce((SELECT string_agg(coalesce(pg_catalog.pg_get_userbyid(NULLIF(s.setrole, 0)), '*') || ':' "
+                 "|| s.setconfig::text, ';' ORDER BY 1) FROM pg_catalog.pg_db_role_setting s "
+                 "WHERE s.setdatabase = d.oid), '') FROM pg_catalog.pg_database d "
+                 "WHERE d.datname = pg_catalog.current_database()"),
 )
 
 _KIND_WORDS = {'r': 'table', 'p': 'table', 'v': 'view', 'm': 'materialized view', 'S': 'sequence',
@@ -226,6 +235,8 @@ def _describe(row):
         return 'extension %s %s' % (row[1], row[2])
     if kind in ('policy', 'rule'):
         return '%s %s on %s.%s' % (kind, row[3], row[1], row[2])
+    if kind == 'database':
+        return 'owner, privileges or settings of database %s' % row[1]
     if kind in ('sequence', 'inherits', 'comment'):
         return '%s of %s.%s' % ({'sequence': 'parameters', 'inherits': 'inheritance',
                                  'comment': 'comment'}[kind], row[1], row[2])

@@ -77,6 +77,12 @@ FORGOTTEN = {
                    'ALTER TABLE notes NO INHERIT parent_t; DROP TABLE parent_t; ALTER TABLE notes INHERIT other_t;',
     'trigger_disabled': 'ALTER TABLE notes DISABLE TRIGGER notes_touch;',
     'comment': "COMMENT ON TABLE notes IS 'changed';",
+    'database_setting': "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET search_path = red11_other, public', "
+                        "current_database()); END $$;",
+    'role_in_database_setting': "DO $$ BEGIN EXECUTE format('ALTER ROLE red11_other IN DATABASE %I SET work_mem "
+                                "= ''64MB''', current_database()); END $$;",
+    'database_grant': "DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO PUBLIC', current_database()); "
+                      "END $$;",
 }
 
 BASE = """CREATE TABLE other_t (id int);
@@ -125,6 +131,10 @@ UNDONE = {
     'policy_recreated': ('DROP POLICY own_rows ON notes;',
                          'CREATE POLICY own_rows ON notes USING (owner = current_user);'),
     'comment_removed': ("COMMENT ON TABLE notes IS 'x';", 'COMMENT ON TABLE notes IS NULL;'),
+    'database_setting_reset': ("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET work_mem = ''64MB''', "
+                               "current_database()); END $$;",
+                               "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I RESET work_mem', current_database()); "
+                               "END $$;"),
 }
 
 
