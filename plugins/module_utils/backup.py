@@ -1183,6 +1183,38 @@ def extension_facts(dburl, params, names):
     return facts
 
 
+_UNOWNED_SCHEMAS_SQL = """
+SELECT n.nspname, pg_catalog.pg_get_userbyid(n.nspowner)
+FROM pg_catalog.pg_namespace n
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
+  AND NOT (n.nspname = ANY(%s))
+  AND NOT pg_catalog.pg_has_role(current_user, n.nspowner, 'USAGE')
+  AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+ORDER BY 1
+"""
+
+
+def unowned_schemas(dburl, params, kept_schemas):
+    """[(schema, owner)] that ``clean: database`` would drop but the restoring role may not (it neither owns
+    them nor is a member of their owner, and is no superuser): the public schema of a database another role
+    owns (PostgreSQL 15+: owned by pg_database_owner), a schema a superuser made. Read only; [] without
+    psycopg2."""
+    if not connection.HAS_PSYCOPG2:
+        return []
+    timeout = params.get('connect_timeout') or connection.DEFAULT_CONNECT_TIMEOUT
+    try:
+        conn = connection.connect(dburl, service=params.get('service'), connect_timeout=timeout)
+    except ConnectError as exc:
+        raise BackupError(str(exc))
+    try:
+        with conn.cursor() as cur:
+            cur.execute(_UNOWNED_SCHEMAS_SQL, (sorted(kept_schemas),))
+            return [tuple(r) for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
 def _toc_entry(line):
     """(DESC, tag and owner words) of a ``pg_restore --list`` line about a database-level object, or None."""
     match = _TOC_RE.match(line)
@@ -1322,6 +1354,17 @@ def _restore_held(params, check_mode, started, jobs, clean, dburl, path, held):
             % (path, ', '.join(facts['missing']), dburl.dbname or '(default)', facts['user'],
                ' / '.join(facts['missing'])), error_code='not_restorable', **known)
     kept = facts['kept']
+    if clean == 'database':
+        # clean: database drops every schema but those of the kept extensions: one this role may not drop fails
+        # the restore halfway (rolled back); say so now, with what works instead
+        unowned = unowned_schemas(dburl, params, set(kept.values()))
+        if unowned:
+            raise BackupError(
+                'refusing to restore %s with clean: database: it drops every schema first, and user %s may not drop '
+                '%s; nothing was changed. Restore with clean: objects (it drops only what the backup holds), or '
+                "with the credentials of the schemas' owner"
+                % (path, facts['user'] or 'of database_url',
+                   ', '.join('schema %s (owned by %s)' % u for u in unowned)), error_code='not_restorable', **known)
     if kept and fmt == 'plain':
         raise BackupError(
             'refusing to restore %s: the database holds extension(s) %s owned by another role (a superuser created '

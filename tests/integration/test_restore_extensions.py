@@ -132,3 +132,53 @@ def test_a_trusted_extension_the_role_may_create_is_created(service_db, tmp_path
     assert db.snapshot() == before
     assert [e[:2] for e in extensions(db)] == [('citext', service_db['role']),
                                                ('pg_stat_statements', db.server.superuser)]
+
+
+@pytest.fixture
+def guest_db(pg):
+    """A database a superuser owns (so it owns public, PostgreSQL 15+: pg_database_owner), citext in its own
+    schema ext; the service role may create in public and in the database, and its tables use ext.citext."""
+    role = 'svc_%s' % uuid.uuid4().hex[:8]
+    password = 'pw-%s' % uuid.uuid4().hex
+    name = 't_%s' % uuid.uuid4().hex[:12]
+    conn = pg.connect()
+    with conn.cursor() as cur:
+        cur.execute('CREATE ROLE %s LOGIN NOSUPERUSER PASSWORD %%s' % role, (password,))
+        cur.execute('CREATE DATABASE "%s"' % name)
+    conn.close()
+    db = Database(pg, name)
+    db.execute('CREATE SCHEMA ext; CREATE EXTENSION citext SCHEMA ext; GRANT USAGE ON SCHEMA ext TO %s; '
+               'GRANT CREATE, USAGE ON SCHEMA public TO %s; GRANT CREATE ON DATABASE "%s" TO %s'
+               % (role, role, name, role))
+    url = 'postgresql://%s:%s@%s:%d/%s' % (role, quote(password, safe=''), pg.host, pg.port, name)
+    svc_conn = __import__('psycopg2').connect(url)
+    svc_conn.autocommit = True
+    with svc_conn.cursor() as cur:
+        cur.execute("CREATE TABLE public.users (id serial PRIMARY KEY, email ext.citext UNIQUE); "
+                    "INSERT INTO public.users (email) VALUES ('A@b'), ('c@D'); "
+                    "CREATE SCHEMA app; CREATE TABLE app.t (x ext.citext)")
+    svc_conn.close()
+    yield {'db': db, 'url': url}
+    pg.drop_database(name)
+    conn = pg.connect()
+    with conn.cursor() as cur:
+        cur.execute('DROP ROLE IF EXISTS %s' % role)
+    conn.close()
+
+
+def test_clean_database_in_a_database_another_role_owns_is_refused_before_any_change(guest_db, tmp_path):
+    # red team 14: clean: database dropped public (owned by the database owner) and failed halfway, rolled back,
+    # with psql's "must be owner of schema public" and nothing about what to do; clean: objects works
+    db = guest_db['db']
+    before = db.snapshot()
+    made = backup.run(dict(database_url=guest_db['url'], dest=str(tmp_path / 'b'), service='svc'))
+    db.execute("UPDATE public.users SET email = email || 'x'")
+    dirty = db.snapshot()
+    with pytest.raises(BackupError) as err:
+        backup.run(dict(database_url=guest_db['url'], state='restored', path=made['path'], clean='database'))
+    assert err.value.result['error_code'] == 'not_restorable' and err.value.result['untouched'] is True
+    assert 'schema public' in str(err.value) and 'clean: objects' in str(err.value)
+    assert db.snapshot() == dirty
+    result = backup.run(dict(database_url=guest_db['url'], state='restored', path=made['path'], clean='objects'))
+    assert result['kept_extensions'] == ['citext']
+    assert db.snapshot() == before
