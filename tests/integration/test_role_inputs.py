@@ -157,3 +157,19 @@ def test_misspelt_service_key_is_refused_in_a_short_message(homelab):  # noqa: F
     assert 'unknown key databse_url (did you mean database_url?)' in fatal[-1]
     assert 'argument_spec_data' not in proc.stdout
     refused(homelab, homelab.audit())
+
+
+def test_skip_tags_naming_every_service_does_nothing_and_says_why(homelab):  # noqa: F811
+    """--skip-tags with every service: nothing is touched, exit 0, and the message names --skip-tags (it said
+    '--tags all names none of the services', which was false)."""
+    before = homelab.snapshot()
+    proc = run_playbook(PLAYBOOK, inventory=INVENTORY, extra_vars=homelab.extra_vars(),
+                        skip_tags='dashboard,stream-bot,discord-bot', env=homelab.env())
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    line = [ln for ln in out.splitlines() if 'none of the services' in ln]
+    assert line and '--skip-tags' in line[0] and 'nothing to do' in line[0], out[-3000:]
+    assert all(name in line[0] for name in ('dashboard', 'stream-bot', 'discord-bot')), line
+    assert 'names none' not in out
+    assert homelab.snapshot() == before
+    assert homelab.backups() == []
