@@ -768,6 +768,18 @@ class DrizzleAdapter(Adapter):
                     'the run fails. Save the file as UTF-8 without a BOM%s'
                     % (os.path.basename(path), ' (it is not applied yet, so its hash may change)'
                        if direction == 'up' else '')))
+            cuts = preflight_mod.cut_inside(text, BREAKPOINT)
+            if cuts:
+                before = text[:cuts[0]]
+                start = max(before.rfind(';'), 0)
+                findings.append(preflight_mod.finding(
+                    tag, preflight_mod.statement_head(text[start + 1 if start else 0:cuts[0]], lines=1) or None,
+                    'breakpoint_splits_statement', preflight_mod.ERROR,
+                    "%s has '%s' inside a string literal, quoted name, dollar-quoted body or /* */ comment (line "
+                    '%d); drizzle-orm splits the file on it all the same and sends the two halves as separate '
+                    'statements, so PostgreSQL fails (unterminated quoted string or comment). Reword the text so it '
+                    'does not contain that marker (for example split it: \'-->\' || \' statement-breakpoint\')'
+                    % (os.path.basename(path), BREAKPOINT, text.count('\n', 0, cuts[0]) + 1)))
             statements = []
             for chunk in split_statements(text):
                 statements.extend(preflight_mod.split_sql(chunk))

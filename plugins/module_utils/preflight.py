@@ -38,7 +38,8 @@ SOURCE = 'homelab.migrations'
 SQUAWK = 'squawk'
 
 # the codes this collection raises itself (squawk's rule names come on top, source: squawk)
-CODES = ('not_in_transaction', 'revision_id_too_long', 'merge_lists_ancestor', 'byte_order_mark', 'ends_transaction')
+CODES = ('not_in_transaction', 'revision_id_too_long', 'merge_lists_ancestor', 'byte_order_mark', 'ends_transaction',
+         'breakpoint_splits_statement')
 ALLOW_ALL = 'all'
 
 # squawk rules about style and type choices, not about what a pending migration locks, rewrites or fails on:
@@ -182,9 +183,10 @@ def _unicode_unescape(body, escape='\\'):
     return ''.join(out)
 
 
-def lex(sql):
+def lex(sql, block_comments=None):
     """PostgreSQL tokens of ``sql`` without whitespace and comments. An unterminated literal or comment
-    runs to the end (the server fails on it; nothing inside it is a statement)."""
+    runs to the end (the server fails on it; nothing inside it is a statement). ``block_comments``, a list,
+    receives the (start, end) of each /* */ comment."""
     tokens = []
     i = 0
     n = len(sql)
@@ -198,6 +200,7 @@ def lex(sql):
             i = n if nl < 0 else nl + 1
             continue
         if sql.startswith('/*', i):
+            opened = i
             depth = 1
             i += 2
             while i < n and depth:
@@ -209,6 +212,8 @@ def lex(sql):
                     i += 2
                 else:
                     i += 1
+            if block_comments is not None:
+                block_comments.append((opened, i))
             continue
         if ch == "'" or (ch in 'EeBbXxNn' and sql.startswith("'", i + 1)) or \
                 (ch in 'Uu' and sql.startswith("&'", i + 1)):
@@ -310,6 +315,21 @@ def split_sql(sql):
         current.append(tok)
     if current:
         out.append(Statement(sql[start:], current, start))
+    return out
+
+
+def cut_inside(sql, marker):
+    """The offsets of ``marker`` in ``sql`` that fall inside a string literal, quoted identifier, dollar-quoted
+    body or /* */ comment (a tool that splits the text on ``marker`` cuts that statement in two)."""
+    spans = []
+    tokens = lex(sql, spans)
+    spans.extend((t.start, t.start + len(t.text)) for t in tokens if t.kind in ('string', 'ident'))
+    out = []
+    pos = sql.find(marker)
+    while pos >= 0:
+        if any(start < pos < end for start, end in spans):
+            out.append(pos)
+        pos = sql.find(marker, pos + 1)
     return out
 
 

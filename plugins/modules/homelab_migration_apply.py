@@ -123,7 +123,9 @@ options:
         severity V(error)) - V(not_in_transaction) (a statement PostgreSQL refuses in the transaction the migration
         runs in), V(revision_id_too_long), V(merge_lists_ancestor), V(byte_order_mark), V(ends_transaction) (COMMIT,
         ROLLBACK, END or ABORT in a migration; if allowed, the run stops right after such a statement, from the
-        connection's transaction state, and reports what stayed). Any such finding refuses the
+        connection's transaction state, and reports what stayed), V(breakpoint_splits_statement) (a drizzle file
+        with C(--> statement-breakpoint) inside a string literal, quoted name or /* */ comment, which drizzle-orm
+        cuts in two all the same). Any such finding refuses the
         run before anything is touched, with RV(error_code=preflight).
       - List the codes to run anyway (the run then fails as predicted, unless the check was wrong for your setup),
         or V(all).

@@ -565,3 +565,27 @@ def test_findings_carry_no_password_in_a_quoted_conninfo_value(drizzle_lab):
     assert all(f['statement'].startswith('CREATE SUBSCRIPTION') for f in found if f['severity'] == 'error')
     assert 'S3cret' not in json.dumps(found)
     assert 'S3cret' not in json.dumps(apply(svc, check=True)['findings'])
+
+
+@pytest.mark.parametrize('sql', [
+    "INSERT INTO gen_0001 (name, payload) VALUES ('a', 'first\n--> statement-breakpoint\nsecond');",
+    "CREATE FUNCTION preflight_f() RETURNS text LANGUAGE sql AS $f$\n--> statement-breakpoint\nSELECT 'x' $f$;",
+    "/* a note\n--> statement-breakpoint\n*/ SELECT 1;",
+], ids=['string', 'dollar_body', 'block_comment'])
+def test_breakpoint_inside_a_literal_splits_the_statement(drizzle_lab, sql):
+    """drizzle-orm splits the file on every '--> statement-breakpoint', inside a literal or comment too: the
+    statement it cuts in two fails (unterminated quoted string / comment)."""
+    svc, folder, db = drizzle_lab
+    tag = add_migration(folder, sql)
+    found = status(svc)['findings']
+    assert [(f['code'], f['migration']) for f in found if f['severity'] == 'error'] == [
+        ('breakpoint_splits_statement', tag)]
+    ran = apply(svc, allow_findings=['breakpoint_splits_statement'])
+    assert ran['failed'] and 'unterminated' in ran['msg'] and ran['applied'] == []
+
+
+def test_breakpoint_in_a_line_comment_is_no_error(drizzle_lab):
+    svc, folder, db = drizzle_lab
+    tag = add_migration(folder, "SELECT 1; -- see --> statement-breakpoint\nSELECT 2;")
+    assert codes(status(svc)['findings'], 'error') == []
+    assert apply(svc)['applied'] == [tag]
