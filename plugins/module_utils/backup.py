@@ -38,6 +38,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils import audit as
 from ansible_collections.homelab.migrations.plugins.module_utils import child
 from ansible_collections.homelab.migrations.plugins.module_utils import connection
 from ansible_collections.homelab.migrations.plugins.module_utils import interrupt
+from ansible_collections.homelab.migrations.plugins.module_utils import regular_file
 from ansible_collections.homelab.migrations.plugins.module_utils import safe_path
 from ansible_collections.homelab.migrations.plugins.module_utils import secrets
 from ansible_collections.homelab.migrations.plugins.module_utils import waits
@@ -554,7 +555,7 @@ _SIDECAR_RE = re.compile(r'^([0-9a-fA-F]{64}) [ *](.+)$')
 def read_sidecar(path):
     """(digest, name) from a sha256sum-format file, or None when it is not one."""
     try:
-        fd = safe_path.open_nofollow(path, os.O_RDONLY, what='checksum file')
+        fd = safe_path.open_nofollow(path, os.O_RDONLY | os.O_NONBLOCK, what='checksum file')  # a FIFO: no wait
         try:
             data = os.read(fd, 4096) if stat.S_ISREG(os.fstat(fd).st_mode) else b''
         finally:
@@ -1028,12 +1029,15 @@ class HeldBackup:
 
     def _open_file(self, ext):
         try:
-            self.fd = safe_path.open_nofollow(self.path, os.O_RDONLY, what='backup')
+            # O_NONBLOCK: open() of a FIFO swapped in for the backup would wait for a writer forever
+            self.fd = safe_path.open_nofollow(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_NOCTTY', 0),
+                                              what='backup')
         except OSError as exc:
             raise BackupError('refusing to restore %s: %s' % (self.path, exc.strerror or exc))
         st = os.fstat(self.fd)
         if not stat.S_ISREG(st.st_mode):
-            self._refuse('it is not a regular file')
+            self._refuse('it is %s, not a regular file' % regular_file.kind_of(st.st_mode))
+        os.set_blocking(self.fd, True)
         head = os.pread(self.fd, 5, 0)
         if head[:2] == b'\x1f\x8b':
             raise BackupError('%s is gzip-compressed; decompress it (gunzip) and restore the .sql file' % self.path)

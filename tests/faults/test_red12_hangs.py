@@ -325,3 +325,45 @@ def test_prometheus_textfile_previous_read_never_waits_or_runs_out_of_memory(tmp
             assert os.path.isfile(path), 'the FIFO was not replaced by the textfile'
         else:
             assert 'symlink' in str(box['text']), box
+
+
+def test_restore_from_a_fifo_is_refused_without_waiting(fresh_db, tmp_path):
+    """homelab_pg_backup state=restored opened the backup with a blocking open() and checked that it is a regular
+    file only afterwards: a FIFO at the backup's path (a backup file swapped for one) made it wait forever."""
+    private = tmp_path / 'backups'
+    private.mkdir(mode=0o700)
+    fifo = str(private / 'bot-20260101T000000Z.dump')
+    os.mkfifo(fifo, 0o600)
+    started = time.monotonic()
+    try:
+        result, proc = run_module('homelab_pg_backup', dict(database_url=fresh_db.password_url, state='restored',
+                                                            path=fifo), timeout=60)
+    finally:
+        took = time.monotonic() - started
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK) if took >= 59 else None  # release a stuck open()
+        if fd is not None:
+            os.close(fd)
+    assert took < 40, took
+    assert result.get('failed'), result
+    assert 'not a regular file' in result['msg'] or 'FIFO' in result['msg'], result['msg']
+
+
+def test_restore_with_a_fifo_checksum_file_is_refused_without_waiting(fresh_db, tmp_path):
+    """The backup's .sha256 checksum file as a FIFO: opening it waited for a writer forever."""
+    private = tmp_path / 'backups'
+    private.mkdir(mode=0o700)
+    path = str(private / 'bot-20260101T000000Z.sql')
+    with open(path, 'w') as fh:
+        fh.write('SELECT 1;\n')
+    os.mkfifo(path + '.sha256', 0o600)
+    started = time.monotonic()
+    try:
+        result, proc = run_module('homelab_pg_backup', dict(database_url=fresh_db.password_url, state='restored',
+                                                            path=path), timeout=60)
+    finally:
+        took = time.monotonic() - started
+        if took >= 59:  # release a stuck open()
+            os.close(os.open(path + '.sha256', os.O_WRONLY | os.O_NONBLOCK))
+    assert took < 40, took
+    assert result.get('failed'), result
+    assert '.sha256' in result['msg'], result['msg']
