@@ -1679,6 +1679,12 @@ class AlembicAdapter(Adapter):
         except RevisionError as exc:
             raise PlanError('target %r cannot be reached from %s: %s'
                             % (target, state.current_revision or 'base', exc))
+        except Exception as exc:  # alembic's own walk fails (an AssertionError for <label>@-N off that branch)
+            raise PlanError('target %r cannot be planned from %s: alembic itself fails on it (%s%s), as `alembic %s '
+                            '%s` would; give a revision id, or <label>@-N only for a branch the database is on'
+                            % (target, state.current_revision or 'base', type(exc).__name__,
+                               ': %s' % exc if str(exc) else '', 'upgrade' if direction == 'up' else 'downgrade',
+                               target))
         verb = 'upgrade' if direction == 'up' else 'downgrade'
         broken = graph.syntax_problems(steps, verb)
         if broken:

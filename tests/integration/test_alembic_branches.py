@@ -283,3 +283,20 @@ def test_a_service_target_alembic_refuses_is_an_error_in_status(two_heads, fresh
         state_and_plan(two_heads, url, target, target=target)
     proc = two_heads.upgrade(target, url, check=False)
     assert proc.returncode != 0 and alembic_says in proc.stderr
+
+
+def test_a_relative_target_alembic_itself_fails_on_is_a_plan_error(tmp_path, fresh_db):
+    # red team 14: `<label>@-1` for a branch the database is not on makes alembic's revision walk raise a bare
+    # AssertionError (`alembic downgrade side@-1` dies with it); the plan raised it too, uncaught
+    proj = AlembicProject.init(str(tmp_path / 'svc'))
+    proj.revision('base', 'a0', body=False)
+    proj.revision('main 1', 'm1', head='a0', branch_label='main', body=False)
+    proj.revision('side 1', 's1', head='a0', splice=True, branch_label='side', body=False)
+    url = fresh_db.password_url
+    proj.cli('stamp', 'm1', url=url)
+    proc = proj.downgrade('side@-1', url, check=False)
+    assert proc.returncode != 0 and 'AssertionError' in proc.stderr
+    with pytest.raises(PlanError) as err:
+        state_and_plan(proj, url, 'side@-1')
+    assert 'alembic itself fails' in str(err.value)
+    assert sorted(r[0] for r in fresh_db.query('SELECT version_num FROM alembic_version')) == ['m1']
