@@ -867,8 +867,8 @@ def _finish(run, step):
                 run.result['error_code'] = interrupt.ERROR_CODE
                 committed = run.result['applied'] or run.result['reverted']
                 if committed:
-                    detail = run.interrupted_detail or 'applied %s, reverted %s' % (run.result['applied'],
-                                                                                     run.result['reverted'])
+                    detail = run.interrupted_detail or 'applied %s, reverted %s' % (
+                        run.result['applied'], run.result['reverted'])
                     what = ('what this run had committed before the cancel stayed, anything still running was '
                             'cancelled, and the lock released')
                 elif run.started and not run.settled:
