@@ -37,7 +37,6 @@ _USER_NS = ("n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname
             "AND n.nspname NOT LIKE 'pg\\_temp\\_%'")
 
 
-
 def _acl(column, kind, owner):
     """Privileges as sorted text, NULL (the defaults) spelled out: GRANT then REVOKE is as before."""
     return ("coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM pg_catalog.unnest(coalesce(%s, "
