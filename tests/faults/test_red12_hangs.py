@@ -139,7 +139,8 @@ def test_cancel_after_the_commit_reports_what_stayed(fresh_db, tmp_path, when):
     assert not result.get('failed'), result.get('msg') or proc.stdout[-3000:]
     audit_log = str(tmp_path / 'audit.jsonl')
     proc = subprocess.run([sys.executable, '-c', _CANCEL_AFTER_COMMIT, spec['path'], fresh_db.password_url, audit_log,
-                           COLLECTIONS, when], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+                           COLLECTIONS, when], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                          check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     # the migration committed before the cancel: it stayed
@@ -191,7 +192,7 @@ def test_health_check_is_bounded_when_dns_never_answers(tmp_path):
 
     if os.geteuid() != 0 or not shutil.which('unshare') or not shutil.which('ip'):
         pytest.skip('needs root, unshare(1) and ip(8) to give the test its own resolv.conf and network')
-    probe = subprocess.run(['unshare', '-mn', 'true'], capture_output=True, timeout=10)
+    probe = subprocess.run(['unshare', '-mn', 'true'], capture_output=True, timeout=10, check=False)
     if probe.returncode != 0:
         pytest.skip('unshare -mn is not allowed here: %s' % probe.stderr.decode(errors='replace'))
     resolv = tmp_path / 'resolv.conf'
@@ -213,7 +214,7 @@ def test_health_check_is_bounded_when_dns_never_answers(tmp_path):
     started = time.monotonic()
     proc = subprocess.run(['unshare', '-mn', 'sh', '-c', _BLACKHOLE_DNS, 'dns', str(resolv), 'sh', '-c', inner],
                           capture_output=True, text=True, timeout=150, env=ansible_env(None),
-                          stdin=subprocess.DEVNULL, cwd=str(tmp_path), start_new_session=True)
+                          stdin=subprocess.DEVNULL, cwd=str(tmp_path), start_new_session=True, check=False)
     took = time.monotonic() - started
     assert out.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -309,12 +310,12 @@ def test_prometheus_textfile_previous_read_never_waits_or_runs_out_of_memory(tmp
     for path in (fifo, str(zero)):
         box = {}
 
-        def write(p=path, b=box):
+        def write(p, b):
             try:
                 b['text'] = report.write_prometheus_textfile(p, status)
             except OSError as exc:  # refused (a symlink there), promptly: fine
                 b['text'] = exc
-        worker = threading.Thread(target=write, daemon=True)
+        worker = threading.Thread(target=write, args=(path, box), daemon=True)
         worker.start()
         worker.join(20)
         if worker.is_alive() and path == fifo:
