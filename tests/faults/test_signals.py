@@ -270,6 +270,6 @@ def test_signal_to_ansible_playbook_stops_a_pg_dump(fresh_db, tmp_path, signame)
         locker.rollback()
         locker.close()
     assert gone, left
-    assert not os.path.isdir(dest) or [f for f in os.listdir(dest)] == [], os.listdir(dest)
+    assert not os.path.isdir(dest) or os.listdir(dest) == [], os.listdir(dest)
     last = read_records(audit_log)[-1]
     assert last['outcome'] == 'interrupted', last
