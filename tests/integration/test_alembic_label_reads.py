@@ -49,7 +49,7 @@ def _variant(forked, dest, files, expr, imports, append=''):
 
 def _alembic_labels(proj):
     """{revision: [labels]} of the heads as `alembic heads` prints them, or None when alembic fails."""
-    proc = subprocess.run([ALEMBIC, 'heads'], cwd=proj.root, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([ALEMBIC, 'heads'], cwd=proj.root, capture_output=True, text=True, timeout=120, check=False)
     if proc.returncode != 0:
         return None
     out = {}
