@@ -273,3 +273,170 @@ def test_signal_to_ansible_playbook_stops_a_pg_dump(fresh_db, tmp_path, signame)
     assert not os.path.isdir(dest) or os.listdir(dest) == [], os.listdir(dest)
     last = read_records(audit_log)[-1]
     assert last['outcome'] == 'interrupted', last
+
+
+# ------------------------------------------------------------------------- the other cells of the issue's proof
+def _cancel(proc, signame, marker, gone_too):
+    """Send ``signame`` to ``proc``'s own pid; wait (bounded) until the run and ``gone_too()`` are gone.
+
+    Returns (gone, seconds from the signal, what was left). Kills whatever is left afterwards."""
+    sent = time.monotonic()
+    try:
+        os.kill(proc.pid, getattr(signal, signame))
+        try:
+            proc.wait(timeout=BOUND)
+        except subprocess.TimeoutExpired:
+            pass
+        gone = wait_for(lambda: gone_too() and not marked_processes(marker), BOUND)
+        took = time.monotonic() - sent
+        left = marked_processes(marker)
+    finally:
+        for pid in marked_processes(marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return gone, took, left
+
+
+def _runner(tmp_path, task, args, env):
+    """Start `ansible-runner run` (AWX's executor) on a one-task play; the args as extra vars in env/extravars."""
+    runner_bin = os.path.join(VENV_BIN, 'ansible-runner')
+    if not os.path.exists(runner_bin):
+        pytest.skip('ansible-runner is not installed (requirements.txt)')
+    private = tmp_path / 'runner'
+    (private / 'project').mkdir(parents=True)
+    (private / 'inventory').mkdir()
+    (private / 'env').mkdir()
+    (private / 'project' / 'play.yml').write_text(
+        '- hosts: localhost\n  gather_facts: false\n  tasks:\n'
+        '    - homelab.migrations.%s: "{{ homelab_test_args }}"\n' % task)
+    (private / 'inventory' / 'hosts').write_text('localhost ansible_connection=local ansible_python_interpreter=%s\n'
+                                                 % os.path.join(VENV_BIN, 'python'))
+    fd = os.open(str(private / 'env' / 'extravars'), os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, 'w') as fh:
+        json.dump({'homelab_test_args': args}, fh)
+    return subprocess.Popen([runner_bin, 'run', str(private), '-p', 'play.yml'], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+@pytest.mark.parametrize('signame', ['SIGTERM', 'SIGKILL'])
+def test_signal_to_ansible_runner_cancels_a_lock_wait(fresh_db, tmp_path, signame):
+    """The application holds `users` idle in transaction; the migration waits for its lock under ansible-runner;
+    AWX cancels (SIGTERM) or force-stops (SIGKILL) ansible-runner: the wait ends, nothing commits, lock free."""
+    spec, first, target = _setup('lock_wait', tmp_path, fresh_db)
+    audit_log = str(tmp_path / 'audit.log')
+    env = ansible_env({MARKER_VAR: uuid.uuid4().hex})
+    out = subprocess.run(_play(tmp_path, spec, first, audit_log), env=env, capture_output=True, text=True,
+                         timeout=300, check=False, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stdout[-3000:]
+    before = fresh_db.snapshot()
+    app = psycopg2.connect(fresh_db.password_url, application_name='the-app')
+    try:
+        app.cursor().execute('SELECT count(*) FROM users')
+        proc = _runner(tmp_path, 'homelab_migration_apply', {'service': spec, 'target': target,
+                                                              'audit_log': audit_log, 'lock_timeout': '120s'}, env)
+        try:
+            assert wait_for(lambda: _busy(fresh_db, 'lock_wait'), 120), 'the migration never waited for the lock'
+            time.sleep(1)
+        finally:
+            gone, took, left = _cancel(proc, signame, env[MARKER_VAR], lambda: not _sessions(fresh_db))
+        # the application is still in its transaction: the migration let go of the lock queue by itself
+        assert _busy(fresh_db, 'lock_wait') == 0
+    finally:
+        app.rollback()
+        app.close()
+    assert gone, 'still there %.0f s after %s to ansible-runner: %s %s' % (took, signame, _sessions(fresh_db), left)
+    assert took < BOUND, took
+    conn = fresh_db.conn()
+    try:
+        assert lock_holder(conn, 'bot') is None
+    finally:
+        conn.close()
+    assert fresh_db.snapshot() == before
+    time.sleep(2)  # nothing commits later either
+    assert fresh_db.snapshot() == before
+    last = read_records(audit_log)[-1]
+    assert last['outcome'] == 'interrupted', last
+
+
+def _backup_args(fresh_db, tmp_path):
+    fresh_db.execute('CREATE TABLE users (id int PRIMARY KEY)')
+    fresh_db.execute('INSERT INTO users VALUES (1), (2)')
+    return {'database_url': fresh_db.password_url, 'dest': str(tmp_path / 'backups'), 'service': 'bot',
+            'audit_log': str(tmp_path / 'audit.log'), 'lock_wait_timeout': 120}
+
+
+def _pg_dump_waits(db):
+    return _busy(db, 'lock_wait')
+
+
+def _no_dump_left(db):
+    """No session of the run left: only the locker (and this query) are on the database."""
+    return not db.query("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> "
+                        "pg_backend_pid() AND backend_type = 'client backend' "
+                        "AND application_name <> 'the-locker'")[0][0]
+
+
+def _assert_backup_cancelled(db, args, before, gone, took, left, signame):
+    assert gone, 'still there %.0f s after %s: %s %s' % (took, signame, _sessions(db), left)
+    assert took < BOUND, took
+    dest = args['dest']
+    assert not os.path.isdir(dest) or os.listdir(dest) == [], os.listdir(dest)  # no partial backup published
+    assert db.snapshot() == before
+    last = read_records(args['audit_log'])[-1]
+    assert last['outcome'] == 'interrupted', last
+
+
+@pytest.mark.parametrize('signame', ['SIGTERM', 'SIGKILL'])
+def test_signal_to_ansible_runner_stops_a_pg_dump(fresh_db, tmp_path, signame):
+    """A backup under ansible-runner whose pg_dump waits for a table lock: AWX's cancel ends it, bounded."""
+    args = _backup_args(fresh_db, tmp_path)
+    before = fresh_db.snapshot()
+    env = ansible_env({MARKER_VAR: uuid.uuid4().hex})
+    locker = psycopg2.connect(fresh_db.password_url, application_name='the-locker')
+    try:
+        locker.cursor().execute('LOCK TABLE users IN ACCESS EXCLUSIVE MODE')
+        proc = _runner(tmp_path, 'homelab_pg_backup', args, env)
+        try:
+            assert wait_for(lambda: _pg_dump_waits(fresh_db), 120), 'pg_dump never waited'
+            time.sleep(1)
+        finally:
+            gone, took, left = _cancel(proc, signame, env[MARKER_VAR], lambda: _no_dump_left(fresh_db))
+    finally:
+        locker.rollback()
+        locker.close()
+    _assert_backup_cancelled(fresh_db, args, before, gone, took, left, signame)
+
+
+def test_sigterm_to_ansible_playbook_stops_a_pg_dump(fresh_db, tmp_path):
+    """AWX/Semaphore's cancel (SIGTERM to ansible-playbook's pid) while pg_dump waits for a table lock."""
+    args = _backup_args(fresh_db, tmp_path)
+    before = fresh_db.snapshot()
+    env = ansible_env({MARKER_VAR: uuid.uuid4().hex})
+    varsfile = str(tmp_path / 'vars.json')
+    fd = os.open(varsfile, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, 'w') as fh:
+        json.dump({'homelab_test_args': args}, fh)
+    playbook = str(tmp_path / 'play.yml')
+    with open(playbook, 'w') as fh:
+        fh.write('- hosts: localhost\n  gather_facts: false\n  tasks:\n'
+                 '    - homelab.migrations.homelab_pg_backup: "{{ homelab_test_args }}"\n')
+    locker = psycopg2.connect(fresh_db.password_url, application_name='the-locker')
+    try:
+        locker.cursor().execute('LOCK TABLE users IN ACCESS EXCLUSIVE MODE')
+        proc = subprocess.Popen([os.path.join(VENV_BIN, 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', '-e',
+                                 '@' + varsfile, playbook], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            assert wait_for(lambda: _pg_dump_waits(fresh_db), 120), 'pg_dump never waited'
+            time.sleep(1)
+        finally:
+            gone, took, left = _cancel(proc, 'SIGTERM', env[MARKER_VAR], lambda: _no_dump_left(fresh_db))
+    finally:
+        locker.rollback()
+        locker.close()
+    _assert_backup_cancelled(fresh_db, args, before, gone, took, left, 'SIGTERM')
