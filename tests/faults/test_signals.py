@@ -6,6 +6,10 @@ cancel (SIGTERM to ansible-playbook's pid) and a forced stop (SIGKILL), each sen
 a long migration statement, waiting for a table lock, or running the service's alembic. After each: bounded
 time, no process of the run left, no session of the collection left, the migration lock free, nothing of
 the migration committed (never after the job ended), and an audit record that says `interrupted`.
+
+The other cells of the issue's proof: SIGTERM/SIGKILL to the ansible-runner CLI during a lock wait and during
+a pg_dump, SIGTERM to ansible-playbook during a pg_dump, and the four signals to ansible-playbook while the
+role's health check retries (the service stays `unverified` and the next run checks it again).
 """
 
 import json
@@ -13,8 +17,10 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import psycopg2
 import pytest
@@ -22,7 +28,7 @@ import pytest
 from harness.ansible import REPO, VENV_BIN, ansible_env
 from harness.faults import MARKER_VAR, marked_processes, wait_for
 
-from ansible_collections.homelab.migrations.plugins.module_utils.audit import read_records
+from ansible_collections.homelab.migrations.plugins.module_utils.audit import health_states, read_records
 from ansible_collections.homelab.migrations.plugins.module_utils.lock import lock_holder
 
 SERVICES = os.path.join(REPO, 'examples', 'homelab', 'services')
@@ -440,3 +446,62 @@ def test_sigterm_to_ansible_playbook_stops_a_pg_dump(fresh_db, tmp_path):
         locker.rollback()
         locker.close()
     _assert_backup_cancelled(fresh_db, args, before, gone, took, left, 'SIGTERM')
+
+
+class _Unhealthy(BaseHTTPRequestHandler):
+    """A service that answers HTTP 503 until it is fixed: the health check keeps retrying."""
+    hits = 0
+
+    def do_GET(self):  # noqa: N802
+        type(self).hits += 1
+        self.send_response(503)
+        self.end_headers()
+        self.wfile.write(b'starting')
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize('signame', ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGKILL'])
+def test_signal_to_ansible_playbook_during_the_health_check_leaves_the_service_unverified(lab, signame):
+    """The role's health check (homelab_migration_health) retries a failing endpoint; a signal to ansible-playbook's
+    own pid ends the run in bounded time with no process left; the service stays `unverified` (never recorded
+    as passed) and the next run checks its health again although nothing is pending."""
+    server = HTTPServer(('127.0.0.1', 0), _Unhealthy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = 'http://127.0.0.1:%d/health' % server.server_port
+        services = [lab.spec('dashboard', health_check=url, depends_on=[])]
+        run = lab.spawn(migrate_all_services=services, migrate_all_health_check_retries=100,
+                        migrate_all_health_check_delay=1, migrate_all_health_check_timeout=2)
+        hits = [0]
+
+        def retrying():
+            if not any(r.get('health') == 'unverified' for r in lab.audit()):
+                hits[0] = _Unhealthy.hits
+                return False
+            return _Unhealthy.hits >= hits[0] + 2  # the module asked at least twice since the record
+        try:
+            assert wait_for(retrying, 240), 'the health check never retried'
+        finally:
+            gone, took, left = _cancel(run.proc, signame, lab.marker, lambda: not lab.sessions())
+        run.wait()
+        asked = _Unhealthy.hits
+        time.sleep(2)
+        assert _Unhealthy.hits == asked, 'the health check kept asking after the run was cancelled'
+        assert gone, 'still there %.0f s after %s: %s %s' % (took, signame, lab.sessions(), left)
+        assert took < BOUND, took
+        assert run.returncode != 0
+        checks = [r for r in lab.audit() if r.get('action') == 'health_check']
+        assert checks and all(r.get('health') == 'unverified' and r.get('outcome') != 'success' for r in checks), \
+            checks
+        assert health_states(lab.audit_log)['dashboard']['state'] == 'unverified'
+        assert lab.alembic_heads_table(), 'the migrations were not applied before the health check'
+        # nothing is pending, yet the next run checks the health again (and fails while it does not pass)
+        again = lab.play(migrate_all_services=services, migrate_all_health_check_retries=1,
+                         migrate_all_health_check_delay=0)
+        assert again.returncode != 0 and 'did not answer 2xx' in again.stdout, again.stdout[-3000:]
+        assert _Unhealthy.hits > asked
+        assert health_states(lab.audit_log)['dashboard']['state'] == 'unverified'
+    finally:
+        server.shutdown()
