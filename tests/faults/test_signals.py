@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
 import pytest
@@ -462,12 +462,29 @@ class _Unhealthy(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize('signame', ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGKILL'])
-def test_signal_to_ansible_playbook_during_the_health_check_leaves_the_service_unverified(lab, signame):
+class _Trickle(_Unhealthy):
+    """A service that sends its status line one byte every second (the issue's slow endpoint)."""
+
+    def do_GET(self):  # noqa: N802
+        _Unhealthy.hits += 1
+        try:
+            for char in b'HTTP/1.1 200 OK\r\n\r\n':
+                self.wfile.write(bytes([char]))
+                self.wfile.flush()
+                time.sleep(1)
+        except OSError:
+            pass
+
+
+@pytest.mark.parametrize('signame,handler', [('SIGINT', _Unhealthy), ('SIGTERM', _Unhealthy), ('SIGHUP', _Unhealthy),
+                                             ('SIGKILL', _Unhealthy), ('SIGTERM', _Trickle), ('SIGKILL', _Trickle)],
+                         ids=['SIGINT-503', 'SIGTERM-503', 'SIGHUP-503', 'SIGKILL-503', 'SIGTERM-slow', 'SIGKILL-slow'])
+def test_signal_to_ansible_playbook_during_the_health_check_leaves_the_service_unverified(lab, signame, handler):
     """The role's health check (homelab_migration_health) retries a failing endpoint; a signal to ansible-playbook's
     own pid ends the run in bounded time with no process left; the service stays `unverified` (never recorded
     as passed) and the next run checks its health again although nothing is pending."""
-    server = HTTPServer(('127.0.0.1', 0), _Unhealthy)
+    server = ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = 'http://127.0.0.1:%d/health' % server.server_port
