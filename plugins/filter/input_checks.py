@@ -23,6 +23,9 @@ PREFIX = 'migrate_all_'
 NOT_OPTIONS = ('migrate_all_audit', 'migrate_all_hosts')
 # tags Ansible gives a meaning to (the role tags its run-wide tasks `always`)
 SPECIAL_TAGS = ('all', 'always', 'never', 'tagged', 'untagged')
+# tags test tools pass on every run: molecule calls ansible-playbook with --skip-tags molecule-notest,notest
+# (and molecule-idempotence-notest in its idempotence step); they name no service and skip none of ours
+TOOL_SKIP_TAGS = ('molecule-notest', 'notest', 'molecule-idempotence-notest')
 
 
 def _suggest(word, choices, strip=''):
@@ -103,14 +106,15 @@ def migrate_all_unknown_tags(run_tags, skip_tags=None, services_per_host=None):
 
     ``services_per_host`` holds each play host's ``migrate_all_services``: a tag naming a service on
     another host of the play is known (that host works on it, this one has nothing to do). Ansible's
-    own tags (all, always, never, tagged, untagged) are known too.
+    own tags (all, always, never, tagged, untagged) are known too, and so are the tags molecule skips on
+    every run (molecule-notest, notest, molecule-idempotence-notest) as ``--skip-tags`` values.
     """
     names = _service_names(services_per_host)
     known = set(names) | set(SPECIAL_TAGS)
     parts = []
     for option, tags in (('--tags', run_tags), ('--skip-tags', skip_tags)):
         for tag in sorted(set(str(t) for t in (tags or []))):
-            if tag in known:
+            if tag in known or (option == '--skip-tags' and tag in TOOL_SKIP_TAGS):
                 continue
             guess = _suggest(tag, names)
             parts.append('%s %s%s' % (option, tag, ' (did you mean %s?)' % guess if guess else ''))

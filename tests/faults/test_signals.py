@@ -343,8 +343,8 @@ def test_signal_to_ansible_runner_cancels_a_lock_wait(fresh_db, tmp_path, signam
     app = psycopg2.connect(fresh_db.password_url, application_name='the-app')
     try:
         app.cursor().execute('SELECT count(*) FROM users')
-        proc = _runner(tmp_path, 'homelab_migration_apply', {'service': spec, 'target': target,
-                                                              'audit_log': audit_log, 'lock_timeout': '120s'}, env)
+        args = {'service': spec, 'target': target, 'audit_log': audit_log, 'lock_timeout': '120s'}
+        proc = _runner(tmp_path, 'homelab_migration_apply', args, env)
         try:
             assert wait_for(lambda: _busy(fresh_db, 'lock_wait'), 120), 'the migration never waited for the lock'
             time.sleep(1)

@@ -33,6 +33,10 @@ def test_unknown_tags_name_no_service_of_any_host():
     per_host = [[{'name': 'dashboard'}, {'name': 'stream-bot'}], [{'name': 'discord-bot'}], []]
     assert checks.migrate_all_unknown_tags(['all'], [], per_host) == ''
     assert checks.migrate_all_unknown_tags(['discord-bot', 'always'], ['never'], per_host) == ''
+    # molecule runs every converge with --skip-tags molecule-notest,notest: no refusal for those
+    assert checks.migrate_all_unknown_tags(['all'], ['molecule-notest', 'notest'], per_host) == ''
+    assert checks.migrate_all_unknown_tags(['all'], ['molecule-idempotence-notest'], per_host) == ''
+    assert 'notest' in checks.migrate_all_unknown_tags(['notest'], [], per_host)
     msg = checks.migrate_all_unknown_tags(['stream-bto'], [], per_host)
     assert '--tags stream-bto (did you mean stream-bot?)' in msg and 'do nothing' in msg
     msg = checks.migrate_all_unknown_tags(['all'], ['dashbord'], per_host)
