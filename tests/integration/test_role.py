@@ -645,7 +645,8 @@ def test_one_prompt_shows_every_hosts_plan(homelab, tmp_path, drizzle_peer):
     homelab.move('discord-bot', '0002_add_stream_notifications')
     inventory = str(tmp_path / 'two-hosts.yml')
     with open(inventory, 'w') as fh:
-        json.dump({'all': {'hosts': {
+        # the playbook runs on the group `migrations` (migrate_all_hosts)
+        json.dump({'migrations': {'hosts': {
             'quiet-host': {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
                            'migrate_all_services': [homelab.spec('discord-bot')]},
             'busy-host': {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
