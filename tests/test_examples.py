@@ -329,7 +329,7 @@ def test_bot_snapshots_match_schema(bot, drizzle_peer, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- inventory
-SHOW_PLAY = '''- hosts: homelab
+SHOW_PLAY = '''- hosts: migrations
   gather_facts: false
   tasks:
     - name: write the rendered service specs
