@@ -131,18 +131,8 @@ def is_blank_chunk(chunk):
                 return True
             i = min(ends) + 1
         elif chunk.startswith('/*', i):
-            depth = 1
-            i += 2
-            while i < n and depth:
-                if chunk.startswith('/*', i):
-                    depth += 1
-                    i += 2
-                elif chunk.startswith('*/', i):
-                    depth -= 1
-                    i += 2
-                else:
-                    i += 1
-            if depth:
+            i, closed = preflight_mod.skip_block_comment(chunk, i)
+            if not closed:
                 return False
         else:
             return False

@@ -183,6 +183,27 @@ def _unicode_unescape(body, escape='\\'):
     return ''.join(out)
 
 
+def skip_block_comment(text, i):
+    """Skip the ``/* ... */`` comment starting at ``text[i]``; PostgreSQL nests them (scan.l ``xc``).
+
+    Returns ``(end, closed)``: the index after the comment (``len(text)`` when unterminated) and whether
+    its last ``*/`` was found.
+    """
+    n = len(text)
+    depth = 1
+    i += 2
+    while i < n and depth:
+        if text.startswith('/*', i):
+            depth += 1
+            i += 2
+        elif text.startswith('*/', i):
+            depth -= 1
+            i += 2
+        else:
+            i += 1
+    return i, not depth
+
+
 def lex(sql, block_comments=None):
     """PostgreSQL tokens of ``sql`` without whitespace and comments. An unterminated literal or comment
     runs to the end (the server fails on it; nothing inside it is a statement). ``block_comments``, a list,
@@ -201,17 +222,7 @@ def lex(sql, block_comments=None):
             continue
         if sql.startswith('/*', i):
             opened = i
-            depth = 1
-            i += 2
-            while i < n and depth:
-                if sql.startswith('/*', i):
-                    depth += 1
-                    i += 2
-                elif sql.startswith('*/', i):
-                    depth -= 1
-                    i += 2
-                else:
-                    i += 1
+            i = skip_block_comment(sql, i)[0]
             if block_comments is not None:
                 block_comments.append((opened, i))
             continue
