@@ -45,6 +45,22 @@ def ansible_env(extra=None):
     return env
 
 
+def as_a_person(env):
+    """``env`` without what says a machine runs the play (CI, AWX/ansible-runner markers).
+
+    For tests that put ansible-playbook on a terminal to stand for a person at it: CI sets ``CI=true``
+    for the whole suite, and the role rightly never asks a question in a CI job. The names come from
+    ``module_utils/automation.py`` (one list).
+    """
+    from ansible_collections.homelab.migrations.plugins.module_utils import automation
+    env = dict(env)
+    for name in ('CI', 'JOB_ID') + tuple(automation.RUNNER_ENV):
+        env.pop(name, None)
+    if (env.get('ANSIBLE_STDOUT_CALLBACK') or '').strip() == automation.RUNNER_CALLBACK:
+        env.pop('ANSIBLE_STDOUT_CALLBACK')
+    return env
+
+
 def run_module(module, args, check=False, diff=False, verbosity=0, env=None, timeout=600):
     """Run ``homelab.migrations.<module>`` on localhost with ``args``.
 

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import pytest
 
-from harness.ansible import REPO, ansible_env, run_module, run_playbook
+from harness.ansible import REPO, ansible_env, as_a_person, run_module, run_playbook
 from harness.pg import Database
 
 from ansible_collections.homelab.migrations.plugins.module_utils.audit import read_records
@@ -569,6 +569,7 @@ def _run_on_a_terminal(argv, env, answer, timeout=300):
     """
     import pty
     import select
+    env = as_a_person(env)
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - the child
         try:

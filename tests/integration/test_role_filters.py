@@ -15,6 +15,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.homelab.migrations.plugins.filter import migrate_all as f
 from ansible_collections.homelab.migrations.plugins.module_utils import report
+from harness.ansible import as_a_person
 
 
 def svc(name, *deps, **more):
@@ -329,7 +330,7 @@ def test_interactive_means_stdin_and_stdout_are_terminals_also_seen_from_a_worke
     try:
         proc = subprocess.run([sys.executable, '-c', code], stdin=slave if stdin_tty else subprocess.DEVNULL,
                               stdout=slave if stdout_tty else subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
-                              check=False)
+                              check=False, env=as_a_person(os.environ))
     finally:
         os.close(slave)
         os.close(master)
