@@ -11,7 +11,7 @@ modified, out_of_order, a broken journal, a missing down file...) -> (check mode
 stop here and report) -> apply -> re-read the state and report what really happened -> release the
 lock -> append one audit record. ``result`` holds the DESIGN.md return fields; on failure
 ``result['failed']`` is True and ``result['msg']`` says what failed and what to do next.
-Nothing here knows a tool: the adapters do (adapter.py); a new tool needs no change here.
+Nothing here knows a tool: the adapters do (adapters/base.py); a new tool needs no change here.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -29,7 +29,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils import fingerpr
 from ansible_collections.homelab.migrations.plugins.module_utils import lock as lock_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import preflight as preflight_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import waits
-from ansible_collections.homelab.migrations.plugins.module_utils.adapter import AdapterError
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import AdapterError
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectError
 from ansible_collections.homelab.migrations.plugins.module_utils.status import describe_unexpected
 
@@ -635,7 +635,7 @@ class _Run(object):
     def run(self):
         get_adapter = self.get_adapter
         if get_adapter is None:
-            from ansible_collections.homelab.migrations.plugins.module_utils.adapters import get_adapter
+            from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import get_adapter
         check_audit_log(self.params.get('audit_log'))
         lock_timeout = check_duration('lock_timeout', self.params.get('lock_timeout'))
         statement_timeout = check_duration('statement_timeout', self.params.get('statement_timeout'))

@@ -20,7 +20,7 @@ import traceback
 from ansible_collections.homelab.migrations.plugins.module_utils import connection as connection_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import lock as lock_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import secrets
-from ansible_collections.homelab.migrations.plugins.module_utils.adapter import (
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import (
     PROBLEM_CODES, AdapterError, is_warning, problem)
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectError, ConnectionPool
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import dependency_order, validate_services
@@ -179,7 +179,7 @@ def service_entry(spec, dburl, pool, prepared=None, get_adapter=None, plan_param
     if prepared is None:
         prepared = []
     if get_adapter is None:
-        from ansible_collections.homelab.migrations.plugins.module_utils.adapters import get_adapter
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import get_adapter
     name = spec['name']
     entry = empty_entry(spec)
     problems = entry['problems']

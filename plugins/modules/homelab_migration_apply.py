@@ -424,7 +424,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.homelab.migrations.plugins.module_utils.apply import APPLY_OPTIONS, run_apply
-from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter import alembic_import_error
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import alembic_import_error
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, validate_service)

@@ -91,7 +91,7 @@ def test_failed_migration_reread_is_bounded_when_the_tracking_table_is_locked(fr
 _CANCEL_AFTER_COMMIT = r'''
 import json, os, signal, sys
 sys.path.insert(0, sys.argv[4])
-from ansible_collections.homelab.migrations.plugins.module_utils.adapters import get_adapter
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import get_adapter
 from ansible_collections.homelab.migrations.plugins.module_utils.apply import run_apply
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import service_defaults, validate_service
 
@@ -233,7 +233,7 @@ def test_may_commit_itself_never_waits_on_a_revision_file_swapped_for_a_fifo(fre
     import sys
 
     from harness.ansible import REPO
-    from ansible_collections.homelab.migrations.plugins.module_utils.adapters import get_adapter
+    from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import get_adapter
     from ansible_collections.homelab.migrations.plugins.module_utils.spec import service_defaults, validate_service
 
     root = str(tmp_path / 'dashboard')

@@ -20,8 +20,8 @@ import pytest
 from harness.alembic_gen import ALEMBIC, VENV_BIN, AlembicProject, build_branchy, build_linear
 from harness.procs import alive
 
-from ansible_collections.homelab.migrations.plugins.module_utils.adapter import ApplyError, PlanError
-from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter import AlembicAdapter
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import ApplyError, PlanError
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import AlembicAdapter
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl, connect
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -213,7 +213,7 @@ def test_killing_the_parent_leaves_no_alembic_behind(sleepy, tmp_path, fresh_db)
     code = textwrap.dedent('''
         import sys
         sys.path.insert(0, %r)
-        from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter import AlembicAdapter
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import AlembicAdapter
         from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl, connect
         url = DbUrl(sys.stdin.readline().strip())
         adapter = AlembicAdapter(%r, url)

@@ -15,7 +15,7 @@ import pytest
 
 from harness.alembic_gen import ALEMBIC, AlembicProject
 
-from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter import AlembicConfig, RevisionGraph
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import AlembicConfig, RevisionGraph
 
 
 @pytest.fixture(scope='module')

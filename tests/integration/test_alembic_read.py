@@ -13,8 +13,8 @@ import pytest
 
 from harness.alembic_gen import ALEMBIC, AlembicCliError, AlembicProject, build_branchy, ran
 
-from ansible_collections.homelab.migrations.plugins.module_utils.adapter import PlanError
-from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter import AlembicAdapter
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import PlanError
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import AlembicAdapter
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl, connect
 
 

@@ -25,8 +25,8 @@ import pytest
 from harness.corpus import ALEMBIC_TREES, DRIZZLE_FOLDERS, alembic_tree, drizzle_folder
 from harness.drizzle_gen import drizzle_adapter, read_journal, tracking_rows, truncate_journal
 
-from ansible_collections.homelab.migrations.plugins.module_utils.adapter import ApplyError, PlanError
-from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter import AlembicAdapter
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import ApplyError, PlanError
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import AlembicAdapter
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
 
 ORACLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'harness', 'alembic_oracle.py')

@@ -11,7 +11,7 @@ import pytest
 from harness.drizzle_gen import drizzle_adapter, generate, tracking_rows
 
 from ansible_collections.homelab.migrations.plugins.module_utils import lock
-from ansible_collections.homelab.migrations.plugins.module_utils.adapter import ApplyError, PlanError
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import ApplyError, PlanError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STREAM_BOT = os.path.join(REPO, 'examples', 'homelab', 'services', 'stream-bot')

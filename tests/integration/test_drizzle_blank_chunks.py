@@ -13,7 +13,7 @@ import pytest
 
 from harness.drizzle_gen import drizzle_adapter, journal_entry, tracking_rows, write_journal
 
-from ansible_collections.homelab.migrations.plugins.module_utils.adapter import ApplyError, PlanError
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import ApplyError, PlanError
 
 pytestmark = [pytest.mark.peer]
 

@@ -19,7 +19,7 @@ from harness.drizzle_gen import (
     write_journal,
 )
 
-from ansible_collections.homelab.migrations.plugins.module_utils.adapter import PlanError
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import PlanError
 
 pytestmark = pytest.mark.peer
 

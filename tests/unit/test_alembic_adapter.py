@@ -16,8 +16,8 @@ import pytest
 
 from harness.procs import alive
 
-from ansible_collections.homelab.migrations.plugins.module_utils import alembic_adapter as aa
-from ansible_collections.homelab.migrations.plugins.module_utils.adapter import AdapterError, PlanError
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter as aa
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import AdapterError, PlanError
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationStep
@@ -430,7 +430,7 @@ def test_child_dies_with_its_parent(tmp_path):
     parent_code = textwrap.dedent('''
         import os, sys
         sys.path.insert(0, %r)
-        from ansible_collections.homelab.migrations.plugins.module_utils import alembic_adapter as aa
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter as aa
         aa.run_child([sys.executable, '-c', %r], %r, dict(os.environ))
     ''' % (collections, 'import os, time; open(%r, "w").write(str(os.getpid())); time.sleep(60)' % str(pidfile),
            str(tmp_path)))
@@ -451,7 +451,7 @@ def test_child_dies_with_its_parent(tmp_path):
 
 def test_plan_refuses_option_like_targets(tmp_path):
     root, graph = graph_of(tmp_path, {'a.py': template('a')})
-    from ansible_collections.homelab.migrations.plugins.module_utils.adapter import ServiceState
+    from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import ServiceState
     from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
     adapter = aa.AlembicAdapter({'name': 'svc', 'tool': 'alembic', 'path': root, 'alembic_command': [ALEMBIC]},
                                 DbUrl('postgresql://u@h/db'))
@@ -618,7 +618,7 @@ def test_command_problem_agrees_with_running_it(tmp_path):
 
 
 def _one_revision_state(tmp_path, command=None):
-    from ansible_collections.homelab.migrations.plugins.module_utils.adapter import ServiceState
+    from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import ServiceState
     from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
     root, graph = graph_of(tmp_path, {'a.py': template('a')})
     spec = {'name': 'svc', 'tool': 'alembic', 'path': root}

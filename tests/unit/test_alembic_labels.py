@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from ansible_collections.homelab.migrations.plugins.module_utils import alembic_adapter as aa
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter as aa
 
 ORACLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'harness', 'alembic_oracle.py')
 

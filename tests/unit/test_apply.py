@@ -19,7 +19,7 @@ from harness import drizzle_gen
 from harness.pg import free_port
 
 from ansible_collections.homelab.migrations.plugins.module_utils import audit
-from ansible_collections.homelab.migrations.plugins.module_utils.adapter import Adapter, Plan, ServiceState
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import Adapter, Plan, ServiceState
 from ansible_collections.homelab.migrations.plugins.module_utils.apply import check_duration, run_apply, ApplyFailure
 from ansible_collections.homelab.migrations.plugins.module_utils.lock import lock_key
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import service_defaults, validate_service

@@ -14,8 +14,8 @@ import pytest
 
 from harness.drizzle_gen import generate, read_journal, write_journal
 
-from ansible_collections.homelab.migrations.plugins.module_utils import drizzle_adapter as dz
-from ansible_collections.homelab.migrations.plugins.module_utils.adapter import AdapterError, PlanError
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle import adapter as dz
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import AdapterError, PlanError
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
 
 

@@ -26,7 +26,7 @@ def test_drizzle_only_status_imports_neither_alembic_nor_sqlalchemy():
         import json, sys
         from ansible_collections.homelab.migrations.plugins.modules import homelab_migration_status  # noqa
         from ansible_collections.homelab.migrations.plugins.modules import homelab_migration_apply  # noqa
-        from ansible_collections.homelab.migrations.plugins.module_utils.adapters import get_adapter
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import get_adapter
         from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
         spec = {'name': 'bot', 'tool': 'drizzle', 'path': '/nonexistent', 'migrations_dir': 'migrations',
                 'migrations_table': '__drizzle_migrations', 'migrations_schema': 'drizzle'}
@@ -40,7 +40,7 @@ def test_drizzle_only_status_imports_neither_alembic_nor_sqlalchemy():
 def test_light_alembic_import_is_private_and_the_real_package_still_imports():
     out = _run('''
         import json, sys
-        from ansible_collections.homelab.migrations.plugins.module_utils import alembic_adapter as aa
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter as aa
         assert aa.alembic_import_error() is None
         after_load = sorted(m for m in sys.modules if m.split('.')[0] == 'alembic')
         # the adapter's copy works: a merge of two branches has one head
@@ -64,7 +64,7 @@ def test_alembic_imported_first_is_reused():
     out = _run('''
         import json
         import alembic.script.revision as real
-        from ansible_collections.homelab.migrations.plugins.module_utils import alembic_adapter as aa
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter as aa
         assert aa.alembic_import_error() is None
         print(json.dumps({'same': aa.RevisionMap is real.RevisionMap and aa.RevisionError is real.RevisionError}))
     ''')
@@ -75,8 +75,8 @@ def test_missing_alembic_is_reported_not_raised():
     out = _run('''
         import json, sys
         sys.modules['alembic'] = None  # what an interpreter without alembic sees
-        from ansible_collections.homelab.migrations.plugins.module_utils import alembic_adapter as aa
-        from ansible_collections.homelab.migrations.plugins.module_utils.adapter import AdapterError
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter as aa
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import AdapterError
         error = aa.alembic_import_error()
         try:
             aa._require_alembic()
@@ -93,7 +93,7 @@ ROWS_AFTER = '''
     import json, sys
     if sys.argv[-1] == 'plain':
         import alembic  # noqa: F401  (the adapter then uses the package as it is)
-    from ansible_collections.homelab.migrations.plugins.module_utils import alembic_adapter as aa
+    from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter as aa
     assert aa.alembic_import_error() is None
     R = aa.Revision
     revs = [R('a', None), R('b', 'a'), R('c', 'a', branch_labels=('side',)), R('d', 'c'),
@@ -129,7 +129,7 @@ def test_light_import_predicts_the_version_table_as_the_plain_import():
 def test_light_import_leaves_mako_to_the_real_package():
     out = _run('''
         import json, sys
-        from ansible_collections.homelab.migrations.plugins.module_utils import alembic_adapter as aa
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter as aa
         assert aa.alembic_import_error() is None
         stand_ins_left = sorted(m for m in sys.modules if m.split('.')[0] in ('mako', 'alembic'))
         from alembic.util import pyfiles

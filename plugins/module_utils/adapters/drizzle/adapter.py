@@ -49,7 +49,7 @@ import json
 import os
 import re
 
-from ansible_collections.homelab.migrations.plugins.module_utils.adapter import (
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import (
     Adapter,
     AdapterError,
     ApplyError,

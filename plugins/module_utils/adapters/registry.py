@@ -18,9 +18,9 @@ def get_adapter(spec, dburl):
     """The adapter for ``spec['tool']``, built from a validated spec and its DbUrl."""
     tool = spec.get('tool')
     if tool == 'alembic':
-        from ansible_collections.homelab.migrations.plugins.module_utils.alembic_adapter import AlembicAdapter
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import AlembicAdapter
         return AlembicAdapter(spec, dburl)
     if tool == 'drizzle':
-        from ansible_collections.homelab.migrations.plugins.module_utils.drizzle_adapter import DrizzleAdapter
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle.adapter import DrizzleAdapter
         return DrizzleAdapter(spec, dburl)
     raise ValueError('service %r: unknown tool %r (known: %s)' % (spec.get('name'), tool, ', '.join(TOOLS)))

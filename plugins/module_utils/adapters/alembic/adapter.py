@@ -33,7 +33,7 @@ import sys
 import tokenize
 import warnings
 
-from ansible_collections.homelab.migrations.plugins.module_utils.adapter import (
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import (
     Adapter, AdapterError, ApplyError, ApplyResult, Plan, PlanError, ServiceState, is_warning, problem)
 from ansible_collections.homelab.migrations.plugins.module_utils.child import run_child
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
