@@ -15,7 +15,10 @@ import pytest
 
 from harness.alembic_gen import ALEMBIC, AlembicProject
 
-from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import AlembicConfig, RevisionGraph
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import (
+    AlembicConfig,
+    RevisionGraph,
+)
 
 
 @pytest.fixture(scope='module')

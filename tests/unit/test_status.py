@@ -20,7 +20,9 @@ from harness.pg import free_port
 
 from ansible_collections.homelab.migrations.plugins.module_utils import status as status_mod
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import Adapter, AdapterError
-from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import get_adapter as real_get_adapter
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import (
+    get_adapter as real_get_adapter,
+)
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectionPool, DbUrl
 from ansible_collections.homelab.migrations.plugins.module_utils.lock import lock_key
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import SpecError, service_defaults
