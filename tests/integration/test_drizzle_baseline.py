@@ -15,7 +15,7 @@ import pytest
 from harness.drizzle_gen import drizzle_adapter, generate, read_journal, tracking_rows
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import PlanError
-from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle.adapter import split_statements
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle.journal import split_statements
 
 pytestmark = pytest.mark.peer
 

@@ -15,6 +15,7 @@ import pytest
 from harness.drizzle_gen import generate, read_journal, write_journal
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle import adapter as dz
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle import journal
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import AdapterError, PlanError
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
 
@@ -50,20 +51,20 @@ def conn(fresh_db):
     ("'-- not a comment'", False),
 ])
 def test_blank_chunks(chunk, blank):
-    assert dz.is_blank_chunk(chunk) is blank
+    assert journal.is_blank_chunk(chunk) is blank
 
 
 def test_split_keeps_chunks_as_drizzle_sends_them():
     text = ('CREATE TABLE a (id int);\n--> statement-breakpoint\n'
             '--> statement-breakpoint\n-- just a comment\n--> statement-breakpoint\n'
             'INSERT INTO a VALUES (1);--> statement-breakpoint\n')
-    assert dz.split_statements(text) == ['CREATE TABLE a (id int);\n', '\nINSERT INTO a VALUES (1);']
+    assert journal.split_statements(text) == ['CREATE TABLE a (id int);\n', '\nINSERT INTO a VALUES (1);']
 
 
 def test_split_is_literal_even_inside_strings():
     # drizzle-orm splits on the literal text, wherever it is; so do we
     text = "SELECT '--> statement-breakpoint'"
-    assert dz.split_statements(text) == ["SELECT '", "'"]
+    assert journal.split_statements(text) == ["SELECT '", "'"]
 
 
 def test_display_statement_adds_semicolon_outside_comments():
@@ -80,7 +81,7 @@ BAD_BYTES = (b'CREATE TABLE x (v text);\n-- \xe9 latin-1, \xed\xa0\x80 surrogate
 def test_hash_of_valid_utf8_is_plain_sha256():
     import hashlib
     raw = 'SELECT \'h\u00e9llo \U0001F680\';\r\n'.encode('utf-8')
-    assert dz.sql_hash(raw) == hashlib.sha256(raw).hexdigest()
+    assert journal.sql_hash(raw) == hashlib.sha256(raw).hexdigest()
 
 
 def test_hash_matches_nodes_decoder_on_invalid_utf8(tmp_path):
@@ -93,12 +94,12 @@ def test_hash_matches_nodes_decoder_on_invalid_utf8(tmp_path):
               "process.stdout.write(c.createHash('sha256').update(fs.readFileSync(process.argv[1]).toString())"
               ".digest('hex'))")
     out = subprocess.run([node, '-e', script, str(path)], capture_output=True, text=True, timeout=60, check=True)
-    assert dz.sql_hash(BAD_BYTES) == out.stdout.strip()
+    assert journal.sql_hash(BAD_BYTES) == out.stdout.strip()
 
 
 def test_utf8_error_points_at_the_byte():
-    assert dz.utf8_error(b'ok\nok') is None
-    msg = dz.utf8_error(b'line1\nab\xe9')
+    assert journal.utf8_error(b'ok\nok') is None
+    msg = journal.utf8_error(b'line1\nab\xe9')
     assert '0xe9' in msg and 'offset 8' in msg and 'line 2' in msg
 
 
@@ -370,7 +371,7 @@ def test_apply_with_nothing_to_do(five, conn):
 def test_journal_write_helper_roundtrip(tmp_path):
     folder = str(tmp_path / 'm')
     write_journal(folder, [_entry('0000_a', 5)])
-    entries, errors = dz.load_journal(folder)
+    entries, errors = journal.load_journal(folder)
     assert errors == [] and [(e.tag, e.when, e.exists) for e in entries] == [('0000_a', 5, False)]
 
 

@@ -44,8 +44,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import codecs
-import hashlib
-import json
 import os
 import re
 
@@ -59,11 +57,20 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base i
     ServiceState,
     problem,
 )
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle.journal import (
+    BREAKPOINT,
+    JOURNAL_NAME,
+    decode_sql,
+    load_journal,
+    read_down,
+    read_up,
+    split_statements,
+    utf8_error,
+)
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
 from ansible_collections.homelab.migrations.plugins.module_utils import preflight as preflight_mod
 from ansible_collections.homelab.migrations.plugins.module_utils.waits import is_lock_timeout
 from ansible_collections.homelab.migrations.plugins.module_utils.regular_file import (
-    JOURNAL_LIMIT,
     MIGRATION_LIMIT,
     read_regular,
 )
@@ -75,75 +82,13 @@ except ImportError:  # pragma: no cover - the modules report missing_required_li
     psycopg2 = None
     HAS_PSYCOPG2 = False
 
-BREAKPOINT = '--> statement-breakpoint'
-JOURNAL_NAME = os.path.join('meta', '_journal.json')
-DOWN_SUFFIX = '.down.sql'
 TRANSACTION_MODES = ('all', 'each')
-# JavaScript numbers are exact up to 2**53 - 1: beyond that drizzle-orm compares rounded values
-MAX_SAFE_WHEN = 2 ** 53 - 1
 MAX_LISTED = 10  # problems of one code listed one by one before they are summarised
 STATEMENT_PREVIEW = 200  # characters of a failing statement quoted in an error
 _DURATION_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$')
 
 
-# --------------------------------------------------------------------------------------------- files
-def decode_sql(raw):
-    """The file text as drizzle-orm sees it (Node decodes invalid UTF-8 to U+FFFD)."""
-    return raw.decode('utf-8', 'replace')
-
-
-def sql_hash(raw):
-    """drizzle-orm's hash of a migration file: sha256 hex of the decoded text re-encoded as UTF-8."""
-    return hashlib.sha256(decode_sql(raw).encode('utf-8')).hexdigest()
-
-
-def utf8_error(raw):
-    """None when ``raw`` is valid UTF-8, else a short description of the first bad byte."""
-    try:
-        codecs.decode(raw, 'utf-8')
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b'\n') + 1
-        return 'invalid UTF-8 byte 0x%02x at byte offset %d (line %d)' % (raw[exc.start], exc.start, line)
-    return None
-
-
-_PG_SPACE = frozenset(' \t\n\r\f')
-
-
-def is_blank_chunk(chunk):
-    """True when a chunk holds only whitespace, ``--``/``/* */`` comments and semicolons.
-
-    An unterminated ``/*`` comment is not blank: the server must see it and fail as it does for drizzle.
-    Whitespace is what PostgreSQL's scanner skips (scanner_isspace: space, tab, newline, carriage return,
-    form feed), not Python's ``str.isspace``: a chunk of a no-break space, an ideographic space or a
-    control character fails on the server for drizzle-orm, so it is sent and fails here too.
-    """
-    i = 0
-    n = len(chunk)
-    while i < n:
-        ch = chunk[i]
-        if ch in _PG_SPACE or ch == ';':
-            i += 1
-        elif chunk.startswith('--', i):
-            # the server's `--` comment ends at a newline or a carriage return (scan.l: non_newline [^\n\r])
-            ends = [pos for pos in (chunk.find('\n', i), chunk.find('\r', i)) if pos >= 0]
-            if not ends:
-                return True
-            i = min(ends) + 1
-        elif chunk.startswith('/*', i):
-            i, closed = preflight_mod.skip_block_comment(chunk, i)
-            if not closed:
-                return False
-        else:
-            return False
-    return True
-
-
-def split_statements(text):
-    """The chunks drizzle-orm would send, minus the blank ones (see :func:`is_blank_chunk`)."""
-    return [chunk for chunk in text.split(BREAKPOINT) if not is_blank_chunk(chunk)]
-
-
+# --------------------------------------------------------------------------------------------- text
 def display_statement(stmt):
     """A statement as shown in diff.prepared: trimmed and ending with a semicolon."""
     text = stmt.strip()
@@ -177,102 +122,6 @@ def parse_duration(value, name):
         raise PlanError('%s must be a duration like 5s, 500ms or 2min, or an integer of milliseconds; got %r'
                         % (name, value), code='bad_config')
     return match.group(1) + (match.group(2) or 'ms')
-
-
-# ------------------------------------------------------------------------------------------ journal
-class Entry(object):
-    """One journal entry."""
-
-    __slots__ = ('index', 'tag', 'when', 'path', 'exists', '_raw', '_hash')
-
-    def __init__(self, index, tag, when, folder):
-        self.index = index
-        self.tag = tag
-        self.when = when
-        self.path = os.path.join(folder, tag + '.sql')
-        # a FIFO / device / directory under the name exists too: reading it is refused (read_regular), not waited on
-        self.exists = os.path.exists(self.path)
-        self._raw = None
-        self._hash = None
-
-    @property
-    def down_path(self):
-        return self.path[:-len('.sql')] + DOWN_SUFFIX
-
-    def raw(self):
-        if self._raw is None:
-            self._raw = read_regular(self.path, MIGRATION_LIMIT)
-        return self._raw
-
-    def hash(self):
-        """The file's drizzle hash, or None when it cannot be read."""
-        if self._hash is None and self.exists:
-            try:
-                self._hash = sql_hash(self.raw())
-            except (IOError, OSError):
-                return None
-        return self._hash
-
-
-def _bad_entry(errors, journal, index, text):
-    errors.append('%s: entries[%d] %s' % (journal, index, text))
-
-
-def load_journal(folder):
-    """Read ``meta/_journal.json``. Returns (entries, errors); errors name the journal and what to fix."""
-    journal = os.path.join(folder, JOURNAL_NAME)
-    if not os.path.isdir(folder):
-        return [], ['migrations directory %s does not exist; check path and migrations_dir of the service '
-                    '(drizzle-kit writes it where drizzle.config.ts says `out`)' % folder]
-    try:
-        raw = read_regular(journal, JOURNAL_LIMIT)
-    except (IOError, OSError) as exc:
-        if not os.path.exists(journal):
-            return [], ['drizzle journal %s not found; run `drizzle-kit generate` or fix migrations_dir' % journal]
-        return [], ['cannot read drizzle journal %s: %s' % (journal, exc.strerror or exc)]
-    if not raw.strip():
-        return [], ['drizzle journal %s is empty; restore it from version control' % journal]
-    bad = utf8_error(raw)
-    if bad:
-        return [], ['drizzle journal %s is not UTF-8 (%s); restore it from version control' % (journal, bad)]
-    try:
-        data = json.loads(raw.decode('utf-8'))
-    except ValueError as exc:
-        return [], ['drizzle journal %s is not valid JSON (%s); restore it from version control' % (journal, exc)]
-    if not isinstance(data, dict):
-        return [], ['drizzle journal %s must hold a JSON object with an "entries" list' % journal]
-    items = data.get('entries')
-    if not isinstance(items, list):
-        return [], ['drizzle journal %s: "entries" must be a list, got %s'
-                    % (journal, 'nothing' if items is None else type(items).__name__)]
-    errors = []
-    entries = []
-    seen = {}
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            _bad_entry(errors, journal, index, 'is not an object')
-            continue
-        tag = item.get('tag')
-        when = item.get('when')
-        if not isinstance(tag, str) or not tag:
-            _bad_entry(errors, journal, index, 'has no string "tag"')
-            continue
-        if '/' in tag or '\\' in tag or '..' in tag or '\x00' in tag or os.path.isabs(tag):
-            _bad_entry(errors, journal, index, 'tag %r points outside the migrations folder' % tag)
-            continue
-        if tag in seen:
-            _bad_entry(errors, journal, index, 'repeats tag %r of entries[%d]' % (tag, seen[tag]))
-            continue
-        seen[tag] = index
-        if isinstance(when, bool) or not isinstance(when, int):
-            _bad_entry(errors, journal, index, '(%s) "when" must be an integer of milliseconds, got %r'
-                       % (tag, when))
-            continue
-        if when < 0 or when > MAX_SAFE_WHEN:
-            _bad_entry(errors, journal, index, '(%s) "when" %d is outside 0..%d' % (tag, when, MAX_SAFE_WHEN))
-            continue
-        entries.append(Entry(len(entries), tag, when, folder))
-    return entries, errors
 
 
 # -------------------------------------------------------------------------------------------- state
@@ -585,35 +434,6 @@ class DrizzleAdapter(Adapter):
         raise PlanError('target %r is not a tag in %s; use head, base, -N or a tag (the newest are: %s)'
                         % (text, self.journal_path, known), code='unknown_revision')
 
-    def _load_up(self, entry):
-        if not entry.exists:
-            raise PlanError('cannot apply %s: its file %s is missing; restore it or remove the entry from %s'
-                            % (entry.tag, entry.path, self.journal_path), code='missing_file')
-        try:
-            raw = entry.raw()
-        except (IOError, OSError) as exc:
-            raise PlanError('cannot read %s: %s' % (entry.path, exc.strerror or exc), code='missing_file')
-        bad = utf8_error(raw)
-        if bad:
-            raise PlanError('%s is not UTF-8 (%s); drizzle-orm would run it with those bytes replaced by U+FFFD. '
-                            'Re-save the file as UTF-8, then run again' % (entry.path, bad), code='bad_config')
-        return {'tag': entry.tag, 'when': entry.when, 'file': entry.path, 'hash': sql_hash(raw),
-                'statements': split_statements(raw.decode('utf-8'))}
-
-    def _load_down(self, entry, row):
-        path = entry.down_path
-        try:
-            raw = read_regular(path, MIGRATION_LIMIT)
-        except (IOError, OSError) as exc:
-            if not os.path.exists(path):
-                return None
-            raise PlanError('cannot read %s: %s' % (path, exc.strerror or exc), code='missing_file')
-        bad = utf8_error(raw)
-        if bad:
-            raise PlanError('%s is not UTF-8 (%s); re-save it as UTF-8' % (path, bad), code='bad_config')
-        return {'tag': entry.tag, 'when': entry.when, 'file': path, 'row_id': row[0],
-                'statements': split_statements(raw.decode('utf-8'))}
-
     @staticmethod
     def _options(options):
         options = dict(options or {})
@@ -690,7 +510,7 @@ class DrizzleAdapter(Adapter):
                                 code='modified')
             if skipped:
                 notes.append('applying out-of-order migrations: %s' % ', '.join(e.tag for e in skipped))
-            migrations = [self._load_up(e) for e in to_apply]
+            migrations = [read_up(e, self.journal_path) for e in to_apply]
             new_high = max([e.when for e in goal] + ([high_water] if high_water is not None else []))
             later = [e.tag for e in entries[resolved + 1:] if e.tag not in matches and e.when <= new_high] \
                 if not isinstance(resolved, tuple) else []
@@ -702,7 +522,7 @@ class DrizzleAdapter(Adapter):
             migrations = []
             missing = []
             for e in reversed(to_revert):
-                loaded = self._load_down(e, matches[e.tag])
+                loaded = read_down(e, matches[e.tag][0])
                 if loaded is None:
                     missing.append(e.down_path)
                 else:
