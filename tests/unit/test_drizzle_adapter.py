@@ -15,7 +15,7 @@ import pytest
 from harness.drizzle_gen import generate, read_journal, write_journal
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle import adapter as dz
-from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle import journal
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle import history, journal
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import AdapterError, PlanError
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
 
@@ -277,7 +277,7 @@ def test_many_problems_of_one_code_are_summarised(tmp_path, fresh_db, conn):
     for tag in tags:
         os.unlink(str(folder / (tag + '.sql')))
     state = make_adapter(tmp_path, fresh_db.url).read_state(conn)
-    assert len(state.problems) == dz.MAX_LISTED
+    assert len(state.problems) == history.MAX_LISTED
     assert '6 more' in state.problems[-1]['message']
 
 

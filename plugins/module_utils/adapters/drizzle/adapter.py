@@ -57,6 +57,10 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base i
     ServiceState,
     problem,
 )
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle.history import (
+    MAX_LISTED,
+    History,
+)
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle.journal import (
     BREAKPOINT,
     JOURNAL_NAME,
@@ -65,7 +69,6 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzl
     read_down,
     read_up,
     split_statements,
-    utf8_error,
 )
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
 from ansible_collections.homelab.migrations.plugins.module_utils import preflight as preflight_mod
@@ -83,7 +86,6 @@ except ImportError:  # pragma: no cover - the modules report missing_required_li
     HAS_PSYCOPG2 = False
 
 TRANSACTION_MODES = ('all', 'each')
-MAX_LISTED = 10  # problems of one code listed one by one before they are summarised
 STATEMENT_PREVIEW = 200  # characters of a failing statement quoted in an error
 _DURATION_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$')
 
@@ -200,67 +202,19 @@ class DrizzleAdapter(Adapter):
                 code='bad_config')
         return True, True, rows
 
-    @staticmethod
-    def _match(entries, rows):
-        """{tag: row} and the list of unmatched rows (see the module docstring for the rule).
-
-        In three passes: a row with an entry's ``when`` and file hash is that entry; then a row whose hash
-        is an unmatched entry's file hash is that entry whatever its created_at (a hand-written baseline
-        row, a `when` edited afterwards); then rows pair with unmatched entries of their created_at (the
-        file changed since: ``modified``), in journal / id order.
-        """
-        matches = {}
-        taken = set()
-
-        def pair(entry, row):
-            matches[entry.tag] = row
-            taken.add(row[0])
-
-        by_when = {}
-        for entry in entries:
-            by_when.setdefault(entry.when, []).append(entry)
-        for row in rows:  # only the entries of a row's created_at get hashed here (the usual, cheap case)
-            if row[2] is None or row[1] is None:
-                continue
-            hits = [e for e in by_when.get(row[2], []) if e.tag not in matches and e.hash() == row[1]]
-            if hits:
-                pair(hits[0], row)
-        if len(taken) < len(rows):
-            by_hash = {}
-            for entry in entries:
-                if entry.tag in matches:
-                    continue
-                if entry.hash() is not None:
-                    by_hash.setdefault(entry.hash(), []).append(entry)
-            for row in rows:
-                if row[0] in taken or row[1] is None:
-                    continue
-                hits = [e for e in by_hash.get(row[1], []) if e.tag not in matches]
-                if hits:
-                    pair(hits[0], row)
-            for row in rows:
-                if row[0] in taken or row[2] is None:
-                    continue
-                hits = [e for e in by_when.get(row[2], []) if e.tag not in matches]
-                if hits:
-                    pair(hits[0], row)
-        unmatched = sorted((r for r in rows if r[0] not in taken), key=lambda r: r[0])
-        return matches, unmatched
-
-    def _problems(self, code, messages, summary):
-        if len(messages) <= MAX_LISTED:
-            return [problem(code, m) for m in messages]
-        out = [problem(code, m) for m in messages[:MAX_LISTED - 1]]
-        out.append(problem(code, summary % (len(messages) - MAX_LISTED + 1)))
-        return out
-
     # ------------------------------------------------------------------------------ read side
     def read_state(self, conn):
+        """The service's state: the journal (journal.load_journal), the tracking rows and their History.
+
+        ``extra`` holds folder, journal, schema, table, schema_exists, table_exists, rows, entries, valid (the
+        journal is usable) and history (a History, None when the journal is not usable).
+        Raises AdapterError ``unreachable`` / ``bad_config`` when the tracking table cannot be read.
+        """
         entries, errors = load_journal(self.folder)
         schema_exists, table_exists, rows = self._read_rows(conn)
         extra = {'folder': self.folder, 'journal': self.journal_path, 'schema': self.schema, 'table': self.table,
                  'schema_exists': schema_exists, 'table_exists': table_exists, 'rows': rows,
-                 'entries': entries, 'matches': {}, 'high_water': None, 'valid': not errors}
+                 'entries': entries, 'history': None, 'valid': not errors}
         if errors:
             msg = '; '.join(errors[:MAX_LISTED])
             if len(errors) > MAX_LISTED:
@@ -268,145 +222,24 @@ class DrizzleAdapter(Adapter):
             if extra['journal'] not in msg:
                 msg = '%s (journal %s)' % (msg, self.journal_path)
             return ServiceState(self.tool, problems=[problem('bad_config', msg)], extra=extra)
-
-        matches, unmatched = self._match(entries, rows)
-        # drizzle: SELECT ... ORDER BY created_at DESC LIMIT 1 (NULLS FIRST), then Number(created_at)
-        high_water = None
-        if rows:
-            if any(r[2] is None for r in rows):
-                high_water = 0
-            else:
-                high_water = max(r[2] for r in rows)
-        extra['matches'] = matches
-        extra['high_water'] = high_water
-
-        applied = [e for e in entries if e.tag in matches]
-        # drizzle-orm runs every entry newer than the high-water mark: an applied one among them would run again
-        # (listed as pending, as drizzle would run it; reported below, and the plan refuses to run it again)
-        pending = [e for e in entries if high_water is None or high_water < e.when]
-        rerun = [e for e in applied if high_water is not None and high_water < e.when]
-        extra['rerun'] = [e.tag for e in rerun]
-        problems = []
-
-        # rows whose created_at is not their entry's `when` (matched by hash): the cause of what drizzle skips
-        moved = [(e, matches[e.tag]) for e in applied if matches[e.tag][2] is not None
-                 and matches[e.tag][2] != e.when]
-        skipped = [e for e in entries if e.tag not in matches and high_water is not None and e.when <= high_water]
-        messages = []
-        extra['skip_hints'] = {}
-        for e in skipped:
-            causes = [(m, row) for m, row in moved if row[2] >= e.when and m.when < e.when]
-            if causes:
-                m, row = causes[0]
-                extra['skip_hints'][e.tag] = (
-                    'tracking row id %d (the hash of %s) has created_at %d, later than its `when` %d: set it to %d '
-                    '(UPDATE %s SET created_at = %d WHERE id = %d) and drizzle-orm runs them too'
-                    % (row[0], m.tag, row[2], m.when, m.when, self.qualified, m.when, row[0]))
-                messages.append(
-                    '%s (when %d) is not applied, and drizzle-orm skips it silently: tracking row id %d (the hash of '
-                    '%s) has created_at %d, later than %s\'s `when` %d (a hand-written baseline row?). Set that '
-                    'row\'s created_at to %s\'s `when` (UPDATE %s SET created_at = %d WHERE id = %d) so drizzle-orm '
-                    'and this collection apply %s, or apply it now with allow_out_of_order=true'
-                    % (e.tag, e.when, row[0], m.tag, row[2], e.tag, e.when, m.tag, self.qualified, m.when, row[0],
-                       e.tag))
-            else:
-                messages.append(
-                    '%s (when %d) is not applied but is not newer than the newest applied migration (created_at '
-                    '%d): drizzle-orm would skip it silently. Apply it with allow_out_of_order=true, or give it a '
-                    '`when` above %d in %s' % (e.tag, e.when, high_water, high_water, self.journal_path))
-        for e in rerun:
-            row = matches[e.tag]
-            messages.append(
-                '%s is applied (tracking row id %d holds its hash) but its `when` %d in %s is newer than every '
-                'created_at (newest %d): drizzle-orm would run it again. Put its `when` back to %d, or set the '
-                'row\'s created_at to %d (UPDATE %s SET created_at = %d WHERE id = %d)'
-                % (e.tag, row[0], e.when, self.journal_path, high_water, row[2], e.when, self.qualified, e.when,
-                   row[0]))
-        problems += self._problems('out_of_order', messages,
-                                   '... and %d more migrations drizzle-orm would skip or run again (out of order)')
-
-        modified = []
-        unreadable = []
-        for e in applied:
-            if not e.exists:
-                continue
-            file_hash = e.hash()
-            if file_hash is None:
-                unreadable.append('cannot read %s to check its hash; fix its permissions' % e.path)
-            elif file_hash != matches[e.tag][1]:
-                modified.append('%s was changed after it was applied: the sha256 of %s is %s, the tracking row '
-                                'id %d holds %s. Restore the file from version control, or accept the change '
-                                'with allow_modified=true' % (e.tag, e.path, file_hash[:12], matches[e.tag][0],
-                                                              (matches[e.tag][1] or '')[:12]))
-        problems += self._problems('modified', modified, '... and %d more modified migrations')
-        extra['modified'] = [e.tag for e in applied if e.exists and e.hash() is not None
-                             and e.hash() != matches[e.tag][1]]
-
-        if unmatched:
-            by_hash = {}
-            for e in entries:
-                if e.exists and e.hash() is not None:
-                    by_hash.setdefault(e.hash(), e)
-            messages = []
-            for row in unmatched:
-                rid, rhash, created = row
-                if created is None:
-                    messages.append(
-                        'tracking row id %d in %s has no created_at; drizzle-orm would run every migration '
-                        'again. Set its created_at to the `when` of its journal entry' % (rid, self.qualified))
-                    continue
-                twin = by_hash.get(rhash)
-                if twin is not None and twin.tag in matches and matches[twin.tag][0] != rid:
-                    messages.append('tracking row id %d (created_at %d) repeats migration %s (row id %d): it '
-                                    'was applied twice; delete the extra row'
-                                    % (rid, created, twin.tag, matches[twin.tag][0]))
-                elif twin is not None:
-                    messages.append('tracking row id %d (created_at %d) has the hash of %s, whose `when` is now '
-                                    '%d in %s: the journal was edited after it was applied. Put the `when` back '
-                                    'to %d' % (rid, created, twin.tag, twin.when, self.journal_path, created))
-                else:
-                    messages.append('tracking row id %d (created_at %d, hash %s) in %s matches no entry of %s: '
-                                    'a migration was removed from the journal after it was applied'
-                                    % (rid, created, (rhash or '')[:12], self.qualified, self.journal_path))
-            problems += self._problems('unknown_migration', messages, '... and %d more unknown tracking rows')
-
-        missing = [e for e in entries if not e.exists]
-        problems += self._problems('missing_file', [
-            'journal entry %s has no file %s (drizzle-orm stops with "No file ... found"); restore it or remove '
-            'the entry from %s' % (e.tag, e.path, self.journal_path) for e in missing],
-            '... and %d more journal entries without their .sql file')
-
-        not_utf8 = []
-        for e in entries:
-            if e.tag in matches or not e.exists:
-                continue
-            try:
-                bad = utf8_error(e.raw())
-            except (IOError, OSError) as exc:
-                not_utf8.append('cannot read %s: %s' % (e.path, exc.strerror or exc))
-                continue
-            if bad:
-                not_utf8.append('%s is not UTF-8 (%s): drizzle-orm would run it with the bad bytes replaced by '
-                                'U+FFFD. Re-save the file as UTF-8' % (e.path, bad))
-        problems += self._problems('bad_config', unreadable + not_utf8, '... and %d more unreadable migration files')
-
+        history = extra['history'] = History(entries, rows, self.journal_path, self.qualified)
+        applied = history.applied
         return ServiceState(
             self.tool,
             current=[applied[-1].tag] if applied else [],
             heads=[entries[-1].tag] if entries else [],
             applied=[e.tag for e in applied],
-            pending=[e.tag for e in pending],
-            problems=problems,
+            pending=[e.tag for e in history.pending],
+            problems=history.problems(),
             history=[e.tag for e in entries],
             extra=extra,
         )
 
     # ------------------------------------------------------------------------------ planning
-    def _resolve(self, state, target):
-        """('up', index) / ('down', [entries to revert]) for a target."""
-        entries = state.extra['entries']
-        matches = state.extra['matches']
-        applied = [e for e in entries if e.tag in matches]
+    def _resolve(self, history, target):
+        """The journal index to migrate to (-1: base), or ('revert', [entries to revert]) for ``-N``."""
+        entries = history.entries
+        applied = history.applied
         text = 'head' if target is None else str(target).strip()
         if text in ('head', 'heads'):
             return len(entries) - 1
@@ -449,28 +282,30 @@ class DrizzleAdapter(Adapter):
             'allow_modified': bool(options.get('allow_modified')),
         }
 
-    def plan(self, conn, state, target, options=None):
-        opts = self._options(options)
-        if not state.extra.get('valid', False) or 'entries' not in state.extra:
+    def _history(self, state):
+        """The state's History; PlanError when the journal is unusable or a row has no created_at."""
+        history = state.extra.get('history')
+        if not state.extra.get('valid', False) or history is None:
             bad = [p['message'] for p in state.problems if p['code'] == 'bad_config'] or ['the journal is unusable']
             raise PlanError('service %r: %s' % (self.name, bad[0]), code='bad_config')
-        entries = state.extra['entries']
-        matches = state.extra['matches']
-        high_water = state.extra['high_water']
-        rows = state.extra['rows']
-        null_rows = [r for r in rows if r[2] is None]
+        null_rows = history.null_rows()
         if null_rows:
             raise PlanError('service %r: tracking row id %d in %s has no created_at, so drizzle-orm would run every '
                             'migration again; set created_at to the `when` of its journal entry before migrating'
                             % (self.name, null_rows[0][0], self.qualified), code='unknown_migration')
-        resolved = self._resolve(state, target)
-        applied = [e for e in entries if e.tag in matches]
+        return history
+
+    def plan(self, conn, state, target, options=None):
+        opts = self._options(options)
+        history = self._history(state)
+        entries = history.entries
+        resolved = self._resolve(history, target)
         if isinstance(resolved, tuple):
             to_apply, to_revert = [], resolved[1]
-            goal = [e for e in applied if e not in to_revert]
+            goal = [e for e in history.applied if e not in to_revert]
         else:
-            to_apply = [e for e in entries[:resolved + 1] if e.tag not in matches]
-            to_revert = [e for e in applied if e.index > resolved]
+            to_apply = [e for e in entries[:resolved + 1] if not history.is_applied(e)]
+            to_revert = [e for e in history.applied if e.index > resolved]
             goal = list(entries[:resolved + 1])
         if to_apply and to_revert:
             raise PlanError(
@@ -478,7 +313,7 @@ class DrizzleAdapter(Adapter):
                 'then migrate to %s' % (target, ', '.join(e.tag for e in to_revert),
                                         ', '.join(e.tag for e in to_apply),
                                         '-%d' % len(to_revert), target), code='out_of_order')
-        rerun = [t for t in state.extra.get('rerun') or [] if t in [e.tag for e in goal]]
+        rerun = [e.tag for e in history.rerun if e in goal]
         if rerun and not to_revert and not opts['allow_out_of_order']:
             raise PlanError(
                 'service %r: %s %s applied, yet drizzle-orm would run %s again (the `when` in %s is newer than '
@@ -487,51 +322,14 @@ class DrizzleAdapter(Adapter):
                                        'it' if len(rerun) == 1 else 'them', self.journal_path, self.qualified),
                 code='out_of_order')
         from_rev = state.current_revision
-        to_rev = goal[-1].tag if goal else None
         notes = []
         if to_apply:
             direction = 'up'
-            skipped = [e for e in to_apply if high_water is not None and e.when <= high_water]
-            if skipped and not opts['allow_out_of_order']:
-                raise PlanError(
-                    'service %r: %s %s not applied but older than the newest applied migration (created_at %d); '
-                    'drizzle-orm would skip %s silently. Set allow_out_of_order=true to apply %s (rows get '
-                    'created_at = their `when`, so drizzle-orm stays consistent), or give %s a newer `when` in %s'
-                    % (self.name, ', '.join(e.tag for e in skipped), 'is' if len(skipped) == 1 else 'are',
-                       high_water, 'it' if len(skipped) == 1 else 'them', 'it' if len(skipped) == 1 else 'them',
-                       'it' if len(skipped) == 1 else 'them', self.journal_path)
-                    + ''.join('; %s' % h for h in sorted(set((state.extra.get('skip_hints') or {}).get(e.tag)
-                                                             for e in skipped) - {None})), code='out_of_order')
-            modified = state.extra.get('modified') or []
-            if modified and not opts['allow_modified']:
-                raise PlanError('service %r: applied migration file(s) %s changed after they were applied (their '
-                                'sha256 differs from the tracking rows). Restore them from version control, or set '
-                                'allow_modified=true to migrate anyway' % (self.name, ', '.join(modified)),
-                                code='modified')
-            if skipped:
-                notes.append('applying out-of-order migrations: %s' % ', '.join(e.tag for e in skipped))
-            migrations = [read_up(e, self.journal_path) for e in to_apply]
-            new_high = max([e.when for e in goal] + ([high_water] if high_water is not None else []))
-            later = [e.tag for e in entries[resolved + 1:] if e.tag not in matches and e.when <= new_high] \
-                if not isinstance(resolved, tuple) else []
-            if later:
-                notes.append('after this, drizzle-orm would skip %s (their `when` is not newer than %d)'
-                             % (', '.join(later), new_high))
+            later = entries[resolved + 1:] if not isinstance(resolved, tuple) else []
+            migrations = self._plan_up(history, opts, to_apply, goal, later, notes)
         elif to_revert:
             direction = 'down'
-            migrations = []
-            missing = []
-            for e in reversed(to_revert):
-                loaded = read_down(e, matches[e.tag][0])
-                if loaded is None:
-                    missing.append(e.down_path)
-                else:
-                    migrations.append(loaded)
-            if missing:
-                pronoun = 'them' if len(missing) > 1 else 'it'
-                raise PlanError('cannot revert service %r: no down migration %s. Write %s, or restore the backup '
-                                'taken before the migration' % (self.name, ', '.join(missing), pronoun),
-                                code='missing_file')
+            migrations = self._plan_down(history, to_revert)
         else:
             return Plan(None, [], from_rev, from_rev, target, sql='', extra={'migrations': [], 'options': opts})
         extra = {
@@ -540,9 +338,64 @@ class DrizzleAdapter(Adapter):
             'create_schema': direction == 'up' and not state.extra.get('schema_exists'),
             'create_table': direction == 'up' and not state.extra.get('table_exists'),
         }
-        plan = Plan(direction, [m['tag'] for m in migrations], from_rev, to_rev, target, notes=notes, extra=extra)
+        plan = Plan(direction, [m['tag'] for m in migrations], from_rev, goal[-1].tag if goal else None, target,
+                    notes=notes, extra=extra)
         plan.sql = self.preview_sql(plan)
         return plan
+
+    def _plan_up(self, history, opts, to_apply, goal, later, notes):
+        """The steps applying ``to_apply`` (reading their files); ``notes`` gets what to know.
+
+        ``later``: the entries after the target. Raises PlanError out_of_order (drizzle-orm would skip one of
+        them and allow_out_of_order is off), modified (allow_modified is off), missing_file, bad_config.
+        """
+        skipped = history.would_skip(to_apply)
+        if skipped and not opts['allow_out_of_order']:
+            them = 'it' if len(skipped) == 1 else 'them'
+            hints = sorted(set(history.skip_hint(e) for e in skipped) - {None})
+            raise PlanError(
+                'service %r: %s %s not applied but older than the newest applied migration (created_at %d); '
+                'drizzle-orm would skip %s silently. Set allow_out_of_order=true to apply %s (rows get '
+                'created_at = their `when`, so drizzle-orm stays consistent), or give %s a newer `when` in %s'
+                % (self.name, ', '.join(e.tag for e in skipped), 'is' if len(skipped) == 1 else 'are',
+                   history.high_water, them, them, them, self.journal_path)
+                + ''.join('; %s' % h for h in hints), code='out_of_order')
+        modified = [e.tag for e in history.modified()]
+        if modified and not opts['allow_modified']:
+            raise PlanError('service %r: applied migration file(s) %s changed after they were applied (their '
+                            'sha256 differs from the tracking rows). Restore them from version control, or set '
+                            'allow_modified=true to migrate anyway' % (self.name, ', '.join(modified)),
+                            code='modified')
+        if skipped:
+            notes.append('applying out-of-order migrations: %s' % ', '.join(e.tag for e in skipped))
+        migrations = [read_up(e, self.journal_path) for e in to_apply]
+        high_water = history.high_water
+        new_high = max([e.when for e in goal] + ([high_water] if high_water is not None else []))
+        hidden = [e.tag for e in history.would_skip(later, new_high) if not history.is_applied(e)]
+        if hidden:
+            notes.append('after this, drizzle-orm would skip %s (their `when` is not newer than %d)'
+                         % (', '.join(hidden), new_high))
+        return migrations
+
+    def _plan_down(self, history, to_revert):
+        """The steps reverting ``to_revert`` (newest first) from their ``.down.sql`` files.
+
+        Raises PlanError missing_file when one has no down migration, bad_config when one is not UTF-8.
+        """
+        migrations = []
+        missing = []
+        for e in reversed(to_revert):
+            loaded = read_down(e, history.row_of(e)[0])
+            if loaded is None:
+                missing.append(e.down_path)
+            else:
+                migrations.append(loaded)
+        if missing:
+            pronoun = 'them' if len(missing) > 1 else 'it'
+            raise PlanError('cannot revert service %r: no down migration %s. Write %s, or restore the backup '
+                            'taken before the migration' % (self.name, ', '.join(missing), pronoun),
+                            code='missing_file')
+        return migrations
 
     # ----------------------------------------------------------------------------- pre-flight
     def preflight(self, conn, state, steps, options=None, lint=True, direction='up'):
