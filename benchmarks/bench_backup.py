@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_backup.py [--reps 3] [--json FILE]
 
 Rows (each repetition runs the pair back to back, alternating which goes first; medians are compared):
-  * ``format: custom``: the module's code path (``module_utils.backup.run``, exactly what the module calls:
+  * ``format: custom``: the module's code path (``module_utils.backup.entry.run``, exactly what the module calls:
     tool and server version checks, dump to a temp name, ``pg_restore --list``, sha256, ``.sha256`` file,
     rename) vs ``pg_dump -Fc -f FILE``. Target ratio <= 1.05.
   * ``format: directory, jobs: 2``: the module vs ``pg_dump -Fd -j 2 -f DIR``.
@@ -34,7 +34,7 @@ from harness.pg import _as_postgres, find_bindir, free_port  # noqa: E402
 
 sys.path.insert(0, ensure_collection_link())
 
-from ansible_collections.homelab.migrations.plugins.module_utils import backup  # noqa: E402
+from ansible_collections.homelab.migrations.plugins.module_utils.backup import entry, tools  # noqa: E402
 
 CACHE = os.path.join(REPO, '.cache', 'bench_backup')
 DBNAME = 'bench_backup_1g'
@@ -193,7 +193,7 @@ def _size(path):
 def _ours(url, fmt, jobs, out_dir):
     _empty_dir(out_dir)
     params = dict(database_url=url, dest=out_dir, service='bench', format=fmt, jobs=jobs)
-    wall, cpu, result = _measure(lambda: backup.run(params))
+    wall, cpu, result = _measure(lambda: entry.run(params))
     return wall, cpu, result['size_bytes']
 
 
@@ -207,7 +207,7 @@ def run(reps=3, log=print):
             build_database(cluster, log)
         db_bytes = int(cluster.psql('SELECT pg_database_size(current_database())'))
         url = cluster.url()
-        pg_dump, version = backup.find_tool('pg_dump')
+        pg_dump, version = tools.find_tool('pg_dump')
         out_dir = os.path.join(CACHE, 'out')
         # warm the caches once (not measured; the parallel dump is the quickest full read)
         _raw(pg_dump, url, 'directory', 2, out_dir)
@@ -240,7 +240,7 @@ def run(reps=3, log=print):
                 reps=reps, ours_s=[round(x, 3) for x in ours], raw_s=[round(x, 3) for x in raw],
                 raw_command='pg_dump -F%s%s -f FILE' % ('c' if fmt == 'custom' else 'd',
                                                         ' -j %d' % jobs if jobs > 1 else ''),
-                database_bytes=db_bytes, dump_bytes=size, pg_dump=backup.version_text(version),
+                database_bytes=db_bytes, dump_bytes=size, pg_dump=tools.version_text(version),
             )
             row['ok'] = row['target'] is None or row['ratio'] <= row['target']
             rows.append(row)

@@ -47,10 +47,10 @@ def _child_apply(payload):
 
 
 def _child_backup(payload):
-    """The backup module's code path: module_utils.backup.run (pg_dump, verify, checksum, publish)."""
-    from ansible_collections.homelab.migrations.plugins.module_utils import backup
+    """The backup module's code path: module_utils.backup.entry.run (pg_dump, verify, checksum, publish)."""
+    from ansible_collections.homelab.migrations.plugins.module_utils.backup import entry
     started = time.perf_counter()
-    result = backup.run(payload['params'])
+    result = entry.run(payload['params'])
     elapsed = time.perf_counter() - started
     return {'elapsed': elapsed, 'failed': bool(result.get('failed')), 'msg': result.get('msg'),
             'path': result.get('path'), 'size_bytes': result.get('size_bytes'),

@@ -147,7 +147,7 @@ QUICK_BACKUP_ROWS = 200000
 
 
 def quick_backup_rows(server, reps):
-    """--quick stand-in for row 6: the same code path (module_utils.backup.run in a fresh interpreter) vs
+    """--quick stand-in for row 6: the same code path (module_utils.backup.entry.run in a fresh interpreter) vs
     `pg_dump -Fc` on a small database of the bench server, instead of bench_backup.py's >= 1 GB one."""
     import shutil
     import tempfile

@@ -28,7 +28,7 @@ from harness.pg import Database
 from integration.test_role import (  # noqa: F401  # pylint: disable=unused-import
     ALEMBIC, BOTS, DASHBOARD_REVS, HOMELAB, INVENTORY, ORDER, PLAYBOOK, Homelab, outcomes)
 
-from ansible_collections.homelab.migrations.plugins.module_utils import backup as backup_mod
+from ansible_collections.homelab.migrations.plugins.module_utils.backup import checksum
 from ansible_collections.homelab.migrations.plugins.module_utils.lock import lock_holder
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import service_defaults
 from ansible_collections.homelab.migrations.plugins.module_utils.status import build_report
@@ -279,12 +279,12 @@ class FaultLab(Homelab):
             if name.startswith('.') or name.endswith('.sha256'):
                 continue
             path = os.path.join(self.backup_dir, name)
-            side = backup_mod.read_sidecar(path + '.sha256')
+            side = checksum.read_sidecar(path + '.sha256')
             fmt = {'dump': 'custom', 'sql': 'plain', 'dir': 'directory'}.get(name.rsplit('.', 1)[-1])
             if side is None:
                 out.append((name, False, 'no .sha256 beside it'))
                 continue
-            digest, _size = backup_mod.backup_digest(path, fmt)
+            digest, _size = checksum.backup_digest(path, fmt)
             out.append((name, digest == side[0] and side[1] == name, 'sha256 %s, .sha256 says %s' % (digest, side)))
         return out
 

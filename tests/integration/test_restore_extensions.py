@@ -11,8 +11,8 @@ import pytest
 
 from harness.pg import Database
 
-from ansible_collections.homelab.migrations.plugins.module_utils import backup
-from ansible_collections.homelab.migrations.plugins.module_utils.backup import BackupError
+from ansible_collections.homelab.migrations.plugins.module_utils.backup import entry
+from ansible_collections.homelab.migrations.plugins.module_utils.backup.errors import BackupError
 
 
 @pytest.fixture
@@ -76,11 +76,11 @@ def test_restore_with_the_services_own_credentials_keeps_the_extensions(service_
     before = db.snapshot()
     ext_before = extensions(db)
     assert [e[:2] for e in ext_before] == [('citext', db.server.superuser), ('pg_stat_statements', db.server.superuser)]
-    made = backup.run(dict(database_url=service_db['url'], dest=str(tmp_path / 'b'), service='svc', format=fmt))
+    made = entry.run(dict(database_url=service_db['url'], dest=str(tmp_path / 'b'), service='svc', format=fmt))
     mutate(service_db)
     if clean == 'objects':  # clean: objects drops only what the backup holds
         db.execute('DROP TABLE public.later')
-    result = backup.run(dict(database_url=service_db['url'], state='restored', path=made['path'], clean=clean))
+    result = entry.run(dict(database_url=service_db['url'], state='restored', path=made['path'], clean=clean))
     assert result['changed'] is True
     assert result['kept_extensions'] == ['citext', 'pg_stat_statements']
     assert any('kept them' in w for w in result['warnings'])
@@ -94,15 +94,15 @@ def test_plain_backup_with_foreign_extensions_is_refused_before_any_change(servi
     db = service_db['db']
     # the backup step says it, before the migration changes anything
     with pytest.raises(BackupError) as err:
-        backup.run(dict(database_url=service_db['url'], dest=str(tmp_path / 'b'), service='svc', format='plain'))
+        entry.run(dict(database_url=service_db['url'], dest=str(tmp_path / 'b'), service='svc', format='plain'))
     assert 'could not be restored with these credentials' in str(err.value) and 'format: custom' in str(err.value)
     assert err.value.result['error_code'] == 'not_restorable'
     # a plain backup made by someone else (a superuser), restored with the service's credentials
-    made = backup.run(dict(database_url=db.url, dest=str(tmp_path / 'b'), service='svc', format='plain'))
+    made = entry.run(dict(database_url=db.url, dest=str(tmp_path / 'b'), service='svc', format='plain'))
     mutate(service_db)
     dirty = db.snapshot()
     with pytest.raises(BackupError) as err:
-        backup.run(dict(database_url=service_db['url'], state='restored', path=made['path'], clean='database'))
+        entry.run(dict(database_url=service_db['url'], state='restored', path=made['path'], clean='database'))
     assert 'nothing was changed' in str(err.value) and 'citext' in str(err.value) and 'custom' in str(err.value)
     assert err.value.result['error_code'] == 'not_restorable' and err.value.result['untouched'] is True
     assert db.snapshot() == dirty
@@ -110,12 +110,12 @@ def test_plain_backup_with_foreign_extensions_is_refused_before_any_change(servi
 
 def test_an_extension_the_role_cannot_create_is_refused_before_any_change(service_db, tmp_path):
     db = service_db['db']
-    made = backup.run(dict(database_url=service_db['url'], dest=str(tmp_path / 'b'), service='svc'))
+    made = entry.run(dict(database_url=service_db['url'], dest=str(tmp_path / 'b'), service='svc'))
     db.execute('DROP EXTENSION pg_stat_statements')  # not trusted: only a superuser may create it
     mutate(service_db)
     dirty = db.snapshot()
     with pytest.raises(BackupError) as err:
-        backup.run(dict(database_url=service_db['url'], state='restored', path=made['path'], clean='database'))
+        entry.run(dict(database_url=service_db['url'], state='restored', path=made['path'], clean='database'))
     assert 'pg_stat_statements' in str(err.value) and 'nothing was changed' in str(err.value)
     assert 'CREATE EXTENSION pg_stat_statements' in str(err.value)
     assert err.value.result['error_code'] == 'not_restorable' and err.value.result['untouched'] is True
@@ -124,10 +124,10 @@ def test_an_extension_the_role_cannot_create_is_refused_before_any_change(servic
 
 def test_a_trusted_extension_the_role_may_create_is_created(service_db, tmp_path):
     db = service_db['db']
-    made = backup.run(dict(database_url=service_db['url'], dest=str(tmp_path / 'b'), service='svc'))
+    made = entry.run(dict(database_url=service_db['url'], dest=str(tmp_path / 'b'), service='svc'))
     before = db.snapshot()
     db.execute('DROP EXTENSION citext CASCADE')  # citext is trusted: the owner of the database may create it
-    result = backup.run(dict(database_url=service_db['url'], state='restored', path=made['path'], clean='database'))
+    result = entry.run(dict(database_url=service_db['url'], state='restored', path=made['path'], clean='database'))
     assert result['kept_extensions'] == ['pg_stat_statements']
     assert db.snapshot() == before
     assert [e[:2] for e in extensions(db)] == [('citext', service_db['role']),
@@ -171,14 +171,14 @@ def test_clean_database_in_a_database_another_role_owns_is_refused_before_any_ch
     # with psql's "must be owner of schema public" and nothing about what to do; clean: objects works
     db = guest_db['db']
     before = db.snapshot()
-    made = backup.run(dict(database_url=guest_db['url'], dest=str(tmp_path / 'b'), service='svc'))
+    made = entry.run(dict(database_url=guest_db['url'], dest=str(tmp_path / 'b'), service='svc'))
     db.execute("UPDATE public.users SET email = email || 'x'")
     dirty = db.snapshot()
     with pytest.raises(BackupError) as err:
-        backup.run(dict(database_url=guest_db['url'], state='restored', path=made['path'], clean='database'))
+        entry.run(dict(database_url=guest_db['url'], state='restored', path=made['path'], clean='database'))
     assert err.value.result['error_code'] == 'not_restorable' and err.value.result['untouched'] is True
     assert 'schema public' in str(err.value) and 'clean: objects' in str(err.value)
     assert db.snapshot() == dirty
-    result = backup.run(dict(database_url=guest_db['url'], state='restored', path=made['path'], clean='objects'))
+    result = entry.run(dict(database_url=guest_db['url'], state='restored', path=made['path'], clean='objects'))
     assert result['kept_extensions'] == ['citext']
     assert db.snapshot() == before

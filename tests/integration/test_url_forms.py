@@ -11,7 +11,7 @@ import pytest
 from harness.alembic_gen import ALEMBIC, build_linear
 from harness.drizzle_gen import generate, tracking_rows
 
-from ansible_collections.homelab.migrations.plugins.module_utils import backup
+from ansible_collections.homelab.migrations.plugins.module_utils.backup import entry
 from ansible_collections.homelab.migrations.plugins.module_utils.apply import run_apply
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import service_defaults
@@ -70,10 +70,10 @@ def test_status_apply_backup_restore_with_each_url_form(form, pg, fresh_db, alem
     assert report['overall_status'] == 'up_to_date', report
 
     before = fresh_db.snapshot()
-    made = backup.run(dict(database_url=url, dest=str(tmp_path / 'backups'), service='dash'))
+    made = entry.run(dict(database_url=url, dest=str(tmp_path / 'backups'), service='dash'))
     assert made['changed'] is True and made['size_bytes'] > 0
     fresh_db.execute('UPDATE app.t_r1 SET note = 1::text; DROP TABLE app.t_r3')
-    restored = backup.run(dict(database_url=url, state='restored', path=made['path']))
+    restored = entry.run(dict(database_url=url, state='restored', path=made['path']))
     assert restored['changed'] is True
     assert fresh_db.snapshot() == before
 

@@ -13,8 +13,11 @@ import time
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.homelab.migrations.plugins.module_utils import backup
-from ansible_collections.homelab.migrations.plugins.module_utils.backup import BackupError
+from ansible_collections.homelab.migrations.plugins.module_utils import connection
+from ansible_collections.homelab.migrations.plugins.module_utils.backup import checksum, entry, store, tools
+from ansible_collections.homelab.migrations.plugins.module_utils.backup.errors import BackupError
+from ansible_collections.homelab.migrations.plugins.module_utils.backup.params import defaults
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl, PassFile
 
 LO_OID = 424242
 LO_BYTES = bytes(range(256)) * 64 + b'\x00end'
@@ -138,8 +141,8 @@ def test_round_trip(seeded, tmp_path, fmt):
     assert before['sequences']['app.big_seq'] == (9007199254740993, True)
     assert before['sequences']['app.fresh_seq'] == (77, False)
 
-    res = backup.run(params(seeded, tmp_path, format=fmt))
-    ext = backup.EXTENSIONS[fmt]
+    res = entry.run(params(seeded, tmp_path, format=fmt))
+    ext = store.EXTENSIONS[fmt]
     assert res['changed'] is True and res['skipped'] is False and res['format'] == fmt
     assert re.match(r'^dashboard_\d{8}_\d{6}\.%s$' % ext, os.path.basename(res['path']))
     assert os.path.dirname(res['path']) == str(tmp_path / 'backups')
@@ -149,7 +152,7 @@ def test_round_trip(seeded, tmp_path, fmt):
     if fmt == 'directory':
         for name in os.listdir(res['path']):
             assert stat.S_IMODE(os.stat(os.path.join(res['path'], name)).st_mode) == 0o600
-        assert res['sha256'] == hashlib.sha256(backup.directory_manifest(res['path']).encode()).hexdigest()
+        assert res['sha256'] == hashlib.sha256(checksum.directory_manifest(res['path']).encode()).hexdigest()
     else:
         assert res['sha256'] == hashlib.sha256(open(res['path'], 'rb').read()).hexdigest()
         assert res['size_bytes'] == os.path.getsize(res['path'])
@@ -165,7 +168,7 @@ def test_round_trip(seeded, tmp_path, fmt):
     assert changed['schema'] != before['schema'] and changed['rows'] != before['rows']
     assert changed['sequences'] != before['sequences'] and changed['large_objects'] != before['large_objects']
 
-    out = backup.run(dict(database_url=seeded.password_url, state='restored', path=res['path']))
+    out = entry.run(dict(database_url=seeded.password_url, state='restored', path=res['path']))
     assert out['changed'] is True and out['format'] == fmt and out['sha256'] == res['sha256']
     after = full_snapshot(seeded)
     assert after['schema'] == before['schema']
@@ -176,17 +179,17 @@ def test_round_trip(seeded, tmp_path, fmt):
 
 def test_directory_jobs_dump_and_parallel_restore(seeded, tmp_path):
     before = full_snapshot(seeded)
-    res = backup.run(params(seeded, tmp_path, format='directory', jobs=2))
+    res = entry.run(params(seeded, tmp_path, format='directory', jobs=2))
     assert res['path'].endswith('.dir') and os.path.isfile(os.path.join(res['path'], 'toc.dat'))
     mutate(seeded)
-    backup.run(dict(database_url=seeded.password_url, state='restored', path=res['path'], jobs=2))
+    entry.run(dict(database_url=seeded.password_url, state='restored', path=res['path'], jobs=2))
     after = full_snapshot(seeded)
     assert after == before
 
 
 def test_clean_database_removes_objects_made_after_the_backup(seeded, tmp_path):
     before = full_snapshot(seeded)
-    res = backup.run(params(seeded, tmp_path))
+    res = entry.run(params(seeded, tmp_path))
     # what a half-applied migration leaves: a new table that depends on a backed-up one, a new schema, a new LO
     seeded.execute("""
         CREATE TABLE app.invoices (id serial PRIMARY KEY, user_id bigint REFERENCES app.users(id));
@@ -196,30 +199,30 @@ def test_clean_database_removes_objects_made_after_the_backup(seeded, tmp_path):
     seeded.execute('SELECT lo_from_bytea(0, %s)', (b'new large object',))
     dirty = full_snapshot(seeded)
     with pytest.raises(BackupError) as err:
-        backup.run(dict(database_url=seeded.password_url, state='restored', path=res['path']))
+        entry.run(dict(database_url=seeded.password_url, state='restored', path=res['path']))
     assert 'clean: database' in str(err.value) and 'left as it was' in str(err.value)
     assert full_snapshot(seeded) == dirty  # one transaction: nothing happened
-    backup.run(dict(database_url=seeded.password_url, state='restored', path=res['path'], clean='database'))
+    entry.run(dict(database_url=seeded.password_url, state='restored', path=res['path'], clean='database'))
     assert full_snapshot(seeded) == before
 
 
 def test_clean_database_with_a_plain_backup(seeded, tmp_path):
     before = full_snapshot(seeded)
-    res = backup.run(params(seeded, tmp_path, format='plain'))
+    res = entry.run(params(seeded, tmp_path, format='plain'))
     seeded.execute('CREATE TABLE app.later (id int REFERENCES app.users(id)); DELETE FROM app.orders')
-    backup.run(dict(database_url=seeded.password_url, state='restored', path=res['path'], clean='database'))
+    entry.run(dict(database_url=seeded.password_url, state='restored', path=res['path'], clean='database'))
     assert full_snapshot(seeded) == before
 
 
 # --------------------------------------------------------------------------------- refusing bad files
 @pytest.fixture
 def made(seeded, tmp_path):
-    res = backup.run(params(seeded, tmp_path))
+    res = entry.run(params(seeded, tmp_path))
     return seeded, res
 
 
 def _restore(db, path, **kw):
-    return backup.run(dict(database_url=db.password_url, state='restored', path=path, **kw))
+    return entry.run(dict(database_url=db.password_url, state='restored', path=path, **kw))
 
 
 def test_restore_refuses_a_truncated_backup(made):
@@ -266,7 +269,7 @@ def test_restore_refuses_a_renamed_backup(made, tmp_path):
 
 
 def test_restore_refuses_a_tampered_directory_backup(seeded, tmp_path):
-    res = backup.run(params(seeded, tmp_path, format='directory'))
+    res = entry.run(params(seeded, tmp_path, format='directory'))
     with open(os.path.join(res['path'], 'extra.dat'), 'w') as fh:
         fh.write('not from pg_dump')
     with pytest.raises(BackupError) as err:
@@ -292,7 +295,7 @@ def test_restore_check_mode_changes_nothing(made):
     db, res = made
     db.execute('DELETE FROM app.orders')
     snap = db.checksums()
-    out = backup.run(dict(database_url=db.password_url, state='restored', path=res['path']), check_mode=True)
+    out = entry.run(dict(database_url=db.password_url, state='restored', path=res['path']), check_mode=True)
     assert out['changed'] is True and out['sha256'] == res['sha256']
     assert db.checksums() == snap
 
@@ -303,11 +306,11 @@ def test_same_second_backups_get_distinct_names(fresh_db, tmp_path):
     dest = tmp_path / 'backups'
     paths = []
     for _backup in range(4):
-        paths.append(backup.run(params(fresh_db, tmp_path))['path'])
+        paths.append(entry.run(params(fresh_db, tmp_path))['path'])
     assert len(set(paths)) == 4
     for path in paths:
         assert re.match(r'^dashboard_\d{8}_\d{6}(_\d+)?\.dump$', os.path.basename(path))
-        assert backup.read_sidecar(path + '.sha256')[1] == os.path.basename(path)
+        assert checksum.read_sidecar(path + '.sha256')[1] == os.path.basename(path)
     assert len(os.listdir(dest)) == 8
 
 
@@ -320,7 +323,7 @@ def test_publish_never_overwrites(tmp_path):
     tmp = os.path.join(dest, '.partial')
     with open(tmp, 'w') as fh:
         fh.write('mine')
-    final = backup._publish(tmp, dest, base, 'dump', 'ab' * 32, backup._load_libc())
+    final = store.publish(tmp, dest, base, 'dump', 'ab' * 32, store.load_libc())
     assert os.path.basename(final) == 'svc_20250101_120000_2.dump'
     assert open(os.path.join(dest, 'svc_20250101_120000.dump')).read() == 'foreign'
     assert open(final).read() == 'mine' and not os.path.exists(tmp)
@@ -328,39 +331,39 @@ def test_publish_never_overwrites(tmp_path):
     with open(tmp, 'w') as fh:
         fh.write('again')
     with pytest.raises(FileExistsError):
-        backup._rename_noreplace(tmp, final, libc=None)
+        store.rename_noreplace(tmp, final, libc=None)
     assert open(final).read() == 'mine'
 
 
 def test_check_mode_writes_nothing(fresh_db, tmp_path):
     dest = tmp_path / 'backups'
-    res = backup.run(params(fresh_db, tmp_path), check_mode=True)
+    res = entry.run(params(fresh_db, tmp_path), check_mode=True)
     assert res['changed'] is True and res['sha256'] is None and res['size_bytes'] is None
     assert re.match(r'^dashboard_\d{8}_\d{6}\.dump$', os.path.basename(res['path']))
     assert not dest.exists()
     dest.mkdir()
-    res = backup.run(params(fresh_db, tmp_path, format='directory', keep_count=1), check_mode=True)
+    res = entry.run(params(fresh_db, tmp_path, format='directory', keep_count=1), check_mode=True)
     assert res['path'].endswith('.dir') and os.listdir(dest) == []
 
 
 def test_service_name_cannot_escape_dest(fresh_db, tmp_path):
     for bad in ('../x', 'a/b', '', '.hidden', 'UPPER', 'x' * 64):
         with pytest.raises(BackupError) as err:
-            backup.run(params(fresh_db, tmp_path, service=bad))
+            entry.run(params(fresh_db, tmp_path, service=bad))
         assert 'not a valid backup name prefix' in str(err.value)
     assert not (tmp_path / 'backups').exists()
 
 
 def test_jobs_need_directory_format(fresh_db, tmp_path):
     with pytest.raises(BackupError) as err:
-        backup.run(params(fresh_db, tmp_path, jobs=2))
+        entry.run(params(fresh_db, tmp_path, jobs=2))
     assert 'format: directory' in str(err.value)
 
 
 def test_dest_that_is_a_file(fresh_db, tmp_path):
     (tmp_path / 'backups').write_text('x')
     with pytest.raises(BackupError) as err:
-        backup.run(params(fresh_db, tmp_path))
+        entry.run(params(fresh_db, tmp_path))
     assert 'not a directory' in str(err.value)
 
 
@@ -369,7 +372,7 @@ NEON_URL = 'postgresql://neondb_owner:SecretNeon123@ep-cool-cat-123456.eu-centra
 
 
 def test_auto_skips_neon(tmp_path):
-    res = backup.run(dict(database_url=NEON_URL, dest=str(tmp_path / 'b'), service='stream-bot'))
+    res = entry.run(dict(database_url=NEON_URL, dest=str(tmp_path / 'b'), service='stream-bot'))
     assert res['skipped'] is True and res['changed'] is False and res['path'] is None
     assert 'neon' in res['reason'].lower() and 'backup: always' in res['reason']
     assert 'SecretNeon123' not in repr(res)
@@ -379,14 +382,14 @@ def test_auto_skips_neon(tmp_path):
 def test_always_dumps_neon_hosts_too(tmp_path):
     # no network here: not skipping means trying to connect, which fails clearly and masked
     with pytest.raises(BackupError) as err:
-        backup.run(dict(database_url=NEON_URL, dest=str(tmp_path / 'b'), service='stream-bot', backup='always',
-                        connect_timeout=3))
+        entry.run(dict(database_url=NEON_URL, dest=str(tmp_path / 'b'), service='stream-bot', backup='always',
+                       connect_timeout=3))
     assert 'cannot connect' in str(err.value) and 'SecretNeon123' not in str(err.value)
     assert not (tmp_path / 'b').exists()
 
 
 def test_never_skips(fresh_db, tmp_path):
-    res = backup.run(params(fresh_db, tmp_path, backup='never'))
+    res = entry.run(params(fresh_db, tmp_path, backup='never'))
     assert res['skipped'] is True and res['changed'] is False and 'never' in res['reason']
     assert not (tmp_path / 'backups').exists()
 
@@ -405,7 +408,7 @@ def test_too_old_pg_dump_is_a_clear_error(fresh_db, tmp_path):
     # a stand-in binary reaches the error path; the server is real
     old = _fake_tool(str(tmp_path / 'old'), 'pg_dump', '9.6.24')
     with pytest.raises(BackupError) as err:
-        backup.run(params(fresh_db, tmp_path, pg_dump=old))
+        entry.run(params(fresh_db, tmp_path, pg_dump=old))
     msg = str(err.value)
     assert 'version 9.6.24' in msg and 'server runs PostgreSQL 15' in msg and 'postgresql-client-15' in msg
     assert not (tmp_path / 'backups').exists()
@@ -415,38 +418,38 @@ def test_newest_tool_is_chosen(tmp_path):
     _fake_tool(str(tmp_path / 'path1'), 'pg_dump', '13.4')
     _fake_tool(str(tmp_path / 'lib' / '16' / 'bin'), 'pg_dump', '16.2')
     _fake_tool(str(tmp_path / 'lib' / '9.6' / 'bin'), 'pg_dump', '9.6.24')
-    path, version = backup.find_tool('pg_dump', search_path=str(tmp_path / 'path1'),
-                                     globs=(str(tmp_path / 'lib' / '*' / 'bin'),))
+    path, version = tools.find_tool('pg_dump', search_path=str(tmp_path / 'path1'),
+                                    globs=(str(tmp_path / 'lib' / '*' / 'bin'),))
     assert path == str(tmp_path / 'lib' / '16' / 'bin' / 'pg_dump') and version == 160002
     # and on this machine: the real one
-    path, version = backup.find_tool('pg_dump')
+    path, version = tools.find_tool('pg_dump')
     assert os.path.basename(path) == 'pg_dump' and version // 10000 >= 15
 
 
 def test_missing_pg_dump_names_the_package(tmp_path):
     with pytest.raises(BackupError) as err:
-        backup.find_tool('pg_dump', search_path=str(tmp_path), globs=())
+        tools.find_tool('pg_dump', search_path=str(tmp_path), globs=())
     assert 'postgresql-client' in str(err.value)
     with pytest.raises(BackupError) as err:
-        backup.run(dict(database_url='postgresql://u@127.0.0.1:1/db', dest=str(tmp_path / 'b'), service='svc',
-                        pg_bindir=str(tmp_path / 'nowhere')))
+        entry.run(dict(database_url='postgresql://u@127.0.0.1:1/db', dest=str(tmp_path / 'b'), service='svc',
+                       pg_bindir=str(tmp_path / 'nowhere')))
     assert 'postgresql-client' in str(err.value) and 'not an executable file' in str(err.value)
 
 
 def test_version_parsing():
-    assert backup.parse_version('pg_dump (PostgreSQL) 15.13 (Debian 15.13-0+deb12u1)') == 150013
-    assert backup.parse_version('pg_dump (PostgreSQL) 9.6.24') == 90624
-    assert backup.parse_version('pg_dump (PostgreSQL) 18beta1') == 180000
-    assert backup.major_of(150013) < backup.major_of(160000)
-    assert backup.major_of(90624) < backup.major_of(100000)
-    assert backup.parse_version('something else') is None
+    assert tools.parse_version('pg_dump (PostgreSQL) 15.13 (Debian 15.13-0+deb12u1)') == 150013
+    assert tools.parse_version('pg_dump (PostgreSQL) 9.6.24') == 90624
+    assert tools.parse_version('pg_dump (PostgreSQL) 18beta1') == 180000
+    assert tools.major_of(150013) < tools.major_of(160000)
+    assert tools.major_of(90624) < tools.major_of(100000)
+    assert tools.parse_version('something else') is None
 
 
 # ----------------------------------------------------------------------------------- connection errors
 def test_wrong_password_is_clear_and_masked(fresh_db, tmp_path):
     url = fresh_db.password_url.replace('Cnry', 'Wrong')
     with pytest.raises(BackupError) as err:
-        backup.run(params(fresh_db, tmp_path, database_url=url))
+        entry.run(params(fresh_db, tmp_path, database_url=url))
     msg = str(err.value)
     assert 'password' in msg and 'check the user and password' in msg
     assert fresh_db.password not in msg and 'Wrong' not in msg
@@ -457,14 +460,14 @@ def test_unreachable_server(pg, tmp_path):
     from harness.pg import free_port
     url = 'postgresql://homelab:%s@127.0.0.1:%d/x' % ('pw%40secret', free_port())
     with pytest.raises(BackupError) as err:
-        backup.run(dict(database_url=url, dest=str(tmp_path / 'b'), service='svc', connect_timeout=3))
+        entry.run(dict(database_url=url, dest=str(tmp_path / 'b'), service='svc', connect_timeout=3))
     assert 'reachable' in str(err.value) and 'secret' not in str(err.value)
 
 
 def test_missing_database(pg, tmp_path):
     url = pg.url('no_such_db_here', password=True)
     with pytest.raises(BackupError) as err:
-        backup.run(dict(database_url=url, dest=str(tmp_path / 'b'), service='svc'))
+        entry.run(dict(database_url=url, dest=str(tmp_path / 'b'), service='svc'))
     assert 'does not exist' in str(err.value) and 'create the database' in str(err.value)
     assert pg.password not in str(err.value)
 
@@ -472,18 +475,18 @@ def test_missing_database(pg, tmp_path):
 def test_restore_into_missing_database(made, pg):
     _db, res = made
     with pytest.raises(BackupError) as err:
-        backup.run(dict(database_url=pg.url('no_such_db_here', password=True), state='restored', path=res['path'],
-                        allow_foreign_backup=True))
+        entry.run(dict(database_url=pg.url('no_such_db_here', password=True), state='restored', path=res['path'],
+                       allow_foreign_backup=True))
     assert 'does not exist' in str(err.value) and pg.password not in str(err.value)
 
 
 def test_server_version_through_psql_without_psycopg2(fresh_db, monkeypatch, tmp_path):
-    monkeypatch.setattr(backup.connection, 'HAS_PSYCOPG2', False)
-    num = backup.server_version(backup.DbUrl(fresh_db.password_url), backup.defaults({}), backup._Runner())
+    monkeypatch.setattr(connection, 'HAS_PSYCOPG2', False)
+    num = tools.server_version(DbUrl(fresh_db.password_url), defaults({}), tools.Runner())
     assert num // 10000 == 15
     with pytest.raises(BackupError) as err:
-        backup.server_version(backup.DbUrl(fresh_db.password_url.replace('Cnry', 'Nope')), backup.defaults({}),
-                              backup._Runner())
+        tools.server_version(DbUrl(fresh_db.password_url.replace('Cnry', 'Nope')), defaults({}),
+                             tools.Runner())
     assert 'password' in str(err.value) and 'Nope' not in str(err.value)
 
 
@@ -546,7 +549,7 @@ def backup_dir(tmp_path):
 
 
 def _prune(dest, check=False, **kw):
-    return backup.run(dict(state='pruned', dest=dest, service='dashboard', **kw), check_mode=check)
+    return entry.run(dict(state='pruned', dest=dest, service='dashboard', **kw), check_mode=check)
 
 
 def _assert_foreign_intact(foreign):
@@ -616,10 +619,10 @@ def test_present_with_keep_count_prunes_after_the_backup(fresh_db, tmp_path):
     os.makedirs(dest, 0o700)
     old = [_make_backup_file(dest, 'dashboard_20200101_00000%d.dump' % i, time.time() - (10 - i) * DAY)
            for i in range(3)]
-    check = backup.run(params(fresh_db, tmp_path, keep_count=2), check_mode=True)
+    check = entry.run(params(fresh_db, tmp_path, keep_count=2), check_mode=True)
     assert sorted(check['pruned']) == sorted(old[:2])
     assert all(os.path.exists(p) for p in old)
-    res = backup.run(params(fresh_db, tmp_path, keep_count=2))
+    res = entry.run(params(fresh_db, tmp_path, keep_count=2))
     assert sorted(res['pruned']) == sorted(old[:2])
     assert os.path.exists(res['path']) and os.path.exists(old[2])
     assert not os.path.exists(old[0]) and not os.path.exists(old[1])
@@ -633,7 +636,7 @@ def test_stale_partials_of_dead_runs_are_removed(fresh_db, tmp_path):
     other = str(dest / '.stream-bot_20200101_000000.dump.partial-999999999-abcd1234')
     for path in (dead, alive, other):
         open(path, 'w').close()
-    backup.run(params(fresh_db, tmp_path))
+    entry.run(params(fresh_db, tmp_path))
     assert not os.path.exists(dead)
     assert os.path.exists(alive) and os.path.exists(other)
 
@@ -643,14 +646,14 @@ def test_audit_log_records_every_run_without_the_password(fresh_db, tmp_path):
     from ansible_collections.homelab.migrations.plugins.module_utils.audit import read_records
     fresh_db.execute('CREATE TABLE t (x int); INSERT INTO t VALUES (1)')
     log = str(tmp_path / 'logs' / 'audit.jsonl')
-    res = backup.run(params(fresh_db, tmp_path, audit_log=log))
-    backup.run(params(fresh_db, tmp_path, audit_log=log), check_mode=True)
-    backup.run(dict(database_url=fresh_db.password_url, state='restored', path=res['path'], audit_log=log))
+    res = entry.run(params(fresh_db, tmp_path, audit_log=log))
+    entry.run(params(fresh_db, tmp_path, audit_log=log), check_mode=True)
+    entry.run(dict(database_url=fresh_db.password_url, state='restored', path=res['path'], audit_log=log))
     with pytest.raises(BackupError):
-        backup.run(params(fresh_db, tmp_path, audit_log=log,
-                          database_url=fresh_db.password_url.replace('Cnry', 'Oops')))
-    backup.run(dict(state='pruned', dest=str(tmp_path / 'backups'), service='dashboard', keep_count=1,
-                    audit_log=log))
+        entry.run(params(fresh_db, tmp_path, audit_log=log,
+                         database_url=fresh_db.password_url.replace('Cnry', 'Oops')))
+    entry.run(dict(state='pruned', dest=str(tmp_path / 'backups'), service='dashboard', keep_count=1,
+                   audit_log=log))
     records = read_records(log)
     assert [(r['service'], r['action'], r['outcome']) for r in records] == [
         ('dashboard', 'backup', 'success'), ('dashboard', 'backup', 'check'), ('dashboard', 'restore', 'restored'),
@@ -665,7 +668,7 @@ def test_audit_log_records_every_run_without_the_password(fresh_db, tmp_path):
 def test_unwritable_audit_log_fails_before_anything(fresh_db, tmp_path):
     (tmp_path / 'adir').mkdir()
     with pytest.raises(BackupError) as err:
-        backup.run(params(fresh_db, tmp_path, audit_log=str(tmp_path / 'adir')))
+        entry.run(params(fresh_db, tmp_path, audit_log=str(tmp_path / 'adir')))
     assert 'nothing was done' in str(err.value)
     assert not (tmp_path / 'backups').exists()
 
@@ -674,10 +677,10 @@ def test_child_env_carries_the_url_and_drops_inherited_pg_variables(monkeypatch)
     monkeypatch.setenv('PGPASSWORD', 'inherited-secret')
     monkeypatch.setenv('PGHOST', 'elsewhere.example')
     monkeypatch.setenv('LC_ALL', 'de_DE.UTF-8')
-    url = backup.DbUrl('postgresql://app:s3cret@db.example:6543/appdb?sslmode=verify-full&hostaddr=10.0.0.5'
-                       '&channel_binding=require&options=-c%20statement_timeout%3D0')
-    with backup.PassFile(url) as pf:
-        env = backup.child_env(url, pf.env(), 7, 'dashboard')
+    url = DbUrl('postgresql://app:s3cret@db.example:6543/appdb?sslmode=verify-full&hostaddr=10.0.0.5'
+                '&channel_binding=require&options=-c%20statement_timeout%3D0')
+    with PassFile(url) as pf:
+        env = tools.child_env(url, pf.env(), 7, 'dashboard')
         assert stat.S_IMODE(os.stat(env['PGPASSFILE']).st_mode) == 0o600
         assert 's3cret' in open(env['PGPASSFILE']).read()
     assert 'PGPASSWORD' not in env and 's3cret' not in repr(sorted(env.items()))
@@ -685,5 +688,5 @@ def test_child_env_carries_the_url_and_drops_inherited_pg_variables(monkeypatch)
     assert env['PGSSLMODE'] == 'verify-full' and env['PGHOSTADDR'] == '10.0.0.5'
     assert env['PGCHANNELBINDING'] == 'require' and env['PGOPTIONS'] == '-c statement_timeout=0'
     assert env['PGCONNECT_TIMEOUT'] == '7' and env['LC_MESSAGES'] == 'C' and 'LC_ALL' not in env
-    assert backup.dbname_conninfo(backup.DbUrl("postgresql://u@h/it's")) == (
+    assert tools.dbname_conninfo(DbUrl("postgresql://u@h/it's")) == (
         "dbname='it\\'s' fallback_application_name='homelab.migrations'")

@@ -19,20 +19,20 @@ import pytest
 
 from harness.ansible import COLLECTIONS
 from harness.procs import alive
-from ansible_collections.homelab.migrations.plugins.module_utils import backup
-from ansible_collections.homelab.migrations.plugins.module_utils.backup import BackupError
+from ansible_collections.homelab.migrations.plugins.module_utils.backup import entry as backup_entry
+from ansible_collections.homelab.migrations.plugins.module_utils.backup.errors import BackupError
 
-# runs the module's code path (module_utils.backup.run, as the module does) in a child process;
+# runs the module's code path (module_utils.backup.entry.run, as the module does) in a child process;
 # parameters arrive on stdin so that nothing secret is on this process's command line either
 RUNNER = r'''
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from ansible_collections.homelab.migrations.plugins.module_utils import backup
+from ansible_collections.homelab.migrations.plugins.module_utils.backup import entry, errors
 params = json.load(sys.stdin)
 check_mode = params.pop('_check_mode', False)
 try:
-    print(json.dumps({'ok': True, 'result': backup.run(params, check_mode=check_mode)}))
-except backup.BackupError as exc:
+    print(json.dumps({'ok': True, 'result': entry.run(params, check_mode=check_mode)}))
+except errors.BackupError as exc:
     print(json.dumps({'ok': False, 'msg': str(exc)}))
 '''
 
@@ -149,7 +149,7 @@ def test_sigkill_mid_backup_leaves_no_final_file(big_db, tmp_path, monkeypatch):
     passdirs = glob.glob(os.path.join(tempfile.gettempdir(), '.homelab-pgpass-%d-*' % proc.pid))
     assert len(passdirs) == 1 and stat.S_IMODE(os.stat(passdirs[0]).st_mode) == 0o700
     # the next run removes what the killed one left (the passfile too), and makes a good backup
-    res = backup.run(dict(database_url=big_db.url, dest=dest, service='big'))
+    res = backup_entry.run(dict(database_url=big_db.url, dest=dest, service='big'))
     assert partials(dest) == []
     assert not os.path.exists(passdirs[0]), 'the killed run\'s passfile was not swept'
     assert sorted(final_names(dest)) == sorted([os.path.basename(res['path']), os.path.basename(res['path']) +
@@ -289,7 +289,7 @@ def medium_db(fresh_db):
 def test_full_dest_fails_clearly_and_leaves_nothing(medium_db, fmt):
     with tmpfs('size=64k,mode=0700') as where:
         with pytest.raises(BackupError) as err:
-            backup.run(dict(database_url=medium_db.password_url, dest=where, service='svc', format=fmt))
+            backup_entry.run(dict(database_url=medium_db.password_url, dest=where, service='svc', format=fmt))
         msg = str(err.value)
         assert 'No space left on device' in msg and 'is full' in msg and 'no backup was written' in msg
         assert medium_db.password not in msg
@@ -304,7 +304,7 @@ def test_full_dest_while_writing_the_checksum(fresh_db):
         # the temp dump and the sidecar temp file need 2 inodes besides the root: leave none for the sidecar
         open(os.path.join(where, 'filler'), 'w').close()
         with pytest.raises(BackupError) as err:
-            backup.run(dict(database_url=fresh_db.url, dest=where, service='svc'))
+            backup_entry.run(dict(database_url=fresh_db.url, dest=where, service='svc'))
         assert 'no backup was written' in str(err.value)
         assert os.listdir(where) == ['filler']
 
@@ -313,13 +313,13 @@ def test_full_dest_while_writing_the_checksum(fresh_db):
 def test_read_only_dest(fresh_db):
     with tmpfs('size=1m,ro,mode=0700') as where:
         with pytest.raises(BackupError) as err:
-            backup.run(dict(database_url=fresh_db.password_url, dest=where, service='svc'))
+            backup_entry.run(dict(database_url=fresh_db.password_url, dest=where, service='svc'))
         assert 'Read-only file system' in str(err.value) and 'choose another dest' in str(err.value)
         with pytest.raises(BackupError) as err:
-            backup.run(dict(database_url=fresh_db.password_url, dest=os.path.join(where, 'sub'), service='svc'))
+            backup_entry.run(dict(database_url=fresh_db.password_url, dest=os.path.join(where, 'sub'), service='svc'))
         assert 'cannot create dest' in str(err.value)
         with pytest.raises(BackupError) as err:  # check mode sees it too
-            backup.run(dict(database_url=fresh_db.password_url, dest=where, service='svc'), check_mode=True)
+            backup_entry.run(dict(database_url=fresh_db.password_url, dest=where, service='svc'), check_mode=True)
         assert 'Read-only file system' in str(err.value)
         assert os.listdir(where) == []
 

@@ -13,17 +13,20 @@ import time
 
 import pytest
 
-from ansible_collections.homelab.migrations.plugins.module_utils import audit, backup, report
-from ansible_collections.homelab.migrations.plugins.module_utils.backup import BackupError
+from ansible_collections.homelab.migrations.plugins.module_utils import audit, report
+from ansible_collections.homelab.migrations.plugins.module_utils.backup import entry, restore, store
+from ansible_collections.homelab.migrations.plugins.module_utils.backup.errors import BackupError
+from ansible_collections.homelab.migrations.plugins.module_utils.backup.held import HeldBackup
+from ansible_collections.homelab.migrations.plugins.module_utils.backup.params import defaults
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
 
 
 def _backup(db, dest, **kw):
-    return backup.run(dict(database_url=db.password_url, state='present', dest=str(dest), service='svc', **kw))
+    return entry.run(dict(database_url=db.password_url, state='present', dest=str(dest), service='svc', **kw))
 
 
 def _restore(db, path, **kw):
-    return backup.run(dict(database_url=db.password_url, state='restored', path=path, **kw))
+    return entry.run(dict(database_url=db.password_url, state='restored', path=path, **kw))
 
 
 @pytest.fixture
@@ -49,10 +52,10 @@ def test_a_backup_directory_others_can_write_is_refused(fresh_db, dest, mode):
     assert 'writable by' in str(err.value) and 'chmod go-w %s' % dest in str(err.value)
     assert os.listdir(str(dest)) == []
     with pytest.raises(BackupError):  # check mode says so too, and prune touches nothing there
-        backup.run(dict(database_url=fresh_db.password_url, state='present', dest=str(dest), service='svc'),
-                   check_mode=True)
+        entry.run(dict(database_url=fresh_db.password_url, state='present', dest=str(dest), service='svc'),
+                  check_mode=True)
     with pytest.raises(BackupError):
-        backup.run(dict(state='pruned', dest=str(dest), service='svc', keep_count=1))
+        entry.run(dict(state='pruned', dest=str(dest), service='svc', keep_count=1))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason='chown to another user needs root')
@@ -99,10 +102,10 @@ def test_the_restore_uses_the_bytes_it_checked(fresh_db, make_db, dest):
     res = _backup(fresh_db, dest)
     other = make_db()
     other.execute("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('swapped in')")
-    res_other = backup.run(dict(database_url=other.password_url, state='present', dest=str(dest), service='oth'))
+    res_other = entry.run(dict(database_url=other.password_url, state='present', dest=str(dest), service='oth'))
     fresh_db.execute("UPDATE kept SET v = 'changed after the backup'")
     path = res['path']
-    with backup.HeldBackup(path) as held:
+    with HeldBackup(path) as held:
         original = open(held.source, 'rb').read()
         # the attacker's move after the checks: another valid dump and its checksum under the same names
         os.rename(res_other['path'], path)
@@ -110,7 +113,7 @@ def test_the_restore_uses_the_bytes_it_checked(fresh_db, make_db, dest):
             fh.write('%s  %s\n' % (res_other['sha256'], os.path.basename(path)))
         assert open(held.source, 'rb').read() == original
         params = dict(database_url=fresh_db.password_url, state='restored', path=path)
-        backup._restore_held(backup.defaults(params), False, time.time(), 1, 'objects', DbUrl(fresh_db.password_url),
+        restore.restore_held(defaults(params), False, time.time(), 1, 'objects', DbUrl(fresh_db.password_url),
                              path, held)
     assert fresh_db.query('SELECT v FROM kept') == [('original',)]
 
@@ -118,7 +121,7 @@ def test_the_restore_uses_the_bytes_it_checked(fresh_db, make_db, dest):
 def test_a_directory_backup_is_restored_from_a_private_copy(fresh_db, dest):
     fresh_db.execute("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('original')")
     res = _backup(fresh_db, dest, format='directory')
-    with backup.HeldBackup(res['path']) as held:
+    with HeldBackup(res['path']) as held:
         copy = held.source
         assert copy != res['path'] and os.path.isdir(copy)
         assert oct(os.stat(os.path.dirname(copy)).st_mode & 0o777) == oct(0o700)
@@ -146,7 +149,7 @@ def test_audit_log_refuses_foreign_directories_and_symlinks(tmp_path):
     assert json.loads(open(str(mine / 'real.jsonl')).read())['service'] == 'svc'
     # the modules refuse before doing anything
     with pytest.raises(BackupError) as err:
-        backup.check_audit_log(str(shared / 'audit.jsonl'))
+        entry.check_audit_log(str(shared / 'audit.jsonl'))
     assert 'nothing was done' in str(err.value)
 
 
@@ -183,8 +186,8 @@ def test_a_parent_symlink_of_another_user_is_refused(tmp_path):
     link = shared / 'homelab'
     link.symlink_to(safe)
     os.lchown(link, _nobody(), -1)
-    with pytest.raises(backup.BackupError, match='symlink owned by nobody'):
-        backup.check_dest(str(link / 'backups'))
+    with pytest.raises(BackupError, match='symlink owned by nobody'):
+        store.check_dest(str(link / 'backups'))
     with pytest.raises(OSError, match='symlink owned by nobody'):
         audit.append_record(str(link / 'backups' / 'audit.log'), {'x': 1})
     with pytest.raises(OSError, match='symlink owned by nobody'):
@@ -192,4 +195,4 @@ def test_a_parent_symlink_of_another_user_is_refused(tmp_path):
     assert os.listdir(safe / 'backups') == []
     # the same symlink owned by the user running (or root) is fine: only its owner can repoint it
     os.lchown(link, 0, -1)
-    backup.check_dest(str(link / 'backups'))
+    store.check_dest(str(link / 'backups'))

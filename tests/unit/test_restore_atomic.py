@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from ansible_collections.homelab.migrations.plugins.module_utils import backup
-from ansible_collections.homelab.migrations.plugins.module_utils.backup import BackupError
+from ansible_collections.homelab.migrations.plugins.module_utils.backup import entry
+from ansible_collections.homelab.migrations.plugins.module_utils.backup.errors import BackupError
 
 
 def seed(db, rows=20000):
@@ -49,7 +49,7 @@ def regenerate_sidecar(path):
 
 
 def restore(db, path, **kw):
-    return backup.run(dict(database_url=db.password_url, state='restored', path=path, **kw))
+    return entry.run(dict(database_url=db.password_url, state='restored', path=path, **kw))
 
 
 @pytest.fixture
@@ -57,8 +57,8 @@ def dumped(fresh_db, tmp_path):
     seed(fresh_db)
     made = {}
     for fmt in ('custom', 'plain'):
-        made[fmt] = backup.run(dict(database_url=fresh_db.password_url, dest=str(tmp_path / 'b'), service='svc',
-                                    format=fmt))
+        made[fmt] = entry.run(dict(database_url=fresh_db.password_url, dest=str(tmp_path / 'b'), service='svc',
+                                   format=fmt))
         time.sleep(1.05)  # distinct names (second resolution)
     snapshot = fresh_db.snapshot()
     mutate(fresh_db)
@@ -158,7 +158,7 @@ def test_killing_the_restore_at_random_points_never_leaves_a_mix(dumped, victim)
 # ------------------------------------------------------------------------------- another service's backup
 def test_another_services_backup_is_refused(fresh_db, tmp_path):
     seed(fresh_db, rows=10)
-    made = backup.run(dict(database_url=fresh_db.password_url, dest=str(tmp_path / 'b'), service='stream-bot'))
+    made = entry.run(dict(database_url=fresh_db.password_url, dest=str(tmp_path / 'b'), service='stream-bot'))
     mutate(fresh_db)
     before = fresh_db.snapshot()
     with pytest.raises(BackupError) as err:
@@ -174,7 +174,7 @@ def test_another_services_backup_is_refused(fresh_db, tmp_path):
 
 def test_a_backup_of_another_database_is_refused(fresh_db, make_db, tmp_path):
     seed(fresh_db, rows=10)
-    made = backup.run(dict(database_url=fresh_db.password_url, dest=str(tmp_path / 'b'), service='svc'))
+    made = entry.run(dict(database_url=fresh_db.password_url, dest=str(tmp_path / 'b'), service='svc'))
     other = make_db()
     before = other.snapshot()
     with pytest.raises(BackupError) as err:
