@@ -424,7 +424,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.homelab.migrations.plugins.module_utils.apply import APPLY_OPTIONS, run_apply
-from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import alembic_import_error
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import missing_library
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, validate_service)
@@ -450,8 +450,9 @@ def main():
     # Ansible masks the whole URL (no_log); the password alone (in a driver message, say) too, in every spelling,
     # but not inside the exact fields (a revision, the backup's path) a weak password may be part of
     secrets_ = [dburl]
-    if service['tool'] == 'alembic' and alembic_import_error() is not None:
-        module.fail_json(msg=missing_required_lib('alembic'), exception=str(alembic_import_error()))
+    missing = missing_library([service['tool']])
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=str(missing[1]))
 
     params = dict((key, module.params[key]) for key in list(APPLY_OPTIONS) + list(CONNECTION_OPTIONS))
     try:

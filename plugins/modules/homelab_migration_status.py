@@ -286,7 +286,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import alembic_import_error
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import missing_library
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, dependency_order, validate_services)
@@ -317,8 +317,9 @@ def main():
     # Ansible masks the whole URL (no_log); the password alone (in a driver message, say) too, in every spelling,
     # but not inside the exact fields (service names, revisions) a weak password may be part of
     secrets_ = list(urls.values())
-    if any(s['tool'] == 'alembic' for s in services) and alembic_import_error() is not None:
-        module.fail_json(msg=missing_required_lib('alembic'), exception=str(alembic_import_error()))
+    missing = missing_library(s['tool'] for s in services)
+    if missing:
+        module.fail_json(msg=missing_required_lib(missing[0]), exception=str(missing[1]))
 
     try:
         report = build_report(services, urls=urls, connect_timeout=module.params['connect_timeout'],

@@ -5,8 +5,9 @@
 
 An adapter knows one tool (alembic, drizzle, ...). It is built from a validated service spec and
 its DbUrl and works on a psycopg2 connection the caller owns (autocommit on; the caller holds the
-service lock around plan + apply). Adding a tool means one new adapter module that subclasses
-Adapter, plus its name in spec.TOOLS and the import in adapters.py.
+service lock around plan + apply). Adding a tool means one sub-package adapters/<tool>/ with an
+adapter module (a subclass of Adapter) and an options module, and one line in registry.TOOLS
+(docs/adding-a-tool.md).
 
     state = adapter.read_state(conn)            # read only, never writes
     plan = adapter.plan(conn, state, target)    # read only; raises PlanError on an impossible target
