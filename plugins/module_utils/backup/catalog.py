@@ -16,9 +16,7 @@ __metaclass__ = type
 import re
 
 from ansible_collections.homelab.migrations.plugins.module_utils import connection
-from ansible_collections.homelab.migrations.plugins.module_utils.backup.errors import BackupError
-from ansible_collections.homelab.migrations.plugins.module_utils.backup.tools import major_of
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectError
+from ansible_collections.homelab.migrations.plugins.module_utils.backup.tools import connect, major_of
 
 _WIPE_SQL = """DO $homelab$
 DECLARE r record;
@@ -74,11 +72,7 @@ def extension_facts(dburl, params, names):
     facts = {'kept': {}, 'missing': [], 'user': None}
     if names == [] or not connection.HAS_PSYCOPG2:
         return facts
-    timeout = params.get('connect_timeout') or connection.DEFAULT_CONNECT_TIMEOUT
-    try:
-        conn = connection.connect(dburl, service=params.get('service'), connect_timeout=timeout)
-    except ConnectError as exc:
-        raise BackupError(str(exc))
+    conn = connect(dburl, params)
     try:
         with conn.cursor() as cur:
             cur.execute(_CAN_CREATE_SQL)
@@ -123,11 +117,7 @@ def unowned_schemas(dburl, params, kept_schemas):
     psycopg2."""
     if not connection.HAS_PSYCOPG2:
         return []
-    timeout = params.get('connect_timeout') or connection.DEFAULT_CONNECT_TIMEOUT
-    try:
-        conn = connection.connect(dburl, service=params.get('service'), connect_timeout=timeout)
-    except ConnectError as exc:
-        raise BackupError(str(exc))
+    conn = connect(dburl, params)
     try:
         with conn.cursor() as cur:
             cur.execute(_UNOWNED_SCHEMAS_SQL, (sorted(kept_schemas),))
@@ -170,6 +160,16 @@ def filtered_toc(toc, kept):
     return '\n'.join(out) + '\n'
 
 
+# one loop per kind of object in a schema that holds an extension this role does not own: drop it unless it is
+# one of the extensions' members (pg_depend deptype 'e'), and unless an earlier CASCADE took it already
+_DROP_NON_MEMBERS = """  FOR r IN SELECT {a}.oid, {drop} AS sql
+           FROM pg_catalog.{table} {a}
+           WHERE {where}
+             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.{table}'::regclass
+                             AND d.objid = {a}.oid AND d.deptype = 'e') LOOP
+    IF EXISTS (SELECT 1 FROM pg_catalog.{table} WHERE oid = r.oid) THEN EXECUTE r.sql; END IF;
+  END LOOP;
+"""
 _WIPE_KEEPING_SQL = """DO $homelab$
 DECLARE r record; keep oid[];
 BEGIN
@@ -182,30 +182,17 @@ BEGIN
     END IF;
   END LOOP;
   -- the schemas that hold an extension this role does not own: everything in them but the extensions' members
-  FOR r IN SELECT c.oid, pg_catalog.format('%%s %%s CASCADE', CASE c.relkind WHEN 'v' THEN 'DROP VIEW IF EXISTS'
+""" + ''.join(_DROP_NON_MEMBERS.format(**kind) for kind in (
+    dict(a='c', table='pg_class', where="c.relnamespace = ANY(keep) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')",
+         drop="""pg_catalog.format('%%s %%s CASCADE', CASE c.relkind WHEN 'v' THEN 'DROP VIEW IF EXISTS'
              WHEN 'm' THEN 'DROP MATERIALIZED VIEW IF EXISTS' WHEN 'S' THEN 'DROP SEQUENCE IF EXISTS'
-             WHEN 'f' THEN 'DROP FOREIGN TABLE IF EXISTS' ELSE 'DROP TABLE IF EXISTS' END, c.oid::regclass) AS sql
-           FROM pg_catalog.pg_class c
-           WHERE c.relnamespace = ANY(keep) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass
-                             AND d.objid = c.oid AND d.deptype = 'e') LOOP
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = r.oid) THEN EXECUTE r.sql; END IF;
-  END LOOP;
-  FOR r IN SELECT p.oid, pg_catalog.format('DROP ROUTINE IF EXISTS %%s CASCADE', p.oid::regprocedure) AS sql
-           FROM pg_catalog.pg_proc p
-           WHERE p.pronamespace = ANY(keep)
-             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass
-                             AND d.objid = p.oid AND d.deptype = 'e') LOOP
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE oid = r.oid) THEN EXECUTE r.sql; END IF;
-  END LOOP;
-  FOR r IN SELECT t.oid, pg_catalog.format('DROP TYPE IF EXISTS %%s CASCADE', t.oid::regtype) AS sql
-           FROM pg_catalog.pg_type t
-           WHERE t.typnamespace = ANY(keep) AND t.typtype IN ('c', 'd', 'e', 'r', 'm') AND t.typrelid = 0
-             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_type'::regclass
-                             AND d.objid = t.oid AND d.deptype = 'e') LOOP
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_type WHERE oid = r.oid) THEN EXECUTE r.sql; END IF;
-  END LOOP;
-  PERFORM pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;
+             WHEN 'f' THEN 'DROP FOREIGN TABLE IF EXISTS' ELSE 'DROP TABLE IF EXISTS' END, c.oid::regclass)"""),
+    dict(a='p', table='pg_proc', where='p.pronamespace = ANY(keep)',
+         drop="pg_catalog.format('DROP ROUTINE IF EXISTS %%s CASCADE', p.oid::regprocedure)"),
+    dict(a='t', table='pg_type',
+         where="t.typnamespace = ANY(keep) AND t.typtype IN ('c', 'd', 'e', 'r', 'm') AND t.typrelid = 0",
+         drop="pg_catalog.format('DROP TYPE IF EXISTS %%s CASCADE', t.oid::regtype)"),
+)) + """  PERFORM pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;
 END
 $homelab$;
 """

@@ -56,6 +56,7 @@ class HeldBackup:
         return False
 
     def close(self):
+        """Close the held file and remove the private copy of a directory backup (idempotent)."""
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None

@@ -42,6 +42,7 @@ class Runner:
         self.pass_fds = ()  # the open backup a restore hands its tools as /dev/fd/N
 
     def popen(self, argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=None):
+        """Start ``argv`` (child.start); BackupError naming the client package when it cannot be run."""
         try:
             proc = child.start(argv, env=env or self.env, stdin=stdin, stdout=stdout, stderr=stderr, umask=0o077,
                                pass_fds=self.pass_fds)
@@ -51,16 +52,20 @@ class Runner:
         return proc
 
     def run(self, argv, timeout=None, stdout=subprocess.PIPE):
+        """(rc, stdout text, stderr text), both scrubbed of the URL's secrets; BackupError after ``timeout``
+        seconds (None: no limit; the tool's own waits are bounded by lock and connect timeouts)."""
         rc, out, err, timed_out = child.finish(self.popen(argv, stdout=stdout), timeout)
         if timed_out:
             raise BackupError('%s did not finish within %s seconds' % (os.path.basename(argv[0]), timeout))
         return rc, self.text(out), self.text(err)
 
     def text(self, data):
+        """Tool output as text with the URL's secrets masked."""
         data = child.text(data)
         return self.dburl.scrub(data) if self.dburl is not None else data
 
     def kill_all(self):
+        """Kill the process group of every tool still running and reap it."""
         for proc in self.procs:
             if proc.poll() is None:
                 child.kill_group(proc)
@@ -155,6 +160,7 @@ def major_of(version_num):
 
 
 def version_text(version_num):
+    """150013 -> '15.13'; 90624 -> '9.6.24' (for messages)."""
     version_num = int(version_num)
     if version_num >= 100000:
         return '%d.%d' % (version_num // 10000, version_num % 10000)
@@ -162,6 +168,7 @@ def version_text(version_num):
 
 
 def major_text(version_num):
+    """The major version for messages and package names: 150013 -> '15'; 90624 -> '9.6'."""
     version_num = int(version_num)
     if version_num >= 100000:
         return str(version_num // 10000)
@@ -169,6 +176,8 @@ def major_text(version_num):
 
 
 def tool_version(path, runner=None):
+    """The version number ``path --version`` reports (parse_version), or None when it fails or says
+    something else (60 s at most)."""
     runner = runner or Runner()
     try:
         rc, out, err = runner.run([path, '--version'], timeout=60)
@@ -180,6 +189,7 @@ def tool_version(path, runner=None):
 
 
 def is_executable(path):
+    """True for a regular file this user may execute."""
     return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
@@ -239,15 +249,22 @@ def pick_tool(params, name, runner):
     return find_tool(name, explicit=params.get(name), bindir=params.get('pg_bindir'), runner=runner)
 
 
+def connect(dburl, params):
+    """A psycopg2 session (connection.connect) for the module's own read-only queries, waiting at most
+    connect_timeout seconds; BackupError with the masked reason when it cannot be opened."""
+    timeout = params.get('connect_timeout') or connection.DEFAULT_CONNECT_TIMEOUT
+    try:
+        return connection.connect(dburl, service=params.get('service'), connect_timeout=timeout)
+    except ConnectError as exc:
+        raise BackupError(str(exc))
+
+
 def server_version(dburl, params, runner):
     """server_version_num of the server; clear, masked errors for unreachable/auth/missing database."""
     service = params.get('service')
     timeout = params.get('connect_timeout') or connection.DEFAULT_CONNECT_TIMEOUT
     if connection.HAS_PSYCOPG2:
-        try:
-            conn = connection.connect(dburl, service=service, connect_timeout=timeout)
-        except ConnectError as exc:
-            raise BackupError(str(exc))
+        conn = connect(dburl, params)
         try:
             with conn.cursor() as cur:
                 cur.execute('SHOW server_version_num')
@@ -269,6 +286,8 @@ def server_version(dburl, params, runner):
 
 
 def check_client_version(tool, tool_path, tool_num, server_num):
+    """BackupError (with the package to install and pg_bindir) when the client ``tool`` is of an older major
+    version than the server: pg_dump refuses that, or writes a dump that misses newer objects."""
     if major_of(tool_num) < major_of(server_num):
         raise BackupError(
             '%s at %s is version %s but the server runs PostgreSQL %s; %s must be the server\'s major version or '
