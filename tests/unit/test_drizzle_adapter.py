@@ -15,7 +15,7 @@ import pytest
 from harness.drizzle_gen import generate, read_journal, write_journal
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle import adapter as dz
-from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle import history, journal
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle import history, journal, sql
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import AdapterError, PlanError
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
 
@@ -68,9 +68,9 @@ def test_split_is_literal_even_inside_strings():
 
 
 def test_display_statement_adds_semicolon_outside_comments():
-    assert dz.display_statement('  SELECT 1\n') == 'SELECT 1;'
-    assert dz.display_statement('SELECT 1;') == 'SELECT 1;'
-    assert dz.display_statement('SELECT 1 -- trailing') == 'SELECT 1 -- trailing\n;'
+    assert sql.display_statement('  SELECT 1\n') == 'SELECT 1;'
+    assert sql.display_statement('SELECT 1;') == 'SELECT 1;'
+    assert sql.display_statement('SELECT 1 -- trailing') == 'SELECT 1 -- trailing\n;'
 
 
 # ----------------------------------------------------------------------------------------- hash
@@ -379,5 +379,5 @@ def test_psycopg2_error_text_is_one_line(fresh_db, conn):
     with pytest.raises(psycopg2.Error) as info:
         with conn.cursor() as cur:
             cur.execute('SELECT * FROM no_such_table')
-    text = dz._pg_error(info.value)
+    text = sql.pg_error(info.value)
     assert '\n' not in text and 'no_such_table' in text and '42P01' in text

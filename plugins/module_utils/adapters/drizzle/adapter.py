@@ -3,106 +3,60 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The drizzle adapter: status, plans and applies for drizzle-kit migration folders.
 
-It reads and writes exactly what drizzle-orm 0.29.5-0.45.x (``migrate()`` in
-``drizzle-orm/migrator`` + ``pg-core/dialect``) reads and writes:
+It reads and writes exactly what drizzle-orm 0.29.5-0.45.x (``readMigrationFiles`` in
+``drizzle-orm/migrator``, ``migrate()`` in ``pg-core/dialect``) reads and writes. The parts:
 
-* the journal ``<migrations_dir>/meta/_journal.json``; only ``entries[].tag`` and ``entries[].when``
-  matter, the migration is ``<tag>.sql`` beside ``meta/``;
-* statements: the file text split on the literal ``--> statement-breakpoint``. drizzle sends every
-  chunk; chunks holding only whitespace, comments and semicolons are skipped here because psycopg2
-  refuses an empty query (the server does nothing with them either);
-* hash: sha256 hex of the file text as Node's ``Buffer.toString()`` gives it, i.e.
-  ``raw.decode('utf-8', 'replace').encode('utf-8')``;
-* tracking table ``"<migrations_schema>"."<migrations_table>" (id SERIAL PRIMARY KEY, hash text NOT
-  NULL, created_at bigint)``, one row ``(hash, created_at = when)`` per applied migration;
-* drizzle-orm runs an entry when ``Number(last.created_at) < when``, where ``last`` is the first row of
-  ``ORDER BY created_at DESC`` (PostgreSQL puts NULLs first there, and ``Number(null)`` is 0).
+* journal.py: ``meta/_journal.json`` and the migration files (hash, statement-breakpoint splitting);
+* history.py: the History, tracking rows matched against the journal (applied, pending, out-of-order,
+  modified, unknown rows), used by both read_state and plan;
+* sql.py: the tracking table's statements and the transaction-state checks;
+* migrate.py: running a plan (and its preview) as drizzle-orm's ``migrate()`` runs migrations;
+* findings.py: the pre-flight findings.
 
-How tracking rows are matched to journal entries (the read side):
-
-1. a row matches an entry when ``row.created_at == entry.when`` and its hash is the entry's file hash;
-2. a row whose hash is an unmatched entry's file hash IS that entry, whatever its created_at (a
-   hand-written baseline row after ``drizzle-kit push``, a ``when`` edited later);
-3. the remaining rows pair with unmatched entries of their ``created_at`` in journal / id order: such an
-   entry whose file hash differs from its row's hash is ``modified``; a row that matches no entry is
-   ``unknown_migration``;
-4. ``applied`` lists matched entries in journal order, ``current`` is the last of them;
-5. ``pending`` is exactly what drizzle-orm's next ``migrate()`` inserts (the rule above), in journal
-   order; an entry that is not applied but has ``when <= high-water mark`` is ``out_of_order`` (drizzle
-   would skip it silently; the message names the row that hides it), and so is an applied entry whose
-   ``when`` is above the mark (drizzle would run it again: the plan refuses that).
-
-Down migrations are ``<tag>.down.sql`` beside ``<tag>.sql`` (same breakpoint rules); reverting one
-runs it and deletes that migration's row (by id).
+Targets: ``head`` / ``heads`` (the last journal entry), ``base``, ``-N`` (revert the newest N applied), a
+tag or an unambiguous tag prefix. Down migrations are ``<tag>.down.sql`` beside ``<tag>.sql``.
 
 Error codes on PlanError: bad_config, missing_file, out_of_order, modified, unknown_migration,
-unknown_revision; on ApplyError: apply_failed.
+unknown_revision; on ApplyError: apply_failed, lock_timeout, transaction_ended.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import codecs
 import os
 import re
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import (
     Adapter,
     AdapterError,
-    ApplyError,
     ApplyResult,
     Plan,
     PlanError,
     ServiceState,
     problem,
 )
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle import findings as findings_mod
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle import migrate
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle.history import (
     MAX_LISTED,
     History,
 )
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle.journal import (
-    BREAKPOINT,
     JOURNAL_NAME,
-    decode_sql,
     load_journal,
     read_down,
     read_up,
-    split_statements,
 )
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
-from ansible_collections.homelab.migrations.plugins.module_utils import preflight as preflight_mod
-from ansible_collections.homelab.migrations.plugins.module_utils.waits import is_lock_timeout
-from ansible_collections.homelab.migrations.plugins.module_utils.regular_file import (
-    MIGRATION_LIMIT,
-    read_regular,
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle.sql import (
+    TrackingTable,
+    is_connection_error,
+    is_database_error,
+    pg_error,
 )
-
-try:
-    import psycopg2
-    HAS_PSYCOPG2 = True
-except ImportError:  # pragma: no cover - the modules report missing_required_lib
-    psycopg2 = None
-    HAS_PSYCOPG2 = False
 
 TRANSACTION_MODES = ('all', 'each')
-STATEMENT_PREVIEW = 200  # characters of a failing statement quoted in an error
 _DURATION_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$')
-
-
-# --------------------------------------------------------------------------------------------- text
-def display_statement(stmt):
-    """A statement as shown in diff.prepared: trimmed and ending with a semicolon."""
-    text = stmt.strip()
-    if not text.endswith(';'):
-        last_line = text.rsplit('\n', 1)[-1]
-        text += '\n;' if '--' in last_line else ';'
-    return text
-
-
-def shorten(stmt, limit=STATEMENT_PREVIEW):
-    text = ' '.join(stmt.split())
-    return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
 def parse_duration(value, name):
@@ -126,34 +80,9 @@ def parse_duration(value, name):
     return match.group(1) + (match.group(2) or 'ms')
 
 
-# -------------------------------------------------------------------------------------------- state
-def _pg_error(exc):
-    """A one-line PostgreSQL/psycopg2 error text."""
-    diag = getattr(exc, 'diag', None)
-    primary = getattr(diag, 'message_primary', None) if diag is not None else None
-    if primary:
-        text = primary
-        for attr, label in (('message_detail', 'DETAIL'), ('message_hint', 'HINT')):
-            extra = getattr(diag, attr, None)
-            if extra:
-                text += ' %s: %s' % (label, extra)
-        code = getattr(exc, 'pgcode', None)
-        return '%s (SQLSTATE %s)' % (text, code) if code else text
-    text = ' '.join(str(exc).split()).rstrip('. ')
-    return text or exc.__class__.__name__
-
-
-def _is_connection_error(exc, conn=None):
-    """True when ``exc`` means the session is gone (server down, backend terminated, network)."""
-    if conn is not None and getattr(conn, 'closed', 0):
-        return True
-    code = getattr(exc, 'pgcode', None) or ''
-    if code.startswith(('08', '57P')):
-        return True
-    return bool(HAS_PSYCOPG2 and isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and not code)
-
-
 class DrizzleAdapter(Adapter):
+    """The drizzle adapter of one service spec (migrations_dir, migrations_table, migrations_schema)."""
+
     tool = 'drizzle'
 
     def __init__(self, spec, dburl):
@@ -161,7 +90,8 @@ class DrizzleAdapter(Adapter):
         self.folder = os.path.join(spec['path'], spec.get('migrations_dir') or 'migrations')
         self.table = spec.get('migrations_table') or '__drizzle_migrations'
         self.schema = spec.get('migrations_schema') or 'drizzle'
-        self.qualified = quote_ident(self.schema) + '.' + quote_ident(self.table)
+        self.tracking = TrackingTable(self.schema, self.table)
+        self.qualified = self.tracking.qualified
 
     def tracking_tables(self):
         return [(self.schema, self.table)]
@@ -175,32 +105,26 @@ class DrizzleAdapter(Adapter):
         return os.path.join(self.folder, JOURNAL_NAME)
 
     def _read_rows(self, conn):
-        """(schema_exists, table_exists, rows as [(id, hash, created_at)] by id). Read only."""
+        """(schema_exists, table_exists, rows as [(id, hash, created_at)] by id). Read only.
+
+        Raises AdapterError ``unreachable`` (connection lost) or ``bad_config`` (the table cannot be read).
+        """
         try:
             with conn.cursor() as cur:
-                cur.execute('SELECT n.oid IS NOT NULL, c.oid IS NOT NULL FROM (SELECT 1) AS one '
-                            'LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = %s '
-                            'LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = %s',
-                            (self.schema, self.table))
-                schema_exists, table_exists = cur.fetchone()
-                if not table_exists:
-                    return bool(schema_exists), False, []
-                cur.execute('SELECT id, hash, created_at FROM ' + self.qualified + ' ORDER BY id')
-                rows = [(r[0], r[1], None if r[2] is None else int(r[2])) for r in cur.fetchall()]
+                return self.tracking.read(cur)
         except Exception as exc:
-            if HAS_PSYCOPG2 and not isinstance(exc, psycopg2.Error):
+            if not is_database_error(exc):
                 raise
-            if _is_connection_error(exc, conn):
+            if is_connection_error(exc, conn):
                 raise AdapterError('service %r: lost the connection to %s while reading %s: %s'
                                    % (self.name, self.dburl.masked if self.dburl else 'the database',
-                                      self.qualified, self._scrub(_pg_error(exc))), code='unreachable')
-            reason = self._scrub(_pg_error(exc))
+                                      self.qualified, self._scrub(pg_error(exc))), code='unreachable')
+            reason = self._scrub(pg_error(exc))
             raise AdapterError(
                 'service %r: cannot read the drizzle tracking table %s: %s. Check migrations_schema/'
                 'migrations_table and that the user in database_url may read it; it must have the columns '
                 'id, hash and created_at as drizzle-orm creates them' % (self.name, self.qualified, reason),
                 code='bad_config')
-        return True, True, rows
 
     # ------------------------------------------------------------------------------ read side
     def read_state(self, conn):
@@ -402,171 +326,26 @@ class DrizzleAdapter(Adapter):
         """Findings for applying ``steps`` (tags, run order) with ``options['transaction']``: a file starting
         with a byte order mark, statements PostgreSQL refuses inside the transaction drizzle-orm (and this
         collection) runs them in, and with ``lint`` squawk's warnings. ``direction`` 'down' checks the
-        ``.down.sql`` files a revert runs (one transaction). Returns {findings, lint}."""
+        ``.down.sql`` files a revert runs (one transaction). Returns {findings, lint} (see findings.py)."""
         opts = self._options(options)
-        by_tag = dict((e.tag, e) for e in state.extra.get('entries') or [])
-        findings = []
-        loaded = []
-        for tag in steps:
-            entry = by_tag.get(tag)
-            path = entry.path if entry is not None and direction == 'up' else (entry.down_path if entry else None)
-            try:
-                if direction == 'up':
-                    if entry is None or not entry.exists:
-                        continue
-                    raw = entry.raw()
-                else:
-                    if path is None or not os.path.isfile(path):
-                        continue
-                    raw = read_regular(path, MIGRATION_LIMIT)
-            except (IOError, OSError):
-                continue  # the plan reports an unreadable file
-            text = decode_sql(raw)
-            if raw.startswith(codecs.BOM_UTF8):
-                first = preflight_mod.statement_head(text.lstrip('\ufeff'), lines=1)
-                findings.append(preflight_mod.finding(
-                    tag, first, 'byte_order_mark', preflight_mod.ERROR,
-                    '%s starts with a UTF-8 byte order mark (bytes EF BB BF); drizzle-orm sends it as the first '
-                    'character of the first statement and PostgreSQL answers with a syntax error at position 1, so '
-                    'the run fails. Save the file as UTF-8 without a BOM%s'
-                    % (os.path.basename(path), ' (it is not applied yet, so its hash may change)'
-                       if direction == 'up' else '')))
-            cuts = preflight_mod.cut_inside(text, BREAKPOINT)
-            if cuts:
-                before = text[:cuts[0]]
-                start = max(before.rfind(';'), 0)
-                findings.append(preflight_mod.finding(
-                    tag, preflight_mod.statement_head(text[start + 1 if start else 0:cuts[0]], lines=1) or None,
-                    'breakpoint_splits_statement', preflight_mod.ERROR,
-                    "%s has '%s' inside a string literal, quoted name, dollar-quoted body or /* */ comment (line "
-                    '%d); drizzle-orm splits the file on it all the same and sends the two halves as separate '
-                    'statements, so PostgreSQL fails (unterminated quoted string or comment). Reword the text so it '
-                    'does not contain that marker (for example split it: \'-->\' || \' statement-breakpoint\')'
-                    % (os.path.basename(path), BREAKPOINT, text.count('\n', 0, cuts[0]) + 1)))
-            statements = []
-            for chunk in split_statements(text):
-                statements.extend(preflight_mod.split_sql(chunk))
-            loaded.append((tag, text, statements))
-        if direction != 'up':
-            lint = False
-            opts = dict(opts, transaction='all')  # a revert runs in one transaction
-        if opts['transaction'] == 'each':
-            groups = [[item] for item in loaded]
-        else:
-            groups = [loaded]
-        transactions = [[(tag, stmt) for tag, dummy, stmts in group for stmt in stmts] for group in groups]
-        try:
-            version = conn.server_version if conn is not None else None
-        except Exception:
-            version = None
-        findings.extend(preflight_mod.transaction_findings(transactions, version, self._advice(opts),
-                                                           preflight_mod.enum_catalog(conn)))
-        lint_info = {'linter': preflight_mod.SQUAWK, 'ran': False, 'reason': 'not asked for'}
-        if lint:
-            lint_findings, lint_info = preflight_mod.squawk_findings([(tag, text) for tag, text, dummy in loaded],
-                                                                     conn, options=opts)
-            findings.extend(lint_findings)
-        for item in findings:
+        result = findings_mod.preflight(conn, state.extra.get('entries') or [], steps, opts, lint, direction)
+        for item in result['findings']:
             item['message'] = self._scrub(item['message'])
             if item['statement']:
                 item['statement'] = self._scrub(item['statement'])
-        return {'findings': findings, 'lint': lint_info}
+        return result
 
-    @staticmethod
-    def _advice(opts):
-        def advice(kind, migration, later):
-            if kind == 'always':
-                return ('drizzle-orm, and this collection with transaction: all and each alike, runs every migration '
-                        'inside a transaction, so this statement can never run there: take it out of %s and run it by '
-                        'hand outside a transaction (psql in autocommit mode) before or after the migration, or use '
-                        'the form that works in a transaction (without CONCURRENTLY; it takes a stronger lock)'
-                        % migration)
-            if kind == 'enum_later':
-                return ('Run with transaction: each (role variable migrate_all_transaction: each), so that %s commits '
-                        'before %s uses the label' % (migration, later))
-            return ('Move the statements that use the new label into a migration of their own (drizzle-kit generate '
-                    '--custom) and run with transaction: each (role variable migrate_all_transaction: each), so the '
-                    'ALTER TYPE commits first')
-        return advice
-
-    # ------------------------------------------------------------------------------ SQL text
-    def _ddl(self, extra):
-        out = []
-        if extra.get('create_schema') or extra.get('create_table'):
-            out.append('CREATE SCHEMA IF NOT EXISTS ' + quote_ident(self.schema))
-        if extra.get('create_table'):
-            out.append('CREATE TABLE IF NOT EXISTS ' + self.qualified
-                       + ' (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)')
-        return out
-
-    def _insert_sql(self):
-        return 'INSERT INTO ' + self.qualified + ' ("hash", "created_at") VALUES (%s, %s)'
-
-    def _delete_sql(self):
-        return 'DELETE FROM ' + self.qualified + ' WHERE id = %s'
-
-    @staticmethod
-    def _settings(opts):
-        out = []
-        for name in ('lock_timeout', 'statement_timeout'):
-            if opts.get(name) is not None:
-                out.append((name, opts[name]))
-        return out
-
-    def _groups(self, plan, opts):
-        migrations = plan.extra['migrations']
-        if plan.direction == 'up' and opts['transaction'] == 'each':
-            return [[m] for m in migrations]
-        return [migrations]
-
+    # ----------------------------------------------------------------------------- write side
     def preview_sql(self, plan):
+        """The SQL ``apply(plan)`` runs, as text ('' for an empty plan); see migrate.preview."""
         if not plan.steps:
             return ''
         opts = plan.extra.get('options') or self._options(None)
-        lines = ['-- homelab.migrations: drizzle %s, service %s, %d migration(s) in %s'
-                 % (plan.direction, self.name, len(plan.steps),
-                    'one transaction per migration' if plan.direction == 'up' and opts['transaction'] == 'each'
-                    else 'one transaction')]
-        first = True
-        for group in self._groups(plan, opts):
-            lines.append('BEGIN;')
-            for name, value in self._settings(opts):
-                lines.append("SET LOCAL %s = '%s';" % (name, value))
-            if first:
-                lines.extend(stmt + ';' for stmt in self._ddl(plan.extra))
-                first = False
-            for m in group:
-                lines.append('-- %s %s (%s)' % ('migration' if plan.direction == 'up' else 'revert', m['tag'],
-                                                os.path.basename(m['file'])))
-                lines.extend(display_statement(s) for s in m['statements'])
-                if plan.direction == 'up':
-                    lines.append('INSERT INTO ' + self.qualified + ' ("hash", "created_at") VALUES (\''
-                                 + m['hash'] + "', " + str(int(m['when'])) + ');')
-                else:
-                    lines.append('DELETE FROM ' + self.qualified + ' WHERE id = ' + str(int(m['row_id'])) + ';')
-            lines.append('COMMIT;')
-        return '\n'.join(lines) + '\n'
-
-    # ----------------------------------------------------------------------------- write side
-    def _run(self, cur, queries, sql, params=None, xid=None):
-        # recorded before it runs: a failing statement is part of what was sent
-        if params is None:
-            queries.append(sql)
-            cur.execute(sql)
-        else:
-            text = cur.mogrify(sql, params)
-            queries.append(text.decode('utf-8') if isinstance(text, bytes) else text)
-            cur.execute(sql, params)
-        if xid is not None:
-            _check_transaction(cur, xid, sql)
-
-    @staticmethod
-    def _begin(cur):
-        """Open the group's transaction and return its id (to see later that it is still the same one)."""
-        cur.execute('SELECT pg_catalog.txid_current()')
-        return cur.fetchone()[0]
+        return migrate.preview(self.name, self.tracking, plan, opts)
 
     def apply(self, conn, plan, options=None):
+        """Run ``plan`` on ``conn``; ``options`` (transaction, lock_timeout, statement_timeout) override the
+        plan's. Returns ApplyResult (applied or reverted tags, queries); raises ApplyError (migrate.py)."""
         if not plan.steps:
             return ApplyResult(from_revision=plan.from_revision, to_revision=plan.to_revision)
         opts = dict(plan.extra.get('options') or {})
@@ -577,201 +356,4 @@ class DrizzleAdapter(Adapter):
                     opts[key] = override[key]
         if not opts:
             opts = self._options(None)
-        queries = []
-        done = []  # tags committed
-        first = True
-        for group in self._groups(plan, opts):
-            current = None
-            stmt = None
-            group_done = []
-            committing = False
-            try:
-                conn.autocommit = False
-                with conn.cursor() as cur:
-                    xid = self._begin(cur)
-                    for name, value in self._settings(opts):
-                        stmt = 'SET LOCAL ' + name
-                        self._run(cur, queries, 'SET LOCAL ' + name + ' = %s', (value,))
-                    if first:
-                        for ddl in self._ddl(plan.extra):
-                            stmt = ddl
-                            self._run(cur, queries, ddl)
-                    for m in group:
-                        current = m
-                        for stmt in m['statements']:
-                            # a statement that ends the transaction (COMMIT, ROLLBACK, END, BEGIN...COMMIT) is
-                            # caught right after it ran: the server's transaction state and id say so
-                            self._run(cur, queries, stmt, xid=xid)
-                        if plan.direction == 'up':
-                            stmt = self._insert_sql()
-                            self._run(cur, queries, stmt, (m['hash'], m['when']))
-                        else:
-                            stmt = self._delete_sql()
-                            self._run(cur, queries, stmt, (m['row_id'],))
-                            if cur.rowcount != 1:
-                                raise _RowGone(m['row_id'])
-                        group_done.append(m['tag'])
-                committing = True
-                stmt = 'COMMIT'
-                conn.commit()
-            except Exception as exc:
-                if isinstance(exc, _TransactionEnded):
-                    self._rollback(conn)
-                    error = self._ended_error(plan, done, group_done, current, exc)
-                    error.details['queries'] = [self._scrub(q) for q in queries]
-                    raise error
-                if HAS_PSYCOPG2 and not isinstance(exc, (psycopg2.Error, ValueError, _RowGone)):
-                    self._rollback(conn)
-                    raise
-                if current is not None and not committing and _ended_before_failure(conn, exc):
-                    # one chunk ended the transaction (COMMIT; ...) and then failed: what ran before the COMMIT
-                    # stayed, and the error came before the state check could see it
-                    self._rollback(conn)
-                    ended = self._ended_error(plan, done, group_done, current, _TransactionEnded(stmt, 'ended'))
-                    error = ApplyError('%s. The statement then failed: %s' % (
-                        str(ended).rstrip('. '), self._scrub(_pg_error(exc))), code=ended.code, details=ended.details)
-                    error.details['queries'] = [self._scrub(q) for q in queries]
-                    raise error
-                self._rollback(conn)
-                error = self._apply_error(plan, opts, done, current, stmt, exc, conn,
-                                          at_commit=group_done if committing else None)
-                error.details['queries'] = [self._scrub(q) for q in queries]
-                raise error
-            except BaseException:  # interrupted (module_utils.interrupt): roll back, never commit after the job ended
-                self._rollback(conn)
-                raise
-            finally:
-                self._restore(conn)
-            first = False
-            done.extend(group_done)
-        if plan.direction == 'up':
-            return ApplyResult(applied=done, from_revision=plan.from_revision, to_revision=plan.to_revision,
-                               queries=queries)
-        return ApplyResult(reverted=done, from_revision=plan.from_revision, to_revision=plan.to_revision,
-                           queries=queries)
-
-    @staticmethod
-    def _rollback(conn):
-        try:
-            conn.rollback()
-        except Exception:  # the connection may be gone; the server rolls back on its own then
-            pass
-
-    @staticmethod
-    def _restore(conn):
-        try:
-            if not conn.closed:
-                conn.autocommit = True
-        except Exception:
-            pass
-
-    def _ended_error(self, plan, done, group_done, current, exc):
-        """A migration ended the run's transaction itself: stop, and say that part of it may have stayed."""
-        verb = 'migration' if plan.direction == 'up' else 'revert of'
-        tag = current['tag'] if current else None
-        message = (
-            'service %r: %s %s (%s) ended the transaction itself at `%s`: drizzle-orm runs migrations inside its own '
-            'transaction, so COMMIT, ROLLBACK, END, ABORT or BEGIN ... COMMIT in a migration file break that promise '
-            '(whatever ran before that statement was committed or thrown away outside the migration, and drizzle-orm '
-            'would still record the migration as applied). The run stopped there and %s is NOT recorded as applied. '
-            'Remove the transaction control statements from %s (use one file per transaction, split by '
-            '`--> statement-breakpoint`), then check what stayed (below) before running again'
-            % (self.name, verb, tag, os.path.basename(current['file']) if current else '?',
-               self._scrub(shorten(exc.statement)), tag, current['file'] if current else 'the migration'))
-        details = {'applied': list(done) if plan.direction == 'up' else [],
-                   'reverted': list(done) if plan.direction == 'down' else [],
-                   'failed': tag, 'statement': self._scrub(shorten(exc.statement)),
-                   'transaction_ended': [tag] if tag else [], 'in_transaction': list(group_done)}
-        return ApplyError(message, code='transaction_ended', details=details)
-
-    def _apply_error(self, plan, opts, done, current, stmt, exc, conn, at_commit=None):
-        verb = 'migration' if plan.direction == 'up' else 'revert of'
-        if isinstance(exc, _RowGone):
-            reason = 'its tracking row id %d was no longer in %s (someone else changed it meanwhile)' % (
-                exc.row_id, self.qualified)
-        else:
-            reason = self._scrub(_pg_error(exc))
-        lost = _is_connection_error(exc, conn)
-        uncertain = at_commit if (at_commit is not None and lost) else None
-        if at_commit is not None:
-            where = 'COMMIT of %s failed' % ', '.join(at_commit)
-        else:
-            where = '%s %s' % (verb, current['tag']) if current else 'preparing the transaction'
-            if current and stmt is not None:
-                where += ' (%s) failed at `%s`' % (os.path.basename(current['file']), shorten(self._scrub(stmt)))
-            else:
-                where += ' failed'
-        if done:
-            kept = ('%s %s committed before the failure and stay%s'
-                    % (', '.join(done), 'was' if len(done) == 1 else 'were', 's' if len(done) == 1 else ''))
-        elif plan.direction == 'up' and len(plan.steps) > 1 and opts.get('transaction') == 'all':
-            kept = 'the transaction of all %d migrations was rolled back, so nothing was committed' % len(plan.steps)
-        else:
-            kept = 'nothing was committed: the database is as it was before this run'
-        if uncertain is not None:
-            kept = ('the connection was lost during COMMIT, so whether %s %s committed is unknown%s'
-                    % (', '.join(uncertain), 'was' if len(uncertain) == 1 else 'were',
-                       '; ' + kept if done else ''))
-            advice = 'Check with the status module what is applied before running again'
-        elif lost:
-            kept += ' (the connection was lost; the server rolled the open transaction back)'
-            advice = 'Check that the server is up and run again'
-        else:
-            advice = 'Fix the %s and run again' % ('migration file' if current else 'settings')
-        message = 'service %r: %s: %s. %s. %s' % (self.name, where, reason, kept[0].upper() + kept[1:], advice)
-        details = {'applied': list(done) if plan.direction == 'up' else [],
-                   'reverted': list(done) if plan.direction == 'down' else [],
-                   'failed': current['tag'] if current else None,
-                   'statement': shorten(self._scrub(stmt)) if stmt else None}
-        if uncertain is not None:
-            details['uncertain'] = list(uncertain)
-        if lost:
-            details['lost'] = True
-        # a statement that ran into lock_timeout (SQLSTATE 55P03): the caller may retry when nothing stayed
-        code = 'lock_timeout' if is_lock_timeout(exc) and at_commit is None else 'apply_failed'
-        return ApplyError(message, code=code, details=details)
-
-
-class _TransactionEnded(Exception):
-    """A migration statement ended the transaction it ran in (``state``: committed | ended)."""
-
-    def __init__(self, statement, state):
-        super(_TransactionEnded, self).__init__('transaction ended by %r' % statement)
-        self.statement = statement
-        self.state = state
-
-
-def _check_transaction(cur, xid, statement):
-    """Raise _TransactionEnded unless the connection is still inside the transaction ``xid``.
-
-    After a statement, the server reports its transaction state with every answer (psycopg2's
-    ``connection.info.transaction_status``): idle means the statement ended the transaction (COMMIT,
-    ROLLBACK, END, ABORT, or a BEGIN ... COMMIT block). ``BEGIN`` inside a transaction only warns, and
-    ``COMMIT; BEGIN`` leaves a new transaction open: the transaction id tells that one apart.
-    """
-    status = cur.connection.info.transaction_status
-    if status == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
-        raise _TransactionEnded(statement, 'ended')
-    if status != psycopg2.extensions.TRANSACTION_STATUS_INTRANS:
-        return  # in error (the statement raised) or unknown: the caller handles the error
-    cur.execute('SELECT pg_catalog.txid_current()')
-    if cur.fetchone()[0] != xid:
-        raise _TransactionEnded(statement, 'ended')
-
-
-def _ended_before_failure(conn, exc):
-    """Whether a statement that raised had ended the run's transaction first: after an error inside the
-    transaction block the server reports it failed (INERROR); idle means the block was over before the error
-    (``...; COMMIT; SELECT 1/0`` in one chunk), so what ran before the COMMIT was committed."""
-    if not HAS_PSYCOPG2 or not isinstance(exc, psycopg2.Error) or _is_connection_error(exc, conn):
-        return False
-    try:
-        return conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
-    except Exception:
-        return False
-
-
-class _RowGone(Exception):
-    def __init__(self, row_id):
-        super(_RowGone, self).__init__('row %s gone' % row_id)
-        self.row_id = row_id
+        return migrate.Runner(self.name, self.tracking, self._scrub, plan, opts).run(conn)
