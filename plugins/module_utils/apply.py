@@ -27,7 +27,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils import connecti
 from ansible_collections.homelab.migrations.plugins.module_utils import interrupt
 from ansible_collections.homelab.migrations.plugins.module_utils import fingerprint as fingerprint_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import lock as lock_mod
-from ansible_collections.homelab.migrations.plugins.module_utils import preflight as preflight_mod
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight import findings as preflight_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import waits
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import AdapterError
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectError

@@ -16,7 +16,6 @@ import datetime
 import errno
 import json
 import os
-import re
 import stat
 
 from ansible_collections.homelab.migrations.plugins.module_utils import report as report_mod
@@ -48,9 +47,6 @@ HEALTH_KEYS = ('state', 'status', 'verified', 'reason', 'message', 'url', 'check
 RUN_SERVICE_KEYS = ('outcome', 'from', 'to', 'error', 'reason', 'recovery', 'target')
 
 
-# the query and fragment of an http(s) URL (a health check's ?token=): never published, whatever wrote the text
-_URL_QUERY = re.compile(r'''(?i)(https?://[^\s"'<>?#]*)[?#][^\s"'<>]*''')
-
 
 class DashboardError(Exception):
     """The dashboard could not be written; the message says what to do."""
@@ -62,7 +58,7 @@ def _text(value, limit=MAX_TEXT):
     if isinstance(value, (int, float)):
         return value
     # mask first, then cut: a cut URL would hide its password from the mask
-    text = _URL_QUERY.sub(lambda m: m.group(1) + '?' + secrets.MASK, secrets.mask(str(value)))
+    text = secrets.mask(str(value), queries=True)
     if len(text) > limit:
         text = text[:limit] + '... [%d more characters]' % (len(text) - limit)
     return text
@@ -107,7 +103,7 @@ def status_document(status, generated_at=None, version=COLLECTION_VERSION):
     ``collection_version``.
     """
     # mask first, then cut (a cut could leave half a password that no longer looks like one)
-    status = report_mod.scrub_data(status) if isinstance(status, dict) else {}
+    status = secrets.mask_data(status) if isinstance(status, dict) else {}
     doc = report_mod.status_report(status, generated_at or now_iso())
     raw = status.get('services') or {}
     for name, entry in doc['services'].items():
@@ -130,7 +126,7 @@ def status_document(status, generated_at=None, version=COLLECTION_VERSION):
             entry['health'] = _health(source.get('health'))
     doc['collection_version'] = version
     doc['generator'] = 'homelab.migrations'
-    return report_mod.scrub_data(doc)
+    return secrets.mask_data(doc)
 
 
 def read_audit_tail(path, max_bytes=AUDIT_TAIL_BYTES):
@@ -210,6 +206,47 @@ def _run_outcome(outcomes):
     return max(outcomes, key=lambda o: _RANK.get(o, 1))
 
 
+def _new_run(run_id):
+    return {'_key': run_id, 'run_id': _text(run_id, 100), 'started': None, 'time': None, 'action': None,
+            'outcome': None, 'user': None, 'host': None, 'confirmation': None, 'error': None, 'services': []}
+
+
+def _add_record(run, seen, record):
+    """Fold one audit record into its ``run``; ``seen``: the run's services by name, in the order of their
+    last records."""
+    when = record.get('time')
+    if isinstance(when, str):
+        run['started'] = min(run['started'] or when, when)
+        run['time'] = max(run['time'] or when, when)
+    for key in ('action', 'user', 'host', 'confirmation'):
+        if record.get(key) is not None:
+            run[key] = _text(record.get(key), 200)
+    if record.get('service'):
+        entry = {'name': _text(record['service'], 100)}
+        entry.update(_scalars(record, RUN_SERVICE_KEYS))
+        for key in ('applied', 'reverted'):
+            if isinstance(record.get(key), list):
+                entry[key] = [_text(x, 300) for x in record[key][:MAX_LIST]]
+        seen.pop(entry['name'], None)
+        seen[entry['name']] = entry
+    elif record.get('outcome') == 'refused':
+        run['error'] = _text(record.get('error'))
+        run['refused'] = True
+
+
+def _finish_run(run, seen):
+    """The run with its services and its outcome (see :func:`_run_outcome`)."""
+    run['services'] = list(seen.values())
+    outcomes = [s.get('outcome') for s in run['services']]
+    if run.pop('refused', False):
+        outcomes.append('refused')
+    run['outcome'] = _run_outcome(outcomes)
+    if len(run['services']) > MAX_LIST:  # the outcome counts them all; the page shows the last ones
+        run['services_omitted'] = len(run['services']) - MAX_LIST
+        run['services'] = run['services'][-MAX_LIST:]
+    return run
+
+
 def runs_document(records, limit=DEFAULT_RUNS, generated_at=None, unreadable_lines=0, audit_log=None):
     """``api/migrations/runs``: the role's runs (audit records sharing a ``run_id``), newest first.
 
@@ -219,7 +256,7 @@ def runs_document(records, limit=DEFAULT_RUNS, generated_at=None, unreadable_lin
     Records without a ``run_id`` (a module called on its own, the apply module's step records) are not runs.
     """
     limit = max(1, min(int(limit or DEFAULT_RUNS), MAX_RUNS))
-    records = [report_mod.scrub_data(r) for r in records if isinstance(r, dict)]  # mask first, then cut
+    records = [secrets.mask_data(r) for r in records if isinstance(r, dict)]  # mask first, then cut
     runs = {}
     order = {}  # run_id -> position of its first record (the tie-breaker of equal times)
     services = {}  # run_id -> {service name: entry}, in the order of their last records
@@ -227,44 +264,12 @@ def runs_document(records, limit=DEFAULT_RUNS, generated_at=None, unreadable_lin
         run_id = record.get('run_id')
         if not run_id or not isinstance(run_id, str):
             continue
-        run = runs.get(run_id)
-        if run is None:
-            run = runs[run_id] = {'_key': run_id, 'run_id': _text(run_id, 100), 'started': None, 'time': None,
-                                  'action': None, 'outcome': None, 'user': None, 'host': None, 'confirmation': None,
-                                  'error': None, 'services': []}
+        if run_id not in runs:
+            runs[run_id] = _new_run(run_id)
             order[run_id] = len(order)
             services[run_id] = {}
-        when = record.get('time')
-        if isinstance(when, str):
-            run['started'] = min(run['started'] or when, when)
-            run['time'] = max(run['time'] or when, when)
-        for key in ('action', 'user', 'host', 'confirmation'):
-            if record.get(key) is not None:
-                run[key] = _text(record.get(key), 200)
-        if record.get('service'):
-            entry = {'name': _text(record['service'], 100)}
-            entry.update(_scalars(record, RUN_SERVICE_KEYS))
-            for key in ('applied', 'reverted'):
-                if isinstance(record.get(key), list):
-                    entry[key] = [_text(x, 300) for x in record[key][:MAX_LIST]]
-            seen = services[run_id]
-            seen.pop(entry['name'], None)
-            seen[entry['name']] = entry
-        elif record.get('outcome') == 'refused':
-            run['error'] = _text(record.get('error'))
-            run['refused'] = True
-    built = []
-    for run_id in order:
-        run = runs[run_id]
-        run['services'] = list(services[run_id].values())
-        outcomes = [s.get('outcome') for s in run['services']]
-        if run.pop('refused', False):
-            outcomes.append('refused')
-        run['outcome'] = _run_outcome(outcomes)
-        if len(run['services']) > MAX_LIST:  # the outcome counts them all; the page shows the last ones
-            run['services_omitted'] = len(run['services']) - MAX_LIST
-            run['services'] = run['services'][-MAX_LIST:]
-        built.append(run)
+        _add_record(runs[run_id], services[run_id], record)
+    built = [_finish_run(runs[run_id], services[run_id]) for run_id in order]
     built.sort(key=lambda r: (r['time'] or '', order[r['_key']]), reverse=True)
     for run in built:
         run.pop('_key')
@@ -276,7 +281,7 @@ def runs_document(records, limit=DEFAULT_RUNS, generated_at=None, unreadable_lin
         'unreadable_lines': int(unreadable_lines or 0),
         'audit_log': bool(audit_log),
     }
-    return report_mod.scrub_data(doc)
+    return secrets.mask_data(doc)
 
 
 def _json_bytes(doc):

@@ -24,15 +24,6 @@ STATUS_KEYS = ('status', 'tool', 'current_revision', 'latest_revision', 'applied
 FINDING_SEVERITIES = ('error', 'warning', 'info')
 
 
-def scrub(text):
-    """Mask any ``scheme://user:password@`` and ``password=`` in a string (secrets.mask; callers mask first)."""
-    return secrets.mask(text)
-
-
-def scrub_data(value):
-    return secrets.mask_data(value)
-
-
 def write_atomic(path, data, mode=0o644):
     """Write ``data`` (bytes) to ``path`` through a temp file in the same directory and a rename.
 
@@ -80,7 +71,7 @@ def status_report(status, generated_at=None):
         services[name] = dict((key, (info or {}).get(key)) for key in STATUS_KEYS)
         if services[name]['findings'] is None:
             services[name]['findings'] = []
-    return scrub_data({
+    return secrets.mask_data({
         'success': bool(status.get('success')),
         'overall_status': status.get('overall_status', 'error'),
         'total_pending': int(status.get('total_pending') or 0),

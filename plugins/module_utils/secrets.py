@@ -15,6 +15,10 @@ a URL string (its userinfo is taken apart the ways parsers disagree on), or any 
 ``user`` and ``password`` attributes (``connection.DbUrl``). SQL's ``PASSWORD '...'`` literal (a migration
 creating a role, quoted back by PostgreSQL's error) is masked too. An http(s) URL given as a secret (a health check)
 also has its query string, fragment and credential-named query values masked (``?token=...``).
+
+Three variants for where the text goes: :func:`mask` with ``queries`` (a published page: the query and fragment of
+every http(s) URL), :func:`mask_sql` (a statement shown in a finding: secret literals become ``'********'`` so it
+still reads as SQL), :func:`scheme_only` (a URL that cannot be parsed: ``scheme://********``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -28,6 +32,8 @@ import re
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus, urlsplit
 
 MASK = '********'
+# a masked SQL string constant: the statement around it still reads as SQL
+MASKED_LITERAL = "'%s'" % MASK
 # a secret shorter than this is not masked as a bare substring (it would garble every message); the
 # URL and keyword patterns below still mask it where it stands as a password.
 MIN_SECRET_LEN = 3
@@ -49,6 +55,12 @@ _KEYWORD_PASSWORD = re.compile(
 _SQL_PASSWORD = re.compile(
     r'''(?i)(\bpassword\s+)(E'(?:[^'\\\n]|\\.|'')*'?|'(?:[^'\n]|'')*'?|(\$[A-Za-z_0-9]*\$).*?(?:\3|$))''',
     re.MULTILINE)
+
+
+# the query and fragment of an http(s) URL (a health check's ?token=): never published, whatever wrote the text
+_URL_QUERY = re.compile(r'''(?i)(https?://[^\s"'<>?#]*)[?#][^\s"'<>]*''')
+# the scheme of a URL ('postgresql+psycopg2://'): all that is shown of a URL that cannot be parsed
+URL_SCHEME = re.compile(r'^([A-Za-z][A-Za-z0-9+.-]*)://')
 
 
 def _lower_hex(text):
@@ -164,9 +176,12 @@ def all_spellings(secrets):
     return forms
 
 
-def mask(text, secrets=None, keep=()):
+def mask(text, secrets=None, keep=(), queries=False):
     """``text`` with every spelling of every secret, every URL userinfo password and every
-    ``password=`` value replaced by MASK. Never raises; non-strings other than bytes come back as they are.
+    ``password=`` value replaced by MASK; with ``queries`` also the query string and fragment of every
+    http(s) URL (``https://host/health?********``: what a published page shows). ``keep``: exact strings
+    (see :func:`exact_strings`) in which a known secret is left alone. Never raises; non-strings other than
+    bytes come back as they are.
     """
     if text is None:
         return None
@@ -175,9 +190,26 @@ def mask(text, secrets=None, keep=()):
     if not isinstance(text, str):
         return text
     try:
-        return _mask_spans(text, _spans(text, all_spellings(secrets), keep))
+        text = _mask_spans(text, _spans(text, all_spellings(secrets), keep))
     except Exception:  # pragma: no cover - never let masking itself leak or fail
         return MASK
+    return _URL_QUERY.sub(lambda m: m.group(1) + '?' + MASK, text) if queries else text
+
+
+def mask_sql(sql, spans=()):
+    """``sql`` with each of ``spans`` [(start, end)] (string constants a lexer found to carry a secret) and
+    each ``PASSWORD '...'`` constant replaced by MASKED_LITERAL: ``CREATE ROLE r PASSWORD '********'``."""
+    found = list(spans) + [(m.start(2), m.end(2)) for m in _SQL_PASSWORD.finditer(sql)]
+    return _mask_spans(sql, found, MASKED_LITERAL)
+
+
+def scheme_only(url, other=MASK):
+    """What may be shown of a URL that cannot be parsed, whose password may stand anywhere in it:
+    ``scheme://********``, MASK without a scheme, ``other`` for a value that is no string."""
+    if not isinstance(url, str):
+        return other
+    match = URL_SCHEME.match(url)
+    return '%s://%s' % (match.group(1), MASK) if match else MASK
 
 
 def _spans(text, forms, keep=()):
@@ -220,8 +252,8 @@ def _ident(text, index, step):
     return char in '-./' and 0 <= beyond < len(text) and (text[beyond].isalnum() or text[beyond] == '_')
 
 
-def _mask_spans(text, spans):
-    """``text`` with each run of overlapping or touching spans replaced by one MASK."""
+def _mask_spans(text, spans, replacement=MASK):
+    """``text`` with each run of overlapping or touching spans replaced by one ``replacement``."""
     out = []
     pos = 0
     end = -1
@@ -230,12 +262,12 @@ def _mask_spans(text, spans):
             end = max(end, stop)
             continue
         if end >= 0:
-            out.append(MASK)
+            out.append(replacement)
             pos = end
         out.append(text[pos:start])
         end = stop
     if end >= 0:
-        out.append(MASK)
+        out.append(replacement)
         pos = end
     out.append(text[pos:])
     return ''.join(out)

@@ -22,7 +22,7 @@ import os
 import re
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters import registry
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl, UrlError
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl, UrlError
 
 NAME_RE = re.compile(r'^[a-z0-9][a-z0-9_-]{0,62}$')
 BACKUP_MODES = ('auto', 'always', 'never')

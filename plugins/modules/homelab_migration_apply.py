@@ -425,7 +425,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.homelab.migrations.plugins.module_utils.apply import APPLY_OPTIONS, run_apply
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import missing_library
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, validate_service)
 from ansible_collections.homelab.migrations.plugins.module_utils.secrets import exact_strings, mask, module_result

@@ -212,11 +212,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homelab.migrations.plugins.module_utils.audit import append_record, health_states, make_record
 from ansible_collections.homelab.migrations.plugins.module_utils.publish import DashboardError, publish
 from ansible_collections.homelab.migrations.plugins.module_utils.report import (
-    scrub,
-    scrub_data,
     write_prometheus_textfile,
     write_status_report,
 )
+from ansible_collections.homelab.migrations.plugins.module_utils.secrets import mask, mask_data
 
 _BASE = ('service', 'action', 'from', 'to', 'outcome', 'error', 'confirmation')
 
@@ -231,7 +230,7 @@ def build_records(records, confirmation):
         extra = dict((k, v) for k, v in rec.items() if k not in _BASE and k not in ('time', 'host', 'user'))
         record = make_record(rec.get('service') or None, rec['action'], from_revision=rec.get('from'),
                              to_revision=rec.get('to'), outcome=rec['outcome'], error=rec.get('error'),
-                             confirmation=rec.get('confirmation') or confirmation, scrub=scrub, **scrub_data(extra))
+                             confirmation=rec.get('confirmation') or confirmation, scrub=mask, **mask_data(extra))
         for key in ('time', 'host', 'user'):
             if rec.get(key):
                 record[key] = rec[key]
@@ -239,26 +238,58 @@ def build_records(records, confirmation):
     return built
 
 
+def _argument_spec():
+    return dict(
+        audit_log=dict(type='path'),
+        records=dict(type='list', elements='dict', default=[]),
+        confirmation=dict(type='str'),
+        status=dict(type='dict'),
+        status_report=dict(type='path'),
+        prometheus_textfile=dict(type='path'),
+        dashboard_dir=dict(type='path'),
+        dashboard_refresh=dict(type='int', default=30),
+        dashboard_stale_after=dict(type='int', default=900),
+        dashboard_runs=dict(type='int', default=20),
+        read_health=dict(type='bool', default=False),
+        run=dict(type='dict', options=dict(
+            action=dict(type='str', default='apply'),
+            outcome=dict(type='str', required=True),
+            services=dict(type='dict', default={}),
+        )),
+    )
+
+
+def write_outputs(params, records, result, where):
+    """Append ``records`` to the audit log, then write the status report, the textfile metrics and the
+    dashboard that ``params`` ask for, noting each in ``result``; ``where['step']`` names the output being
+    written when an OSError (or publish.DashboardError) is raised."""
+    for record in records if params['audit_log'] else []:
+        append_record(params['audit_log'], record)
+        result['changed'] = True
+    if params['status_report']:
+        where['step'] = 'status report'
+        write_status_report(params['status_report'], params['status'])
+        result['status_report'] = params['status_report']
+        result['changed'] = True
+    if params['prometheus_textfile']:
+        where['step'] = 'textfile metrics'
+        run = params['run']
+        if run is not None:
+            run = dict(run, time=time.time())
+        write_prometheus_textfile(params['prometheus_textfile'], params['status'], run=run)
+        result['prometheus_textfile'] = params['prometheus_textfile']
+        result['changed'] = True
+    if params['dashboard_dir']:
+        where['step'] = 'dashboard'
+        result['dashboard'] = publish(params['dashboard_dir'], status=params['status'],
+                                      audit_log=params['audit_log'], refresh=params['dashboard_refresh'],
+                                      stale_after=params['dashboard_stale_after'], runs=params['dashboard_runs'])
+        result['changed'] = True
+
+
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            audit_log=dict(type='path'),
-            records=dict(type='list', elements='dict', default=[]),
-            confirmation=dict(type='str'),
-            status=dict(type='dict'),
-            status_report=dict(type='path'),
-            prometheus_textfile=dict(type='path'),
-            dashboard_dir=dict(type='path'),
-            dashboard_refresh=dict(type='int', default=30),
-            dashboard_stale_after=dict(type='int', default=900),
-            dashboard_runs=dict(type='int', default=20),
-            read_health=dict(type='bool', default=False),
-            run=dict(type='dict', options=dict(
-                action=dict(type='str', default='apply'),
-                outcome=dict(type='str', required=True),
-                services=dict(type='dict', default={}),
-            )),
-        ),
+        argument_spec=_argument_spec(),
         required_by=dict(status_report=('status',), prometheus_textfile=('status',)),
         supports_check_mode=True,
     )
@@ -277,35 +308,14 @@ def main():
                              % (params['audit_log'], exc), **result)
     if module.check_mode:
         module.exit_json(**result)
-    step = 'audit log'
+    where = {'step': 'audit log'}
     try:
-        for record in records if params['audit_log'] else []:
-            append_record(params['audit_log'], record)
-            result['changed'] = True
-        if params['status_report']:
-            step = 'status report'
-            write_status_report(params['status_report'], params['status'])
-            result['status_report'] = params['status_report']
-            result['changed'] = True
-        if params['prometheus_textfile']:
-            step = 'textfile metrics'
-            run = params['run']
-            if run is not None:
-                run = dict(run, time=time.time())
-            write_prometheus_textfile(params['prometheus_textfile'], params['status'], run=run)
-            result['prometheus_textfile'] = params['prometheus_textfile']
-            result['changed'] = True
-        if params['dashboard_dir']:
-            step = 'dashboard'
-            result['dashboard'] = publish(params['dashboard_dir'], status=params['status'],
-                                          audit_log=params['audit_log'], refresh=params['dashboard_refresh'],
-                                          stale_after=params['dashboard_stale_after'], runs=params['dashboard_runs'])
-            result['changed'] = True
+        write_outputs(params, records, result, where)
     except DashboardError as exc:
         module.fail_json(msg='could not write the dashboard: %s' % exc, **result)
     except (IOError, OSError) as exc:
         module.fail_json(msg='could not write the %s: %s; check that the directory exists or can be created and '
-                             'is writable by the user the play runs as' % (step, exc),
+                             'is writable by the user the play runs as' % (where['step'], exc),
                          exception=traceback.format_exc(), **result)
     module.exit_json(**result)
 

@@ -287,7 +287,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import missing_library
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, dependency_order, validate_services)
 from ansible_collections.homelab.migrations.plugins.module_utils.status import (

@@ -335,7 +335,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.entry import run
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.errors import BackupError
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.params import ARGUMENT_SPEC, REQUIRED_IF
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import url_secrets
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import url_secrets
 from ansible_collections.homelab.migrations.plugins.module_utils.secrets import module_result
 
 

@@ -171,7 +171,7 @@ def drizzle_spec(root, name='svc', url='postgresql://localhost/x', **extra):
 
 def drizzle_adapter(root, url, name='svc', **extra):
     """The collection's DrizzleAdapter for a folder (imported lazily: benchmarks set sys.path first)."""
-    from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
+    from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
     from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle.adapter import DrizzleAdapter
     return DrizzleAdapter(drizzle_spec(root, name, url, **extra), DbUrl(url))
 

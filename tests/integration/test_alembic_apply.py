@@ -22,7 +22,8 @@ from harness.procs import alive
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import ApplyError, PlanError
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import AlembicAdapter
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl, connect
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import connect
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DASHBOARD = os.path.join(REPO, 'examples', 'homelab', 'services', 'dashboard')
@@ -214,7 +215,8 @@ def test_killing_the_parent_leaves_no_alembic_behind(sleepy, tmp_path, fresh_db)
         import sys
         sys.path.insert(0, %r)
         from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import AlembicAdapter
-        from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl, connect
+        from ansible_collections.homelab.migrations.plugins.module_utils.connection import connect
+        from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
         url = DbUrl(sys.stdin.readline().strip())
         adapter = AlembicAdapter(%r, url)
         conn = connect(url)

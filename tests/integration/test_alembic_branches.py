@@ -19,7 +19,8 @@ from harness.alembic_gen import ALEMBIC, AlembicCliError, AlembicProject, ran
 from ansible_collections.homelab.migrations.plugins.filter.migrate_all import migrate_all_decide
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import PlanError
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import AlembicAdapter
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl, connect
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import connect
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import service_defaults
 from ansible_collections.homelab.migrations.plugins.module_utils.status import build_report
 

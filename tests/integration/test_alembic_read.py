@@ -15,7 +15,8 @@ from harness.alembic_gen import ALEMBIC, AlembicCliError, AlembicProject, build_
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import PlanError
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import AlembicAdapter
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl, connect
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import connect
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
 
 
 def adapter_for(proj, url, **spec):

@@ -27,7 +27,7 @@ from harness.drizzle_gen import drizzle_adapter, read_journal, tracking_rows, tr
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import ApplyError, PlanError
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import AlembicAdapter
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
 
 ORACLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'harness', 'alembic_oracle.py')
 

@@ -13,7 +13,7 @@ import pytest
 from harness.alembic_gen import AlembicProject
 from harness.drizzle_gen import BP, generate, read_journal, write_journal
 
-from ansible_collections.homelab.migrations.plugins.module_utils import preflight
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight import squawk as preflight
 from ansible_collections.homelab.migrations.plugins.module_utils.apply import run_apply
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import service_defaults, validate_service
 from ansible_collections.homelab.migrations.plugins.module_utils.status import build_report

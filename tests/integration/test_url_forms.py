@@ -13,7 +13,7 @@ from harness.drizzle_gen import generate, tracking_rows
 
 from ansible_collections.homelab.migrations.plugins.module_utils.backup import entry
 from ansible_collections.homelab.migrations.plugins.module_utils.apply import run_apply
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import service_defaults
 from ansible_collections.homelab.migrations.plugins.module_utils.status import build_report
 

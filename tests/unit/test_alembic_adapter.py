@@ -452,7 +452,7 @@ def test_child_dies_with_its_parent(tmp_path):
 def test_plan_refuses_option_like_targets(tmp_path):
     root, graph = graph_of(tmp_path, {'a.py': template('a')})
     from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import ServiceState
-    from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
+    from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
     adapter = aa.AlembicAdapter({'name': 'svc', 'tool': 'alembic', 'path': root, 'alembic_command': [ALEMBIC]},
                                 DbUrl('postgresql://u@h/db'))
     state = ServiceState('alembic', current=[], heads=['a'], applied=[], pending=['a'], history=['a'],
@@ -619,7 +619,7 @@ def test_command_problem_agrees_with_running_it(tmp_path):
 
 def _one_revision_state(tmp_path, command=None):
     from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import ServiceState
-    from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
+    from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
     root, graph = graph_of(tmp_path, {'a.py': template('a')})
     spec = {'name': 'svc', 'tool': 'alembic', 'path': root}
     if command:

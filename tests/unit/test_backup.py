@@ -17,7 +17,8 @@ from ansible_collections.homelab.migrations.plugins.module_utils import connecti
 from ansible_collections.homelab.migrations.plugins.module_utils.backup import checksum, entry, store, tools
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.errors import BackupError
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.params import defaults
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl, PassFile
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
+from ansible_collections.homelab.migrations.plugins.module_utils.passfile import PassFile
 
 LO_OID = 424242
 LO_BYTES = bytes(range(256)) * 64 + b'\x00end'

@@ -11,7 +11,9 @@ import pytest
 
 from ansible_collections.homelab.migrations.plugins.module_utils import connection as c
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import (
-    MASK, ConnectError, ConnectionPool, DbUrl, PassFile, UrlError, connect, mask_url, quote_ident)
+    ConnectError, ConnectionPool, connect, quote_ident)
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import MASK, DbUrl, UrlError, mask_url
+from ansible_collections.homelab.migrations.plugins.module_utils.passfile import PassFile
 
 CANARY = 'Cnry0123abcd@:/%?'
 

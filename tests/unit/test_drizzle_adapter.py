@@ -17,7 +17,7 @@ from harness.drizzle_gen import generate, read_journal, write_journal
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle import adapter as dz
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle import history, journal, sql
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import AdapterError, PlanError
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
 
 
 def make_adapter(root, url, **extra):

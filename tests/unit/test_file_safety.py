@@ -18,7 +18,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils.backup import e
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.errors import BackupError
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.held import HeldBackup
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.params import defaults
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
 
 
 def _backup(db, dest, **kw):

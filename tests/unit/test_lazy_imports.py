@@ -27,7 +27,7 @@ def test_drizzle_only_status_imports_neither_alembic_nor_sqlalchemy():
         from ansible_collections.homelab.migrations.plugins.modules import homelab_migration_status  # noqa
         from ansible_collections.homelab.migrations.plugins.modules import homelab_migration_apply  # noqa
         from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import get_adapter
-        from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
+        from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
         spec = {'name': 'bot', 'tool': 'drizzle', 'path': '/nonexistent', 'migrations_dir': 'migrations',
                 'migrations_table': '__drizzle_migrations', 'migrations_schema': 'drizzle'}
         adapter = get_adapter(spec, DbUrl('postgresql://u@localhost/db'))

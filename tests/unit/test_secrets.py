@@ -8,7 +8,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from ansible_collections.homelab.migrations.plugins.module_utils import secrets
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
 
 PASSWORDS = ['Zq7Vx?K9wRt', 'p@ss:w/o#rd 42', "q'uo\"te\\back%25sl", 'sp ace+plus%', 'ünï-cødé pw']
 
@@ -91,7 +91,7 @@ KEYWORD_DSNS = [
 def test_keyword_string_password_with_backslash_escapes_is_masked(dsn, tail):
     """libpq lets an unquoted keyword value hold white space after a backslash (``password=a\\ b``): the masked
     URL, a message quoting the string, and the mask with no known secret show no piece of the password."""
-    from ansible_collections.homelab.migrations.plugins.module_utils.connection import mask_url
+    from ansible_collections.homelab.migrations.plugins.module_utils.dburl import mask_url
     d = DbUrl(dsn)
     assert tail in d.password
     for out in (d.masked, mask_url(dsn), d.scrub('psql said: %s' % dsn), secrets.mask('dsn: %s end' % dsn)):
@@ -190,7 +190,7 @@ def test_a_refused_url_leaves_no_password_in_its_traceback(url):
     context, so any traceback of the refusal (a module's last-resort exception=, a crash at -vvvv) showed it.
     The hint itself is not eaten by the password rule either."""
     import traceback
-    from ansible_collections.homelab.migrations.plugins.module_utils.connection import UrlError
+    from ansible_collections.homelab.migrations.plugins.module_utils.dburl import UrlError
     with pytest.raises(UrlError) as info:
         DbUrl(url)
     text = ''.join(traceback.format_exception(info.type, info.value, info.tb))
@@ -227,7 +227,7 @@ def test_a_weak_password_that_ends_a_sentence_is_still_masked(text):
 def test_a_fully_encoded_userinfo_is_refused_without_showing_it(url):
     """Red team: quote('app:pw', safe='') makes the password part of the user name: not masked anywhere, shown in
     connect errors and pg_dump's PGUSER. Refused, showing none of it; keyword strings may still name such a user."""
-    from ansible_collections.homelab.migrations.plugins.module_utils.connection import UrlError, mask_url
+    from ansible_collections.homelab.migrations.plugins.module_utils.dburl import UrlError, mask_url
     with pytest.raises(UrlError) as info:
         DbUrl(url)
     assert 'ColonLeak9' not in str(info.value) and '%3A' in str(info.value)

@@ -23,7 +23,8 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base i
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import (
     get_adapter as real_get_adapter,
 )
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectionPool, DbUrl
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectionPool
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
 from ansible_collections.homelab.migrations.plugins.module_utils.lock import lock_key
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import SpecError, service_defaults
 from ansible_collections.homelab.migrations.plugins.module_utils.status import build_report

@@ -23,7 +23,8 @@ from ansible_collections.homelab.migrations.plugins.module_utils.backup.checksum
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.errors import BackupError, TermGuard
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.params import (
     FORMATS, check_keep, lock_wait, result)
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl, PassFile, UrlError
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl, UrlError
+from ansible_collections.homelab.migrations.plugins.module_utils.passfile import PassFile
 
 _FORMAT_FLAG = {'custom': 'c', 'plain': 'p', 'directory': 'd'}
 

@@ -24,7 +24,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils.backup.params i
     STATES, defaults, result as make_result)
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.restore import restore
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.tools import end_own_sessions
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl, UrlError
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl, UrlError
 
 
 def _prune(params, check_mode):

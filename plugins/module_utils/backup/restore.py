@@ -31,7 +31,8 @@ from ansible_collections.homelab.migrations.plugins.module_utils.backup.errors i
     BackupError, Interrupted, TermGuard)
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.held import HeldBackup
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.params import lock_wait, result
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import DbUrl, PassFile, UrlError
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl, UrlError
+from ansible_collections.homelab.migrations.plugins.module_utils.passfile import PassFile
 
 # what one restore runs: the held backup's format and source, the options, tools, server and kept extensions
 _Job = collections.namedtuple('_Job', 'fmt src jobs clean kept toc psql pg_restore server_num')

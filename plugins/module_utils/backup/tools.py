@@ -22,7 +22,9 @@ from ansible_collections.homelab.migrations.plugins.module_utils import child
 from ansible_collections.homelab.migrations.plugins.module_utils import connection
 from ansible_collections.homelab.migrations.plugins.module_utils import secrets
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.errors import BackupError
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectError, DbUrl, PassFile
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectError
+from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
+from ansible_collections.homelab.migrations.plugins.module_utils.passfile import PassFile
 
 # the places PostgreSQL client binaries live besides PATH (Debian/Ubuntu, PGDG RPMs, source builds, Homebrew)
 TOOL_GLOBS = ('/usr/lib/postgresql/*/bin', '/usr/pgsql-*/bin', '/usr/local/pgsql/bin',

@@ -37,7 +37,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base i
     Adapter, AdapterError, ApplyError, ApplyResult, Plan, PlanError, ServiceState, is_warning, problem)
 from ansible_collections.homelab.migrations.plugins.module_utils.child import run_child
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
-from ansible_collections.homelab.migrations.plugins.module_utils import preflight as preflight_mod
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight import api as preflight_mod
 from ansible_collections.homelab.migrations.plugins.module_utils.waits import (
     LOCK_NOT_AVAILABLE_CLASS,
     child_application_name,

@@ -19,7 +19,7 @@ __metaclass__ = type
 import codecs
 import os
 
-from ansible_collections.homelab.migrations.plugins.module_utils import preflight as preflight_mod
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight import api as preflight_mod
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle.journal import (
     BREAKPOINT,
     decode_sql,

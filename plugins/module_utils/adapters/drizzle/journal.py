@@ -28,7 +28,7 @@ import json
 import os
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import PlanError
-from ansible_collections.homelab.migrations.plugins.module_utils import preflight as preflight_mod
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight import lexer as preflight_mod
 from ansible_collections.homelab.migrations.plugins.module_utils.regular_file import (
     JOURNAL_LIMIT,
     MIGRATION_LIMIT,
