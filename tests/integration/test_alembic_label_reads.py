@@ -15,10 +15,8 @@ import pytest
 
 from harness.alembic_gen import ALEMBIC, AlembicProject
 
-from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import (
-    AlembicConfig,
-    RevisionGraph,
-)
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.config import AlembicConfig
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.graph import RevisionGraph
 
 
 @pytest.fixture(scope='module')

@@ -17,7 +17,15 @@ import pytest
 from harness.procs import alive
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter as aa
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import AlembicAdapter
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.config import AlembicConfig
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.files import (
+    check_source_encoding, fast_values, list_revision_files, revision_from_file)
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.graph import RevisionGraph
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.values import (
+    FileError, Unread, full_values, to_tuple)
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import AdapterError, PlanError
+from ansible_collections.homelab.migrations.plugins.module_utils.child import run_child
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationStep
@@ -63,10 +71,10 @@ def template(rev, down=None, labels=None, deps=None, message='a revision'):
 
 def values_of(text):
     data = text.encode('utf-8') if isinstance(text, str) else text
-    fast = aa._fast_values(data)
+    fast = fast_values(data)
     try:
-        full = aa.full_values(data)
-    except aa._FileError as exc:
+        full = full_values(data)
+    except FileError as exc:
         full = exc
     return fast, full
 
@@ -142,11 +150,11 @@ def test_fast_path_agrees_with_full_ast(name, source, expected, fast_used):
     if isinstance(expected, tuple):
         assert fast is None, 'the fast path must not accept %s' % name
         _kind, rev_name, line = expected
-        assert isinstance(full[rev_name], aa._Unread) and full[rev_name].lineno == line
+        assert isinstance(full[rev_name], Unread) and full[rev_name].lineno == line
         return
     if expected is None:
         assert fast is None, 'the fast path must not accept %s' % name
-        assert isinstance(full, aa._FileError)
+        assert isinstance(full, FileError)
         assert 'line' in str(full) or 'not valid Python' in str(full)
         return
     assert full == expected
@@ -160,9 +168,9 @@ def test_fast_path_skips_the_body_but_files_to_run_get_a_full_parse(tmp_path):
     source = template('r1', None).replace('op.execute("SELECT 1")', 'op.execute("SELECT 1"')  # broken body
     fast, full = values_of(source)
     assert fast == {'revision': 'r1', 'down_revision': None, 'branch_labels': None, 'depends_on': None}
-    assert isinstance(full, aa._FileError) and 'not valid Python (line 23)' in str(full)
+    assert isinstance(full, FileError) and 'not valid Python (line 23)' in str(full)
     project = make_project(tmp_path, {'r1.py': source})
-    graph = aa.RevisionGraph(aa.AlembicConfig(str(project), 'alembic.ini'))
+    graph = RevisionGraph(AlembicConfig(str(project), 'alembic.ini'))
     assert graph.ok
     problems = graph.syntax_problems(['r1'])
     assert len(problems) == 1 and problems[0].startswith(os.path.join(str(project), 'alembic', 'versions', 'r1.py'))
@@ -184,7 +192,7 @@ def test_revision_objects_match_alembics_own_loader(tmp_path, name, source, expe
         script = Script._from_path(sd, str(path))
     except Exception as exc:  # alembic cannot load it either (e.g. names that do not exist)
         pytest.skip('alembic cannot load this source: %s' % exc)
-    ours = aa.revision_from_file(str(path))
+    ours = revision_from_file(str(path))
     assert ours.revision == script.revision
     assert ours.down_revision == script.down_revision
     assert ours.dependencies == script.dependencies
@@ -232,9 +240,9 @@ def test_file_listing_matches_scriptdirectory(tmp_path):
     ini = ('[alembic]\nscript_location = alembic\npath_separator = os\nrecursive_version_locations = true\n')
     root = make_project(tmp_path, files, ini=ini)
     os.symlink(os.path.join(root, 'alembic/versions/a_first.py'), os.path.join(root, 'alembic/versions/link.py'))
-    config = aa.AlembicConfig(root, 'alembic.ini')
+    config = AlembicConfig(root, 'alembic.ini')
     assert config.recursive is True
-    ours, unreadable = aa.list_revision_files(config)
+    ours, unreadable = list_revision_files(config)
     assert unreadable == []
     expected = alembic_order(root)
     assert ours == expected
@@ -243,7 +251,7 @@ def test_file_listing_matches_scriptdirectory(tmp_path):
     # without recursion only the first level counts, for both
     with open(os.path.join(root, 'alembic.ini'), 'w') as fh:
         fh.write(ini.replace('true', 'false'))
-    ours, _errors = aa.list_revision_files(aa.AlembicConfig(root, 'alembic.ini'))
+    ours, _errors = list_revision_files(AlembicConfig(root, 'alembic.ini'))
     assert [os.path.basename(p) for p in ours] == ['a_first.py', 'b_second.py']
 
 
@@ -265,14 +273,14 @@ def test_version_locations_follow_alembic_config(tmp_path, monkeypatch, separato
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # the legacy split is deprecated
         theirs = [os.path.normpath(os.path.join(root, p)) for p in cfg.get_version_locations_list()]
-    ours = aa.AlembicConfig(root, 'alembic.ini').version_locations
+    ours = AlembicConfig(root, 'alembic.ini').version_locations
     assert ours == theirs
     assert ours == [os.path.join(root, n) for n in names]
 
 
 def test_relative_script_location_is_relative_to_the_service_path(tmp_path):
     root = make_project(tmp_path, {'a.py': template('a')}, ini='[alembic]\nscript_location = alembic\n')
-    config = aa.AlembicConfig(root, 'alembic.ini')
+    config = AlembicConfig(root, 'alembic.ini')
     assert config.script_location == os.path.join(root, 'alembic')
     assert config.version_locations == [os.path.join(root, 'alembic', 'versions')]
 
@@ -285,14 +293,14 @@ def test_pyproject_toml_fallback(tmp_path):
         fh.write('[tool.alembic]\nscript_location = "%(here)s/migrations"\n'
                  'version_locations = ["%(here)s/migrations/versions", "%(here)s/migrations/more"]\n'
                  'recursive_version_locations = true\n')
-    config = aa.AlembicConfig(root, 'alembic.ini')
+    config = AlembicConfig(root, 'alembic.ini')
     assert config.script_location == os.path.join(root, 'migrations')
     assert config.version_locations == [os.path.join(root, 'migrations/versions'),
                                         os.path.join(root, 'migrations/more')]
     assert config.recursive is True
     # `-c pyproject.toml`: the toml is the config
     os.unlink(os.path.join(root, 'alembic.ini'))
-    config = aa.AlembicConfig(root, 'pyproject.toml')
+    config = AlembicConfig(root, 'pyproject.toml')
     assert config.script_location == os.path.join(root, 'migrations')
 
 
@@ -313,7 +321,7 @@ def test_unusable_configs_say_which_file_and_what(tmp_path, ini, files, expect):
     else:
         make_project(root, files, ini=ini)
     with pytest.raises(AdapterError) as err:
-        aa.AlembicConfig(root, 'alembic.ini')
+        AlembicConfig(root, 'alembic.ini')
     assert expect in str(err.value)
     assert os.path.join(root, 'alembic.ini') in str(err.value)
 
@@ -321,7 +329,7 @@ def test_unusable_configs_say_which_file_and_what(tmp_path, ini, files, expect):
 # --------------------------------------------------------------------------------- the graph
 def graph_of(tmp_path, files, ini=None):
     root = make_project(tmp_path, files, ini=ini)
-    return root, aa.RevisionGraph(aa.AlembicConfig(root, 'alembic.ini'))
+    return root, RevisionGraph(AlembicConfig(root, 'alembic.ini'))
 
 
 @pytest.mark.parametrize('files,expect,named', [
@@ -372,7 +380,7 @@ def test_graph_answers_like_the_revision_map(tmp_path):
     history = graph.history()
     assert sorted(history) == sorted(r[:-3] for r in files)
     for rev in history:  # parents first
-        for parent in aa._to_tuple(graph.map.get_revision(rev).down_revision, default=()):
+        for parent in to_tuple(graph.map.get_revision(rev).down_revision, default=()):
             assert history.index(parent) < history.index(rev)
     assert graph.applied_set(['c2']) == {'c2', 'c1', 'a2', 'a1'}
     assert graph.upgrade_steps('heads', ['c2'])[-1] == 'm1'
@@ -390,13 +398,13 @@ def test_graph_answers_like_the_revision_map(tmp_path):
 @pytest.mark.parametrize('value,expected', [(5, '5000ms'), (0.5, '500ms'), ('5s', '5s'), ('250 ms', '250ms'),
                                             ('0', '0'), (None, None), ('2min', '2min')])
 def test_pg_settings(value, expected):
-    assert aa._pg_setting('lock_timeout', value) == expected
+    assert aa.pg_setting('lock_timeout', value) == expected
 
 
 @pytest.mark.parametrize('value', ['5 seconds', '-1', '1s; DROP TABLE x', True, -3])
 def test_pg_settings_refuse_garbage(value):
     with pytest.raises(PlanError):
-        aa._pg_setting('lock_timeout', value)
+        aa.pg_setting('lock_timeout', value)
 
 
 # ------------------------------------------------------------------------------ child process
@@ -406,7 +414,7 @@ def test_run_child_timeout_kills_the_whole_group(tmp_path):
     pidfile = tmp_path / 'grandchild.pid'
     script = 'sleep 60 & echo $! > %s; wait' % pidfile
     start = time.monotonic()
-    rc, out, err, timed_out = aa.run_child(['sh', '-c', script], str(tmp_path), dict(os.environ), timeout=1.5)
+    rc, out, err, timed_out = run_child(['sh', '-c', script], str(tmp_path), dict(os.environ), timeout=1.5)
     assert timed_out and rc == -signal.SIGKILL
     assert time.monotonic() - start < 10
     grandchild = int(pidfile.read_text())
@@ -419,7 +427,7 @@ def test_run_child_timeout_kills_the_whole_group(tmp_path):
 def test_run_child_gets_its_own_process_group_and_env(tmp_path):
     env = dict(os.environ, HOMELAB_SECRET_PROBE='s3cr3t')
     code = 'import os; print(os.getpgid(0) == os.getpid(), os.environ["HOMELAB_SECRET_PROBE"])'
-    rc, out, err, timed_out = aa.run_child([sys.executable, '-c', code], str(tmp_path), env)
+    rc, out, err, timed_out = run_child([sys.executable, '-c', code], str(tmp_path), env)
     assert (rc, out.split(), timed_out) == (0, ['True', 's3cr3t'], False)
 
 
@@ -430,8 +438,8 @@ def test_child_dies_with_its_parent(tmp_path):
     parent_code = textwrap.dedent('''
         import os, sys
         sys.path.insert(0, %r)
-        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter as aa
-        aa.run_child([sys.executable, '-c', %r], %r, dict(os.environ))
+        from ansible_collections.homelab.migrations.plugins.module_utils.child import run_child
+        run_child([sys.executable, '-c', %r], %r, dict(os.environ))
     ''' % (collections, 'import os, time; open(%r, "w").write(str(os.getpid())); time.sleep(60)' % str(pidfile),
            str(tmp_path)))
     parent = subprocess.Popen([sys.executable, '-c', parent_code])
@@ -453,7 +461,7 @@ def test_plan_refuses_option_like_targets(tmp_path):
     root, graph = graph_of(tmp_path, {'a.py': template('a')})
     from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import ServiceState
     from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
-    adapter = aa.AlembicAdapter({'name': 'svc', 'tool': 'alembic', 'path': root, 'alembic_command': [ALEMBIC]},
+    adapter = AlembicAdapter({'name': 'svc', 'tool': 'alembic', 'path': root, 'alembic_command': [ALEMBIC]},
                                 DbUrl('postgresql://u@h/db'))
     state = ServiceState('alembic', current=[], heads=['a'], applied=[], pending=['a'], history=['a'],
                          extra={'graph': graph, 'rows': []})
@@ -501,18 +509,18 @@ def test_source_encoding_is_checked_as_python_imports(tmp_path, name, data, refu
         python_refuses = True
     assert python_refuses == refused
     if not refused:
-        aa.check_source_encoding(data)
-        assert aa.revision_from_file(str(path)).revision == 'r1'
+        check_source_encoding(data)
+        assert revision_from_file(str(path)).revision == 'r1'
         return
-    with pytest.raises(aa._FileError) as err:
-        aa.revision_from_file(str(path))
+    with pytest.raises(FileError) as err:
+        revision_from_file(str(path))
     assert 'Python refuses to import it' in str(err.value) or 'not accept' in str(err.value)
 
 
 def test_an_undecodable_applied_file_is_named_though_the_fast_path_reads_only_its_head(tmp_path):
     """Every file is decoded (alembic imports all of them for any command), not only the pending ones."""
     bad = template('b', 'a').replace('SELECT 1', "SELECT 'caf\xe9'").encode('latin-1')
-    fast = aa._fast_values(bad)
+    fast = fast_values(bad)
     assert fast is not None and fast['revision'] == 'b'  # the head alone looks fine
     root, graph = graph_of(tmp_path, {'a_first.py': template('a'), 'b_second.py': bad,
                                       'c_third.py': template('c', 'b')})
@@ -602,7 +610,7 @@ def test_command_problem_agrees_with_running_it(tmp_path):
     for argv, expected in cases.items():
         why = aa.command_problem(list(argv), str(cwd), env)
         try:
-            rc = aa.run_child(list(argv), str(cwd), env, timeout=30)[0]
+            rc = run_child(list(argv), str(cwd), env, timeout=30)[0]
         except OSError:
             rc = 'OSError'
         if expected is None:
@@ -624,7 +632,7 @@ def _one_revision_state(tmp_path, command=None):
     spec = {'name': 'svc', 'tool': 'alembic', 'path': root}
     if command:
         spec['alembic_command'] = command
-    adapter = aa.AlembicAdapter(spec, DbUrl('postgresql://u@h/db'))
+    adapter = AlembicAdapter(spec, DbUrl('postgresql://u@h/db'))
     return root, adapter, ServiceState('alembic', current=[], heads=['a'], applied=[], pending=['a'],
                                        history=['a'], extra={'graph': graph, 'rows': []})
 

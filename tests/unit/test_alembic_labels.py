@@ -15,7 +15,8 @@ import sys
 
 import pytest
 
-from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter as aa
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.config import AlembicConfig
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.graph import RevisionGraph
 
 ORACLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'harness', 'alembic_oracle.py')
 
@@ -77,7 +78,7 @@ def write_tree(root, imports, labels, deps_c1="'e1'", down_e2="'e1'"):
     for rev, values in files.items():
         with open(os.path.join(root, 'alembic', 'versions', rev + '.py'), 'w') as fh:
             fh.write(REV.format(doc=rev, rev=rev, **values))
-    return aa.RevisionGraph(aa.AlembicConfig(root, 'alembic.ini'))
+    return RevisionGraph(AlembicConfig(root, 'alembic.ini'))
 
 
 def oracle(root, targets):
@@ -146,7 +147,7 @@ def test_unreadable_down_revision_without_docstring_is_a_broken_file(tmp_path):
         text = fh.read()
     with open(path, 'w') as fh:
         fh.write(text.replace('Revises: e1\n', ''))
-    graph = aa.RevisionGraph(aa.AlembicConfig(root, 'alembic.ini'))
+    graph = RevisionGraph(AlembicConfig(root, 'alembic.ini'))
     assert not graph.ok
     assert any(path in p and 'down_revision is set to cli.FIRST.strip()' in p for p in graph.problems)
 

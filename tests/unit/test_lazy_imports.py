@@ -40,12 +40,13 @@ def test_drizzle_only_status_imports_neither_alembic_nor_sqlalchemy():
 def test_light_alembic_import_is_private_and_the_real_package_still_imports():
     out = _run('''
         import json, sys
-        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter as aa
-        assert aa.alembic_import_error() is None
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import lazy
+        assert lazy.alembic_import_error() is None
         after_load = sorted(m for m in sys.modules if m.split('.')[0] == 'alembic')
         # the adapter's copy works: a merge of two branches has one head
-        revs = [aa.Revision('a', None), aa.Revision('b', 'a'), aa.Revision('c', 'a'), aa.Revision('m', ('b', 'c'))]
-        heads = list(aa.RevisionMap(lambda: revs).heads)
+        R = lazy.Revision
+        revs = [R('a', None), R('b', 'a'), R('c', 'a'), R('m', ('b', 'c'))]
+        heads = list(lazy.RevisionMap(lambda: revs).heads)
         # and the real package is whole for whoever imports it next
         import alembic
         import alembic.command
@@ -64,9 +65,9 @@ def test_alembic_imported_first_is_reused():
     out = _run('''
         import json
         import alembic.script.revision as real
-        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter as aa
-        assert aa.alembic_import_error() is None
-        print(json.dumps({'same': aa.RevisionMap is real.RevisionMap and aa.RevisionError is real.RevisionError}))
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import lazy
+        assert lazy.alembic_import_error() is None
+        print(json.dumps({'same': lazy.RevisionMap is real.RevisionMap and lazy.RevisionError is real.RevisionError}))
     ''')
     assert out == {'same': True}
 
@@ -75,11 +76,11 @@ def test_missing_alembic_is_reported_not_raised():
     out = _run('''
         import json, sys
         sys.modules['alembic'] = None  # what an interpreter without alembic sees
-        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter as aa
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import lazy
         from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import AdapterError
-        error = aa.alembic_import_error()
+        error = lazy.alembic_import_error()
         try:
-            aa._require_alembic()
+            lazy.require_alembic()
             raised = None
         except AdapterError as exc:
             raised = str(exc)
@@ -93,18 +94,20 @@ ROWS_AFTER = '''
     import json, sys
     if sys.argv[-1] == 'plain':
         import alembic  # noqa: F401  (the adapter then uses the package as it is)
-    from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter as aa
-    assert aa.alembic_import_error() is None
-    R = aa.Revision
+    from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.files import NoModule
+    from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.graph import RevisionGraph
+    from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import lazy
+    assert lazy.alembic_import_error() is None
+    R = lazy.Revision
     revs = [R('a', None), R('b', 'a'), R('c', 'a', branch_labels=('side',)), R('d', 'c'),
             R('m', ('b', 'd')), R('x', None, dependencies=('b',)), R('y', 'x')]
     for rev in revs:
-        rev.module = aa._NoModule
+        rev.module = NoModule
     graph = type('G', (), {})()
-    graph.map = aa.RevisionMap(lambda: revs)
+    graph.map = lazy.RevisionMap(lambda: revs)
     cases = [([], ['a', 'b', 'c', 'd', 'm'], True), (['b', 'd'], ['m'], True), (['m'], ['m', 'd'], False),
              ([], ['a', 'b', 'x', 'y'], True), (['y', 'b'], ['y'], False)]
-    out = [sorted(aa.RevisionGraph.rows_after(graph, rows, steps, up)) for rows, steps, up in cases]
+    out = [sorted(RevisionGraph.rows_after(graph, rows, steps, up)) for rows, steps, up in cases]
     print(json.dumps({'out': out, 'heads': sorted(graph.map.heads),
                       'light': 'alembic' not in sys.modules or sys.argv[-1] == 'plain'}))
 '''
@@ -129,8 +132,8 @@ def test_light_import_predicts_the_version_table_as_the_plain_import():
 def test_light_import_leaves_mako_to_the_real_package():
     out = _run('''
         import json, sys
-        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter as aa
-        assert aa.alembic_import_error() is None
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import lazy
+        assert lazy.alembic_import_error() is None
         stand_ins_left = sorted(m for m in sys.modules if m.split('.')[0] in ('mako', 'alembic'))
         from alembic.util import pyfiles
         import mako.template

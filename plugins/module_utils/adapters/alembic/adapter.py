@@ -22,19 +22,17 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import ast
-import codecs
-import configparser
-import io
 import os
 import re
 import shlex
-import sys
-import tokenize
-import warnings
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import (
     Adapter, AdapterError, ApplyError, ApplyResult, Plan, PlanError, ServiceState, is_warning, problem)
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import lazy
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.config import AlembicConfig
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.files import read_file
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.graph import (
+    RELATIVE_RE, RevisionGraph, is_relative)
 from ansible_collections.homelab.migrations.plugins.module_utils.child import run_child
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
 from ansible_collections.homelab.migrations.plugins.module_utils.preflight import api as preflight_mod
@@ -43,57 +41,11 @@ from ansible_collections.homelab.migrations.plugins.module_utils.waits import (
     child_application_name,
 )
 from ansible_collections.homelab.migrations.plugins.module_utils.regular_file import (
-    CONFIG_LIMIT,
     MIGRATION_LIMIT,
     NotRegularFile,
-    is_regular,
     read_regular,
 )
 
-# alembic's revision machinery, imported on first use by _load_alembic(): a module that never reads an
-# Alembic service (a drizzle-only status or apply) never pays for importing alembic and SQLAlchemy
-HeadMaintainer = Revision = RevisionError = RevisionMap = RevisionStep = MultipleHeads = None
-_ALEMBIC = {}  # 'error': the ImportError, or None once loaded
-_ALEMBIC_MODULES = ('alembic.script.revision', 'alembic.runtime.migration')
-
-try:  # Python 3.11+
-    import tomllib as _toml
-except ImportError:  # pragma: no cover - older Pythons
-    try:
-        import tomli as _toml
-    except ImportError:
-        _toml = None
-
-MAIN_SECTION = 'alembic'
-REV_NAMES = ('revision', 'down_revision', 'branch_labels', 'depends_on')
-
-# alembic.script.base: which file names are revision files
-_ONLY_SOURCE_RE = re.compile(r'(?!\.\#|__init__)(.*\.py)$')
-_SOURCELESS_RE = re.compile(r'(?!\.\#|__init__)(.*\.py)(c|o)?$')
-_LEGACY_REV_RE = re.compile(r'([a-f0-9]+)\.py$')
-# alembic.script.revision._relative_destination
-_RELATIVE_RE = re.compile(r'(?:(.+?)@)?(\w+)?((?:\+|-)\d+)')
-# alembic.config: legacy version_locations splitting when no separator is configured
-_LEGACY_SPLIT_RE = re.compile(r', *|(?: +)')
-_SEPARATORS = {'space': ' ', 'newline': '\n', 'os': os.pathsep, ':': ':', ';': ';'}
-
-# Fast path of the revision file reader (see _fast_values): a file's head made only of whole
-# top-level lines -- blank/comment lines, string statements (the docstring), one-line imports and
-# simple `name[: annotation] = literal` lines for the four names -- matched by regular expressions.
-_NAMES_ALT = br'(?:revision|down_revision|branch_labels|depends_on)'
-_NAME_WORD_RE = re.compile(br'\b' + _NAMES_ALT + br'\b')
-_EOL = br'[ \t]*(?:#[^\r\n]*)?(?:\r?\n|\Z)'
-_FILLER_RE = re.compile(
-    br'(?:[ \t]*(?:#[^\r\n]*)?\r?\n'
-    br'|[rRuU]?"""(?:[^"\\]+|\\.|"(?!""))*"""' + _EOL
-    + br"|[rRuU]?'''(?:[^'\\]+|\\.|'(?!''))*'''" + _EOL
-    + br'|(?:from[ \t]+[\w.]+[ \t]+)?import[ \t]+(?![^\n]*\b' + _NAMES_ALT + br'\b)[\w., \t]+' + _EOL
-    + br')*', re.S)
-_SIMPLE_LINE_RE = re.compile(
-    br'(' + _NAMES_ALT + br')(?:[ \t]*:[ \t]*([\w.\[\], \t|]+?))?[ \t]*=[ \t]*'
-    br'''(None|'[^'\\\n]*'|"[^"\\\n]*"|[(\[][^()\[\]#\\]*[)\]])''' + _EOL)
-_INNER_BRACKETS_RE = re.compile(br'\[[^\[\]]*\]')
-_COOKIE_RE = re.compile(br'(?:[^\n]*\n)?[ \t\f]*#[^\n]*?coding[:=][ \t]*([-\w.]+)')
 _TIMEOUT_RE = re.compile(r'^\d+(?:\.\d+)?\s*(?:us|ms|s|min|h|d)?$')
 
 STDERR_TAIL_LINES = 30
@@ -101,1159 +53,6 @@ STDERR_TAIL_CHARS = 4000
 PREVIEW_TIMEOUT = 120
 
 
-class _FileError(Exception):
-    """A revision file alembic would choke on (or that we cannot read without running it)."""
-
-
-class _NoModule(object):
-    """Stands in for a revision file's module where alembic's RevisionStep wants one; never called."""
-    upgrade = None
-    downgrade = None
-
-
-def _import_alembic_light():
-    """The modules of _ALEMBIC_MODULES, imported without the parts of alembic the read side never runs.
-
-    ``import alembic`` loads alembic's whole command runtime (``alembic.context``, ``alembic.op`` and its
-    operations, every DDL dialect, the autogenerate plugins, Mako and Pygments for the revision
-    templates): about 0.15 s, half of a status run, for nothing the read side uses. The revision map and
-    the version-table bookkeeping (``HeadMaintainer``, ``RevisionStep``) need none of it, so while the two
-    modules load, the package ``__init__`` files of ``alembic`` and ``alembic.script``, ``alembic.ddl``
-    (used only when a MigrationContext connects) and Mako (used only to render new revision files) are
-    bare stand-ins. Afterwards every module loaded that way and every stand-in leaves sys.modules again:
-    this adapter keeps a private copy, and a later ``import alembic`` in the same process gets the real,
-    complete package. When alembic is imported already, or the stand-ins do not work with the installed
-    alembic, the plain import is used instead.
-    """
-    import importlib
-    if 'alembic' in sys.modules:
-        return [importlib.import_module(name) for name in _ALEMBIC_MODULES]
-    import importlib.util
-    import types
-    found = importlib.util.find_spec('alembic')
-    if found is None or not found.submodule_search_locations:
-        raise ImportError("No module named 'alembic'")
-    base = list(found.submodule_search_locations)[0]
-    stand_ins = [('alembic', base), ('alembic.script', os.path.join(base, 'script')),
-                 ('alembic.ddl', os.path.join(base, 'ddl'))]
-    if 'mako' not in sys.modules:
-        stand_ins += [('mako', None), ('mako.exceptions', None), ('mako.template', None)]
-    placed = {}
-    before = set(sys.modules)
-    try:
-        for name, where in stand_ins:
-            module = types.ModuleType(name)
-            if where is not None:
-                module.__path__ = [where]
-            sys.modules[name] = placed[name] = module
-        if 'mako.template' in placed:
-            placed['mako.template'].Template = None  # alembic renders new revision files with it: never here
-        modules = [importlib.import_module(name) for name in _ALEMBIC_MODULES]
-        ok = True
-    except Exception:  # a layout this does not know: forget the partial load, import alembic the plain way
-        ok = False
-    for name in set(sys.modules) - before:
-        if name.split('.')[0] == 'alembic' or placed.get(name) is sys.modules[name]:
-            del sys.modules[name]
-    if not ok:
-        return [importlib.import_module(name) for name in _ALEMBIC_MODULES]
-    return modules
-
-
-def _load_alembic():
-    """Import alembic's revision machinery once; returns the ImportError, or None when it is loaded."""
-    global HeadMaintainer, Revision, RevisionError, RevisionMap, RevisionStep, MultipleHeads
-    if 'error' not in _ALEMBIC:
-        try:
-            revision, migration = _import_alembic_light()
-            HeadMaintainer, RevisionStep = migration.HeadMaintainer, migration.RevisionStep
-            Revision, RevisionError, RevisionMap = revision.Revision, revision.RevisionError, revision.RevisionMap
-            MultipleHeads = revision.MultipleHeads
-            _ALEMBIC['error'] = None
-        except ImportError as exc:
-            _ALEMBIC['error'] = exc
-    return _ALEMBIC['error']
-
-
-def alembic_import_error():
-    """None when alembic can be used on this host, else the ImportError (imports alembic on first call)."""
-    return _load_alembic()
-
-
-def _require_alembic():
-    error = _load_alembic()
-    if error is not None:
-        raise AdapterError('the Python library alembic is required on the managed host to read migration state '
-                           '(pip install alembic): %s' % error)
-
-
-def _to_tuple(value, default=None):
-    """alembic.util.to_tuple"""
-    if value is None:
-        return default
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return tuple(value)
-    return (value,)
-
-
-# --------------------------------------------------------------------------- config
-class AlembicConfig(object):
-    """What the read side needs from alembic.ini / pyproject.toml, resolved to absolute paths."""
-
-    def __init__(self, service_path, config_name):
-        self.service_path = os.path.abspath(service_path)
-        self.config_name = config_name or 'alembic.ini'
-        given = os.path.join(self.service_path, self.config_name)
-        if os.path.basename(self.config_name) == 'pyproject.toml':
-            # `alembic -c pyproject.toml`: the toml is the config, the ini is the default (often absent)
-            self.ini_path = os.path.join(self.service_path, 'alembic.ini')
-            self.toml_path = given
-        else:
-            self.ini_path = given
-            self.toml_path = os.path.join(self.service_path, 'pyproject.toml')
-        self.ini = self._read_ini()
-        self.toml = None  # loaded on first use
-        self.script_location = self._script_location()
-        self.version_locations = self._version_locations()
-        self.recursive = self._boolean('recursive_version_locations')
-        self.sourceless = self._boolean('sourceless')
-        self.import_dirs = self._import_dirs()
-
-    def describe(self):
-        return self.ini_path if self.ini is not None else self.toml_path
-
-    # .ini, as alembic.config.Config.file_config reads it
-    def _read_ini(self):
-        if not os.path.exists(self.ini_path):
-            if os.path.basename(self.config_name) != 'pyproject.toml':
-                raise AdapterError('alembic config %s not found; set alembic_config to the ini file relative to the '
-                                   'service path %s' % (self.ini_path, self.service_path))
-            return None
-        here = os.path.dirname(os.path.abspath(self.ini_path)).replace(os.sep, '/')
-        parser = configparser.ConfigParser({'here': here})
-        try:
-            parser.read_string(read_regular(self.ini_path, CONFIG_LIMIT).decode('utf-8'), source=self.ini_path)
-        except (configparser.Error, UnicodeDecodeError, OSError) as exc:
-            raise AdapterError('cannot read alembic config %s: %s' % (self.ini_path, ' '.join(str(exc).split())))
-        return parser
-
-    def _ini_get(self, name):
-        if self.ini is None or not self.ini.has_option(MAIN_SECTION, name):
-            return None
-        try:
-            return self.ini.get(MAIN_SECTION, name)
-        except configparser.Error as exc:
-            raise AdapterError('alembic config %s: cannot read %s: %s' % (self.ini_path, name,
-                                                                          ' '.join(str(exc).split())))
-
-    def _toml_data(self):
-        if self.toml is None:
-            self.toml = {}
-            if os.path.exists(self.toml_path):
-                if _toml is None:
-                    raise AdapterError('%s may hold [tool.alembic] settings but this Python cannot read TOML; use '
-                                       'Python 3.11+ or install tomli on the managed host' % self.toml_path)
-                try:
-                    data = _toml.loads(read_regular(self.toml_path, CONFIG_LIMIT).decode('utf-8'))
-                except (ValueError, OSError) as exc:
-                    raise AdapterError('cannot read %s: %s' % (self.toml_path, exc))
-                section = data.get('tool', {}).get('alembic', {})
-                if not isinstance(section, dict):
-                    raise AdapterError('%s: [tool.alembic] is not a table' % self.toml_path)
-                self.toml = section
-        return self.toml
-
-    def _toml_get(self, name):
-        value = self._toml_data().get(name)
-        here = {'here': os.path.dirname(os.path.abspath(self.toml_path)).replace(os.sep, '/')}
-        try:
-            if isinstance(value, str):
-                return value % here
-            if isinstance(value, list):
-                return [v % here for v in value]
-        except (TypeError, ValueError, KeyError) as exc:
-            raise AdapterError('%s: [tool.alembic] %s: bad %%-substitution (%s)' % (self.toml_path, name, exc))
-        return value
-
-    def _option(self, name):
-        value = self._ini_get(name)
-        if value is None:
-            value = self._toml_get(name)
-        return value
-
-    def _boolean(self, name):
-        value = self._ini_get(name)
-        if value is not None:
-            return value == 'true'
-        value = self._toml_data().get(name, False)
-        if not isinstance(value, bool):
-            raise AdapterError('%s: [tool.alembic] %s must be true or false' % (self.toml_path, name))
-        return value
-
-    def _abs(self, location):
-        # alembic resolves relative paths against its cwd, which is the service path
-        return os.path.normpath(os.path.join(self.service_path, location))
-
-    def _script_location(self):
-        location = self._option('script_location')
-        if not location or not isinstance(location, str):
-            raise AdapterError("alembic config %s has no 'script_location' in its [alembic] section"
-                               % self.describe())
-        if not os.path.isabs(location) and ':' in location:
-            raise AdapterError("alembic config %s: script_location %r names a package resource; status cannot resolve "
-                               "it without importing the package, use a filesystem path" % (self.describe(), location))
-        path = self._abs(location)
-        if not os.path.isdir(path):
-            raise AdapterError('alembic config %s: script_location %s does not exist' % (self.describe(), path))
-        return path
-
-    def _separator(self):
-        for name in ('path_separator', 'version_path_separator'):
-            value = self._ini_get(name)
-            if value is not None:
-                try:
-                    return _SEPARATORS[value]
-                except KeyError:
-                    raise AdapterError("alembic config %s: %r is not a valid value for %s; expected 'space', "
-                                       "'newline', 'os', ':' or ';'" % (self.ini_path, value, name))
-        return None
-
-    def _import_dirs(self):
-        """Where the application modules a revision file imports are looked for (read, never imported): the
-        ``prepend_sys_path`` entries alembic puts on sys.path (split leniently), then the service path."""
-        raw = self._ini_get('prepend_sys_path')
-        if raw is None:
-            raw = self._toml_get('prepend_sys_path')
-        parts = raw if isinstance(raw, list) else re.split(r'[\s,%s]+' % re.escape(os.pathsep), raw or '')
-        dirs = [self._abs(p) for p in parts if isinstance(p, str) and p.strip()]
-        return [d for i, d in enumerate(dirs + [self.service_path]) if d not in dirs[:i]]
-
-    def _version_locations(self):
-        raw = self._ini_get('version_locations')
-        if raw:
-            sep = self._separator()
-            if sep is None:
-                parts = _LEGACY_SPLIT_RE.split(raw)
-            else:
-                parts = [x.strip() for x in raw.split(sep) if x]
-        else:
-            parts = self._toml_get('version_locations')
-            if parts is not None and (not isinstance(parts, list) or not all(isinstance(p, str) for p in parts)):
-                raise AdapterError('%s: [tool.alembic] version_locations must be a list of paths' % self.toml_path)
-        if not parts:
-            return [os.path.join(self.script_location, 'versions')]
-        for part in parts:
-            if not os.path.isabs(part) and ':' in part:
-                raise AdapterError('alembic config %s: version location %r names a package resource; use a '
-                                   'filesystem path' % (self.describe(), part))
-        return [self._abs(p) for p in parts]
-
-
-# ------------------------------------------------------------------- revision files
-def list_revision_files(config):
-    """Revision file paths in the order ScriptDirectory._load_revisions yields them.
-
-    Like alembic's Script._list_py_dir on Python 3.8-3.11 (os.walk: top-down, symlinked
-    directories not entered, files sorted, sub-directories sorted, only the first level unless
-    recursive_version_locations) and _from_path (file name rules applied to the resolved path).
-    Returns (paths, unreadable): ``unreadable`` are sourceless (.pyc/.pyo only) revisions.
-    """
-    paths = []
-    unreadable = []
-    seen = set()
-    for location in config.version_locations:
-        if not os.path.exists(location):
-            continue
-        stack = [location]
-        while stack:
-            root = stack.pop()
-            try:
-                entries = list(os.scandir(root))
-            except OSError:
-                entries = []
-            files = []
-            dirs = []
-            for entry in entries:
-                try:
-                    is_dir = entry.is_dir()
-                except OSError:
-                    is_dir = False
-                (dirs if is_dir else files).append(entry)
-            if not os.path.basename(root).endswith('__pycache__'):
-                real_root = os.path.realpath(root)
-                candidates = []
-                for entry in sorted(files, key=lambda e: e.name):
-                    if entry.is_symlink() and is_regular(entry.path):
-                        candidates.append(os.path.realpath(entry.path))
-                    else:
-                        candidates.append(os.path.join(real_root, entry.name))
-                if config.sourceless:
-                    cache = os.path.join(root, '__pycache__')
-                    if os.path.isdir(cache):
-                        names = set(e.name.split('.')[0] for e in files)
-                        candidates.extend(os.path.realpath(os.path.join(cache, f)) for f in os.listdir(cache)
-                                          if f.split('.')[0] not in names)
-                for real in candidates:
-                    if real in seen:
-                        continue
-                    seen.add(real)
-                    kind = _file_kind(config, real)
-                    if kind == 'source':
-                        paths.append(real)
-                    elif kind == 'compiled':
-                        unreadable.append(real)
-            if not config.recursive:
-                break
-            for entry in sorted(dirs, key=lambda e: e.name, reverse=True):
-                if not entry.is_symlink():
-                    stack.append(entry.path)
-    return paths, unreadable
-
-
-def _file_kind(config, path):
-    directory, name = os.path.split(path)
-    match = (_SOURCELESS_RE if config.sourceless else _ONLY_SOURCE_RE).match(name)
-    if not match:
-        return None
-    if config.sourceless and match.group(2) in ('c', 'o'):
-        py_name = match.group(1)
-        if os.path.exists(os.path.join(directory, py_name)) or (
-                match.group(2) == 'o' and os.path.exists(os.path.join(directory, py_name + 'c'))):
-            return None
-        return 'compiled'
-    return 'source'
-
-
-def _fast_values(data):
-    """The revision names' literal values from the file's head, or None when the file needs a full parse.
-
-    The head is consumed in whole top-level lines by regular expressions (see _FILLER_RE and
-    _SIMPLE_LINE_RE), so every line taken is a complete module-level statement; the right-hand
-    sides go through ``ast.literal_eval``. If the head has no such line, or the rest of the file
-    mentions one of the names at all (anywhere, even in a comment), or the file declares a
-    non-UTF-8 encoding, the answer is None and the caller parses the whole file with ``ast``.
-    """
-    if data[:3] == b'\xef\xbb\xbf':
-        return None
-    second_eol = data.find(b'\n', data.find(b'\n') + 1)
-    cookie = _COOKIE_RE.match(data[:second_eol + 1] if second_eol >= 0 else data)
-    if cookie and cookie.group(1).lower().replace(b'_', b'-') not in (b'utf-8', b'utf8'):
-        return None
-    values = {}
-    pos = 0
-    while True:
-        pos = _FILLER_RE.match(data, pos).end()
-        line = _SIMPLE_LINE_RE.match(data, pos)
-        if line is None:
-            break
-        annotation = line.group(2)
-        if annotation is not None:
-            while True:
-                annotation, count = _INNER_BRACKETS_RE.subn(b'', annotation)
-                if not count:
-                    break
-            if b'[' in annotation or b']' in annotation:
-                return None
-        text = line.group(3)
-        if text == b'None':
-            value = None
-        elif text[:1] in (b'"', b"'"):
-            try:
-                value = text[1:-1].decode('utf-8')
-            except UnicodeDecodeError:
-                return None
-        else:
-            try:
-                value = ast.literal_eval(text.decode('utf-8'))
-            except (SyntaxError, ValueError, TypeError, UnicodeDecodeError, MemoryError, RecursionError):
-                return None
-        values[line.group(1).decode('ascii')] = value
-        pos = line.end()
-    if not values or _NAME_WORD_RE.search(data, pos):
-        return None
-    return values
-
-
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.ListComp, ast.SetComp,
-           ast.DictComp, ast.GeneratorExp)
-
-
-def _stored_names(node):
-    """Names a module-level statement binds or deletes (not descending into new scopes)."""
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, ast.Name) and isinstance(item.ctx, (ast.Store, ast.Del)):
-            yield item.id, item
-        elif isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            yield item.name, item
-            continue
-        elif isinstance(item, (ast.Import, ast.ImportFrom)):
-            for alias in item.names:
-                yield (alias.asname or alias.name.split('.')[0]), item
-            continue
-        if isinstance(item, _SCOPES) and item is not node:
-            continue
-        stack.extend(ast.iter_child_nodes(item))
-
-
-class _Unread(object):
-    """A revision name (down_revision, branch_labels, depends_on) set to something other than a literal:
-    ``branch_labels = (cli.EXPAND_BRANCH,)``. alembic imports the file and sees the value; status never runs
-    it, so RevisionGraph tries to read the value statically (resolve_unread) and otherwise works without it."""
-
-    def __init__(self, name, node, tree, lineno=None, how=None):
-        self.name = name
-        self.node = node
-        self.tree = tree
-        self.lineno = lineno if lineno is not None else getattr(node, 'lineno', None)
-        self.how = how
-        try:
-            self.text = ' '.join(ast.unparse(node).split()) if node is not None else how
-        except Exception:  # ast.unparse: Python 3.9+
-            self.text = type(node).__name__
-        if self.text and len(self.text) > 80:
-            self.text = self.text[:77] + '...'
-
-
-def _literal(name, node, tree=None):
-    try:
-        return ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        if name != 'revision':
-            return _Unread(name, node, tree)
-        raise _FileError('line %s: %s is set to an expression (%s), not a literal; status reads revision files '
-                         'without running them, so write it as a plain string, tuple or None'
-                         % (getattr(node, 'lineno', '?'), name, type(node).__name__))
-
-
-def _bind(values, target, value, tree=None):
-    if isinstance(target, ast.Name):
-        if target.id in REV_NAMES:
-            values[target.id] = _literal(target.id, value, tree)
-        return
-    if isinstance(target, (ast.Tuple, ast.List)):
-        names = [n for n, _node in _stored_names(target) if n in REV_NAMES]
-        if not names:
-            return
-        if (isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(target.elts)
-                and not any(isinstance(e, ast.Starred) for e in target.elts + value.elts)):
-            for sub_target, sub_value in zip(target.elts, value.elts):
-                _bind(values, sub_target, sub_value, tree)
-            return
-        raise _FileError('line %s: %s is assigned by unpacking an expression; write it as a plain literal assignment'
-                         % (target.lineno, ', '.join(names)))
-    if isinstance(target, ast.Starred):
-        names = [n for n, _node in _stored_names(target) if n in REV_NAMES]
-        if names:
-            raise _FileError('line %s: %s is assigned by star-unpacking; write it as a plain literal assignment'
-                             % (target.lineno, ', '.join(names)))
-
-
-def parse_module(data):
-    """ast.parse with the errors turned into _FileError."""
-    try:
-        return ast.parse(data)
-    except (SyntaxError, ValueError) as exc:
-        line = getattr(exc, 'lineno', None)
-        where = ' (line %s)' % line if line is not None else ''
-        raise _FileError('is not valid Python%s: %s' % (where, getattr(exc, 'msg', None) or exc))
-    except (RecursionError, MemoryError):
-        raise _FileError('is too deeply nested to parse')
-
-
-def full_values(data):
-    """{name: value} of the module-level revision names, from the whole file's AST. Raises _FileError."""
-    return values_from_tree(parse_module(data))
-
-
-def module_names(tree):
-    """The names a module's top-level code binds (None when a star import may bind anything)."""
-    names = set()
-    for stmt in tree.body:
-        if isinstance(stmt, ast.ImportFrom) and any(alias.name == '*' for alias in stmt.names):
-            return None
-        names.update(name for name, _node in _stored_names(stmt))
-    return names
-
-
-def values_from_tree(tree):
-    """{name: value} of the module-level revision names of a parsed file. Raises _FileError."""
-    values = {}
-    for stmt in tree.body:
-        if isinstance(stmt, ast.Assign):
-            for target in stmt.targets:
-                _bind(values, target, stmt.value, tree)
-        elif isinstance(stmt, ast.AnnAssign):
-            if stmt.value is not None and stmt.simple:
-                _bind(values, stmt.target, stmt.value, tree)
-        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
-            continue  # docstrings
-        else:
-            for name, node in _stored_names(stmt):
-                if name in REV_NAMES and name != 'revision':
-                    # bound inside an if/try/with...: what alembic sees depends on running the file
-                    values[name] = _Unread(name, None, tree, lineno=getattr(node, 'lineno', stmt.lineno),
-                                           how='a value bound by a %s statement' % type(stmt).__name__)
-                elif name in REV_NAMES:
-                    raise _FileError('line %s: %s is bound by a %s statement, not a plain assignment; status reads '
-                                     'revision files without running them, so assign a literal at module level'
-                                     % (getattr(node, 'lineno', stmt.lineno), name, type(stmt).__name__))
-    return values
-
-
-def read_file(path):
-    try:
-        return read_regular(path, MIGRATION_LIMIT)
-    except OSError as exc:
-        raise _FileError('cannot be read: %s' % (exc.strerror or exc))
-
-
-def check_source_encoding(data):
-    """Raise _FileError when Python would refuse to import ``data`` over its encoding.
-
-    The reader's fast path looks only at a file's head, yet alembic imports every revision file
-    on every command, so one undecodable byte anywhere makes all of them fail. The whole file is
-    decoded once, strictly, the way Python picks the encoding (PEP 263 / 3120 as
-    :func:`tokenize.detect_encoding` applies them: a UTF-8 BOM, a coding cookie on the first or
-    second line, else UTF-8). That is cheap, and almost every file passes. A file that fails gets
-    compiled like an import compiles it, because CPython does not decode comments: a stray
-    latin-1 byte in a comment imports fine, and a file alembic runs is not an error here.
-    """
-    try:
-        encoding = tokenize.detect_encoding(io.BytesIO(data).readline)[0]
-    except SyntaxError as exc:
-        text = str(getattr(exc, 'msg', None) or exc)
-        if 'unknown encoding' in text or 'encoding problem' in text:
-            raise _FileError('declares an encoding Python does not accept (%s), so Python refuses to import it; fix '
-                             'its `# -*- coding: ... -*-` line, or save the file as UTF-8 and drop the line' % text)
-        encoding = 'utf-8'  # the first line does not decode: located below
-    offset = 0
-    if encoding == 'utf-8-sig':
-        encoding, offset = 'utf-8', 3
-    try:
-        codecs.decode(data[offset:], encoding, 'strict')
-        return
-    except UnicodeDecodeError as exc:
-        bad = offset + exc.start
-    except LookupError as exc:
-        raise _FileError('declares an encoding Python does not accept (%s); save the file as UTF-8' % exc)
-    try:
-        parse_module(data)
-    except _FileError as exc:
-        if not re.search(r'codec|unicode error|encoding|decode', str(exc)):
-            raise
-    else:
-        return  # only comments hold the bytes: Python (and so alembic) imports it as it is
-    shown = 'UTF-8' if encoding.replace('_', '-').lower() in ('utf-8', 'utf8') else encoding
-    raise _FileError('is not valid %s (byte 0x%02x on line %d), so Python refuses to import it and every `alembic` '
-                     'command fails; save the file as UTF-8%s'
-                     % (shown, bytearray(data[bad:bad + 1])[0], data.count(b'\n', 0, bad) + 1,
-                        '' if shown == 'UTF-8' else ' and fix its coding line'))
-
-
-def read_revision(path, data=None):
-    """({name: value}, module_names or False) of one revision file; False when only its head was read.
-
-    Raises _FileError.
-    """
-    if data is None:
-        data = read_file(path)
-    check_source_encoding(data)
-    values = _fast_values(data)
-    if values is not None:
-        return values, False
-    tree = parse_module(data)
-    return values_from_tree(tree), module_names(tree)
-
-
-def read_revision_values(path, data=None):
-    """({name: value}, whole_file_parsed) of one revision file. Raises _FileError."""
-    values, names = read_revision(path, data)
-    return values, names is not False
-
-
-def _check_ids(name, value, single=False):
-    if value is None:
-        return
-    if single:
-        ok = isinstance(value, str) and value != ''
-    else:
-        ok = isinstance(value, str) or (isinstance(value, (tuple, list, set, frozenset))
-                                        and all(isinstance(v, str) for v in value))
-    if not ok:
-        raise _FileError('%s must be %s, got %r' % (name, 'a non-empty string' if single
-                                                    else 'None, a string or a tuple of strings', value))
-
-
-def revision_from_values(path, values):
-    """An alembic Revision built from a file's literals, the way Script.__init__ builds it."""
-    _require_alembic()
-    if 'revision' in values:
-        rev_id = values['revision']
-        _check_ids('revision', rev_id, single=True)
-    else:
-        legacy = _LEGACY_REV_RE.match(os.path.basename(path))
-        if not legacy:
-            raise _FileError("has no module-level `revision = '...'`")
-        rev_id = legacy.group(1)
-    if 'down_revision' not in values:
-        raise _FileError("has no module-level `down_revision = ...` (use None for a base revision)")
-    for name in ('down_revision', 'branch_labels', 'depends_on'):
-        _check_ids(name, values.get(name))
-    try:
-        rev = Revision(rev_id, values['down_revision'],
-                       dependencies=_to_tuple(values.get('depends_on'), default=()),
-                       branch_labels=_to_tuple(values.get('branch_labels'), default=()))
-    except RevisionError as exc:
-        raise _FileError(str(exc))
-    rev.module = _NoModule
-    return rev
-
-
-class _Unresolved(Exception):
-    """A value that cannot be read without running code."""
-
-
-_REVISES_RE = re.compile(r'^[ \t]*Revises:[ \t]*(.*?)[ \t]*$', re.M)
-_MAX_RESOLVE_DEPTH = 8
-
-
-def _module_file(name, dirs):
-    """The source file of the dotted module ``name`` under one of ``dirs`` (no import), or None."""
-    parts = name.split('.')
-    if not all(re.match(r'^\w+$', p) for p in parts):
-        return None
-    for folder in dirs:
-        base = os.path.join(folder, *parts)
-        # Python's FileFinder: a package directory wins over a module file of the same name
-        for path in (os.path.join(base, '__init__.py'), base + '.py'):
-            if os.path.isfile(path):
-                return path
-    return None
-
-
-def _module_tree(path, cache):
-    if path not in cache:
-        try:
-            data = read_file(path)
-            cache[path] = parse_module(data)
-        except _FileError:
-            cache[path] = None
-    if cache[path] is None:
-        raise _Unresolved()
-    return cache[path]
-
-
-_UNKNOWN = object()
-
-
-def _unpacked(target, value, name):
-    """The value node ``name`` gets from ``target = value`` (a name, or a name inside tuple unpacking of a
-    tuple/list display of the same length), _UNKNOWN when the statement binds it otherwise, None when not."""
-    if isinstance(target, ast.Name):
-        return value if target.id == name else None
-    if not any(bound == name for bound, _node in _stored_names(target)):
-        return None
-    if (isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List))
-            and len(target.elts) == len(value.elts)
-            and not any(isinstance(e, ast.Starred) for e in target.elts + value.elts)):
-        for sub_target, sub_value in zip(target.elts, value.elts):
-            found = _unpacked(sub_target, sub_value, name)
-            if found is not None:
-                return found
-    return _UNKNOWN
-
-
-def _binding(tree, name, before=None):
-    """How the module-level code of ``tree`` binds ``name`` last, unconditionally: ('value', node),
-    ('module', dotted name) or ('from', module, level, imported name); None when it does not.
-    With ``before`` (a line number), only statements that start above that line count: the ones
-    Python has run when it evaluates that line of the module."""
-    found = None
-    for stmt in tree.body:
-        if before is not None and stmt.lineno >= before:
-            break
-        if isinstance(stmt, ast.Assign):
-            for target in stmt.targets:
-                value = _unpacked(target, stmt.value, name)
-                if value is _UNKNOWN:
-                    found = ('unknown',)  # unpacking of a computed value: only running the code tells
-                elif value is not None:
-                    found = ('value', value)
-        elif isinstance(stmt, ast.AnnAssign):
-            if stmt.simple and stmt.value is not None and stmt.target.id == name:
-                found = ('value', stmt.value)
-        elif isinstance(stmt, ast.Import):
-            for alias in stmt.names:
-                if alias.asname == name:
-                    found = ('module', alias.name)
-                elif alias.asname is None and alias.name.split('.')[0] == name:
-                    found = ('module', name)
-        elif isinstance(stmt, ast.ImportFrom):
-            for alias in stmt.names:
-                if (alias.asname or alias.name) == name:
-                    found = ('from', stmt.module or '', stmt.level, alias.name)
-        else:
-            for bound, _node in _stored_names(stmt):
-                if bound == name:
-                    found = ('unknown',)  # conditional or computed: only running the code tells
-    return found
-
-
-def _star_modules(tree, where, dirs, before=None):
-    """The modules a file star-imports (``from app.cli import *``) above line ``before``, last first, as dotted
-    names."""
-    out = []
-    for stmt in tree.body:
-        if before is not None and stmt.lineno >= before:
-            break
-        if isinstance(stmt, ast.ImportFrom) and any(a.name == '*' for a in stmt.names):
-            base = stmt.module or ''
-            if stmt.level:
-                package = _package_of(where, stmt.level, dirs)
-                if package is None:
-                    continue
-                base = '.'.join(p for p in (package, base) if p)
-            out.append(base)
-    return list(reversed(out))
-
-
-def _dotted(node):
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    parts.append(node.id)
-    return list(reversed(parts))
-
-
-def _evaluate(node, tree, where, dirs, cache, depth=0, before=None):
-    """The value of ``node`` (a literal, a name or a.b.c reference, or a tuple/list of them) in the module
-    ``tree`` at path ``where``, following module-level literal assignments and imports of modules found
-    under ``dirs`` by reading them (never importing). Raises _Unresolved."""
-    if node is None or depth > _MAX_RESOLVE_DEPTH:
-        raise _Unresolved()
-    try:
-        return ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        pass
-    if isinstance(node, (ast.Tuple, ast.List)):
-        items = [_evaluate(e, tree, where, dirs, cache, depth + 1, before) for e in node.elts]
-        return tuple(items) if isinstance(node, ast.Tuple) else items
-    ref = _dotted(node)
-    if ref is None:
-        raise _Unresolved()
-    return _lookup(ref, tree, where, dirs, cache, depth + 1, before)
-
-
-def _package_of(where, level, dirs):
-    """The dotted package a relative import at ``level`` in the file ``where`` starts from, or None."""
-    folder = os.path.dirname(where)
-    for _dummy in range(level - 1):
-        folder = os.path.dirname(folder)
-    for root in dirs:
-        rel = os.path.relpath(folder, root)
-        if rel == '.':
-            return ''
-        if not rel.startswith('..'):
-            return rel.replace(os.sep, '.')
-    return None
-
-
-def _star_exports(tree, name):
-    """Whether ``from <module> import *`` binds ``name`` from the module ``tree``: its ``__all__`` when the
-    module sets it (as a literal; otherwise unknown: _Unresolved), else every name not starting with '_'."""
-    found = _binding(tree, '__all__')
-    if found is None:
-        return not name.startswith('_')
-    if found[0] != 'value':
-        raise _Unresolved()
-    try:
-        exported = ast.literal_eval(found[1])
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        raise _Unresolved()
-    if not isinstance(exported, (list, tuple)):
-        raise _Unresolved()
-    return name in exported
-
-
-def _shadowed(package, name, dirs, cache):
-    """Whether the code of ``package`` binds ``name`` to something other than its own submodule ``name`` (which
-    Python's ``from package import name`` then returns instead of the submodule)."""
-    path = _module_file(package, dirs) if package else None
-    if path is None:
-        return False
-    found = _binding(_module_tree(path, cache), name)
-    if found is None:
-        return False
-    if found[0] == 'from' and found[3] == name:  # `from . import name` / `from package import name`
-        base = found[1]
-        if found[2]:
-            parent = _package_of(path, found[2], dirs)
-            if parent is None:
-                return True
-            base = '.'.join(p for p in (parent, base) if p)
-        return base != package
-    return True
-
-
-def _lookup(ref, tree, where, dirs, cache, depth, before=None):
-    if depth > _MAX_RESOLVE_DEPTH:
-        raise _Unresolved()
-    found = _binding(tree, ref[0], before)
-    if found is None:  # not bound here: a star import (above the use) may bring it
-        for module in _star_modules(tree, where, dirs, before):
-            path = _module_file(module, dirs)
-            if path is not None:
-                try:
-                    module_tree = _module_tree(path, cache)
-                    if not _star_exports(module_tree, ref[0]):
-                        continue  # `import *` does not bind it (__all__, or a _private name): Python's NameError
-                    return _lookup(ref, module_tree, path, dirs, cache, depth + 1)
-                except _Unresolved:
-                    continue
-        raise _Unresolved()
-    if found[0] == 'unknown':
-        raise _Unresolved()
-    if found[0] == 'value':
-        if len(ref) > 1:
-            raise _Unresolved()
-        return _evaluate(found[1], tree, where, dirs, cache, depth + 1, before)
-    if found[0] == 'module':
-        module, rest = found[1], ref[1:]
-    else:
-        _kind, base, level, imported = found
-        if level:
-            package = _package_of(where, level, dirs)
-            if package is None:
-                raise _Unresolved()
-            base = '.'.join(p for p in (package, base) if p)
-        candidate = '.'.join(p for p in (base, imported) if p)
-        # `from pkg import name`: an attribute the package's own code binds wins over its submodule `name`
-        if _shadowed(base, imported, dirs, cache):
-            module, rest = base, [imported] + ref[1:]
-        elif _module_file(candidate, dirs):
-            module, rest = candidate, ref[1:]
-        else:
-            module, rest = base, [imported] + ref[1:]
-    while len(rest) > 1 and _module_file(module + '.' + rest[0], dirs):
-        if _shadowed(module, rest[0], dirs, cache):
-            break  # the package's own code binds the name to something else than the submodule
-        module = module + '.' + rest.pop(0)
-    path = _module_file(module, dirs) if module else None
-    if path is None or not rest:
-        raise _Unresolved()
-    return _lookup(rest, _module_tree(path, cache), path, dirs, cache, depth + 1)
-
-
-def _revises_from_docstring(tree):
-    """down_revision as alembic's revision template writes it in the docstring (``Revises: a, b``), or _Unresolved."""
-    doc = ast.get_docstring(tree) if tree is not None else None
-    match = _REVISES_RE.search(doc or '')
-    if match is None:
-        raise _Unresolved()
-    ids = [x.strip() for x in match.group(1).split(',') if x.strip()]
-    if not ids:
-        return None
-    return ids[0] if len(ids) == 1 else tuple(ids)
-
-
-def resolve_unread(path, values, dirs, cache=None):
-    """Replace the _Unread values of one file's ``values`` in place.
-
-    A value read statically (a constant the application defines as a literal, found under ``dirs``)
-    is what alembic sees when it imports the file. What cannot be read becomes None (no labels, no
-    dependencies) or, for down_revision, the ``Revises:`` line of the file's docstring. Returns the
-    (name, line, expression, what was assumed) of each value that could not be read; raises _FileError
-    for a down_revision that cannot be known at all.
-    """
-    cache = {} if cache is None else cache
-    unread = []
-    for name in ('down_revision', 'branch_labels', 'depends_on'):
-        item = values.get(name)
-        if not isinstance(item, _Unread):
-            continue
-        try:
-            # names of the revision file itself count only when bound above the line that uses them
-            value = _evaluate(item.node, item.tree, path, dirs, cache, before=item.lineno)
-            _check_ids(name, value)
-            values[name] = value
-            continue
-        except (_Unresolved, _FileError):
-            pass
-        if name == 'down_revision':
-            try:
-                values[name] = _revises_from_docstring(item.tree)
-            except _Unresolved:
-                raise _FileError('line %s: down_revision is set to %s, which status cannot read without running the '
-                                 'file (no literal value found for it under %s, and no `Revises:` line in the '
-                                 "file's docstring); write down_revision as a plain string, tuple or None"
-                                 % (item.lineno, item.text, ', '.join(dirs) or 'the service path'))
-            assumed = 'the docstring\'s "Revises: %s"' % (_to_tuple(values[name], default=()) and
-                                                          ', '.join(_to_tuple(values[name])) or '')
-        else:
-            values[name] = None
-            assumed = 'none'
-        unread.append((name, item.lineno, item.text, assumed))
-    return unread
-
-
-def revision_from_file(path):
-    values, _whole = read_revision_values(path)
-    return revision_from_values(path, values)
-
-
-class RevisionGraph(object):
-    """alembic's RevisionMap over the parsed files, plus the file of each revision."""
-
-    def __init__(self, config):
-        _require_alembic()
-        self.config = config
-        self.files = {}
-        self.revisions = []
-        self.problems = []
-        paths, unreadable = list_revision_files(config)
-        for path in unreadable:
-            self.problems.append('%s: sourceless revision (no .py beside it); status cannot read it without running '
-                                 'it, ship the .py file' % path)
-        labels = set()
-        self.checked = {}  # files whose whole text went through ast already: {path: module_names()}
-        self.unread = []  # values status could not read: {path, line, name, text, assumed, revision}
-        modules = {}  # parsed application modules, for resolve_unread
-        for path in paths:
-            try:
-                values, names = read_revision(path)
-                unread = resolve_unread(path, values, config.import_dirs, modules)
-                rev = revision_from_values(path, values)
-            except _FileError as exc:
-                self.problems.append('%s %s' % (path, exc))
-                continue
-            if rev.revision in self.files:
-                self.problems.append('revision id %r is defined twice: %s and %s; give one of them a new id'
-                                     % (rev.revision, self.files[rev.revision], path))
-                continue
-            self.files[rev.revision] = path
-            if names is not False:
-                self.checked[path] = names
-            labels.update(rev._orig_branch_labels)
-            self.revisions.append(rev)
-            for name, line, text, assumed in unread:
-                self.unread.append({'path': path, 'line': line, 'name': name, 'text': text, 'assumed': assumed,
-                                    'revision': rev.revision})
-        known = set(self.files)
-        # a file that could not be read may well define the revisions the others name: report it alone
-        for rev in (self.revisions if not self.problems else []):
-            for down in _to_tuple(rev.down_revision, default=()):
-                if down not in known:
-                    self.problems.append('%s: down_revision %r is not in any revision file under %s'
-                                         % (self.files[rev.revision], down, ', '.join(config.version_locations)))
-            deps = _to_tuple(rev.dependencies, default=())
-            for dep in deps:
-                if dep in known or dep in labels:
-                    continue
-                if self.unread_labels():  # most likely one of the labels status could not read: go on without it
-                    self.unread.append({'path': self.files[rev.revision], 'line': None, 'name': 'depends_on',
-                                        'text': repr(dep), 'revision': rev.revision,
-                                        'assumed': 'no dependency on %r, which names no revision and no branch '
-                                                   'label status could read' % dep})
-                    rev.dependencies = tuple(d for d in _to_tuple(rev.dependencies, default=()) if d != dep) or None
-                else:
-                    self.problems.append('%s: depends_on %r is neither a revision nor a branch label'
-                                         % (self.files[rev.revision], dep))
-        self.map = None
-        if self.problems:
-            return
-        revisions = list(self.revisions)
-        rmap = RevisionMap(lambda: revisions)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore')
-                self.heads_tuple = rmap.heads  # builds the map: cycles, duplicate labels... raise here
-        except RevisionError as exc:
-            involved = getattr(exc, 'revisions', None) or [r for r in self.files if re.search(
-                r'(?<![\w-])%s(?![\w-])' % re.escape(r), str(exc))]
-            self.problems.append('%s (files: %s)' % (exc, ', '.join(self.files[r] for r in involved if r in self.files)
-                                                     or 'see the revision ids named'))
-            return
-        except Exception as exc:  # alembic internals (KeyError...) on odd graphs
-            self.problems.append('alembic cannot build the revision map: %s: %s' % (type(exc).__name__, exc))
-            return
-        self.map = rmap
-
-    @property
-    def ok(self):
-        return self.map is not None
-
-    def unread_labels(self):
-        return [u for u in self.unread if u['name'] == 'branch_labels']
-
-    def warnings(self):
-        """One message per value status could not read (a warning: heads, pending and plans do not need it)."""
-        out = []
-        for item in self.unread:
-            where = '%s line %s' % (item['path'], item['line']) if item['line'] else item['path']
-            if item['name'] == 'branch_labels':
-                why = ('alembic sees the label when it imports the file, status never runs it; heads, pending and '
-                       'plans do not need it, but a target naming that label is refused. Write the label as a '
-                       "string literal (branch_labels = ('expand',)) or define the constant as a literal in a "
-                       'module under %s to use it as a target' % ', '.join(self.config.import_dirs))
-            elif item['name'] == 'down_revision':
-                why = ('status cannot read it without running the file and took %s; write down_revision as a literal '
-                       'so the order cannot differ from what alembic sees' % item['assumed'])
-            else:
-                why = ('status cannot read it without running the file and assumed %s; write depends_on as a literal '
-                       'so the order cannot differ from what alembic sees' % item['assumed'])
-            out.append('%s: revision %s sets %s to %s; %s' % (where, item['revision'], item['name'], item['text'], why))
-        return out
-
-    def unreadable_target(self, target):
-        """Why ``target`` cannot be planned because it may name a branch label status could not read, or None."""
-        unread = self.unread_labels()
-        if not unread or self.map is None:
-            return None
-        for part in str(target).split('@'):
-            part = re.sub(r'[+-]\d+$', '', part.strip())
-            if part in ('', 'head', 'heads', 'base'):
-                continue
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter('ignore')
-                    if self.map.get_revisions(part):
-                        continue
-            except Exception:
-                pass
-            return ('target %r names %r, which is no revision and no branch label status could read; the revision '
-                    'files set branch labels that cannot be read without running them: %s. Write those labels as '
-                    'string literals, or give a revision id as the target'
-                    % (target, part, '; '.join('%s line %s (%s)' % (u['path'], u['line'], u['text']) for u in unread)))
-        return None
-
-    def syntax_problems(self, rev_ids, function=None):
-        """Problems in the files of ``rev_ids`` (the ones about to run), as messages naming the file.
-
-        The read side parses only the revision names of most files; the files alembic is about to
-        run get a full parse so a broken one is reported before anything starts. With ``function``
-        ('upgrade' or 'downgrade') each file must also define it at module level: alembic looks it
-        up for every step before it runs the first one, and fails on a file without it.
-        """
-        out = []
-        for rev_id in rev_ids:
-            path = self.files.get(rev_id)
-            if path is None:
-                continue
-            if path not in self.checked:
-                try:
-                    self.checked[path] = module_names(parse_module(read_file(path)))
-                except _FileError as exc:
-                    out.append('%s %s' % (path, exc))
-                    continue
-            names = self.checked[path]
-            if function and names is not None and function not in names:
-                out.append('%s has no module-level %s(), so `alembic %s` would fail on revision %s before running '
-                           'anything; define `def %s():` in it (with `pass` as its body if there is nothing to do)'
-                           % (path, function, function, rev_id, function))
-        return out
-
-    def heads(self):
-        return list(self.map.heads)
-
-    def redundant_parents(self, rev_id):
-        """(listed parents that are ancestors of another listed parent, the other parents) of a merge."""
-        rmap = self.map._revision_map
-        rev = rmap.get(rev_id)
-        downs = list(_to_tuple(getattr(rev, 'down_revision', None), default=()))
-        if len(downs) < 2:
-            return [], downs
-
-        def ancestors(start):
-            seen = set()
-            todo = [start]
-            while todo:
-                node = rmap.get(todo.pop())
-                for down in _to_tuple(getattr(node, 'down_revision', None), default=()):
-                    if down not in seen:
-                        seen.add(down)
-                        todo.append(down)
-            return seen
-        of = dict((d, ancestors(d)) for d in downs)
-        redundant = [a for a in downs if any(a in of[b] for b in downs if b != a)]
-        return redundant, [d for d in downs if d not in redundant]
-
-    def history(self):
-        """Oldest first: the reverse of what `alembic history` prints."""
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            revs = list(self.map.iterate_revisions('heads', 'base', inclusive=True, assert_relative_length=False))
-        return [r.revision for r in reversed(revs)]
-
-    def applied_set(self, rows):
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            revs = self.map.get_revisions(tuple(rows))
-            return set(r.revision for r in self.map._get_ancestor_nodes(revs, include_dependencies=True))
-
-    def upgrade_steps(self, destination, rows):
-        """ScriptDirectory._upgrade_revs: revisions `alembic upgrade <destination>` runs, in order."""
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            revs = list(self.map.iterate_revisions(destination, tuple(rows), implicit_base=True))
-        return [r.revision for r in reversed(revs)]
-
-    def downgrade_steps(self, destination, rows):
-        """ScriptDirectory._downgrade_revs: revisions `alembic downgrade <destination>` reverts, in order."""
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            revs = list(self.map.iterate_revisions(tuple(rows), destination, select_for_downgrade=True))
-        return [r.revision for r in revs]
-
-    def resolve(self, target):
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            return [r.revision for r in self.map.get_revisions(target) if r is not None]
-
-    def all_current(self, rows):
-        """What `alembic current` prints for these version table rows (dependencies shown as heads too)."""
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            return set(r.revision for r in self.map._get_all_current(tuple(rows)) if r is not None)
-
-    def rows_after(self, rows, steps, is_upgrade):
-        """The version table rows after alembic runs ``steps`` from ``rows``: alembic's own HeadMaintainer
-        logic (merges, unmerges, dependencies) replayed on a set instead of the table."""
-        rmap = self.map
-
-        class Heads(HeadMaintainer):
-            def __init__(self, heads):  # no migration context: only the set is kept
-                self.heads = set(heads)
-
-            def _insert_version(self, version):
-                if version in self.heads:
-                    raise ValueError('revision %s is already in the version table' % version)
-                self.heads.add(version)
-
-            def _delete_version(self, version):
-                self.heads.remove(version)
-
-            def _update_version(self, from_, to_):
-                if to_ in self.heads:
-                    raise ValueError('revision %s is already in the version table' % to_)
-                self.heads.remove(from_)
-                self.heads.add(to_)
-
-        heads = Heads(rows)
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            for rev_id in steps:
-                heads.update_to_step(RevisionStep(rmap, rmap._revision_map[rev_id], is_upgrade))
-        return heads.heads
-
-
-# ------------------------------------------------------------------------ child process
 # run_child (module_utils.child) runs alembic: own process group, SIGKILL when we die or on timeout/errors
 
 
@@ -1322,19 +121,13 @@ def command_problem(argv, cwd, env=None, path_lookups=True):
     return None
 
 
-def _is_relative(target):
-    """A relative target (-1, +2, label@-1, rev+1) as alembic reads it."""
-    match = _RELATIVE_RE.match(target)
-    return bool(match) and match.end() == len(target)
-
-
-def _tail(text, lines=STDERR_TAIL_LINES, chars=STDERR_TAIL_CHARS):
+def output_tail(text, lines=STDERR_TAIL_LINES, chars=STDERR_TAIL_CHARS):
     """The end of a tool's output. Mask it first (self._scrub): a cut could leave a password's tail."""
     text = '\n'.join((text or '').strip().splitlines()[-lines:])
     return text[-chars:]
 
 
-def _pg_setting(name, value):
+def pg_setting(name, value):
     """A PGOPTIONS -c value; numbers are seconds, strings are PostgreSQL durations ('500ms', '5s', '0')."""
     if value is None:
         return None
@@ -1510,13 +303,13 @@ class AlembicAdapter(Adapter):
 
     def load_graph(self):
         """(AlembicConfig, RevisionGraph); AdapterError for an unusable config."""
-        _require_alembic()
+        lazy.require_alembic()
         config = AlembicConfig(self.spec['path'], self.config_name)
         return config, RevisionGraph(config)
 
     # ------------------------------------------------------------ read side
     def read_state(self, conn):
-        _require_alembic()
+        lazy.require_alembic()
         problems = []
         try:
             config, graph = self.load_graph()
@@ -1569,15 +362,15 @@ class AlembicAdapter(Adapter):
         if unreadable:
             extra['target_problem'] = problem('bad_config', self._scrub(unreadable))
             problems.append(extra['target_problem'])
-        elif target not in ('head', 'heads', 'base') and not _is_relative(target):
+        elif target not in ('head', 'heads', 'base') and not is_relative(target):
             try:  # the service's own target must name something, and one head per branch it names
                 graph.resolve(target)
-            except MultipleHeads as exc:
+            except lazy.MultipleHeads as exc:
                 extra['target_problem'] = problem('multiple_heads', self._scrub(
                     'the service target %r names several heads: %s; alembic refuses it. Name one of them (or '
                     '<label>@head of a branch with one head), or use target heads'
                     % (target, ' '.join(str(exc).split()))))
-            except RevisionError as exc:
+            except lazy.RevisionError as exc:
                 extra['target_problem'] = problem('bad_config', self._scrub(
                     'the service target %r is no revision, branch label or head of these revision files: %s; set '
                     'target to heads, head, a revision id or a branch label' % (target, ' '.join(str(exc).split()))))
@@ -1599,14 +392,14 @@ class AlembicAdapter(Adapter):
                 applied = [r for r in history if r in applied_set]
                 pending = graph.upgrade_steps('heads', rows)
                 if target not in ('head', 'heads', 'base') and not extra.get('target_problem') \
-                        and not _is_relative(target):
+                        and not is_relative(target):
                     try:  # a target naming one branch (label, label@head, a revision): what a run would apply
                         pending = graph.upgrade_steps(target, rows)
-                    except RevisionError:
+                    except lazy.RevisionError:
                         pass  # not an upgrade target (below the current revision, unknown): plan() says so
                 for text in graph.syntax_problems(pending, 'upgrade'):
                     problems.append(problem('bad_config', self._scrub(text)))
-            except RevisionError as exc:
+            except lazy.RevisionError as exc:
                 problems.append(problem('unknown_revision', 'the version table %s (%s) does not fit the revision '
                                         'files: %s' % (self.version_table(), ', '.join(rows), exc)))
                 applied, pending = [], []
@@ -1620,7 +413,7 @@ class AlembicAdapter(Adapter):
 
     # ---------------------------------------------------------------- plan
     def plan(self, conn, state, target, options=None):
-        _require_alembic()
+        lazy.require_alembic()
         options = options or {}
         target = (target if target is not None else 'head')
         target = str(target).strip()
@@ -1640,7 +433,7 @@ class AlembicAdapter(Adapter):
         graph = state.extra.get('graph')
         rows = list(state.extra.get('rows') or [])
         applied_before = set(state.applied)
-        relative = _RELATIVE_RE.match(target)
+        relative = RELATIVE_RE.match(target)
         if target.startswith('-') and not re.match(r'^-\d+$', target):
             raise PlanError('target %r is not valid; use head, heads, base, a revision id or -N' % target)
         if relative and relative.end() == len(target):
@@ -1661,7 +454,7 @@ class AlembicAdapter(Adapter):
         else:
             try:
                 wanted = graph.resolve(target)
-            except RevisionError as exc:
+            except lazy.RevisionError as exc:
                 raise PlanError('target %r: %s (known heads: %s)' % (target, exc, ', '.join(state.heads) or 'none'))
             if not all(r in applied_before for r in wanted):
                 direction = 'up'
@@ -1676,7 +469,7 @@ class AlembicAdapter(Adapter):
                 steps = graph.downgrade_steps(target, rows)
             else:
                 steps = []
-        except RevisionError as exc:
+        except lazy.RevisionError as exc:
             raise PlanError('target %r cannot be reached from %s: %s'
                             % (target, state.current_revision or 'base', exc))
         except Exception as exc:  # alembic's own walk fails (an AssertionError for <label>@-N off that branch)
@@ -1839,7 +632,7 @@ class AlembicAdapter(Adapter):
         except ApplyError as exc:
             rc, out, err, timed_out = None, '', str(exc), False
         if rc != 0 or timed_out:
-            why = 'timed out after %ss' % PREVIEW_TIMEOUT if timed_out else (_tail(self._scrub(err), 3)
+            why = 'timed out after %ss' % PREVIEW_TIMEOUT if timed_out else (output_tail(self._scrub(err), 3)
                                                                              or 'exit %s' % rc)
             return [], dict(skipped, reason='`alembic upgrade --sql` failed: %s' % ' '.join(why.split()))
         parts = []
@@ -1896,7 +689,7 @@ class AlembicAdapter(Adapter):
         env['PGAPPNAME'] = child_application_name(self.name)
         pgopts = []
         for name in ('lock_timeout', 'statement_timeout'):
-            value = _pg_setting(name, options.get(name))
+            value = pg_setting(name, options.get(name))
             if value is not None:
                 pgopts.append('-c %s=%s' % (name, value))
         if pgopts:
@@ -1956,7 +749,7 @@ class AlembicAdapter(Adapter):
             plan.sql = self._scrub(out)
         else:
             reason = ('timed out after %ss' % PREVIEW_TIMEOUT if timed_out
-                      else (_tail(self._scrub(err), 3) or 'exit %s' % rc))
+                      else (output_tail(self._scrub(err), 3) or 'exit %s' % rc))
             plan.sql = header + '-- (no offline SQL: `alembic %s --sql` failed: %s)\n' % (
                 command, ' '.join(reason.split()))
         return plan.sql
@@ -1975,7 +768,7 @@ class AlembicAdapter(Adapter):
         except AdapterError as exc:
             raise ApplyError('%s exited %s, and then the version table could not be read: %s; check the database '
                              'before retrying' % (shown, rc, exc), code='unreachable',
-                             details={'returncode': rc, 'stderr': _tail(self._scrub(err))})
+                             details={'returncode': rc, 'stderr': output_tail(self._scrub(err))})
         before = set(plan.extra.get('applied_before') or [])
         known = [r for r in rows_after if r in graph.files]
         after = graph.applied_set(known) if known else set()
@@ -1997,7 +790,7 @@ class AlembicAdapter(Adapter):
             elif plan.steps:
                 details['failed'] = plan.steps[0]
             why = ('was killed after %ss (timeout)' % options.get('timeout') if timed_out else 'failed (exit %s)' % rc)
-            tail = _tail(self._scrub(err)) or _tail(self._scrub(out))
+            tail = output_tail(self._scrub(err)) or output_tail(self._scrub(out))
             details['stderr'] = tail
             partial = ''
             if applied or reverted:
@@ -2013,7 +806,7 @@ class AlembicAdapter(Adapter):
                              details=details)
         expected = plan.extra.get('expected_rows')
         if expected is not None and set(rows_after) != set(expected):
-            details['stderr'] = _tail(self._scrub(err))
+            details['stderr'] = output_tail(self._scrub(err))
             head = ('%s succeeded but the version table %s now holds %s, not %s as planned'
                     % (shown, self.version_table(), to_revision or 'nothing', ','.join(expected) or 'nothing'))
             others = self.other_version_tables(conn, graph.files)

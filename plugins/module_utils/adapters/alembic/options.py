@@ -73,7 +73,6 @@ def adapter_class():
 
 def missing_library():
     """``('alembic', ImportError)`` when the alembic library cannot be imported on this host, else None."""
-    from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import (
-        alembic_import_error)
+    from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.lazy import alembic_import_error
     error = alembic_import_error()
     return None if error is None else ('alembic', error)
