@@ -462,7 +462,7 @@ def test_plan_refuses_option_like_targets(tmp_path):
     from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import ServiceState
     from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
     adapter = AlembicAdapter({'name': 'svc', 'tool': 'alembic', 'path': root, 'alembic_command': [ALEMBIC]},
-                                DbUrl('postgresql://u@h/db'))
+                             DbUrl('postgresql://u@h/db'))
     state = ServiceState('alembic', current=[], heads=['a'], applied=[], pending=['a'], history=['a'],
                          extra={'graph': graph, 'rows': []})
     for target in ('--sql', '-x', '-1x'):
