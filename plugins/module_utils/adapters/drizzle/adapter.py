@@ -94,6 +94,7 @@ class DrizzleAdapter(Adapter):
         self.qualified = self.tracking.qualified
 
     def tracking_tables(self):
+        """[(schema, table)] of the tracking table (left out of the schema fingerprint)."""
         return [(self.schema, self.table)]
 
     # ------------------------------------------------------------------------------- helpers
@@ -102,6 +103,7 @@ class DrizzleAdapter(Adapter):
 
     @property
     def journal_path(self):
+        """The path of ``<migrations_dir>/meta/_journal.json``."""
         return os.path.join(self.folder, JOURNAL_NAME)
 
     def _read_rows(self, conn):

@@ -68,24 +68,27 @@ def match_rows(entries, rows):
     for entry in entries:
         by_when.setdefault(entry.when, []).append(entry)
 
-    def pair_each(candidates, wanted):
+    def pair_each(usable, candidates):
+        """Pair each free row for which ``usable(row)`` with the first unmatched entry of ``candidates(row)``."""
         for row in rows:
-            if row[0] in taken or wanted(row) is None:
+            if row[0] in taken or not usable(row):
                 continue
             hits = [e for e in candidates(row) if e.tag not in matches]
             if hits:
                 matches[hits[0].tag] = row
                 taken.add(row[0])
 
-    pair_each(lambda row: [e for e in by_when.get(row[2], []) if e.tag not in matches and e.hash() == row[1]],
-              lambda row: row[2] if row[1] is not None else None)
+    # 1. created_at == when and the same hash
+    pair_each(lambda row: row[1] is not None and row[2] is not None,
+              lambda row: [e for e in by_when.get(row[2], []) if e.hash() == row[1]])
     if len(taken) < len(rows):
         by_hash = {}
         for entry in entries:
             if entry.tag not in matches and entry.hash() is not None:
                 by_hash.setdefault(entry.hash(), []).append(entry)
-        pair_each(lambda row: by_hash.get(row[1], []), lambda row: row[1])
-        pair_each(lambda row: by_when.get(row[2], []), lambda row: row[2])
+        # 2. the same hash, whatever the created_at; 3. the same created_at, another hash (modified)
+        pair_each(lambda row: row[1] is not None, lambda row: by_hash.get(row[1], []))
+        pair_each(lambda row: row[2] is not None, lambda row: by_when.get(row[2], []))
     unmatched = sorted((r for r in rows if r[0] not in taken), key=lambda r: r[0])
     return matches, unmatched
 
@@ -115,6 +118,7 @@ class History(object):
 
     # ------------------------------------------------------------------------------------ rules
     def is_applied(self, entry):
+        """Whether a tracking row matched ``entry``."""
         return entry.tag in self.matches
 
     def row_of(self, entry):
