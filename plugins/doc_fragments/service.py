@@ -1,11 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: homelab.migrations contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Shared option docs: the service spec (plugins/module_utils/spec.py SERVICE_OPTIONS) and connection options.
+"""Shared option docs: the service spec and the connection options. GENERATED, do not edit.
 
+Written by scripts/gen_options.py from plugins/module_utils/spec.py (the keys every service has,
+CONNECTION_DOCS) and each registered tool's adapters/<tool>/options.py (its keys, NOTES, REQUIREMENTS).
 SERVICES documents the ``services`` list (homelab_migration_status), SINGLE the single ``service`` dict
-(homelab_migration_apply); both carry the same suboptions, which must match spec.SERVICE_OPTIONS exactly
-(tests/unit/test_spec.py checks that). CONNECTION documents spec.CONNECTION_OPTIONS.
+(homelab_migration_apply), CONNECTION the connection options. tests/unit/test_options_fresh.py fails
+when this file is not what the script writes.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,8 +22,8 @@ options:
   services:
     description:
       - The services whose migration state is reported, one service spec each.
-      - Service names must be unique and every name in O(services[].depends_on) must be in the list;
-        otherwise the task fails before any database is contacted.
+      - Service names must be unique and every name in O(services[].depends_on) must be in the list; otherwise the
+        task fails before any database is contacted.
     type: list
     elements: dict
     required: true
@@ -47,38 +49,39 @@ options:
         description:
           - The service's database as a libpq URI, for example V(postgresql://user:password@host:5432/dbname).
           - V(postgres://) and SQLAlchemy-style V(postgresql+psycopg2://) URLs are accepted.
-          - The password is masked in every message and is passed to child processes only through the
-            environment or a 0600 passfile.
+          - The password is masked in every message and is passed to child processes only through the environment or a
+            0600 passfile.
         type: str
         required: true
       depends_on:
         description:
-          - Names of services that are migrated before this one.
+          - Names of services that are migrated before this one. The role skips a service whose dependency failed.
         type: list
         elements: str
         default: []
       alembic_config:
         description:
-          - Alembic only. The Alembic configuration file, relative to O(services[].path); its
-            C(script_location) (and C(version_locations)) say where the revision files are.
+          - Alembic only. The Alembic configuration file, relative to O(services[].path); its C(script_location) (and
+            C(version_locations)) say where the revision files are.
         type: str
         default: alembic.ini
       alembic_command:
         description:
-          - Alembic only. The command that runs the service's own Alembic, as a list of arguments.
+          - Alembic only. The command that runs the service's own Alembic (upgrades and downgrades), as a list of
+            arguments.
           - Defaults to C(<path>/.venv/bin/alembic) when that exists, else C(alembic) from E(PATH).
           - It runs with the service root as working directory and the database URL in E(DATABASE_URL).
         type: list
         elements: str
       alembic_sql_preview:
         description:
-          - Alembic only. In diff mode (C(--diff), also with C(--check)), render the SQL a run sends with
-            C(alembic upgrade --sql) (or C(downgrade --sql)).
-          - B(This runs the service's own code) (its C(env.py) and revision files), which may do anything,
-            including writing to the database, even in check mode. Enable it only for services whose
-            C(env.py) you trust to stay offline with C(--sql).
-          - When false (the default), the diff lists the revisions the run would apply or revert and their
-            files, and no service code runs.
+          - Alembic only. In diff mode (C(--diff), also with C(--check)), render the SQL a run sends with C(alembic
+            upgrade --sql) (or C(downgrade --sql)).
+          - B(This runs the service's own code) (its C(env.py) and revision files), which may do anything, including
+            writing to the database, even in check mode. Enable it only for services whose C(env.py) you trust to stay
+            offline with C(--sql).
+          - When false (the default), the diff lists the revisions the run would apply or revert and their files, and
+            no service code runs.
         type: bool
         default: false
       version_table:
@@ -107,22 +110,32 @@ options:
         default: drizzle
       backup:
         description:
-          - Whether the role takes a C(pg_dump) backup before migrating this service.
-          - V(auto) skips the backup for Neon hosts (C(*.neon.tech)) and says why.
+          - Whether the role takes a C(pg_dump) backup before migrating this service (only services with work to do
+            get one).
+          - V(auto) skips the backup for Neon hosts (C(*.neon.tech)) and says why; V(always) and V(never) do as they
+            say.
         type: str
         default: auto
         choices: [auto, always, never]
       target:
         description:
-          - Where a normal run takes this service. V(head), V(heads), V(base), a revision id or drizzle
-            tag, or V(-N) for N steps back.
+          - Where a normal run takes this service. V(head), V(heads), V(base), a revision id or tag of the service's
+            tool, or V(-N) for N steps back.
         type: str
         default: head
       health_check:
         description:
-          - An V(http://) or V(https://) URL that must answer 2xx after the service was migrated,
-            or the role rolls the service back.
+          - An V(http://) or V(https://) URL that must answer 2xx after the service was migrated, or the role rolls
+            the service back.
         type: str
+notes:
+  - "Alembic services (O(services[].tool=alembic)) are read without running service code: the revision files are
+    parsed, and the version table is read. Upgrades and downgrades run the service's own C(alembic) command
+    (O(services[].alembic_command)), so its C(env.py) is used as the service uses it."
+  - Drizzle services (O(services[].tool=drizzle)) are migrated natively, the way drizzle-orm's C(migrate) function
+    does it (same statements, same tracking rows); going back runs the C(<tag>.down.sql) files.
+requirements:
+  - alembic on the managed host for services with O(services[].tool=alembic)
 '''
 
     SINGLE = r'''
@@ -154,38 +167,40 @@ options:
         description:
           - The service's database as a libpq URI, for example V(postgresql://user:password@host:5432/dbname).
           - V(postgres://) and SQLAlchemy-style V(postgresql+psycopg2://) URLs are accepted.
-          - The password is masked in every message and is passed to child processes only through the
-            environment or a 0600 passfile.
+          - The password is masked in every message and is passed to child processes only through the environment or a
+            0600 passfile.
         type: str
         required: true
       depends_on:
         description:
-          - Names of services that are migrated before this one (used by the role; not checked here).
+          - Names of services that are migrated before this one. The role skips a service whose dependency failed.
+          - Not checked by this module.
         type: list
         elements: str
         default: []
       alembic_config:
         description:
-          - Alembic only. The Alembic configuration file, relative to O(service.path); its
-            C(script_location) (and C(version_locations)) say where the revision files are.
+          - Alembic only. The Alembic configuration file, relative to O(service.path); its C(script_location) (and
+            C(version_locations)) say where the revision files are.
         type: str
         default: alembic.ini
       alembic_command:
         description:
-          - Alembic only. The command that runs the service's own Alembic, as a list of arguments.
+          - Alembic only. The command that runs the service's own Alembic (upgrades and downgrades), as a list of
+            arguments.
           - Defaults to C(<path>/.venv/bin/alembic) when that exists, else C(alembic) from E(PATH).
           - It runs with the service root as working directory and the database URL in E(DATABASE_URL).
         type: list
         elements: str
       alembic_sql_preview:
         description:
-          - Alembic only. In diff mode (C(--diff), also with C(--check)), render the SQL a run sends with
-            C(alembic upgrade --sql) (or C(downgrade --sql)).
-          - B(This runs the service's own code) (its C(env.py) and revision files), which may do anything,
-            including writing to the database, even in check mode. Enable it only for services whose
-            C(env.py) you trust to stay offline with C(--sql).
-          - When false (the default), the diff lists the revisions the run would apply or revert and their
-            files, and no service code runs.
+          - Alembic only. In diff mode (C(--diff), also with C(--check)), render the SQL a run sends with C(alembic
+            upgrade --sql) (or C(downgrade --sql)).
+          - B(This runs the service's own code) (its C(env.py) and revision files), which may do anything, including
+            writing to the database, even in check mode. Enable it only for services whose C(env.py) you trust to stay
+            offline with C(--sql).
+          - When false (the default), the diff lists the revisions the run would apply or revert and their files, and
+            no service code runs.
         type: bool
         default: false
       version_table:
@@ -214,23 +229,34 @@ options:
         default: drizzle
       backup:
         description:
-          - Whether the role takes a C(pg_dump) backup before migrating this service.
-          - V(auto) skips the backup for Neon hosts (C(*.neon.tech)) and says why.
+          - Whether the role takes a C(pg_dump) backup before migrating this service (only services with work to do
+            get one).
+          - V(auto) skips the backup for Neon hosts (C(*.neon.tech)) and says why; V(always) and V(never) do as they
+            say.
         type: str
         default: auto
         choices: [auto, always, never]
       target:
         description:
-          - Where a normal run takes this service. V(head), V(heads), V(base), a revision id or drizzle
-            tag, or V(-N) for N steps back.
+          - Where a normal run takes this service. V(head), V(heads), V(base), a revision id or tag of the service's
+            tool, or V(-N) for N steps back.
           - The module option O(target) overrides it.
         type: str
         default: head
       health_check:
         description:
-          - An V(http://) or V(https://) URL that must answer 2xx after the service was migrated,
-            or the role rolls the service back (not used by this module).
+          - An V(http://) or V(https://) URL that must answer 2xx after the service was migrated, or the role rolls
+            the service back.
+          - Not used by this module.
         type: str
+notes:
+  - "Alembic services (O(service.tool=alembic)) are read without running service code: the revision files are parsed,
+    and the version table is read. Upgrades and downgrades run the service's own C(alembic) command
+    (O(service.alembic_command)), so its C(env.py) is used as the service uses it."
+  - Drizzle services (O(service.tool=drizzle)) are migrated natively, the way drizzle-orm's C(migrate) function does
+    it (same statements, same tracking rows); going back runs the C(<tag>.down.sql) files.
+requirements:
+  - alembic on the managed host for services with O(service.tool=alembic)
 '''
 
     CONNECTION = r'''
