@@ -136,6 +136,9 @@ def render_fragment(spec, registry):
     connection = ['options:']
     for key, opt in spec.CONNECTION_DOCS.items():
         connection.extend(option_lines(key, opt, 'connection', '', 2))
+    connection.append('requirements:')
+    for text in spec.CONNECTION_REQUIREMENTS:
+        connection.extend(paragraph(text, 2))
     parts = [
         '# -*- coding: utf-8 -*-',
         '# Copyright: homelab.migrations contributors',
@@ -145,8 +148,8 @@ def render_fragment(spec, registry):
         'Written by scripts/gen_options.py from plugins/module_utils/spec.py (the keys every service has,',
         'CONNECTION_DOCS) and each registered tool\'s adapters/<tool>/options.py (its keys, NOTES, REQUIREMENTS).',
         'SERVICES documents the ``services`` list (homelab_migration_status), SINGLE the single ``service`` dict',
-        '(homelab_migration_apply), CONNECTION the connection options. tests/unit/test_options_fresh.py fails',
-        'when this file is not what the script writes.',
+        '(homelab_migration_apply), CONNECTION the connection options and what they need (psycopg2).',
+        'tests/unit/test_options_fresh.py fails when this file is not what the script writes.',
         '"""',
         '',
         'from __future__ import absolute_import, division, print_function',

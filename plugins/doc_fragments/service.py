@@ -6,8 +6,8 @@
 Written by scripts/gen_options.py from plugins/module_utils/spec.py (the keys every service has,
 CONNECTION_DOCS) and each registered tool's adapters/<tool>/options.py (its keys, NOTES, REQUIREMENTS).
 SERVICES documents the ``services`` list (homelab_migration_status), SINGLE the single ``service`` dict
-(homelab_migration_apply), CONNECTION the connection options. tests/unit/test_options_fresh.py fails
-when this file is not what the script writes.
+(homelab_migration_apply), CONNECTION the connection options and what they need (psycopg2).
+tests/unit/test_options_fresh.py fails when this file is not what the script writes.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -132,8 +132,15 @@ notes:
   - "Alembic services (O(services[].tool=alembic)) are read without running service code: the revision files are
     parsed, and the version table is read. Upgrades and downgrades run the service's own C(alembic) command
     (O(services[].alembic_command)), so its C(env.py) is used as the service uses it."
+  - "Pre-flight error findings of Alembic services, besides the common ones: V(revision_id_too_long) (a revision id
+    longer than the version table's C(version_num) column, which C(alembic) fails to record) and
+    V(merge_lists_ancestor) (a merge revision whose C(down_revision) lists an ancestor of another of its parents,
+    where C(alembic upgrade) fails)."
   - Drizzle services (O(services[].tool=drizzle)) are migrated natively, the way drizzle-orm's C(migrate) function
     does it (same statements, same tracking rows); going back runs the C(<tag>.down.sql) files.
+  - "Pre-flight error findings of Drizzle services, besides the common ones: V(breakpoint_splits_statement) (a C(-->
+    statement-breakpoint) inside a string literal, quoted name or /* */ comment, where drizzle-orm cuts the statement
+    in two all the same)."
 requirements:
   - alembic on the managed host for services with O(services[].tool=alembic)
 '''
@@ -253,8 +260,15 @@ notes:
   - "Alembic services (O(service.tool=alembic)) are read without running service code: the revision files are parsed,
     and the version table is read. Upgrades and downgrades run the service's own C(alembic) command
     (O(service.alembic_command)), so its C(env.py) is used as the service uses it."
+  - "Pre-flight error findings of Alembic services, besides the common ones: V(revision_id_too_long) (a revision id
+    longer than the version table's C(version_num) column, which C(alembic) fails to record) and
+    V(merge_lists_ancestor) (a merge revision whose C(down_revision) lists an ancestor of another of its parents,
+    where C(alembic upgrade) fails)."
   - Drizzle services (O(service.tool=drizzle)) are migrated natively, the way drizzle-orm's C(migrate) function does
     it (same statements, same tracking rows); going back runs the C(<tag>.down.sql) files.
+  - "Pre-flight error findings of Drizzle services, besides the common ones: V(breakpoint_splits_statement) (a C(-->
+    statement-breakpoint) inside a string literal, quoted name or /* */ comment, where drizzle-orm cuts the statement
+    in two all the same)."
 requirements:
   - alembic on the managed host for services with O(service.tool=alembic)
 '''
@@ -266,4 +280,6 @@ options:
       - Seconds to wait for each database connection before the service is reported unreachable.
     type: int
     default: 10
+requirements:
+  - psycopg2 (or psycopg2-binary) on the managed host
 '''

@@ -18,6 +18,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
 import os
 import re
 
@@ -64,6 +65,7 @@ SHARED_TAIL = dict(
         ('single', 'Not used by this module.')]),
 )
 
+CONNECTION_REQUIREMENTS = ['psycopg2 (or psycopg2-binary) on the managed host']
 CONNECTION_DOCS = dict(
     connect_timeout=dict(type='int', default=10, description=[
         'Seconds to wait for each database connection before the service is reported unreachable.']),
@@ -98,6 +100,18 @@ def service_options():
 
 SERVICE_OPTIONS = service_options()
 CONNECTION_OPTIONS = argspec(CONNECTION_DOCS)
+
+
+def module_argument_spec(service_key, own):
+    """A module's argument spec: the service spec as ``services`` (a list of dicts) or ``service`` (one dict), the
+    module's own options ``own`` and CONNECTION_OPTIONS, all copied (AnsibleModule may change what it is given)."""
+    if service_key == 'services':
+        spec = dict(services=dict(type='list', elements='dict', required=True, options=service_options()))
+    else:
+        spec = dict(service=dict(type='dict', required=True, options=service_options()))
+    spec.update(copy.deepcopy(own))
+    spec.update(copy.deepcopy(CONNECTION_OPTIONS))
+    return spec
 
 
 class SpecError(ValueError):

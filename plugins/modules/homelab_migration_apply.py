@@ -10,14 +10,11 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 ---
 module: homelab_migration_apply
-short_description: Move a service's database to a migration target, up or down, with Alembic or Drizzle
+short_description: Move a service's database to a migration target, up or down, with the service's own tool
 version_added: 0.1.0
 description:
   - Declarative; moves one service's PostgreSQL schema to O(target) (its head by default), upgrading or
     downgrading as needed, and reports what it did. A second run with the same target changes nothing.
-  - Drizzle migrations run natively, the way drizzle-orm's C(migrate) function runs them (same statements, same
-    tracking rows); reverting runs the C(<tag>.down.sql) files. Alembic migrations run through the service's
-    own C(alembic) command, so its C(env.py) is used as the service uses it.
   - Takes the service's migration lock (a PostgreSQL advisory lock) before reading the state and holds it
     to the end, so two runs never migrate one service at once. The lock dies with the connection.
   - Refuses to run over applied files that were edited (V(modified)) or journal entries drizzle-orm would
@@ -32,7 +29,7 @@ options:
   target:
     description:
       - Where to take the database. V(head) (one head), V(heads) (all heads), V(base) (nothing applied),
-        a revision id (Alembic) or journal tag (Drizzle), or V(-N) to go N migrations back.
+        a revision id or tag of the service's tool, or V(-N) to go N migrations back.
       - V(-N) is relative to where the database is, so every run with it goes further back; the other
         targets are absolute (a second run changes nothing).
       - Defaults to O(service.target), which defaults to V(head).
@@ -71,10 +68,9 @@ options:
     choices: [all, each]
   lock_timeout:
     description:
-      - PostgreSQL C(lock_timeout) for the migration sessions (the module's own and those of the service's
-        C(alembic)), so a statement that needs a table lock another session holds (an application left
-        C(idle in transaction) after reading the table) fails after that long instead of waiting, while every
-        later reader of the table queues behind it.
+      - PostgreSQL C(lock_timeout) for the migration sessions (the module's own and those of the tool's command), so
+        a statement that needs a table lock another session holds (say an application left C(idle in transaction))
+        fails after that long instead of waiting, while every later reader of the table queues behind it.
       - A statement that ran into it is retried (O(lock_retries), O(lock_retry_delay)) when the database shows
         that nothing of the attempt stayed; the final failure (RV(error_code=lock_timeout)) names the blocking
         sessions (RV(blockers)).
@@ -83,15 +79,14 @@ options:
     default: 5s
   lock_retries:
     description:
-      - How many more times a migration whose statement ran into O(lock_timeout) is tried, after a pause,
-        when nothing of the attempt stayed (state re-read and planned again). V(0) gives up at once.
-      - The whole wait is bounded by (O(lock_retries) + 1) x O(lock_timeout) per statement plus the pauses.
+      - How many more times a migration whose statement ran into O(lock_timeout) is tried, after a pause, when
+        nothing of the attempt stayed (state re-read and planned again). V(0) gives up at once. The whole wait is
+        bounded by (O(lock_retries) + 1) x O(lock_timeout) per statement plus the pauses.
     type: int
     default: 3
   lock_retry_delay:
     description:
-      - Seconds to pause before the first retry; each further pause doubles, at most 30 s each
-        (default V(2) gives 2, 4 and 8 s).
+      - Seconds to pause before the first retry; each further pause doubles, at most 30 s each (V(2) gives 2, 4, 8 s).
     type: int
     default: 2
   statement_timeout:
@@ -110,23 +105,19 @@ options:
     default: apply
   expect_from:
     description:
-      - Move the service only if, once its lock is held, it is at exactly this revision (Alembic heads joined by
-        commas; V(base) or an empty string for nothing applied). Otherwise fail with RV(conflict) and change
-        nothing.
-      - The role passes the confirmed plan's C(from_revision) to the forward apply (with V(-N) and V(head) made
-        absolute when the plan was made), and the revision its own apply left when it goes back, so it never runs
-        migrations nobody confirmed and never undoes what another run did in between.
+      - Move the service only if, once its lock is held, it is at exactly this revision (several heads joined by
+        commas; V(base) or an empty string for nothing applied). Otherwise fail with RV(conflict), changing nothing.
+      - The role passes the confirmed plan's C(from_revision) (V(-N) and V(head) made absolute when planned), and going
+        back the revision its own apply left; so it never runs what nobody confirmed nor undoes another run's work.
     type: str
   allow_findings:
     description:
       - Before an upgrade runs, pre-flight checks look for what will certainly fail as planned (RV(findings) with
         severity V(error)) - V(not_in_transaction) (a statement PostgreSQL refuses in the transaction the migration
-        runs in), V(revision_id_too_long), V(merge_lists_ancestor), V(byte_order_mark), V(ends_transaction) (COMMIT,
-        ROLLBACK, END or ABORT in a migration; if allowed, the run stops right after such a statement, from the
-        connection's transaction state, and reports what stayed), V(breakpoint_splits_statement) (a drizzle file
-        with C(--> statement-breakpoint) inside a string literal, quoted name or /* */ comment, which drizzle-orm
-        cuts in two all the same). Any such finding refuses the
-        run before anything is touched, with RV(error_code=preflight).
+        runs in), V(byte_order_mark), V(ends_transaction) (COMMIT, ROLLBACK, END or ABORT in a migration; if
+        allowed, the run stops right after such a statement, from the connection's transaction state, and reports
+        what stayed) and each tool's own (in the notes). Any such finding refuses the run before anything is touched
+        (RV(error_code=preflight)).
       - List the codes to run anyway (the run then fails as predicted, unless the check was wrong for your setup),
         or V(all).
     type: list
@@ -142,44 +133,36 @@ attributes:
     description: Connects and reads (read-only session, no lock taken), plans, and reports what would run.
     support: full
   diff_mode:
-    description: RV(diff.prepared) holds the SQL that runs or would run (Alembic, the offline C(--sql) output when
-      the service's C(env.py) supports it, else the revision list); C(before)/C(after) hold the revisions.
+    description: RV(diff) holds in C(prepared) the SQL that runs or would run (or the revision list where the tool
+      cannot render it offline), in C(before)/C(after) the revisions.
     support: full
-requirements:
-  - psycopg2 (or psycopg2-binary) on the managed host
-  - alembic on the managed host for O(service.tool=alembic)
 notes:
-  - A failed run leaves the database as the tool's transactions leave it (Drizzle with V(all), and Alembic on
-    PostgreSQL by default, roll the whole run back); RV(applied) and RV(reverted) report what really happened.
+  - A failed run leaves the database as the tool's transactions leave it (by default both tools roll the whole run
+    back on PostgreSQL); RV(applied) and RV(reverted) report what really happened.
 seealso:
   - module: homelab.migrations.homelab_migration_status
 '''
 
 EXAMPLES = r'''
-- name: Upgrade the dashboard (Alembic) to head
+- name: Upgrade the dashboard to its target, with an audit record, failing fast on locks
   homelab.migrations.homelab_migration_apply:
-    service:
-      name: dashboard
-      tool: alembic
-      path: /opt/homelab/services/dashboard
-      database_url: "{{ dashboard_database_url }}"
+    service: "{{ dashboard_service }}"
     audit_log: /var/log/homelab/migrations.jsonl
     confirmation: extra-var migrate_all_confirm
+    lock_timeout: 5s
+    statement_timeout: 10min
   register: dashboard_migration
 
-- name: Show what would run, without changing anything
+- name: Show what would run (one transaction per migration), without changing anything
   homelab.migrations.homelab_migration_apply:
     service: "{{ stream_bot_service }}"
+    transaction: each
   check_mode: true
   diff: true
 
 - name: Downgrade the dashboard by one revision
   homelab.migrations.homelab_migration_apply:
-    service:
-      name: dashboard
-      tool: alembic
-      path: /opt/homelab/services/dashboard
-      database_url: "{{ dashboard_database_url }}"
+    service: "{{ dashboard_service }}"
     target: "-1"
     action: rollback
 
@@ -193,23 +176,12 @@ EXAMPLES = r'''
     target: 0003_add_channel_settings
     action: rollback
     lock_wait: 10
-
-- name: Upgrade the discord bot, one transaction per migration, failing fast on locks
-  homelab.migrations.homelab_migration_apply:
-    service:
-      name: discord-bot
-      tool: drizzle
-      path: /opt/homelab/services/discord-bot
-      database_url: "{{ discord_bot_database_url }}"
-    transaction: each
-    lock_timeout: 5s
-    statement_timeout: 10min
 '''
 
 RETURN = r'''
 from_revision:
-  description: The revision (Alembic; several heads joined by commas) or newest applied Drizzle tag before the run;
-    null when nothing was applied.
+  description: The revision (several heads joined by commas) or newest applied tag before the run; null when
+    nothing was applied.
   returned: always
   type: str
   sample: "006"
@@ -233,9 +205,9 @@ reverted:
   sample: []
 blockers:
   description:
-    - After a failure with RV(error_code=lock_timeout), the sessions seen blocking the migration
-      (from C(pg_blocking_pids)), each with C(pid), C(application_name), C(state), C(since) (when it entered
-      that state), C(xact_start), C(client_addr).
+    - After a failure with RV(error_code=lock_timeout), the sessions seen blocking the migration (from
+      C(pg_blocking_pids)), each with C(pid), C(application_name), C(state), C(since) (when it entered that state),
+      C(xact_start), C(client_addr).
   returned: on a lock timeout
   type: list
   elements: dict
@@ -245,29 +217,27 @@ lock_wait_seconds:
   type: float
   sample: 0.002
 conflict:
-  description:
-    - True when the run changed nothing because another run is or was at work on the service - its lock was
-      held past O(lock_wait), or it was not at O(expect_from). Restoring a backup would then undo that run's work.
+  description: True when the run changed nothing because another run is or was at work on the service (its lock was
+    held past O(lock_wait), or it was not at O(expect_from)). Restoring a backup would then undo that run's work.
   returned: always
   type: bool
   sample: false
 error_code:
   description:
-    - Why the run failed, for callers to decide on (never the message's wording). A problem code
-      (V(unreachable), V(bad_config), V(missing_file), V(out_of_order), V(modified), V(unknown_revision),
+    - Why the run failed, for callers to decide on (never the message's wording); null when it succeeded. A problem
+      code (V(unreachable), V(bad_config), V(missing_file), V(out_of_order), V(modified), V(unknown_revision),
       V(multiple_heads), ...) or V(apply_failed), V(transaction_ended) (a migration ran COMMIT, ROLLBACK, END or
       BEGIN ... COMMIT itself), V(lock_timeout), V(conflict) (not at O(expect_from)), V(interrupted), V(preflight)
       (an error in RV(findings) refused the run before anything was touched; see O(allow_findings)).
-    - Null when the run succeeded.
   returned: always
   type: str
   sample: apply_failed
 untouched:
   description:
-    - True when the database is provably as it was before this call - it failed before running anything, or
-      after the failure the position (re-read on a new connection) and a fingerprint of the service's schemas
-      (catalogue rows of relations, columns, indexes, constraints, types, functions, triggers, views, extensions)
-      are both as before and no migration ended its transaction itself.
+    - True when the database is provably as it was before this call - it failed before running anything, or after
+      the failure the position (re-read on a new connection) and a fingerprint of the service's schemas (catalogue
+      rows of relations, columns, indexes, constraints, types, functions, triggers, views, extensions) are both as
+      before and no migration ended its transaction itself.
     - False whenever that is not proved (also after a successful run that changed something).
   returned: always
   type: bool
@@ -291,11 +261,10 @@ failed_migration:
   sample: "008"
 unrecorded_changes:
   description:
-    - True when the database holds changes of this run that no recorded migration accounts for - a migration
-      ended its transaction itself (drizzle, seen from the connection's transaction state after each statement),
-      an Alembic revision that uses C(autocommit_block()) or COMMIT failed, the schema differs while the position
-      did not move, or nothing could be re-read. Going back by migrations cannot undo them; the role then
-      restores the backup.
+    - True when the database holds changes of this run that no recorded migration accounts for - a migration ended
+      its transaction itself (drizzle, seen from the connection's transaction state after each statement), a
+      revision that uses C(autocommit_block()) or COMMIT failed, the schema differs while the position did not
+      move, or nothing could be re-read. Going back by migrations cannot undo them; the role restores the backup.
   returned: always
   type: bool
   sample: false
@@ -317,37 +286,13 @@ duration_seconds:
   type: float
   sample: 1.35
 plan:
-  description: The plan the run followed (or would follow in check mode).
+  description:
+    - The plan the run followed (or would follow in check mode) - C(direction) (V(up), V(down), or null when there is
+      nothing to do), C(steps) (the migrations to run, in run order), C(from_revision) and C(to_revision) (where it
+      starts and ends), C(target) (as given) and C(notes) (remarks of the tool adapter).
   returned: always
   type: dict
   sample: {direction: up, steps: ["007", "008"], from_revision: "006", to_revision: "008", target: head, notes: []}
-  contains:
-    direction:
-      description: V(up), V(down), or null when there is nothing to do.
-      type: str
-      returned: success
-    steps:
-      description: The migrations to run, in run order.
-      type: list
-      elements: str
-      returned: success
-    from_revision:
-      description: Revision before the run.
-      type: str
-      returned: success
-    to_revision:
-      description: Revision the plan reaches.
-      type: str
-      returned: success
-    target:
-      description: The target as given.
-      type: str
-      returned: success
-    notes:
-      description: Remarks of the tool adapter about the plan.
-      type: list
-      elements: str
-      returned: success
 findings:
   description:
     - Pre-flight findings of an upgrade - C(migration), C(statement) (its first line(s), or null), C(code),
@@ -359,21 +304,18 @@ findings:
   type: list
   elements: dict
   sample:
-    - migration: 0007_users_email_idx
-      statement: CREATE INDEX CONCURRENTLY "users_email_idx" ON "users" ("email");
-      code: not_in_transaction
-      severity: error
-      message: PostgreSQL refuses CREATE INDEX CONCURRENTLY inside a transaction block (SQLSTATE 25001) ...
-      source: homelab.migrations
+    - {migration: 0007_users_email_idx, statement: 'CREATE INDEX CONCURRENTLY "users_email_idx" ON "users" ("email");',
+       code: not_in_transaction, severity: error, source: homelab.migrations,
+       message: "PostgreSQL refuses CREATE INDEX CONCURRENTLY inside a transaction block (SQLSTATE 25001) ..."}
 lint:
   description:
-    - Whether the squawk linter ran over the pending SQL (check mode only) - C(linter), C(ran) and, when it did
-      not, C(reason) (for example squawk is not installed on the managed host).
+    - Whether the squawk linter ran over the pending SQL (check mode only) - C(linter), C(ran) and, when it did not,
+      C(reason) (for example squawk is not installed on the managed host).
   returned: when an upgrade was planned
   type: dict
   sample: {linter: squawk, ran: false, reason: squawk is not installed on the managed host}
 queries:
-  description: The SQL statements the run executed (Drizzle); empty for Alembic and in check mode.
+  description: The SQL statements the module itself executed (Drizzle); empty when the tool's command ran them.
   returned: always
   type: list
   elements: str
@@ -397,28 +339,15 @@ tool:
   description: The service's tool.
   returned: always
   type: str
-  sample: alembic
+  sample: drizzle
 diff:
-  description: In diff mode, C(prepared) (the SQL that runs or would run) and C(before)/C(after) (the revisions).
+  description: In diff mode, C(prepared) (the SQL that runs or would run, or the revision list with a note where the
+    tool cannot render it) and C(before)/C(after) (the revisions before the run and after it, as text).
   returned: when diff mode is on and a plan was made
   type: dict
   sample: {before: "revision: 006\n", after: "revision: 008\n", prepared: "ALTER TABLE ..."}
-  contains:
-    prepared:
-      description: The SQL that runs or would run (Alembic without offline support, the revision list with a note).
-      type: str
-      returned: when diff mode is on and a plan was made
-    before:
-      description: The revision before the run, as text.
-      type: str
-      returned: when diff mode is on and a plan was made
-    after:
-      description: The revision after the run (or that the run would reach), as text.
-      type: str
-      returned: when diff mode is on and a plan was made
 '''
 
-import copy
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -427,15 +356,12 @@ from ansible_collections.homelab.migrations.plugins.module_utils.apply import AP
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import missing_library
 from ansible_collections.homelab.migrations.plugins.module_utils.dburl import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
-    CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, validate_service)
+    CONNECTION_OPTIONS, SpecError, module_argument_spec, validate_service)
 from ansible_collections.homelab.migrations.plugins.module_utils.secrets import exact_strings, mask, module_result
 
 
 def argument_spec():
-    spec = dict(service=dict(type='dict', required=True, options=copy.deepcopy(SERVICE_OPTIONS)))
-    spec.update(copy.deepcopy(APPLY_OPTIONS))
-    spec.update(copy.deepcopy(CONNECTION_OPTIONS))
-    return spec
+    return module_argument_spec('service', APPLY_OPTIONS)
 
 
 def main():

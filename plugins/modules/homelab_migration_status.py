@@ -10,11 +10,11 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 ---
 module: homelab_migration_status
-short_description: Report the migration state of services that use Alembic or Drizzle
+short_description: Report the migration state of services, each as its own migration tool sees it
 version_added: 0.1.0
 description:
   - Reads, for every service, which migrations are applied and which are pending, exactly as the
-    service's own tool (Alembic, drizzle-orm) sees it, plus problems the tools do not report
+    service's own tool sees it (the notes say how, per tool), plus problems the tools do not report
     (edited applied files, entries drizzle-orm would silently skip, unknown rows, several heads).
   - Never changes anything; the database sessions it opens are read-only. Revision files are parsed,
     never executed.
@@ -107,9 +107,6 @@ attributes:
       - With O(plan), RV(diff) holds for each planned service that would change the SQL the run would send, as
         M(homelab.migrations.homelab_migration_apply) shows it in diff mode. Without O(plan), nothing to show.
     support: partial
-requirements:
-  - psycopg2 (or psycopg2-binary) on the managed host
-  - alembic on the managed host for services with O(services[].tool=alembic)
 notes:
   - The pending list of a service is what an upgrade to its head(s) would run, in run order.
   - Status reads wait at most 5 seconds for a lock on a tracking table; a service whose tables are
@@ -122,10 +119,7 @@ EXAMPLES = r'''
 - name: Migration status of the homelab
   homelab.migrations.homelab_migration_status:
     services:
-      - name: dashboard
-        tool: alembic
-        path: /opt/homelab/services/dashboard
-        database_url: "{{ dashboard_database_url }}"
+      - "{{ dashboard_service }}"
       - name: stream-bot
         tool: drizzle
         path: /opt/homelab/services/stream-bot
@@ -185,14 +179,14 @@ services:
   returned: always
   type: dict
   sample:
-    dashboard:
+    stream-bot:
       status: pending
-      tool: alembic
-      current_revision: "006"
-      latest_revision: "008"
-      applied: 6
+      tool: drizzle
+      current_revision: 0006_add_channels
+      latest_revision: 0008_add_locale
+      applied: 7
       pending: 2
-      pending_migrations: ["007", "008"]
+      pending_migrations: [0007_add_index, 0008_add_locale]
       problems: []
       lock: {held: false, holder: null}
       findings: []
@@ -207,8 +201,8 @@ services:
       type: str
       returned: always
     current_revision:
-      description: The applied revision (Alembic; several heads joined by commas) or newest applied Drizzle tag;
-        null when nothing is applied or the state could not be read.
+      description: The applied revision (several heads joined by commas) or newest applied tag; null when nothing
+        is applied or the state could not be read.
       type: str
       returned: always
     latest_revision:
@@ -232,8 +226,8 @@ services:
       description:
         - What is wrong, as C(code) and C(message). Codes are V(unreachable), V(bad_config), V(multiple_heads),
           V(unknown_revision), V(modified), V(missing_file), V(out_of_order), V(unknown_migration) and V(locked).
-        - A problem with C(severity=warning) is something the run works around (for example an Alembic branch label
-          written as an expression status cannot read); it does not make the service an error.
+        - A problem with C(severity=warning) is something the run works around (for example a branch label written
+          as an expression status cannot read); it does not make the service an error.
         - V(multiple_heads) is reported only when the service's target is V(head); with V(heads), a branch label or
           C(label@head) several heads are normal.
         - Messages never contain a password.
@@ -258,8 +252,8 @@ services:
     lint:
       description:
         - Whether squawk linted the pending SQL - C(linter), C(ran), C(reason) (why not, for example squawk is
-          not installed on the managed host, or an Alembic service without O(services[].alembic_sql_preview), whose
-          SQL is only known by running its C(env.py) with C(alembic upgrade --sql)).
+          not installed on the managed host, or the SQL is only known by running the service's own code, which its
+          tool's options do not allow).
       type: dict
       returned: when the service has pending migrations
     plan:
@@ -281,7 +275,6 @@ services:
         warnings: []
 '''
 
-import copy
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -289,19 +282,14 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import missing_library
 from ansible_collections.homelab.migrations.plugins.module_utils.dburl import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
-    CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, dependency_order, validate_services)
+    SpecError, dependency_order, module_argument_spec, validate_services)
 from ansible_collections.homelab.migrations.plugins.module_utils.status import (
     STATUS_OPTIONS, PlanOptionError, build_report, error_summary, plan_diffs)
 from ansible_collections.homelab.migrations.plugins.module_utils.secrets import exact_strings, mask, module_result
 
 
 def argument_spec():
-    spec = dict(
-        services=dict(type='list', elements='dict', required=True, options=copy.deepcopy(SERVICE_OPTIONS)),
-    )
-    spec.update(copy.deepcopy(STATUS_OPTIONS))
-    spec.update(copy.deepcopy(CONNECTION_OPTIONS))
-    return spec
+    return module_argument_spec('services', STATUS_OPTIONS)
 
 
 def main():

@@ -60,6 +60,10 @@ NOTES = [
     'Alembic services (O(SVC.tool=alembic)) are read without running service code: the revision files are parsed,'
     ' and the version table is read. Upgrades and downgrades run the service\'s own C(alembic) command'
     ' (O(SVC.alembic_command)), so its C(env.py) is used as the service uses it.',
+    'Pre-flight error findings of Alembic services, besides the common ones: V(revision_id_too_long) (a revision id'
+    ' longer than the version table\'s C(version_num) column, which C(alembic) fails to record) and'
+    ' V(merge_lists_ancestor) (a merge revision whose C(down_revision) lists an ancestor of another of its parents,'
+    ' where C(alembic upgrade) fails).',
 ]
 
 REQUIREMENTS = ['alembic on the managed host for services with O(SVC.tool=alembic)']

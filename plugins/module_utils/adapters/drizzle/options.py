@@ -29,6 +29,9 @@ OPTIONS = dict(
 NOTES = [
     'Drizzle services (O(SVC.tool=drizzle)) are migrated natively, the way drizzle-orm\'s C(migrate) function does'
     ' it (same statements, same tracking rows); going back runs the C(<tag>.down.sql) files.',
+    'Pre-flight error findings of Drizzle services, besides the common ones: V(breakpoint_splits_statement) (a'
+    ' C(--> statement-breakpoint) inside a string literal, quoted name or /* */ comment, where drizzle-orm cuts the'
+    ' statement in two all the same).',
 ]
 
 REQUIREMENTS = []
