@@ -15,14 +15,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import threading
-import traceback
 
 from ansible_collections.homelab.migrations.plugins.module_utils import connection as connection_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import lock as lock_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import secrets
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import (
     PROBLEM_CODES, AdapterError, is_warning, problem)
+from ansible_collections.homelab.migrations.plugins.module_utils.apply_result import describe_unexpected
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectError, ConnectionPool
+from ansible_collections.homelab.migrations.plugins.module_utils.plan import check_plan
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import dependency_order, validate_services
 
 UP_TO_DATE = 'up_to_date'
@@ -95,19 +96,6 @@ def _oneline(text):
     return ' '.join(str(text).split())
 
 
-def describe_unexpected(name, exc, dburl, during='reading its migration state'):
-    """A clear, masked message for an exception nobody expected (an adapter bug or an odd layout)."""
-    where = ''
-    tb = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ is not None else []
-    if tb:
-        frame = tb[-1]
-        where = ' (at %s:%s in %s)' % (frame.filename.rsplit('/', 1)[-1], frame.lineno, frame.name)
-    text = _oneline(dburl.scrub(str(exc))) if dburl is not None else _oneline(str(exc))
-    return ('service %r: unexpected %s while %s: %s%s; check the service path and its migration files, '
-            'and report this as a bug of homelab.migrations if they are fine'
-            % (name, exc.__class__.__name__, during, text or '(no message)', where))
-
-
 def _caused_by_lock_timeout(exc):
     """True when a lock_timeout / statement cancel is somewhere in the exception's cause chain."""
     seen = 0
@@ -168,13 +156,45 @@ def _recover(conn):
         pass
 
 
+def _read_lock(entry, conn, name, dburl):
+    """``entry['lock']`` from lock.lock_status on ``conn``, and a ``locked`` problem when the lock is held."""
+    problems = entry['problems']
+    if not conn.closed:
+        try:
+            entry['lock'] = lock_mod.lock_status(conn, name)
+        except Exception as exc:  # the connection broke between the two reads
+            _recover(conn)
+            if not problems:
+                problems.append(problem_from_exception(name, exc, dburl))
+    holder = entry['lock'].get('holder')
+    if entry['lock'].get('held'):
+        problems.append(problem('locked', 'service %r is being migrated right now: its lock is held by %s; '
+                                          'this status may change when that run finishes'
+                                % (name, lock_mod.describe_holder(holder))))
+
+
+def _state_fields(entry, state, dburl):
+    """The entry's revisions, counts and problems from a ServiceState (adapters/base.py)."""
+    entry['current_revision'] = state.current_revision
+    entry['latest_revision'] = state.latest_revision
+    entry['applied'] = len(state.applied)
+    entry['pending'] = len(state.pending)
+    entry['pending_migrations'] = [str(p) for p in state.pending]
+    for item in state.problems:
+        code = item.get('code') if isinstance(item, dict) else None
+        message = item.get('message') if isinstance(item, dict) else str(item)
+        entry['problems'].append(problem(code if code in PROBLEM_CODES else 'bad_config',
+                                         _oneline(dburl.scrub(message or code or 'unknown problem')),
+                                         severity='warning' if is_warning(item) else None))
+
+
 def service_entry(spec, dburl, pool, prepared=None, get_adapter=None, plan_params=None, diff=False,
                   preflight=True):
     """The report entry of one service. Never raises: failures become problems.
 
     With ``plan_params`` (apply options: target, allow_out_of_order, allow_modified, lock_wait) the
     entry also gets ``plan``: what homelab_migration_apply in check mode would report, planned from
-    this very read (apply.check_plan); with ``diff`` too its ``diff`` (the SQL it would run).
+    this very read (plan.check_plan); with ``diff`` too its ``diff`` (the SQL it would run).
     """
     if prepared is None:
         prepared = []
@@ -199,32 +219,9 @@ def service_entry(spec, dburl, pool, prepared=None, get_adapter=None, plan_param
     except Exception as exc:
         problems.append(problem_from_exception(name, exc, dburl))
         _recover(conn)
-
-    if not conn.closed:
-        try:
-            entry['lock'] = lock_mod.lock_status(conn, name)
-        except Exception as exc:  # the connection broke between the two reads
-            _recover(conn)
-            if not problems:
-                problems.append(problem_from_exception(name, exc, dburl))
-    holder = entry['lock'].get('holder')
-    if entry['lock'].get('held'):
-        problems.append(problem('locked', 'service %r is being migrated right now: its lock is held by %s; '
-                                          'this status may change when that run finishes'
-                                % (name, lock_mod.describe_holder(holder))))
-
+    _read_lock(entry, conn, name, dburl)
     if state is not None:
-        entry['current_revision'] = state.current_revision
-        entry['latest_revision'] = state.latest_revision
-        entry['applied'] = len(state.applied)
-        entry['pending'] = len(state.pending)
-        entry['pending_migrations'] = [str(p) for p in state.pending]
-        for item in state.problems:
-            code = item.get('code') if isinstance(item, dict) else None
-            message = item.get('message') if isinstance(item, dict) else str(item)
-            problems.append(problem(code if code in PROBLEM_CODES else 'bad_config',
-                                    _oneline(dburl.scrub(message or code or 'unknown problem')),
-                                    severity='warning' if is_warning(item) else None))
+        _state_fields(entry, state, dburl)
     entry['status'] = entry_status(entry, state is not None)
     if plan_params is not None:
         entry['plan'] = _plan(spec, dburl, conn, adapter, state, entry, plan_params, diff)
@@ -257,7 +254,6 @@ def _findings(entry, adapter, conn, state, plan_params, dburl):
 
 
 def _plan(spec, dburl, conn, adapter, state, entry, plan_params, diff=False):
-    from ansible_collections.homelab.migrations.plugins.module_utils.apply import check_plan
     readable = state is not None and conn is not None and not conn.closed
     why = '; '.join(p['message'] for p in entry['problems'] if not _only_informs(p))
     result = check_plan(spec, dburl, conn if readable else None, adapter, state if readable else None, plan_params,

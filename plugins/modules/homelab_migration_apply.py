@@ -352,9 +352,10 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.homelab.migrations.plugins.module_utils.apply import APPLY_OPTIONS, run_apply
+from ansible_collections.homelab.migrations.plugins.module_utils.apply import run_apply
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import missing_library
 from ansible_collections.homelab.migrations.plugins.module_utils.dburl import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
+from ansible_collections.homelab.migrations.plugins.module_utils.plan import APPLY_OPTIONS
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, SpecError, module_argument_spec, validate_service)
 from ansible_collections.homelab.migrations.plugins.module_utils.secrets import exact_strings, mask, module_result

@@ -4,7 +4,7 @@ import yaml
 import pytest
 
 from ansible_collections.homelab.migrations.plugins.doc_fragments.service import ModuleDocFragment
-from ansible_collections.homelab.migrations.plugins.module_utils.apply import APPLY_OPTIONS
+from ansible_collections.homelab.migrations.plugins.module_utils.plan import APPLY_OPTIONS
 from ansible_collections.homelab.migrations.plugins.module_utils.status import STATUS_OPTIONS
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, dependency_order, service_defaults, validate_service,

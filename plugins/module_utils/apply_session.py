@@ -1,0 +1,115 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.migrations contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Before and around the apply's database session.
+
+The option checks made before connecting (lock_timeout / statement_timeout durations, the audit log's
+writability), the session's settings (read only in check mode, client_connection_check_interval on
+PostgreSQL 14+, lock_timeout, statement_timeout) and the child tool's session options (PGOPTIONS).
+Failures are apply_result.ApplyFailure with ``code: bad_config``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+
+from ansible_collections.homelab.migrations.plugins.module_utils import audit as audit_mod
+from ansible_collections.homelab.migrations.plugins.module_utils.apply_result import ApplyFailure
+
+_DURATION_RE = re.compile(r'^\s*\d+(\.\d+)?\s*(us|ms|s|min|h|d)?\s*$')
+# a killed module must not leave its backend running a long statement with the lock held (PostgreSQL 14+)
+CLIENT_CHECK_INTERVAL_MS = '1000'
+
+
+def check_duration(name, value):
+    """lock_timeout / statement_timeout: a PostgreSQL duration (V(5s), V(500ms), V(2min), V(0))."""
+    if value is None:
+        return None
+    value = str(value).strip()
+    if not _DURATION_RE.match(value):
+        raise ApplyFailure('%s %r is not a PostgreSQL duration; use a number with an optional unit '
+                           '(us, ms, s, min, h, d), for example 5s or 500ms' % (name, value), code='bad_config')
+    return value.replace(' ', '')
+
+
+def check_audit_log(path):
+    """Fail before touching anything when the audit log cannot be written."""
+    if not path:
+        return
+    path = os.path.abspath(path)
+    try:
+        audit_mod.check_log_path(path)
+    except OSError as exc:
+        raise ApplyFailure('%s (nothing was done)' % (exc.strerror or exc))
+    if os.path.isdir(path):
+        raise ApplyFailure('audit_log %s is a directory; give the path of a file (for example %s)'
+                           % (path, os.path.join(path, 'migrations.jsonl')), code='bad_config')
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise ApplyFailure('audit_log %s is not writable by this user; fix its permissions or choose another '
+                               'path (nothing was changed)' % path, code='bad_config')
+        return
+    parent = os.path.dirname(path)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not parent or not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise ApplyFailure('audit_log %s cannot be created: %s is not a writable directory; fix the permissions or '
+                           'choose another path (nothing was changed)' % (path, parent or '/'), code='bad_config')
+
+
+def session_settings(conn, read_only, lock_timeout, statement_timeout):
+    """Set up the run's session; ApplyFailure (bad_config) when the server refuses a duration."""
+    with conn.cursor() as cur:
+        if read_only:
+            cur.execute('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY')
+        if conn.server_version >= 140000:
+            try:
+                cur.execute('SELECT pg_catalog.set_config(%s, %s, false)',
+                            ('client_connection_check_interval', CLIENT_CHECK_INTERVAL_MS))
+            except Exception:  # not supported on this platform: harmless
+                conn.rollback()
+        for name, value in (('lock_timeout', lock_timeout), ('statement_timeout', statement_timeout)):
+            if value is None:
+                continue
+            try:
+                cur.execute('SELECT pg_catalog.set_config(%s, %s, false)', (name, value))
+            except Exception as exc:
+                raise ApplyFailure('%s %r was refused by the server: %s; use a PostgreSQL duration such as 5s'
+                                   % (name, value, ' '.join(str(exc).split())), code='bad_config')
+
+
+class ChildSessionOptions(object):
+    """While an adapter runs: PGOPTIONS makes libpq sessions of child tools (alembic) check their client too.
+
+    A killed run kills its migrator (the adapter's job); this makes the migrator's backend notice within
+    a second even in the middle of a long statement, roll back and let go of its locks, instead of running
+    on for minutes. Only for PostgreSQL 14+ (older servers refuse the unknown setting); restored afterwards.
+    """
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.saved = None
+        self.active = False
+
+    def __enter__(self):
+        try:
+            supported = self.conn.server_version >= 140000
+        except Exception:
+            supported = False
+        if supported:
+            self.saved = os.environ.get('PGOPTIONS')
+            option = '-c client_connection_check_interval=%s' % CLIENT_CHECK_INTERVAL_MS
+            os.environ['PGOPTIONS'] = (self.saved + ' ' + option) if self.saved else option
+            self.active = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            if self.saved is None:
+                os.environ.pop('PGOPTIONS', None)
+            else:
+                os.environ['PGOPTIONS'] = self.saved
+        return False
