@@ -78,6 +78,42 @@ def check_log_path(path):
                                         % (path, st.st_uid))
 
 
+class AuditLogError(Exception):
+    """The audit log cannot be written (see :func:`check_writable`); ``unsafe`` when another user could swap it."""
+
+    def __init__(self, message, unsafe=False):
+        super(AuditLogError, self).__init__(message)
+        self.unsafe = unsafe
+
+
+def check_writable(path, done='nothing was done', example=False):
+    """Raise :class:`AuditLogError` (before a module does anything) when ``path`` cannot be appended to: another
+    user could swap it (:func:`check_log_path`), it is a directory, it exists and this user may not write it,
+    or it does not exist and the nearest directory that does is not writable. ``done`` closes the messages
+    (what the caller left undone); ``example`` names a file in a directory given as the log. No ``path``: no log."""
+    if not path:
+        return
+    path = os.path.abspath(path)
+    try:
+        check_log_path(path)
+    except OSError as exc:
+        raise AuditLogError('%s (nothing was done)' % (exc.strerror or exc), unsafe=True)
+    if os.path.isdir(path):
+        raise AuditLogError('audit_log %s is a directory; give the path of a file (%s)'
+                            % (path, 'for example %s' % os.path.join(path, 'migrations.jsonl') if example else done))
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise AuditLogError('audit_log %s is not writable by this user; fix its permissions or choose another '
+                                'path (%s)' % (path, done))
+        return
+    parent = os.path.dirname(path)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not parent or not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise AuditLogError('audit_log %s cannot be created: %s is not a writable directory; fix the permissions or '
+                            'choose another path (%s)' % (path, parent or '/', done))
+
+
 def append_record(path, record):
     """Append ``record`` as one JSON line to ``path`` with a single O_APPEND write.
 

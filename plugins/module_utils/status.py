@@ -126,7 +126,7 @@ def problem_from_exception(name, exc, dburl):
         if pgcode in (_SQLSTATE_LOCK_NOT_AVAILABLE, _SQLSTATE_QUERY_CANCELED):
             return problem('locked', 'service %r: the migration tables are locked by a running migration (%s); '
                                      'run the status again when it has finished' % (name, text))
-        if _is_psycopg2_error(exc, 'OperationalError', 'InterfaceError') and pgcode is None:
+        if connection_mod.is_connection_lost(exc):
             return problem('unreachable', 'service %r: lost the connection to %s: %s (check that the server is '
                                           'running and reachable)' % (name, dburl.masked, text))
         return problem('bad_config', 'service %r: the database refused a read of the migration state: %s '

@@ -53,27 +53,11 @@ def _dispatch(params, check_mode):
 
 
 def check_audit_log(path):
-    """Fail before doing anything when the audit log cannot be written."""
-    if not path:
-        return
-    path = os.path.abspath(path)
+    """Fail before doing anything when the audit log cannot be written (audit.check_writable)."""
     try:
-        audit_mod.check_log_path(path)
-    except OSError as exc:
-        raise BackupError('%s (nothing was done)' % (exc.strerror or exc))
-    if os.path.isdir(path):
-        raise BackupError('audit_log %s is a directory; give the path of a file (nothing was done)' % path)
-    if os.path.exists(path):
-        if not os.access(path, os.W_OK):
-            raise BackupError('audit_log %s is not writable by this user; fix its permissions or choose another '
-                              'path (nothing was done)' % path)
-        return
-    parent = os.path.dirname(path)
-    while parent and not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not parent or not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        raise BackupError('audit_log %s cannot be created: %s is not a writable directory; fix the permissions or '
-                          'choose another path (nothing was done)' % (path, parent or '/'))
+        audit_mod.check_writable(path)
+    except audit_mod.AuditLogError as exc:
+        raise BackupError(str(exc))
 
 
 _ACTIONS = {'present': 'backup', 'restored': 'restore', 'pruned': 'prune'}

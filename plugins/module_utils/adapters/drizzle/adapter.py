@@ -50,13 +50,13 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzl
 )
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle.sql import (
     TrackingTable,
-    is_connection_error,
     is_database_error,
     pg_error,
 )
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import is_connection_lost
+from ansible_collections.homelab.migrations.plugins.module_utils.durations import split as split_duration
 
 TRANSACTION_MODES = ('all', 'each')
-_DURATION_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$')
 
 
 def parse_duration(value, name):
@@ -73,11 +73,11 @@ def parse_duration(value, name):
         if value < 0:
             raise PlanError('%s must not be negative, got %r' % (name, value), code='bad_config')
         return '%dms' % value
-    match = _DURATION_RE.match(str(value))
-    if not match:
+    parts = split_duration(str(value))
+    if not parts:
         raise PlanError('%s must be a duration like 5s, 500ms or 2min, or an integer of milliseconds; got %r'
                         % (name, value), code='bad_config')
-    return match.group(1) + (match.group(2) or 'ms')
+    return parts[0] + (parts[1] or 'ms')
 
 
 class DrizzleAdapter(Adapter):
@@ -117,7 +117,7 @@ class DrizzleAdapter(Adapter):
         except Exception as exc:
             if not is_database_error(exc):
                 raise
-            if is_connection_error(exc, conn):
+            if is_connection_lost(exc, conn):
                 raise AdapterError('service %r: lost the connection to %s while reading %s: %s'
                                    % (self.name, self.dburl.masked if self.dburl else 'the database',
                                       self.qualified, self._scrub(pg_error(exc))), code='unreachable')

@@ -28,7 +28,6 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzl
     begin,
     display_statement,
     ended_before_failure,
-    is_connection_error,
     is_run_error,
     pg_error,
     restore_autocommit,
@@ -37,6 +36,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzl
     settings,
     shorten,
 )
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import is_connection_lost
 from ansible_collections.homelab.migrations.plugins.module_utils.waits import is_lock_timeout
 
 
@@ -232,7 +232,7 @@ class Runner(object):
                 exc.row_id, self.table.qualified)
         else:
             reason = self.scrub(pg_error(exc))
-        lost = is_connection_error(exc, conn)
+        lost = is_connection_lost(exc, conn)
         uncertain = self.group_done if (self.committing and lost) else None
         kept = self._kept()
         if uncertain is not None:

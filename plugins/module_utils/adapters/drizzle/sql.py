@@ -18,7 +18,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import is_connection_lost, quote_ident
 
 try:
     import psycopg2
@@ -118,16 +118,6 @@ def pg_error(exc):
     return text or exc.__class__.__name__
 
 
-def is_connection_error(exc, conn=None):
-    """True when ``exc`` means the session is gone (server down, backend terminated, network)."""
-    if conn is not None and getattr(conn, 'closed', 0):
-        return True
-    code = getattr(exc, 'pgcode', None) or ''
-    if code.startswith(('08', '57P')):
-        return True
-    return bool(HAS_PSYCOPG2 and isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and not code)
-
-
 def is_database_error(exc):
     """True for a psycopg2 error (always True without psycopg2)."""
     return not HAS_PSYCOPG2 or isinstance(exc, psycopg2.Error)
@@ -199,7 +189,7 @@ def ended_before_failure(conn, exc):
     """Whether a statement that raised had ended the run's transaction first: after an error inside the
     transaction block the server reports it failed (INERROR); idle means the block was over before the error
     (``...; COMMIT; SELECT 1/0`` in one chunk), so what ran before the COMMIT was committed."""
-    if not HAS_PSYCOPG2 or not isinstance(exc, psycopg2.Error) or is_connection_error(exc, conn):
+    if not HAS_PSYCOPG2 or not isinstance(exc, psycopg2.Error) or is_connection_lost(exc, conn):
         return False
     try:
         return conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
