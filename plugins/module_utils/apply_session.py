@@ -14,50 +14,34 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import re
 
 from ansible_collections.homelab.migrations.plugins.module_utils import audit as audit_mod
+from ansible_collections.homelab.migrations.plugins.module_utils import durations
 from ansible_collections.homelab.migrations.plugins.module_utils.apply_result import ApplyFailure
 
-_DURATION_RE = re.compile(r'^\s*\d+(\.\d+)?\s*(us|ms|s|min|h|d)?\s*$')
 # a killed module must not leave its backend running a long statement with the lock held (PostgreSQL 14+)
 CLIENT_CHECK_INTERVAL_MS = '1000'
 
 
 def check_duration(name, value):
-    """lock_timeout / statement_timeout: a PostgreSQL duration (V(5s), V(500ms), V(2min), V(0))."""
+    """lock_timeout / statement_timeout: a PostgreSQL duration (V(5s), V(500ms), V(2min), V(0)), white space
+    removed (durations.compact); None when unset."""
     if value is None:
         return None
-    value = str(value).strip()
-    if not _DURATION_RE.match(value):
+    compact = durations.compact(value)
+    if compact is None:
         raise ApplyFailure('%s %r is not a PostgreSQL duration; use a number with an optional unit '
-                           '(us, ms, s, min, h, d), for example 5s or 500ms' % (name, value), code='bad_config')
-    return value.replace(' ', '')
+                           '(us, ms, s, min, h, d), for example 5s or 500ms' % (name, str(value).strip()),
+                           code='bad_config')
+    return compact
 
 
 def check_audit_log(path):
-    """Fail before touching anything when the audit log cannot be written."""
-    if not path:
-        return
-    path = os.path.abspath(path)
+    """Fail before touching anything when the audit log cannot be written (audit.check_writable)."""
     try:
-        audit_mod.check_log_path(path)
-    except OSError as exc:
-        raise ApplyFailure('%s (nothing was done)' % (exc.strerror or exc))
-    if os.path.isdir(path):
-        raise ApplyFailure('audit_log %s is a directory; give the path of a file (for example %s)'
-                           % (path, os.path.join(path, 'migrations.jsonl')), code='bad_config')
-    if os.path.exists(path):
-        if not os.access(path, os.W_OK):
-            raise ApplyFailure('audit_log %s is not writable by this user; fix its permissions or choose another '
-                               'path (nothing was changed)' % path, code='bad_config')
-        return
-    parent = os.path.dirname(path)
-    while parent and not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not parent or not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        raise ApplyFailure('audit_log %s cannot be created: %s is not a writable directory; fix the permissions or '
-                           'choose another path (nothing was changed)' % (path, parent or '/'), code='bad_config')
+        audit_mod.check_writable(path, done='nothing was changed', example=True)
+    except audit_mod.AuditLogError as exc:
+        raise ApplyFailure(str(exc), code='apply_failed' if exc.unsafe else 'bad_config')
 
 
 def session_settings(conn, read_only, lock_timeout, statement_timeout):
