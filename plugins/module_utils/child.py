@@ -24,6 +24,18 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 ORPHAN_EXIT = 111
 
 
+def pid_alive(pid):
+    """Whether process ``pid`` exists (signal 0; one of another user's counts): what a killed run left behind
+    (a passfile directory, a backup's temporary file) names its pid, and is removed only when that is gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def libc_prctl():
     """libc's ``prctl`` (Linux), or None where there is none."""
     if not sys.platform.startswith('linux'):

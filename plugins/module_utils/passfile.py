@@ -16,18 +16,10 @@ import os
 import stat
 import tempfile
 
+from ansible_collections.homelab.migrations.plugins.module_utils import child
+
 
 PASSDIR_PREFIX = '.homelab-pgpass-'
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_passdirs(directory=None):
@@ -57,7 +49,7 @@ def sweep_passdirs(directory=None):
         try:
             if stat.S_ISDIR(st.st_mode):
                 pid = name[len(PASSDIR_PREFIX):].split('-', 1)[0]
-                if pid.isdigit() and _pid_alive(int(pid)):
+                if pid.isdigit() and child.pid_alive(int(pid)):
                     continue
                 for inner in os.listdir(path):
                     os.unlink(os.path.join(path, inner))

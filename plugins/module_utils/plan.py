@@ -175,7 +175,7 @@ class Planner(object):
         return steps
 
     def preflight(self, adapter, steps):
-        """Pre-flight findings of the plan (module_utils/preflight.py; a revert checks its down files or
+        """Pre-flight findings of the plan (module_utils/preflight/; a revert checks its down files or
         downgrade()); refuse, before anything is touched, when one is an error that allow_findings does not
         allow (the run would certainly fail as planned).
         Check mode also lints (squawk): its warnings inform, they never refuse."""

@@ -18,7 +18,8 @@ also has its query string, fragment and credential-named query values masked (``
 
 Three variants for where the text goes: :func:`mask` with ``queries`` (a published page: the query and fragment of
 every http(s) URL), :func:`mask_sql` (a statement shown in a finding: secret literals become ``'********'`` so it
-still reads as SQL), :func:`scheme_only` (a URL that cannot be parsed: ``scheme://********``).
+still reads as SQL), :func:`scheme_only` (a URL that cannot be parsed: ``scheme://********``), :func:`cut_urls`
+(an audit record: every URL but http(s) ones cut to ``scheme://...``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -61,6 +62,8 @@ _SQL_PASSWORD = re.compile(
 _URL_QUERY = re.compile(r'''(?i)(https?://[^\s"'<>?#]*)[?#][^\s"'<>]*''')
 # the scheme of a URL ('postgresql+psycopg2://'): all that is shown of a URL that cannot be parsed
 URL_SCHEME = re.compile(r'^([A-Za-z][A-Za-z0-9+.-]*)://')
+# a URL in free text: its scheme, then up to white space or a quote
+_ANY_URL = re.compile(r"\b([a-z][a-z0-9+.-]*)://(?=[^\s,;()'\"<>])[^\s'\"<>]+", re.I)
 
 
 def _lower_hex(text):
@@ -210,6 +213,13 @@ def scheme_only(url, other=MASK):
         return other
     match = URL_SCHEME.match(url)
     return '%s://%s' % (match.group(1), MASK) if match else MASK
+
+
+def cut_urls(text, keep=('http', 'https')):
+    """``text`` masked (:func:`mask`), then every URL whose scheme is not in ``keep`` cut to ``scheme://...``:
+    a record that names no database, not even without its password (health check URLs stay)."""
+    text = mask(text)
+    return _ANY_URL.sub(lambda m: m.group(0) if m.group(1).lower() in keep else m.group(1) + '://...', text)
 
 
 def _spans(text, forms, keep=()):

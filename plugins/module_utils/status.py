@@ -337,7 +337,7 @@ def build_report(specs, urls=None, connect_timeout=connection_mod.DEFAULT_CONNEC
     module's option: services, target, allow_out_of_order, allow_modified, lock_wait) adds a
     ``plan`` to the entries of the services it names (all when ``services`` is None); with ``diff``
     each plan also holds its ``diff`` (the SQL the run would send), as the apply module's does.
-    ``preflight`` False leaves out the pre-flight findings (module_utils/preflight.py) and their lint.
+    ``preflight`` False leaves out the pre-flight findings (module_utils/preflight/) and their lint.
     """
     plan_names = None
     plan_params = None

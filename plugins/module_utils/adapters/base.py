@@ -150,7 +150,7 @@ class Adapter(object):
     def preflight(self, conn, state, steps, options=None, lint=True, direction='up'):
         """Pre-flight findings for running ``steps`` (run order; ``direction`` up or down) with ``options``:
         {findings, lint}
-        (see module_utils/preflight.py). A tool without checks has nothing to say."""
+        (see module_utils/preflight/). A tool without checks has nothing to say."""
         return {'findings': [], 'lint': {'linter': None, 'ran': False, 'reason': 'no linter for this tool'}}
 
     def tracking_tables(self):

@@ -26,6 +26,7 @@ import stat
 import time
 import uuid
 
+from ansible_collections.homelab.migrations.plugins.module_utils import child
 from ansible_collections.homelab.migrations.plugins.module_utils import safe_path
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.checksum import read_sidecar, sidecar_text
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.errors import BackupError
@@ -190,16 +191,6 @@ def os_error_text(what, exc, dest):
     return '%s: %s (%s)' % (what, reason, hint)
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 def remove_stale_partials(dest, service):
     """Remove this service's temp files left by runs that were killed (their pid no longer exists)."""
     removed = []
@@ -210,7 +201,7 @@ def remove_stale_partials(dest, service):
         return removed
     for name in names:
         match = pattern.match(name)
-        if match and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))):
+        if match and int(match.group(1)) != os.getpid() and not child.pid_alive(int(match.group(1))):
             remove(os.path.join(dest, name))
             removed.append(os.path.join(dest, name))
     return removed
