@@ -48,8 +48,6 @@ class UrlError(ValueError):
     """A database URL that cannot be used; the message is already masked (it shows no userinfo)."""
 
 
-
-
 def _refuse(url, why, hint=_ENCODE_HINT):
     """A UrlError naming only the scheme of ``url``: a URL that cannot be parsed may hold its password anywhere."""
     return UrlError('database_url %s cannot be used: %s; %s' % (secrets.scheme_only(url), why, hint))

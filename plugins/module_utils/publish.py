@@ -47,7 +47,6 @@ HEALTH_KEYS = ('state', 'status', 'verified', 'reason', 'message', 'url', 'check
 RUN_SERVICE_KEYS = ('outcome', 'from', 'to', 'error', 'reason', 'recovery', 'target')
 
 
-
 class DashboardError(Exception):
     """The dashboard could not be written; the message says what to do."""
 
