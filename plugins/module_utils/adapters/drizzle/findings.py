@@ -6,7 +6,7 @@
 * ``byte_order_mark``: drizzle-orm sends a UTF-8 BOM as the first character of the first statement;
 * ``breakpoint_splits_statement``: drizzle-orm splits on ``--> statement-breakpoint`` even inside a string,
   quoted name, dollar-quoted body or comment;
-* the shared transaction findings of module_utils.preflight (statements PostgreSQL refuses inside the
+* the shared transaction findings of module_utils.preflight.transaction (statements PostgreSQL refuses inside the
   transaction drizzle-orm, and this collection, runs every migration in), and squawk's lint findings.
 
 Findings are dicts ``{migration, statement, code, severity, message, source}`` (module_utils.preflight).
@@ -19,12 +19,20 @@ __metaclass__ = type
 import codecs
 import os
 
-from ansible_collections.homelab.migrations.plugins.module_utils.preflight import api as preflight_mod
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle.journal import (
     BREAKPOINT,
     decode_sql,
     split_statements,
 )
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight.enums import enum_catalog
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight.findings import (
+    ERROR,
+    finding,
+    statement_head,
+)
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight.lexer import cut_inside, split_sql
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight.squawk import SQUAWK, squawk_findings
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight.transaction import transaction_findings
 from ansible_collections.homelab.migrations.plugins.module_utils.regular_file import MIGRATION_LIMIT, read_regular
 
 
@@ -49,21 +57,21 @@ def file_findings(tag, raw, text, path, direction):
     decoded as drizzle-orm decodes it)."""
     findings = []
     if raw.startswith(codecs.BOM_UTF8):
-        first = preflight_mod.statement_head(text.lstrip('\ufeff'), lines=1)
-        findings.append(preflight_mod.finding(
-            tag, first, 'byte_order_mark', preflight_mod.ERROR,
+        first = statement_head(text.lstrip('\ufeff'), lines=1)
+        findings.append(finding(
+            tag, first, 'byte_order_mark', ERROR,
             '%s starts with a UTF-8 byte order mark (bytes EF BB BF); drizzle-orm sends it as the first '
             'character of the first statement and PostgreSQL answers with a syntax error at position 1, so '
             'the run fails. Save the file as UTF-8 without a BOM%s'
             % (os.path.basename(path), ' (it is not applied yet, so its hash may change)'
                if direction == 'up' else '')))
-    cuts = preflight_mod.cut_inside(text, BREAKPOINT)
+    cuts = cut_inside(text, BREAKPOINT)
     if cuts:
         before = text[:cuts[0]]
         start = max(before.rfind(';'), 0)
-        findings.append(preflight_mod.finding(
-            tag, preflight_mod.statement_head(text[start + 1 if start else 0:cuts[0]], lines=1) or None,
-            'breakpoint_splits_statement', preflight_mod.ERROR,
+        findings.append(finding(
+            tag, statement_head(text[start + 1 if start else 0:cuts[0]], lines=1) or None,
+            'breakpoint_splits_statement', ERROR,
             "%s has '%s' inside a string literal, quoted name, dollar-quoted body or /* */ comment (line "
             '%d); drizzle-orm splits the file on it all the same and sends the two halves as separate '
             'statements, so PostgreSQL fails (unterminated quoted string or comment). Reword the text so it '
@@ -104,7 +112,7 @@ def preflight(conn, entries, steps, opts, lint, direction):
         findings.extend(file_findings(tag, raw, text, path, direction))
         statements = []
         for chunk in split_statements(text):
-            statements.extend(preflight_mod.split_sql(chunk))
+            statements.extend(split_sql(chunk))
         loaded.append((tag, text, statements))
     if direction != 'up':
         lint = False
@@ -115,11 +123,9 @@ def preflight(conn, entries, steps, opts, lint, direction):
         version = conn.server_version if conn is not None else None
     except Exception:
         version = None
-    findings.extend(preflight_mod.transaction_findings(transactions, version, advice,
-                                                       preflight_mod.enum_catalog(conn)))
-    lint_info = {'linter': preflight_mod.SQUAWK, 'ran': False, 'reason': 'not asked for'}
+    findings.extend(transaction_findings(transactions, version, advice, enum_catalog(conn)))
+    lint_info = {'linter': SQUAWK, 'ran': False, 'reason': 'not asked for'}
     if lint:
-        lint_findings, lint_info = preflight_mod.squawk_findings([(tag, text) for tag, text, dummy in loaded],
-                                                                 conn, options=opts)
+        lint_findings, lint_info = squawk_findings([(tag, text) for tag, text, dummy in loaded], conn, options=opts)
         findings.extend(lint_findings)
     return {'findings': findings, 'lint': lint_info}

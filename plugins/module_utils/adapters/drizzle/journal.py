@@ -28,7 +28,7 @@ import json
 import os
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import PlanError
-from ansible_collections.homelab.migrations.plugins.module_utils.preflight import lexer as preflight_mod
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight.lexer import skip_block_comment
 from ansible_collections.homelab.migrations.plugins.module_utils.regular_file import (
     JOURNAL_LIMIT,
     MIGRATION_LIMIT,
@@ -86,7 +86,7 @@ def is_blank_chunk(chunk):
                 return True
             i = min(ends) + 1
         elif chunk.startswith('/*', i):
-            i, closed = preflight_mod.skip_block_comment(chunk, i)
+            i, closed = skip_block_comment(chunk, i)
             if not closed:
                 return False
         else:
