@@ -39,7 +39,7 @@ def check_duration(name, value):
 def check_audit_log(path):
     """Fail before touching anything when the audit log cannot be written (audit.check_writable)."""
     try:
-        audit_mod.check_writable(path, done='nothing was changed', example=True)
+        audit_mod.check_writable(path, done='nothing was changed')
     except audit_mod.AuditLogError as exc:
         raise ApplyFailure(str(exc), code='apply_failed' if exc.unsafe else 'bad_config')
 

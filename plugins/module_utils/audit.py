@@ -86,11 +86,11 @@ class AuditLogError(Exception):
         self.unsafe = unsafe
 
 
-def check_writable(path, done='nothing was done', example=False):
+def check_writable(path, done='nothing was done'):
     """Raise :class:`AuditLogError` (before a module does anything) when ``path`` cannot be appended to: another
-    user could swap it (:func:`check_log_path`), it is a directory, it exists and this user may not write it,
-    or it does not exist and the nearest directory that does is not writable. ``done`` closes the messages
-    (what the caller left undone); ``example`` names a file in a directory given as the log. No ``path``: no log."""
+    user could swap it or it is no regular file (:func:`check_log_path`: a directory, a FIFO, a symlink), it
+    exists and this user may not write it, or it does not exist and the nearest directory that does is not
+    writable. ``done`` closes the messages (what the caller left undone). No ``path``: no log, nothing to check."""
     if not path:
         return
     path = os.path.abspath(path)
@@ -98,9 +98,6 @@ def check_writable(path, done='nothing was done', example=False):
         check_log_path(path)
     except OSError as exc:
         raise AuditLogError('%s (nothing was done)' % (exc.strerror or exc), unsafe=True)
-    if os.path.isdir(path):
-        raise AuditLogError('audit_log %s is a directory; give the path of a file (%s)'
-                            % (path, 'for example %s' % os.path.join(path, 'migrations.jsonl') if example else done))
     if os.path.exists(path):
         if not os.access(path, os.W_OK):
             raise AuditLogError('audit_log %s is not writable by this user; fix its permissions or choose another '
