@@ -154,7 +154,7 @@ class Planner(object):
     def make_plan(self, adapter, state):
         """The steps (revision ids / tags, run order) of the adapter's plan from ``state`` to the target."""
         try:
-            plan = adapter.plan(self.conn, state, self.target, self.options())
+            plan = adapter.plan(state, self.target, self.options())
         except AdapterError as exc:
             raise ApplyFailure('%s; nothing was changed' % self.adapter_message(exc), code=exc.code,
                                retryable=exc.code == 'unreachable')

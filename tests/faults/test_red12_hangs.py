@@ -246,7 +246,7 @@ def test_may_commit_itself_never_waits_on_a_revision_file_swapped_for_a_fifo(fre
     conn = psycopg2.connect(fresh_db.password_url)
     try:
         state = adapter.read_state(conn)
-        plan = adapter.plan(conn, state, 'heads')
+        plan = adapter.plan(state, 'heads')
     finally:
         conn.close()
     assert plan.steps, plan

@@ -42,7 +42,7 @@ def move(adapter, url, target, options=None):
     conn = connect(DbUrl(url))
     try:
         state = adapter.read_state(conn)
-        plan = adapter.plan(conn, state, target, options)
+        plan = adapter.plan(state, target, options)
         result = adapter.apply(conn, plan, options)
         return plan, result
     finally:
@@ -221,7 +221,7 @@ def test_killing_the_parent_leaves_no_alembic_behind(sleepy, tmp_path, fresh_db)
         adapter = AlembicAdapter(%r, url)
         conn = connect(url)
         state = adapter.read_state(conn)
-        adapter.apply(conn, adapter.plan(conn, state, 'head'), {})
+        adapter.apply(conn, adapter.plan(state, 'head'), {})
     ''' % (COLLECTIONS, spec))
     parent = subprocess.Popen([sys.executable, '-c', code], stdin=subprocess.PIPE, text=True,
                               env=dict(os.environ, HOMELAB_TEST_PIDFILE=pidfile))
@@ -261,7 +261,7 @@ def test_preview_sql_is_alembics_offline_sql(linear, fresh_db):
     adapter = make_adapter(linear, url, alembic_sql_preview=True)
     conn = connect(DbUrl(url))
     try:
-        plan = adapter.plan(conn, adapter.read_state(conn), 'head')
+        plan = adapter.plan(adapter.read_state(conn), 'head')
         sql = adapter.preview_sql(plan)
     finally:
         conn.close()
@@ -273,7 +273,7 @@ def test_preview_sql_is_alembics_offline_sql(linear, fresh_db):
     move(adapter, url, 'head')
     conn = connect(DbUrl(url))
     try:
-        plan = adapter.plan(conn, adapter.read_state(conn), '-2')
+        plan = adapter.plan(adapter.read_state(conn), '-2')
         sql = adapter.preview_sql(plan)
     finally:
         conn.close()
@@ -296,7 +296,7 @@ def test_diff_runs_no_service_code_unless_the_user_opts_in(linear, tmp_path, fre
         adapter = make_adapter(copy, url, alembic_sql_preview=opt_in)
         conn = connect(DbUrl(url))
         try:
-            plan = adapter.plan(conn, adapter.read_state(conn), 'head')
+            plan = adapter.plan(adapter.read_state(conn), 'head')
             sql = adapter.preview_sql(plan)
         finally:
             conn.close()
@@ -323,7 +323,7 @@ def test_preview_falls_back_to_the_revision_list(linear, tmp_path, fresh_db):
     adapter = make_adapter(copy, url, alembic_sql_preview=True)
     conn = connect(DbUrl(url))
     try:
-        plan = adapter.plan(conn, adapter.read_state(conn), 'r2')
+        plan = adapter.plan(adapter.read_state(conn), 'r2')
         sql = adapter.preview_sql(plan)
     finally:
         conn.close()
@@ -358,7 +358,7 @@ def test_command_resolution(linear, tmp_path, fresh_db, monkeypatch):
     adapter = AlembicAdapter(spec, DbUrl(url))
     conn = connect(DbUrl(url))
     try:
-        plan = adapter.plan(conn, adapter.read_state(conn), 'r3')
+        plan = adapter.plan(adapter.read_state(conn), 'r3')
         monkeypatch.setenv('PATH', '/nonexistent')
         with pytest.raises(ApplyError) as err:
             adapter.apply(conn, plan)

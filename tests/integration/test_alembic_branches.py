@@ -88,7 +88,7 @@ def state_and_plan(proj, url, wanted, **spec):
     conn = connect(DbUrl(url))
     try:
         state = adapter.read_state(conn)
-        return state, adapter.plan(conn, state, wanted)
+        return state, adapter.plan(state, wanted)
     finally:
         conn.close()
 
@@ -182,14 +182,14 @@ def test_apply_heads_through_the_adapter_agrees_with_alembic_current(two_heads, 
     conn = connect(DbUrl(url))
     try:
         state = adapter.read_state(conn)
-        plan = adapter.plan(conn, state, 'heads')
+        plan = adapter.plan(state, 'heads')
         result = adapter.apply(conn, plan, {})
         assert sorted(result.applied) == ['c1', 'c2', 'e2']
         rows = sorted(r[0] for r in fresh_db.query('SELECT version_num FROM alembic_version'))
         assert sorted(result.to_revision.split(',')) == rows
         after = adapter.read_state(conn)
         assert after.pending == [] and sorted(after.extra['graph'].all_current(rows)) == sorted(two_heads.current(url))
-        down = adapter.plan(conn, adapter.read_state(conn), 'contract@-1')
+        down = adapter.plan(adapter.read_state(conn), 'contract@-1')
     finally:
         conn.close()
     assert down.direction == 'down'

@@ -90,7 +90,7 @@ def test_downgrade_plans_match_alembic(branchy, make_db, target):
     conn = connect(DbUrl(url))
     try:
         state = adapter.read_state(conn)
-        plan = adapter.plan(conn, state, target)
+        plan = adapter.plan(state, target)
         proc = branchy.downgrade(target, url)
         assert ran(proc.stderr) == plan.steps
         after = adapter.read_state(conn)
@@ -116,7 +116,7 @@ def test_upgrade_plans_match_alembic(branchy, make_db, start, target):
     conn = connect(DbUrl(url))
     try:
         state = adapter.read_state(conn)
-        plan = adapter.plan(conn, state, target)
+        plan = adapter.plan(state, target)
         proc = branchy.upgrade(target, url)
         assert ran(proc.stderr) == plan.steps
         after = adapter.read_state(conn)
@@ -127,7 +127,7 @@ def test_upgrade_plans_match_alembic(branchy, make_db, start, target):
     # at the target now: nothing to do
     conn = connect(DbUrl(url))
     try:
-        again = adapter.plan(conn, adapter.read_state(conn), target if not target.startswith('+') else plan.to_revision)
+        again = adapter.plan(adapter.read_state(conn), target if not target.startswith('+') else plan.to_revision)
     finally:
         conn.close()
     assert (again.direction, again.steps) == (None, [])
@@ -141,14 +141,14 @@ def test_ambiguous_targets_are_refused_with_advice(branchy, fresh_db):
     try:
         state = adapter.read_state(conn)
         with pytest.raises(PlanError) as err:
-            adapter.plan(conn, state, 'head')
+            adapter.plan(state, 'head')
         assert 'use target heads' in str(err.value) and 'a4, c2' in str(err.value)
         assert err.value.code == 'multiple_heads'
         with pytest.raises(PlanError) as err:
-            adapter.plan(conn, state, '-1')
+            adapter.plan(state, '-1')
         assert 'several heads' in str(err.value)
         with pytest.raises(PlanError) as err:
-            adapter.plan(conn, state, 'zzzz')
+            adapter.plan(state, 'zzzz')
         assert "No such revision or branch 'zzzz'" in str(err.value)
     finally:
         conn.close()
@@ -220,7 +220,7 @@ def test_a_version_table_env_py_does_not_use_is_a_config_error(tmp_path, fresh_d
     conn = connect(DbUrl(url))
     try:
         with pytest.raises(PlanError) as err:
-            adapter_for(proj, url, version_table='alembic_versions').plan(conn, state, 'head')
+            adapter_for(proj, url, version_table='alembic_versions').plan(state, 'head')
     finally:
         conn.close()
     assert err.value.code == 'bad_config' and '"public"."alembic_version" holds v2' in str(err.value)
@@ -258,7 +258,7 @@ def test_an_undecodable_applied_revision_is_named(tmp_path, fresh_db):
     conn = connect(DbUrl(url))
     try:
         with pytest.raises(PlanError) as err:
-            adapter_for(proj, url).plan(conn, state, 'head')
+            adapter_for(proj, url).plan(state, 'head')
     finally:
         conn.close()
     assert path in str(err.value) and err.value.code == 'bad_config'
@@ -288,7 +288,7 @@ def test_a_pending_revision_without_upgrade_is_named(tmp_path, fresh_db):
     conn = connect(DbUrl(url))
     try:
         with pytest.raises(PlanError) as err:
-            adapter_for(proj, url).plan(conn, state, 'head')
+            adapter_for(proj, url).plan(state, 'head')
     finally:
         conn.close()
     assert err.value.code == 'bad_config' and 'has no module-level upgrade()' in str(err.value)
@@ -312,7 +312,7 @@ def test_a_configured_command_that_cannot_run_is_a_status_problem(tmp_path, fres
     conn = connect(DbUrl(url))
     try:
         with pytest.raises(PlanError) as err:
-            adapter_for(proj, url, alembic_command=None).plan(conn, state, 'head')
+            adapter_for(proj, url, alembic_command=None).plan(state, 'head')
     finally:
         conn.close()
     assert 'alembic is not on PATH (%s)' % (tmp_path / 'empty') in str(err.value)
@@ -331,7 +331,7 @@ def test_unknown_revision_in_the_version_table(branchy, fresh_db):
         assert len(unknown) == 1 and "'feedbeef'" in unknown[0]['message']
         assert state.pending == []
         with pytest.raises(PlanError) as err:
-            adapter.plan(conn, state, 'heads')
+            adapter.plan(state, 'heads')
         assert err.value.code == 'unknown_revision'
     finally:
         conn.close()

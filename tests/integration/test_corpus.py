@@ -57,7 +57,7 @@ def apply_with_adapter(root, db, target='head', mode='all'):
     conn = db.conn()
     try:
         adapter = drizzle_adapter(root, db.url)
-        plan = adapter.plan(conn, adapter.read_state(conn), target, {'transaction': mode})
+        plan = adapter.plan(adapter.read_state(conn), target, {'transaction': mode})
         return adapter.apply(conn, plan)
     finally:
         conn.close()
@@ -154,7 +154,7 @@ def test_drizzle_corpus_revert_without_down_files_is_refused(fresh_db, drizzle_p
     try:
         adapter = drizzle_adapter(root, fresh_db.url)
         with pytest.raises(PlanError) as info:
-            adapter.plan(conn, adapter.read_state(conn), '-1')
+            adapter.plan(adapter.read_state(conn), '-1')
     finally:
         conn.close()
     assert info.value.code == 'missing_file' and '.down.sql' in str(info.value)
@@ -191,7 +191,7 @@ def alembic_state(root, db, rows):
                 for head in heads:
                     cur.execute('INSERT INTO alembic_version VALUES (%s)', (head,))
             at_heads = adapter.read_state(conn)
-            down = adapter.plan(conn, at_heads, ','.join(rows) if rows else 'base').steps
+            down = adapter.plan(at_heads, ','.join(rows) if rows else 'base').steps
         return state, down
     finally:
         conn.close()

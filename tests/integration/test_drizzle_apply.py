@@ -25,7 +25,7 @@ def conn(fresh_db):
 
 
 def up(adapter, conn, target='head', options=None):
-    return adapter.apply(conn, adapter.plan(conn, adapter.read_state(conn), target, options), options)
+    return adapter.apply(conn, adapter.plan(adapter.read_state(conn), target, options), options)
 
 
 def test_failure_in_third_of_five_pending_changes_nothing(tmp_path, fresh_db, conn):
@@ -35,7 +35,7 @@ def test_failure_in_third_of_five_pending_changes_nothing(tmp_path, fresh_db, co
     before = fresh_db.snapshot()
     state = adapter.read_state(conn)
     assert state.pending == tags[2:]
-    plan = adapter.plan(conn, state, 'head')
+    plan = adapter.plan(state, 'head')
     with pytest.raises(ApplyError) as info:
         adapter.apply(conn, plan)
     message = str(info.value)
@@ -141,7 +141,7 @@ def test_down_to_a_tag_and_back_up(tmp_path, fresh_db, conn):
     adapter = drizzle_adapter(tmp_path, fresh_db.url)
     up(adapter, conn)
     top = fresh_db.schema_dump()
-    plan = adapter.plan(conn, adapter.read_state(conn), tags[2])
+    plan = adapter.plan(adapter.read_state(conn), tags[2])
     assert plan.direction == 'down' and plan.steps == [tags[5], tags[4], tags[3]]
     assert plan.sql.index('-- revert %s' % tags[5]) < plan.sql.index('-- revert %s' % tags[3])
     adapter.apply(conn, plan)
@@ -160,11 +160,11 @@ def test_missing_down_file_fails_at_plan_time(tmp_path, fresh_db, conn):
     os.unlink(str(folder / (tags[2] + '.down.sql')))
     before = fresh_db.snapshot()
     with pytest.raises(PlanError) as info:
-        adapter.plan(conn, adapter.read_state(conn), tags[0])
+        adapter.plan(adapter.read_state(conn), tags[0])
     assert info.value.code == 'missing_file'
     assert str(folder / (tags[2] + '.down.sql')) in str(info.value)
     # -1 only needs the newest one's down file
-    adapter.plan(conn, adapter.read_state(conn), '-1')
+    adapter.plan(adapter.read_state(conn), '-1')
     assert fresh_db.snapshot() == before
 
 

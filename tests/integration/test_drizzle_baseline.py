@@ -69,7 +69,7 @@ def test_baseline_row_is_its_entry_and_the_skipped_ones_are_reported(tmp_path, f
     conn = fresh_db.conn()
     try:
         with pytest.raises(PlanError) as info:
-            adapter.plan(conn, state, 'head')
+            adapter.plan(state, 'head')
     finally:
         conn.close()
     assert info.value.code == 'out_of_order' and 'SET created_at = %d WHERE id = 1' % whens[0] in str(info.value)
@@ -82,7 +82,7 @@ def test_never_runs_0000_again_and_ends_like_drizzle(tmp_path, fresh_db, make_db
     conn = fresh_db.conn()
     try:
         if way == 'allow_out_of_order':
-            plan = adapter.plan(conn, state, 'head', {'allow_out_of_order': True})
+            plan = adapter.plan(state, 'head', {'allow_out_of_order': True})
             assert plan.steps == tags[1:]
             result = adapter.apply(conn, plan, {'allow_out_of_order': True})
             assert result.applied == tags[1:]
@@ -92,7 +92,7 @@ def test_never_runs_0000_again_and_ends_like_drizzle(tmp_path, fresh_db, make_db
             assert state.problems == []
             assert state.pending == drizzle_peer.status(folder, fresh_db.url)['pending'] == tags[1:]
             if way == 'fix_row_then_collection':
-                result = adapter.apply(conn, adapter.plan(conn, state, 'head'), {})
+                result = adapter.apply(conn, adapter.plan(state, 'head'), {})
                 assert result.applied == tags[1:]
             else:
                 drizzle_peer.migrate(folder, fresh_db.url)

@@ -44,7 +44,7 @@ def test_blank_chunks_as_the_server_sees_them(tmp_path, make_db, drizzle_peer, c
     conn = ours_db.conn()
     try:
         try:
-            adapter.apply(conn, adapter.plan(conn, adapter.read_state(conn), 'head'), {})
+            adapter.apply(conn, adapter.plan(adapter.read_state(conn), 'head'), {})
             ours_ok = True
         except (PlanError, ApplyError):
             ours_ok = False

@@ -69,7 +69,7 @@ def test_adapter_first_then_drizzle(history, reference, fresh_db, drizzle_peer, 
         adapter = drizzle_adapter(history['older'], fresh_db.url)
         state = adapter.read_state(conn)
         assert state.pending == history['tags'][:SPLIT]
-        result = adapter.apply(conn, adapter.plan(conn, state, 'head', {'transaction': mode}))
+        result = adapter.apply(conn, adapter.plan(state, 'head', {'transaction': mode}))
         assert result.applied == history['tags'][:SPLIT]
     finally:
         conn.close()
@@ -87,7 +87,7 @@ def test_drizzle_first_then_adapter(history, reference, fresh_db, drizzle_peer, 
         adapter = drizzle_adapter(history['full'], fresh_db.url)
         state = adapter.read_state(conn)
         assert state.applied == history['tags'][:SPLIT] and state.pending == history['tags'][SPLIT:]
-        plan = adapter.plan(conn, state, 'head', {'transaction': mode})
+        plan = adapter.plan(state, 'head', {'transaction': mode})
         assert plan.from_revision == history['tags'][SPLIT - 1] and plan.to_revision == history['tags'][-1]
         result = adapter.apply(conn, plan)
         assert result.applied == history['tags'][SPLIT:]
@@ -101,10 +101,10 @@ def test_adapter_alone_with_a_tag_target_then_head(history, reference, fresh_db,
     conn = fresh_db.conn()
     try:
         adapter = drizzle_adapter(history['full'], fresh_db.url)
-        adapter.apply(conn, adapter.plan(conn, adapter.read_state(conn), history['tags'][SPLIT - 1]))
+        adapter.apply(conn, adapter.plan(adapter.read_state(conn), history['tags'][SPLIT - 1]))
         assert drizzle_peer.status(str(history['full'] / 'migrations'), fresh_db.url)['pending'] == \
             history['tags'][SPLIT:]
-        adapter.apply(conn, adapter.plan(conn, adapter.read_state(conn), 'head'))
+        adapter.apply(conn, adapter.plan(adapter.read_state(conn), 'head'))
     finally:
         conn.close()
     assert_same_as_reference(fresh_db, reference, history, drizzle_peer)
@@ -116,7 +116,7 @@ def test_down_to_the_split_then_drizzle_brings_it_back(history, reference, fresh
     conn = fresh_db.conn()
     try:
         adapter = drizzle_adapter(history['full'], fresh_db.url)
-        plan = adapter.plan(conn, adapter.read_state(conn), history['tags'][SPLIT - 1])
+        plan = adapter.plan(adapter.read_state(conn), history['tags'][SPLIT - 1])
         assert plan.direction == 'down' and plan.steps == list(reversed(history['tags'][SPLIT:]))
         result = adapter.apply(conn, plan)
         assert result.reverted == plan.steps

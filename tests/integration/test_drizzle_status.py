@@ -97,7 +97,7 @@ def test_non_monotonic_journal_is_out_of_order(tmp_path, fresh_db, conn, drizzle
     assert drizzle_peer.status(folder, fresh_db.url)['pending'] == [late[1]]
 
     with pytest.raises(PlanError) as info:
-        adapter.plan(conn, state, 'head')
+        adapter.plan(state, 'head')
     assert info.value.code == 'out_of_order' and late[0] in str(info.value)
     assert 'allow_out_of_order=true' in str(info.value)
 
@@ -107,7 +107,7 @@ def test_non_monotonic_journal_is_out_of_order(tmp_path, fresh_db, conn, drizzle
     state = adapter.read_state(conn)
     assert codes(state) == ['out_of_order'] and state.pending == []
 
-    result = adapter.apply(conn, adapter.plan(conn, state, 'head', {'allow_out_of_order': True}))
+    result = adapter.apply(conn, adapter.plan(state, 'head', {'allow_out_of_order': True}))
     assert result.applied == [late[0]]
     assert 'public.gen_0004' in fresh_db.tables()
     rows = tracking_rows(fresh_db)
@@ -134,9 +134,9 @@ def test_edited_applied_file_is_modified(tmp_path, fresh_db, conn, drizzle_peer)
     assert tags[1] in msg and path in msg and 'allow_modified' in msg
     assert state.applied == tags and state.pending == [read_journal(folder)['entries'][3]['tag']]
     with pytest.raises(PlanError) as info:
-        adapter.plan(conn, state, 'head')
+        adapter.plan(state, 'head')
     assert info.value.code == 'modified' and tags[1] in str(info.value)
-    result = adapter.apply(conn, adapter.plan(conn, state, 'head', {'allow_modified': True}))
+    result = adapter.apply(conn, adapter.plan(state, 'head', {'allow_modified': True}))
     assert len(result.applied) == 1
     # drizzle-orm never checks hashes: it agrees nothing is pending
     assert drizzle_peer.status(folder, fresh_db.url)['pending'] == []
@@ -172,7 +172,7 @@ def test_edited_when_points_at_its_entry(tmp_path, fresh_db, conn, drizzle_peer)
     assert state.pending == [tags[2]] == drizzle_peer.status(folder, fresh_db.url)['pending']
     adapter = drizzle_adapter(tmp_path, fresh_db.url)
     with pytest.raises(PlanError) as info:
-        adapter.plan(conn, adapter.read_state(conn), 'head')
+        adapter.plan(adapter.read_state(conn), 'head')
     assert info.value.code == 'out_of_order' and tags[2] in str(info.value)
 
 
@@ -190,7 +190,7 @@ def test_row_without_created_at_makes_drizzle_rerun_everything(tmp_path, fresh_d
     assert 'unknown_migration' in codes(state)
     assert any('no created_at' in m for m in messages(state, 'unknown_migration'))
     with pytest.raises(PlanError) as info:
-        adapter.plan(conn, state, 'head')
+        adapter.plan(state, 'head')
     assert info.value.code == 'unknown_migration' and 'created_at' in str(info.value)
     assert inserted_by_migrate(drizzle_peer, folder, fresh_db) == whens(folder, tags)
 
@@ -232,7 +232,7 @@ def test_status_of_50_services_sharing_one_connection(tmp_path, fresh_db, conn):
         adapters.append(drizzle_adapter(root, fresh_db.url, name='svc%02d' % n,
                                         migrations_table='mig_%02d' % n))
     first = adapters[0]
-    first.apply(conn, first.plan(conn, first.read_state(conn), tags[29]))
+    first.apply(conn, first.plan(first.read_state(conn), tags[29]))
     for n in range(1, 50):
         fresh_db.execute('CREATE TABLE drizzle.mig_%02d AS SELECT * FROM drizzle.mig_00' % n)
     fresh_db.execute('DELETE FROM drizzle.mig_49 WHERE created_at = (SELECT max(created_at) FROM drizzle.mig_49)')

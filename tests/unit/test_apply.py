@@ -334,7 +334,7 @@ class _BrokenApply(Adapter):
             self.seen = seen
         return ServiceState('drizzle', current=[], heads=['x'], pending=['x'], history=['x'])
 
-    def plan(self, conn, state, target, options=None):
+    def plan(self, state, target, options=None):
         return Plan('up', ['x'], None, 'x', target)
 
     def preview_sql(self, plan):

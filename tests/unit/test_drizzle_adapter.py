@@ -171,7 +171,7 @@ def test_bad_journal_is_bad_config_naming_the_file(tmp_path, fresh_db, conn, cas
     assert path in message and words in message
     assert state.pending == [] and state.history == []
     with pytest.raises(PlanError) as info:
-        make_adapter(tmp_path, fresh_db.url).plan(conn, state, 'head')
+        make_adapter(tmp_path, fresh_db.url).plan(state, 'head')
     assert info.value.code == 'bad_config' and path in str(info.value)
 
 
@@ -214,7 +214,7 @@ def test_old_journal_and_timestamp_tags(tmp_path, fresh_db, conn):
     adapter = make_adapter(tmp_path, fresh_db.url)
     state = adapter.read_state(conn)
     assert state.pending == tags and state.problems == []
-    result = adapter.apply(conn, adapter.plan(conn, state, tags[1]))
+    result = adapter.apply(conn, adapter.plan(state, tags[1]))
     assert result.applied == tags[:2]
     state = adapter.read_state(conn)
     assert state.applied == tags[:2] and state.current == [tags[1]] and state.pending == tags[2:]
@@ -223,7 +223,7 @@ def test_old_journal_and_timestamp_tags(tmp_path, fresh_db, conn):
 def test_custom_table_and_schema_names_are_quoted(tmp_path, fresh_db, conn):
     tags = generate(str(tmp_path / 'migrations'), 2)
     adapter = make_adapter(tmp_path, fresh_db.url, migrations_table='Mig "table"', migrations_schema='my schema')
-    adapter.apply(conn, adapter.plan(conn, adapter.read_state(conn), 'head'))
+    adapter.apply(conn, adapter.plan(adapter.read_state(conn), 'head'))
     rows = fresh_db.query('SELECT created_at FROM "my schema"."Mig ""table""" ORDER BY id')
     assert [r[0] for r in rows] == [1700000000000, 1700000001000]
     assert adapter.read_state(conn).applied == tags
@@ -261,13 +261,13 @@ def test_missing_file_and_non_utf8_pending_file(tmp_path, fresh_db, conn):
     assert str(folder / (tags[1] + '.sql')) in by_code['missing_file'][0]
     assert str(folder / (tags[2] + '.sql')) in by_code['bad_config'][0] and '0xe9' in by_code['bad_config'][0]
     # up to the first tag works; further needs the missing file, then the file must be UTF-8
-    adapter.apply(conn, adapter.plan(conn, state, tags[0]))
+    adapter.apply(conn, adapter.plan(state, tags[0]))
     with pytest.raises(PlanError) as info:
-        adapter.plan(conn, adapter.read_state(conn), 'head')
+        adapter.plan(adapter.read_state(conn), 'head')
     assert info.value.code == 'missing_file' and tags[1] in str(info.value)
     folder.joinpath(tags[1] + '.sql').write_text('SELECT 1;')
     with pytest.raises(PlanError) as info:
-        adapter.plan(conn, adapter.read_state(conn), 'head')
+        adapter.plan(adapter.read_state(conn), 'head')
     assert info.value.code == 'bad_config' and 'UTF-8' in str(info.value) and tags[2] in str(info.value)
 
 
@@ -286,7 +286,7 @@ def test_many_problems_of_one_code_are_summarised(tmp_path, fresh_db, conn):
 def five(tmp_path, fresh_db, conn):
     tags = generate(str(tmp_path / 'migrations'), 5)
     adapter = make_adapter(tmp_path, fresh_db.url)
-    adapter.apply(conn, adapter.plan(conn, adapter.read_state(conn), tags[2]))
+    adapter.apply(conn, adapter.plan(adapter.read_state(conn), tags[2]))
     return adapter, tags
 
 
@@ -306,7 +306,7 @@ def test_targets(five, conn):
         'base': ('down', [tags[2], tags[1], tags[0]], None),
     }
     for target, (direction, steps, to_rev) in cases.items():
-        plan = adapter.plan(conn, state, target)
+        plan = adapter.plan(state, target)
         assert (plan.direction, plan.steps, plan.to_revision) == (direction, steps, to_rev), target
         assert plan.from_revision == tags[2]
 
@@ -317,7 +317,7 @@ def test_targets(five, conn):
 def test_bad_targets(five, conn, target, words):
     adapter, _tags = five
     with pytest.raises(PlanError) as info:
-        adapter.plan(conn, adapter.read_state(conn), target)
+        adapter.plan(adapter.read_state(conn), target)
     assert info.value.code == 'unknown_revision' and words in str(info.value)
 
 
@@ -328,13 +328,13 @@ def test_bad_targets(five, conn, target, words):
 def test_bad_options(five, conn, options, words):
     adapter, _tags = five
     with pytest.raises(PlanError) as info:
-        adapter.plan(conn, adapter.read_state(conn), 'head', options)
+        adapter.plan(adapter.read_state(conn), 'head', options)
     assert info.value.code == 'bad_config' and words in str(info.value)
 
 
 def test_preview_is_what_runs(five, conn):
     adapter, tags = five
-    plan = adapter.plan(conn, adapter.read_state(conn), 'head', {'lock_timeout': '3s', 'statement_timeout': 60000})
+    plan = adapter.plan(adapter.read_state(conn), 'head', {'lock_timeout': '3s', 'statement_timeout': 60000})
     text = adapter.preview_sql(plan)
     assert text == plan.sql
     assert text.count('BEGIN;') == 1 and text.count('COMMIT;') == 1
@@ -346,7 +346,7 @@ def test_preview_is_what_runs(five, conn):
         assert query.strip() in text
     assert any(q.startswith('INSERT INTO "drizzle"."__drizzle_migrations"') and '1700000004000' in q
                for q in result.queries)
-    each = adapter.plan(conn, adapter.read_state(conn), 'base', {'transaction': 'each'})
+    each = adapter.plan(adapter.read_state(conn), 'base', {'transaction': 'each'})
     assert each.sql.count('BEGIN;') == 1  # reverts always run in one transaction
     assert '-- revert %s (%s.down.sql)' % (tags[4], tags[4]) in each.sql
 
@@ -354,14 +354,14 @@ def test_preview_is_what_runs(five, conn):
 def test_preview_each_has_one_transaction_per_migration(tmp_path, fresh_db, conn):
     generate(str(tmp_path / 'migrations'), 3)
     adapter = make_adapter(tmp_path, fresh_db.url)
-    plan = adapter.plan(conn, adapter.read_state(conn), 'head', {'transaction': 'each'})
+    plan = adapter.plan(adapter.read_state(conn), 'head', {'transaction': 'each'})
     assert plan.sql.count('BEGIN;') == 3 and plan.sql.count('CREATE TABLE IF NOT EXISTS') == 1
     assert plan.sql.index('CREATE SCHEMA IF NOT EXISTS "drizzle";') < plan.sql.index('-- migration')
 
 
 def test_apply_with_nothing_to_do(five, conn):
     adapter, tags = five
-    plan = adapter.plan(conn, adapter.read_state(conn), tags[2])
+    plan = adapter.plan(adapter.read_state(conn), tags[2])
     assert not plan.changed and plan.sql == ''
     result = adapter.apply(conn, plan)
     assert result.applied == [] and result.reverted == [] and result.queries == []

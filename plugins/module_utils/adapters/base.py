@@ -10,7 +10,7 @@ adapter module (a subclass of Adapter) and an options module, and one line in re
 (docs/adding-a-tool.md).
 
     state = adapter.read_state(conn)            # read only, never writes
-    plan = adapter.plan(conn, state, target)    # read only; raises PlanError on an impossible target
+    plan = adapter.plan(state, target)          # read only; raises PlanError on an impossible target
     result = adapter.apply(conn, plan, options) # carries the plan out (not called in check mode)
     found = adapter.preflight(conn, state, steps, options)  # read only: what will certainly fail
 """
@@ -137,7 +137,7 @@ class Adapter(object):
     def read_state(self, conn):  # pragma: no cover - interface
         raise NotImplementedError
 
-    def plan(self, conn, state, target, options=None):  # pragma: no cover - interface
+    def plan(self, state, target, options=None):  # pragma: no cover - interface
         raise NotImplementedError
 
     def preview_sql(self, plan):  # pragma: no cover - interface

@@ -412,7 +412,7 @@ class AlembicAdapter(Adapter):
         return str(self.spec.get('target') or 'head').strip() or 'head'
 
     # ---------------------------------------------------------------- plan
-    def plan(self, conn, state, target, options=None):
+    def plan(self, state, target, options=None):
         lazy.require_alembic()
         options = options or {}
         target = (target if target is not None else 'head')

@@ -221,7 +221,7 @@ class DrizzleAdapter(Adapter):
                             % (self.name, null_rows[0][0], self.qualified), code='unknown_migration')
         return history
 
-    def plan(self, conn, state, target, options=None):
+    def plan(self, state, target, options=None):
         opts = self._options(options)
         history = self._history(state)
         entries = history.entries
