@@ -53,8 +53,8 @@ def missing_library(tools):
     """``(library, ImportError)`` for the first of ``tools`` (names) whose Python library cannot be imported on
     this host, for the module's ``missing_required_lib`` failure; None when all can be used."""
     for name in tools:
-        check = getattr(_tool(name), 'missing_library', None)
-        missing = check() if check else None
+        tool = _tool(name)
+        missing = tool.missing_library() if hasattr(tool, 'missing_library') else None
         if missing:
             return missing
     return None
