@@ -16,8 +16,9 @@ import pytest
 
 from harness.procs import alive
 
-from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter as aa
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import AlembicAdapter
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.command import (
+    AlembicCommand, command_problem, pg_setting)
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.config import AlembicConfig
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.files import (
     check_source_encoding, fast_values, list_revision_files, revision_from_file)
@@ -398,13 +399,13 @@ def test_graph_answers_like_the_revision_map(tmp_path):
 @pytest.mark.parametrize('value,expected', [(5, '5000ms'), (0.5, '500ms'), ('5s', '5s'), ('250 ms', '250ms'),
                                             ('0', '0'), (None, None), ('2min', '2min')])
 def test_pg_settings(value, expected):
-    assert aa.pg_setting('lock_timeout', value) == expected
+    assert pg_setting('lock_timeout', value) == expected
 
 
 @pytest.mark.parametrize('value', ['5 seconds', '-1', '1s; DROP TABLE x', True, -3])
 def test_pg_settings_refuse_garbage(value):
     with pytest.raises(PlanError):
-        aa.pg_setting('lock_timeout', value)
+        pg_setting('lock_timeout', value)
 
 
 # ------------------------------------------------------------------------------ child process
@@ -608,7 +609,7 @@ def test_command_problem_agrees_with_running_it(tmp_path):
         ('env-missing',): '`#!/usr/bin/env homelab-no-such-python`, and homelab-no-such-python is not on PATH',
     }
     for argv, expected in cases.items():
-        why = aa.command_problem(list(argv), str(cwd), env)
+        why = command_problem(list(argv), str(cwd), env)
         try:
             rc = run_child(list(argv), str(cwd), env, timeout=30)[0]
         except OSError:
@@ -619,10 +620,10 @@ def test_command_problem_agrees_with_running_it(tmp_path):
             assert why is not None and expected in why, (argv, why)
             assert rc != 0, argv
     # without PATH lookups (what status checks): only paths are judged
-    assert aa.command_problem(['homelab-no-such-alembic'], str(cwd), env, path_lookups=False) is None
-    assert aa.command_problem(['env-missing'], str(cwd), env, path_lookups=False) is None
-    assert aa.command_problem(['bin/env-missing'], str(cwd), env, path_lookups=False) is None
-    assert 'does not exist' in aa.command_problem(['bin/gone-interpreter'], str(cwd), env, path_lookups=False)
+    assert command_problem(['homelab-no-such-alembic'], str(cwd), env, path_lookups=False) is None
+    assert command_problem(['env-missing'], str(cwd), env, path_lookups=False) is None
+    assert command_problem(['bin/env-missing'], str(cwd), env, path_lookups=False) is None
+    assert 'does not exist' in command_problem(['bin/gone-interpreter'], str(cwd), env, path_lookups=False)
 
 
 def _one_revision_state(tmp_path, command=None):
@@ -671,3 +672,19 @@ def test_plan_refuses_a_command_that_cannot_run(tmp_path, monkeypatch):
     assert ('alembic_command is not set, so %s/.venv/bin/alembic would run, but %s/.venv/bin/alembic is a script '
             'whose #! interpreter %s/moved/bin/python does not exist' % (root, root, root)) in str(err.value)
     assert 'recreate the virtualenv %s/.venv' % root in str(err.value)
+
+
+def test_child_env_takes_session_settings_from_the_options_and_leaves_os_environ_alone(monkeypatch):
+    """client_connection_check_interval, lock_timeout and statement_timeout reach alembic's sessions in the
+    child's own PGOPTIONS (after the caller's), never through this process's os.environ."""
+    from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl
+    monkeypatch.setenv('PGOPTIONS', '-c search_path=app')
+    monkeypatch.setenv('ALEMBIC_CONFIG', 'other.ini')
+    before = dict(os.environ)
+    cli = AlembicCommand({'path': '/srv/svc'}, 'svc', DbUrl('postgresql://u@h/db'), lambda text: text)
+    env = cli.env({'client_connection_check_interval': '1000', 'lock_timeout': 5, 'statement_timeout': '1min'})
+    assert env['PGOPTIONS'] == ('-c search_path=app -c client_connection_check_interval=1000 -c lock_timeout=5000ms '
+                                '-c statement_timeout=1min')
+    assert 'ALEMBIC_CONFIG' not in env and env['DATABASE_URL'].startswith('postgresql')
+    assert cli.env()['PGOPTIONS'] == '-c search_path=app'
+    assert dict(os.environ) == before
