@@ -99,6 +99,41 @@ def ancestors(pid=None, limit=32):
     return out
 
 
+CONTROLLER_ENV = 'HOMELAB_MIGRATIONS_CONTROLLER'
+
+
+def boot_id():
+    """This machine's boot id (/proc/sys/kernel/random/boot_id), or '' without one."""
+    try:
+        with open('/proc/sys/kernel/random/boot_id') as fh:
+            return fh.read().strip()
+    except (IOError, OSError):
+        return ''
+
+
+def controller_mark(pid=None):
+    """``'<pid>:<start time>:<boot id>'`` of ``pid`` (this process's parent: ansible-playbook when called from an
+    ansible worker), for :data:`CONTROLLER_ENV` of the modules the worker starts; '' when it cannot be told."""
+    pid = os.getppid() if pid is None else pid
+    start = _start_time(pid) if pid and pid > 1 else None
+    return '%d:%d:%s' % (pid, start, boot_id()) if start is not None else ''
+
+
+def controller_from_env(environ=None):
+    """[(pid, start, 'ansible-playbook')] from :data:`CONTROLLER_ENV` when it names a process of this machine
+    (same boot id), else []. A module started by a worker whose ansible-playbook had already died has no
+    ansible-playbook among its ancestors; this names it, so that the module stops at once instead of running
+    on its own."""
+    value = (os.environ if environ is None else environ).get(CONTROLLER_ENV) or ''
+    parts = value.split(':', 2)
+    if len(parts) != 3 or not parts[2] or parts[2] != boot_id():
+        return []
+    try:
+        return [(int(parts[0]), int(parts[1]), 'ansible-playbook')]
+    except ValueError:
+        return []
+
+
 def gone(watched):
     """The first of ``watched`` (from :func:`ancestors`) that no longer runs, or None."""
     for pid, start, name in watched:
@@ -152,7 +187,7 @@ class Guard(object):
             except (ValueError, OSError):
                 pass
         self.active = True
-        self._watched = ancestors() if self.watch_ancestors else []
+        self._watched = (ancestors() + controller_from_env()) if self.watch_ancestors else []
         self._thread = threading.Thread(target=self._watch, name='homelab-interrupt-watch')
         self._thread.daemon = True
         self._thread.start()

@@ -80,7 +80,7 @@ def test_a_run_that_never_got_the_lock_does_not_undo_the_other_runs_work(lab, dr
             cur.execute('SELECT pg_backend_pid()')
             a_pid = cur.fetchone()[0]
         run = lab.spawn(tags='dashboard', migrate_all_lock_wait=6)
-        assert wait_for(lambda: 'Move to the target revision dashboard' in open(run.out.name).read()
+        assert wait_for(lambda: 'dashboard: moving it' in open(run.out.name).read()
                         or not run.running(), 300)
         # A migrates while B waits for the lock
         out = subprocess.run([ALEMBIC, 'upgrade', 'head'], cwd=os.path.join(lab.services_dir, 'dashboard'),

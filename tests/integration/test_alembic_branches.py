@@ -16,7 +16,7 @@ import pytest
 
 from harness.alembic_gen import ALEMBIC, AlembicCliError, AlembicProject, ran
 
-from ansible_collections.homelab.migrations.plugins.filter.migrate_all import migrate_all_decide
+from ansible_collections.homelab.migrations.plugins.plugin_utils.recovery import migrate_all_decide
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import PlanError
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.adapter import AlembicAdapter
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import connect

@@ -3,9 +3,9 @@ the status table, the status report and the Prometheus textfile."""
 
 import pytest
 
-from ansible_collections.homelab.migrations.plugins.filter.migrate_all import migrate_all_status_table
 from ansible_collections.homelab.migrations.plugins.module_utils import report
 from ansible_collections.homelab.migrations.plugins.module_utils.preflight import api as preflight
+from ansible_collections.homelab.migrations.plugins.plugin_utils.text import migrate_all_status_table
 
 
 def kinds(sql):

@@ -106,7 +106,7 @@ def test_going_back_is_verified_only_when_the_schema_is_as_before(fresh_db, tmp_
 
 
 def check_going_back(fresh_db, tmp_path, case, role):
-    from ansible_collections.homelab.migrations.plugins.filter.migrate_all import migrate_all_back_verified
+    from ansible_collections.homelab.migrations.plugins.plugin_utils.recovery import migrate_all_back_verified
     fresh_db.execute(BASE)
     forward = FORGOTTEN[case].replace('red11_other', role)
     files = [('0000_base', 'SELECT 1;'), ('0001_change', forward)]
@@ -142,7 +142,7 @@ UNDONE = {
 def test_going_back_that_really_undid_it_is_verified(fresh_db, tmp_path, case):
     """The other side: a down file that restores the same state (GRANT then REVOKE leaves the privileges spelled
     out, not NULL) is verified, so the role does not restore a backup for nothing."""
-    from ansible_collections.homelab.migrations.plugins.filter.migrate_all import migrate_all_back_verified
+    from ansible_collections.homelab.migrations.plugins.plugin_utils.recovery import migrate_all_back_verified
     fresh_db.execute(BASE)
     up_sql, down_sql = UNDONE[case]
     svc = drizzle_service(tmp_path, fresh_db.password_url, [('0000_base', 'SELECT 1;'), ('0001_change', up_sql)])

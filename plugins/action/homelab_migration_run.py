@@ -1,0 +1,101 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.migrations contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Back up, migrate and record the migrate_all role's selected services in one task (plugin_utils.run).
+
+Runs on the controller; each step is a module of this collection on the managed host (``_execute_module``).
+Shows one line per service per step at default verbosity instead of a task per step.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.homelab.migrations.plugins.module_utils import interrupt
+from ansible_collections.homelab.migrations.plugins.plugin_utils.run import RoleRun
+from ansible_collections.homelab.migrations.plugins.plugin_utils.text import migrate_all_mask
+
+display = Display()
+
+ARGUMENT_SPEC = {
+    'services': {'type': 'list', 'elements': 'dict', 'required': True, 'no_log': False},
+    'selected': {'type': 'list', 'elements': 'str', 'required': True},
+    'plans': {'type': 'dict', 'default': {}},
+    'status': {'type': 'dict', 'required': True},
+    'run_id': {'type': 'str', 'required': True},
+    'confirmation': {'type': 'str', 'default': ''},
+    'action': {'type': 'str', 'default': 'apply', 'choices': ['apply', 'rollback']},
+    'rollback_target': {'type': 'str'},
+    'rollback_scope': {'type': 'str', 'default': 'service', 'choices': ['service', 'run']},
+    'audit_log': {'type': 'str', 'default': ''},
+    'backup': {'type': 'dict', 'required': True, 'options': {
+        'dest': {'type': 'str', 'required': True},
+        'format': {'type': 'str', 'default': 'custom'},
+        'lock_wait_timeout': {'type': 'int', 'default': 30},
+        'keep_days': {'type': 'int', 'default': 0},
+        'keep_count': {'type': 'int', 'default': 0}}},
+    'apply': {'type': 'dict', 'default': {}},
+    'recovery': {'type': 'dict', 'default': {}, 'options': {
+        'retries': {'type': 'int', 'default': 5},
+        'delay': {'type': 'float', 'default': 3},
+        'restore_clean': {'type': 'str', 'default': 'database'}}},
+    'health': {'type': 'dict', 'default': {}, 'options': {
+        'timeout': {'type': 'raw', 'default': 10},
+        'retries': {'type': 'int', 'default': 3},
+        'delay': {'type': 'raw', 'default': 2},
+        'validate_certs': {'type': 'bool', 'default': True}}},
+}
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
+        if validation.error_messages:
+            result.update(failed=True, msg=migrate_all_mask(
+                'homelab_migration_run: ' + '; '.join(validation.error_messages)))
+            return result
+        args = validation.validated_parameters
+        args['apply'].setdefault('lock_wait', 60)
+        if self._task.check_mode:
+            result.update(changed=False, skipped=True, results={}, migrated=[], records=[], timings=[], cancelled=False,
+                          msg='check mode: nothing is backed up, migrated or recorded')
+            return result
+
+        # the modules watch ansible-playbook too, even when they start after it died (then they stop at once);
+        # the mark carries this machine's boot id, so a module on another machine ignores it
+        mark = interrupt.controller_mark()
+        if mark:
+            self._task.environment = list(self._task.environment or []) + [{interrupt.CONTROLLER_ENV: mark}]
+
+        def run_module(name, module_args):
+            return self._execute_module(module_name='homelab.migrations.' + name, module_args=module_args,
+                                        task_vars=task_vars)
+
+        # ansible-core 2.19 runs this worker in its own session: when ansible-playbook is killed, the worker
+        # lives on; it must not go on to the next step (a go-back, a restore, the next service) on its own
+        # (its parent is ansible-playbook itself; the processes above it may end without ending the job)
+        watched = interrupt.ancestors()[:1]
+
+        def controller_gone():
+            gone = interrupt.gone(watched)
+            return '%s (pid %d) ended' % (gone[1], gone[0]) if gone else None
+
+        try:
+            done = RoleRun(args, run_module, display.display, controller_gone=controller_gone).run()
+        finally:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+        result.update(
+            changed=any(r.get('applied') or r.get('reverted') or r.get('restored') for r in done.results.values()),
+            results=done.results, migrated=done.migrated, records=done.records,
+            timings=done.timings, cancelled=done.cancelled)
+        if done.error:
+            result.update(failed=True, msg=migrate_all_mask(done.error))
+        return result
