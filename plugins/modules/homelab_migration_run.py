@@ -18,8 +18,7 @@ description:
     (M(homelab.migrations.homelab_migration_apply)), checks its health when it has a health check
     (M(homelab.migrations.homelab_migration_health); unverified until a check passes) and prunes old backups.
   - After a failed step it goes back to the revision the apply found under its lock, else restores the run's
-    backup, unless the apply proved it changed nothing
-    (RV(homelab.migrations.homelab_migration_apply#module:untouched)).
+    backup, unless the apply proved it changed nothing (its C(untouched) result).
     Every decision reads the modules' structured result fields, never a message's wording.
   - It writes each service's audit record (M(homelab.migrations.homelab_migration_audit)). With O(rollback_scope=run)
     and a failed service, the services migrated earlier in the run go back, newest first.
@@ -200,7 +199,7 @@ records:
   elements: dict
 cancelled:
   description:
-    - The job was cancelled (a module said C(error_code=interrupted), or C(ansible-playbook) is gone): the task
+    - The job was cancelled (a module said C(error_code=interrupted), or C(ansible-playbook) is gone). The task
       failed and nothing after the cancelled step ran, no going back, no restore, no further service.
   returned: always
   type: bool

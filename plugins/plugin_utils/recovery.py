@@ -207,38 +207,10 @@ def migrate_all_recovery(error, before=None, attempted=False, backup=None, apply
     apply = _registered(apply)
     back = _registered(back)
     restore = _registered(restore)
-    before_text = before if before not in (None, '') else 'base'
     path = backup.get('path')
-    to = before
-    restored = False
     verified = migrate_all_back_verified(back, apply)
     back_failed = bool(back.get('failed'))
-    if not attempted:
-        recovery = 'nothing was changed'
-        if apply.get('error_code') == 'conflict':
-            # another run moved it after the plan: it is where the apply found it under its lock
-            to = apply.get('from_revision')
-    elif not undo_needed:
-        # the apply re-read position and schema fingerprint after the failure: both as before
-        recovery = ('rolled back to %s (nothing to revert: verified unchanged, position and schema as before the '
-                    'run)' % before_text)
-    elif back and not back_failed and verified:
-        reverted = list(back.get('reverted') or [])
-        recovery = 'rolled back to %s (%s; schema verified as before the run)' % (
-            before_text, 'reverted ' + ', '.join(reverted) if reverted else 'nothing to revert')
-    elif restore and not restore.get('failed'):
-        restored = True
-        recovery = 'restored the backup %s: %s' % (path, _why_restore(before_text, apply, back))
-    elif back and back.get('conflict'):
-        to = None
-        recovery = ('NOT RECOVERED: another run is or was at work on it, so it was neither taken back to %s nor '
-                    'restored from %s (%s); check what that run did, then go back or restore by hand'
-                    % (before_text, path or 'a backup', back.get('msg', 'unknown error')))
-    else:
-        to = None
-        why = 'restoring %s failed (%s)' % (path, restore.get('msg', 'unknown error')) if restore \
-            else ('there is no backup' if not path else 'the backup %s was not restored' % path)
-        recovery = 'NOT RECOVERED: %s and %s; restore by hand' % (_why_restore(before_text, apply, back), why)
+    recovery, to, restored = _recovered(before, attempted, undo_needed, path, apply, back, restore, verified)
     committed = list(apply.get('committed') or apply.get('applied') or [])
     return {
         'outcome': 'failed',
@@ -260,6 +232,40 @@ def migrate_all_recovery(error, before=None, attempted=False, backup=None, apply
         'error_code': apply.get('error_code') if apply.get('failed') else None,
         'failed_migration': apply.get('failed_migration'),
     }
+
+
+def _recovered(before, attempted, undo_needed, path, apply, back, restore, verified):
+    """(recovery text, where the service is (None: unknown), restored) of a failed service, from the fields."""
+    before_text = before if before not in (None, '') else 'base'
+    to = before
+    restored = False
+    if not attempted:
+        recovery = 'nothing was changed'
+        if apply.get('error_code') == 'conflict':
+            # another run moved it after the plan: it is where the apply found it under its lock
+            to = apply.get('from_revision')
+    elif not undo_needed:
+        # the apply re-read position and schema fingerprint after the failure: both as before
+        recovery = ('rolled back to %s (nothing to revert: verified unchanged, position and schema as before the '
+                    'run)' % before_text)
+    elif back and not back.get('failed') and verified:
+        reverted = list(back.get('reverted') or [])
+        recovery = 'rolled back to %s (%s; schema verified as before the run)' % (
+            before_text, 'reverted ' + ', '.join(reverted) if reverted else 'nothing to revert')
+    elif restore and not restore.get('failed'):
+        restored = True
+        recovery = 'restored the backup %s: %s' % (path, _why_restore(before_text, apply, back))
+    elif back and back.get('conflict'):
+        to = None
+        recovery = ('NOT RECOVERED: another run is or was at work on it, so it was neither taken back to %s nor '
+                    'restored from %s (%s); check what that run did, then go back or restore by hand'
+                    % (before_text, path or 'a backup', back.get('msg', 'unknown error')))
+    else:
+        to = None
+        why = 'restoring %s failed (%s)' % (path, restore.get('msg', 'unknown error')) if restore \
+            else ('there is no backup' if not path else 'the backup %s was not restored' % path)
+        recovery = 'NOT RECOVERED: %s and %s; restore by hand' % (_why_restore(before_text, apply, back), why)
+    return recovery, to, restored
 
 
 def _why_restore(before_text, apply, back):
