@@ -51,7 +51,7 @@ def test_a_killed_controller_ends_the_run_task_and_nothing_runs_after_it(lab, si
     assert lab.snapshot() == before, 'a database changed after the job ended'
     assert lab.backups('stream-bot') == [] and lab.backups('discord-bot') == [], 'the next service was started'
     records = lab.audit() if os.path.exists(lab.audit_log) else []
-    assert not [r for r in records if r.get('action') == 'rollback' or r.get('service') in ('stream-bot',
-                                                                                          'discord-bot')], records
+    later = [r for r in records if r.get('action') == 'rollback' or r.get('service') in ('stream-bot', 'discord-bot')]
+    assert not later, later
     applies = [r for r in records if r.get('source') != 'role']
     assert [r['outcome'] for r in applies] in ([], ['interrupted']), applies

@@ -9,20 +9,19 @@ import pytest
 
 from integration.test_role import homelab  # noqa: F401  # pylint: disable=unused-import
 
-from ansible_collections.homelab.migrations.plugins.plugin_utils import recovery
-from ansible_collections.homelab.migrations.plugins.plugin_utils import text
+from harness.role_logic import role_logic as f
 
 pytestmark = pytest.mark.peer
 
 
 def test_summary_line_gives_backup_size_and_duration():
-    lines = text.migrate_all_summary({'dashboard': {'outcome': 'success', 'from': None, 'to': '006', 'applied': ['001'],
+    lines = f.migrate_all_summary({'dashboard': {'outcome': 'success', 'from': None, 'to': '006', 'applied': ['001'],
                                                  'backup': '/b/dashboard_20260101_000000.dump',
                                                  'backup_size_bytes': 1536, 'backup_seconds': 0.25}}, ['dashboard'])
     assert lines == ['dashboard: (none) -> 006, applied 1, backup /b/dashboard_20260101_000000.dump (1.5 KiB, 0.2 s), '
                      'success'] or lines == ['dashboard: (none) -> 006, applied 1, backup '
                                              '/b/dashboard_20260101_000000.dump (1.5 KiB, 0.3 s), success']
-    outcome = recovery.migrate_all_outcome({'action': 'run'}, None, {'path': '/b/x.dump', 'size_bytes': 10,
+    outcome = f.migrate_all_outcome({'action': 'run'}, None, {'path': '/b/x.dump', 'size_bytes': 10,
                                                               'duration_seconds': 1.0}, {'applied': ['001']}, True)
     assert outcome['backup_size_bytes'] == 10 and outcome['backup_seconds'] == 1.0
 
