@@ -39,15 +39,18 @@ _NO_LINT = ("alembic SQL is only known by running the service's env.py (alembic 
 
 
 class AlembicAdapter(Adapter):
+    """The adapter of a service with ``tool: alembic`` (spec keys: adapters/alembic/options.py)."""
     tool = 'alembic'
 
     # -------------------------------------------------------------- helpers
     @property
     def service_path(self):
+        """The service's directory, absolute: alembic's working directory."""
         return os.path.abspath(self.spec['path'])
 
     @property
     def config_name(self):
+        """``alembic -c`` of the service: ``alembic_config``, default alembic.ini (relative to the service path)."""
         return self.spec.get('alembic_config') or 'alembic.ini'
 
     @property
@@ -68,6 +71,7 @@ class AlembicAdapter(Adapter):
         return self.dburl.scrub(text) if self.dburl is not None else text
 
     def tracking_tables(self):
+        """[(schema, table)] of the version table, left out of the schema fingerprint."""
         return self.table.tracking_tables()
 
     def command(self):
@@ -102,6 +106,10 @@ class AlembicAdapter(Adapter):
 
     # ------------------------------------------------------------ read side
     def read_state(self, conn):
+        """The service's ServiceState: current rows of the version table (history order), heads, applied and
+        pending revisions, history, problems; ``extra`` holds config, graph, rows, version_table(_exists),
+        history_position and, when there are any, command_problem / target_problem. Never runs service code.
+        AdapterError when alembic is missing or the version table cannot be read (code unreachable: connection)."""
         lazy.require_alembic()
         problems = []
         try:
@@ -146,6 +154,10 @@ class AlembicAdapter(Adapter):
 
     # ---------------------------------------------------------------- plan
     def plan(self, state, target, options=None):
+        """The Plan going to ``target`` (head, heads, base, a revision id or label, relative -N / label@-N) from
+        ``state``: direction, steps in run order, to_revision predicted by alembic's HeadMaintainer (None when
+        it cannot be), notes; ``extra`` carries command, cli_target, rows_before, applied_before, expected_rows
+        and state for preview_sql / apply. PlanError (codes bad_config, multiple_heads, unknown_revision)."""
         lazy.require_alembic()
         options = options or {}
         target = str(target if target is not None else 'head').strip()
@@ -220,6 +232,8 @@ class AlembicAdapter(Adapter):
 
     # ------------------------------------------------------------ write side
     def preview_sql(self, plan):
+        """``plan.sql`` (also returned): the revisions the run takes, and with alembic_sql_preview the output of
+        `alembic <command> <from>:<target> --sql` (runs the service's env.py), masked."""
         if not plan.steps:
             plan.sql = ''
             return plan.sql
@@ -253,6 +267,10 @@ class AlembicAdapter(Adapter):
         return plan.sql
 
     def apply(self, conn, plan, options=None):
+        """Run `alembic <command> <target>` for ``plan`` (``options``: timeout in seconds, SESSION_SETTINGS of
+        command.py), then read the version table back: ApplyResult (applied, reverted, from/to_revision,
+        queries = [the command]); ApplyError (codes apply_failed, lock_timeout, unreachable, bad_config) with
+        details applied, reverted, failed, returncode, stderr (masked tail), command."""
         options = options or {}
         run_state = plan.extra.get('state')
         if not plan.steps:

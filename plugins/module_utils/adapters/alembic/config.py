@@ -58,6 +58,7 @@ class AlembicConfig(object):
         self.import_dirs = self._import_dirs()
 
     def describe(self):
+        """The config file to name in messages: the ini, or the toml when there is no ini."""
         return self.ini_path if self.ini is not None else self.toml_path
 
     # .ini, as alembic.config.Config.file_config reads it

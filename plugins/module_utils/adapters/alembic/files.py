@@ -181,6 +181,7 @@ def fast_values(data):
 
 
 def read_file(path):
+    """The bytes of a revision (or application) file, at most MIGRATION_LIMIT, regular files only. FileError."""
     try:
         return read_regular(path, MIGRATION_LIMIT)
     except OSError as exc:
@@ -252,6 +253,7 @@ def read_revision_values(path, data=None):
 
 
 def check_ids(name, value, single=False):
+    """FileError unless ``value`` of revision name ``name`` has the type alembic accepts (``single``: one id)."""
     if value is None:
         return
     if single:
@@ -290,5 +292,6 @@ def revision_from_values(path, values):
 
 
 def revision_from_file(path):
+    """alembic's Revision of one file read statically (no resolution of references). FileError."""
     values, _whole = read_revision_values(path)
     return revision_from_values(path, values)

@@ -141,9 +141,11 @@ class RevisionGraph(object):
 
     @property
     def ok(self):
+        """Whether the revision map could be built (no problems)."""
         return self.map is not None
 
     def unread_labels(self):
+        """The entries of ``unread`` that are branch labels."""
         return [u for u in self.unread if u['name'] == 'branch_labels']
 
     def warnings(self):
@@ -213,6 +215,7 @@ class RevisionGraph(object):
         return out
 
     def heads(self):
+        """Head revision ids (RevisionMap.heads, as `alembic heads`)."""
         return list(self.map.heads)
 
     def redundant_parents(self, rev_id):
@@ -244,6 +247,7 @@ class RevisionGraph(object):
         return [r.revision for r in reversed(revs)]
 
     def applied_set(self, rows):
+        """Revision ids applied when the version table holds ``rows``: their ancestors and dependencies too."""
         with _quiet():
             revs = self.map.get_revisions(tuple(rows))
             return set(r.revision for r in self.map._get_ancestor_nodes(revs, include_dependencies=True))
@@ -261,6 +265,7 @@ class RevisionGraph(object):
         return [r.revision for r in revs]
 
     def resolve(self, target):
+        """Revision ids ``target`` names (RevisionMap.get_revisions); RevisionError / MultipleHeads."""
         with _quiet():
             return [r.revision for r in self.map.get_revisions(target) if r is not None]
 
