@@ -96,6 +96,11 @@ class ActionModule(ActionBase):
             changed=any(r.get('applied') or r.get('reverted') or r.get('restored') for r in done.results.values()),
             results=done.results, migrated=done.migrated, records=done.records,
             timings=done.timings, cancelled=done.cancelled)
+        if done.warnings:
+            result['warnings'] = migrate_all_mask(done.warnings)
+        if done.diffs:
+            # --diff: the SQL each apply ran (shown by the callback when the task changed something)
+            result['diff'] = done.diffs
         if done.error:
             result.update(failed=True, msg=migrate_all_mask(done.error))
         return result

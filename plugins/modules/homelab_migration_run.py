@@ -150,8 +150,10 @@ attributes:
         M(homelab.migrations.homelab_migration_status)).
     support: full
   diff_mode:
-    description: No diff is returned.
-    support: none
+    description:
+      - With C(--diff), RV(diff) lists each apply's diff (going back too), headed with its service, as
+        M(homelab.migrations.homelab_migration_apply) returns it (C(prepared), the SQL it ran).
+    support: full
   action:
     description: Runs on the controller as an action plugin; its steps are modules on the managed host.
     support: full
@@ -203,6 +205,11 @@ cancelled:
       failed and nothing after the cancelled step ran, no going back, no restore, no further service.
   returned: always
   type: bool
+diff:
+  description: In diff mode, the diff of each apply run (C(before), C(after), C(prepared)), in order.
+  returned: in diff mode, when an apply ran
+  type: list
+  elements: dict
 timings:
   description:
     - One entry per module run, in order, for benchmarks and troubleshooting. C(service), C(module), C(state) (the

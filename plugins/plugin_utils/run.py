@@ -59,8 +59,10 @@ class RoleRun(object):
     progress. After ``run()``: ``results`` {name: outcome record fields}, ``migrated`` [{name, before,
     after, backup, apply}], ``records`` (the audit records as written), ``timings`` (one entry per module
     run: service, module, state/action, ``seconds`` wall time, ``duration_seconds`` the module's own figure
-    or None) and ``error`` when writing an audit record failed or the job was cancelled (``cancelled``): the
-    run stops there. ``controller_gone() -> str|None`` says whether the controller died (then nothing more runs).
+    or None), ``warnings`` (the modules' own), ``diffs`` (in diff mode: each apply's ``diff``, headed with its
+    service) and ``error`` when writing an audit record failed or the job was cancelled (``cancelled``): the run
+    stops there.
+    ``controller_gone() -> str|None`` says whether the controller died (then nothing more runs).
     """
 
     def __init__(self, args, run_module, say, sleep=time.sleep, controller_gone=None):
@@ -76,6 +78,8 @@ class RoleRun(object):
         self.error = None
         self.timings = []
         self.cancelled = False
+        self.diffs = []
+        self.warnings = []
         self._service = None
 
     # -- plumbing --------------------------------------------------------------------------------------
@@ -91,6 +95,17 @@ class RoleRun(object):
             result = {'failed': True, 'msg': '%s could not run: %s' % (name, exc)}
         if not isinstance(result, dict):
             result = {'failed': True, 'msg': '%s returned no result' % name}
+        if name == APPLY and isinstance(result.get('diff'), dict) and result['diff']:
+            # --diff: what each apply (and going back) ran, as the apply task showed it
+            self.diffs.append(dict(result['diff'], before_header='%s (before)' % self._service,
+                                   after_header='%s (after)' % self._service))
+        # the modules' warnings (a statement retried after lock_timeout, an audit record not written): shown by
+        # the run task as they were by each step's task
+        for warning in result.get('warnings') or []:
+            # ansible-core 2.19 hands them over as WarningSummary (the text in .event.msg), older ones as strings
+            text = warning if isinstance(warning, str) else getattr(getattr(warning, 'event', None), 'msg', None)
+            if isinstance(text, str) and text and text not in self.warnings:
+                self.warnings.append(text)
         inner = result.get('duration_seconds')
         self.timings.append({'service': self._service, 'module': name, 'state': module_args.get('state'),
                              'action': module_args.get('action'), 'seconds': round(time.time() - started, 3),
