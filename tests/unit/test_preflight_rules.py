@@ -4,12 +4,13 @@ the status table, the status report and the Prometheus textfile."""
 import pytest
 
 from ansible_collections.homelab.migrations.plugins.module_utils import report
-from ansible_collections.homelab.migrations.plugins.module_utils.preflight import api as preflight
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight import alembic_calls, findings, transaction
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight.lexer import split_sql
 from ansible_collections.homelab.migrations.plugins.plugin_utils.text import migrate_all_status_table
 
 
 def kinds(sql):
-    return [preflight.no_transaction_kind(s) for s in preflight.split_sql(sql)]
+    return [transaction.no_transaction_kind(s) for s in split_sql(sql)]
 
 
 @pytest.mark.parametrize('sql, kind', [
@@ -41,12 +42,12 @@ def test_comments_literals_and_dollar_quotes_are_not_statements():
            "E'it\\'s; VACUUM', \"VACUUM;\";\nDO $do$ BEGIN EXECUTE 'VACUUM'; END $do$;\n"
            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1; $$;\nSELECT $1::text")
     assert kinds(sql) == [None, None, None, None]
-    assert [s.text.split()[0] for s in preflight.split_sql(sql)] == ['SELECT', 'DO', 'CREATE', 'SELECT']
+    assert [s.text.split()[0] for s in split_sql(sql)] == ['SELECT', 'DO', 'CREATE', 'SELECT']
 
 
 def test_statement_head_drops_comments_and_masks_password_literals():
     text = "-- make the role\n\nCREATE ROLE r LOGIN PASSWORD 's3cr3t-pw'\n  VALID UNTIL 'infinity'\n  IN ROLE x"
-    head = preflight.statement_head(text)
+    head = findings.statement_head(text)
     assert head == "CREATE ROLE r LOGIN PASSWORD '********'\n  VALID UNTIL 'infinity'"
     assert 's3cr3t' not in head
 
@@ -54,15 +55,15 @@ def test_statement_head_drops_comments_and_masks_password_literals():
 def test_enum_rules():
     def advice(kind, migration, later):
         return '[%s %s %s]' % (kind, migration, later)
-    tx = [('m1', s) for s in preflight.split_sql("ALTER TYPE \"s\".\"Mood\" ADD VALUE IF NOT EXISTS 'ok'; "
+    tx = [('m1', s) for s in split_sql("ALTER TYPE \"s\".\"Mood\" ADD VALUE IF NOT EXISTS 'ok'; "
                                                  "SELECT 'ok ' || 'x'")]
-    tx += [('m2', s) for s in preflight.split_sql("UPDATE t SET m = 'ok'")]
-    found = preflight.transaction_findings([tx], 150000, advice)
+    tx += [('m2', s) for s in split_sql("UPDATE t SET m = 'ok'")]
+    found = transaction.transaction_findings([tx], 150000, advice)
     assert [(f['migration'], f['message'].endswith('[enum_later m1 m2]')) for f in found] == [('m2', True)]
     # one transaction per migration: nothing to say
-    assert preflight.transaction_findings([tx[:2], tx[2:]], 150000, advice) == []
+    assert transaction.transaction_findings([tx[:2], tx[2:]], 150000, advice) == []
     # before PostgreSQL 12 ADD VALUE itself is refused in a transaction
-    old = preflight.transaction_findings([tx[:1]], 110005, advice)
+    old = transaction.transaction_findings([tx[:1]], 110005, advice)
     assert [f['code'] for f in old] == ['not_in_transaction'] and 'PostgreSQL 11.0' in old[0]['message']
 
 
@@ -89,22 +90,22 @@ def downgrade():
 
 
 def test_alembic_upgrade_calls_and_transactions():
-    calls = preflight.alembic_upgrade_calls(ALEMBIC_REV)
+    calls = alembic_calls.alembic_upgrade_calls(ALEMBIC_REV)
     assert [(c[1], c[2]) for c in calls] == [(False, 9), (False, 10), (True, 12), (True, 13), (False, 14)]
-    txs = preflight.alembic_transactions('r2', calls)
+    txs = alembic_calls.alembic_transactions('r2', calls)
     assert len(txs) == 2
-    found = preflight.transaction_findings(txs, 160000, lambda *a: 'advice')
+    found = transaction.transaction_findings(txs, 160000, lambda *a: 'advice')
     assert [(f['code'], f['statement']) for f in found] == [
         ('not_in_transaction', 'op.create_index("i", "t", ["c"], postgresql_concurrently=True)'),
         ('not_in_transaction', "UPDATE t SET m = 'x'")]
 
 
 def test_blocking_and_allow():
-    found = [preflight.finding('m', None, 'byte_order_mark', 'error', 'x'),
-             preflight.finding('m', None, 'changing-column-type', 'warning', 'y', source='squawk')]
-    assert [f['code'] for f in preflight.blocking(found)] == ['byte_order_mark']
-    assert preflight.blocking(found, ['byte_order_mark']) == []
-    assert preflight.blocking(found, ['all']) == []
+    found = [findings.finding('m', None, 'byte_order_mark', 'error', 'x'),
+             findings.finding('m', None, 'changing-column-type', 'warning', 'y', source='squawk')]
+    assert [f['code'] for f in findings.blocking(found)] == ['byte_order_mark']
+    assert findings.blocking(found, ['byte_order_mark']) == []
+    assert findings.blocking(found, ['all']) == []
 
 
 STATUS = {'success': True, 'overall_status': 'pending', 'total_pending': 1, 'services': {

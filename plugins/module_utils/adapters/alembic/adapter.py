@@ -31,7 +31,9 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembi
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.state import (
     after_run, elsewhere_problem, progress, target_problems)
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.version_table import VersionTable
-from ansible_collections.homelab.migrations.plugins.module_utils.preflight import api as preflight_mod
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight.alembic_calls import (
+    ALEMBIC_VERSION_NUM_DEFAULT, revision_id_findings)
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight.squawk import SQUAWK
 from ansible_collections.homelab.migrations.plugins.module_utils.waits import LOCK_NOT_AVAILABLE_CLASS
 
 _NO_LINT = ("alembic SQL is only known by running the service's env.py (alembic upgrade --sql), which happens only "
@@ -200,13 +202,13 @@ class AlembicAdapter(Adapter):
         (then squawk lints `alembic upgrade --sql`). ``direction`` 'down' checks the statements of
         downgrade() only."""
         graph = state.extra.get('graph')
-        lint_info = {'linter': preflight_mod.SQUAWK, 'ran': False, 'reason': _NO_LINT}
+        lint_info = {'linter': SQUAWK, 'ran': False, 'reason': _NO_LINT}
         if graph is None or not graph.ok or not steps:
             return {'findings': [], 'lint': lint_info}
         findings = []
         length = self._num_length(conn, state)
         if direction == 'up':
-            findings.extend(preflight_mod.revision_id_findings(steps, length, self.version_table(), graph.files))
+            findings.extend(revision_id_findings(steps, length, self.version_table(), graph.files))
             findings.extend(checks.merge_findings(graph, steps))
         findings.extend(checks.transaction_findings(conn, graph, state.extra.get('config'), steps, direction))
         if lint and direction == 'up' and self.spec.get('alembic_sql_preview'):
@@ -228,7 +230,7 @@ class AlembicAdapter(Adapter):
                 return self.table.num_length(conn)
             except Exception:
                 pass
-        return preflight_mod.ALEMBIC_VERSION_NUM_DEFAULT
+        return ALEMBIC_VERSION_NUM_DEFAULT
 
     # ------------------------------------------------------------ write side
     def preview_sql(self, plan):

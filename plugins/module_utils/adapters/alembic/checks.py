@@ -4,7 +4,7 @@
 """Pre-flight checks of pending alembic revisions, read from their text and never run.
 
 What alembic itself would refuse or PostgreSQL would reject in a revision's transaction (findings of
-module_utils/preflight.py), which revisions may commit their own work (``autocommit_block()``, COMMIT in
+module_utils/preflight/), which revisions may commit their own work (``autocommit_block()``, COMMIT in
 their SQL, an autocommit env.py), and, only for a service with ``alembic_sql_preview: true``, squawk over
 the offline SQL of `alembic upgrade --sql`.
 """
@@ -16,9 +16,11 @@ __metaclass__ = type
 import os
 import re
 
-from ansible_collections.homelab.migrations.plugins.module_utils.preflight import api as preflight_mod
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.command import sql_by_revision
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.files import read_file
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight import alembic_calls, enums, squawk
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight import transaction
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight.findings import ERROR, finding
 from ansible_collections.homelab.migrations.plugins.module_utils.regular_file import MIGRATION_LIMIT, read_regular
 
 # autocommit_block(), or SQL text that ends a transaction, in a revision file
@@ -95,8 +97,8 @@ def merge_findings(graph, steps):
     for rev in steps:
         redundant, real = graph.redundant_parents(rev)
         if redundant and len(real) > 1:
-            findings.append(preflight_mod.finding(
-                rev, None, 'merge_lists_ancestor', preflight_mod.ERROR,
+            findings.append(finding(
+                rev, None, 'merge_lists_ancestor', ERROR,
                 'merge revision %s lists %s in down_revision, but %s already an ancestor of %s, which it lists '
                 'too; `alembic upgrade` fails at this merge (KeyError while it updates the version table). '
                 'Remove %s from down_revision in %s, so it reads %r'
@@ -119,26 +121,26 @@ def transaction_findings(conn, graph, config, steps, direction):
     for rev in steps:
         path = graph.files.get(rev)
         try:
-            calls = preflight_mod.alembic_upgrade_calls(read_file(path),
+            calls = alembic_calls.alembic_upgrade_calls(read_file(path),
                                                         'upgrade' if direction == 'up' else 'downgrade')
         except Exception:
             continue  # the plan reports a file it cannot read or parse
-        txs = preflight_mod.alembic_transactions(rev, calls)
+        txs = alembic_calls.alembic_transactions(rev, calls)
         if one_transaction and transactions and txs and calls and not calls[0][1]:
             transactions[-1].extend(txs[0])  # continues the transaction the previous revision left open
             txs = txs[1:]
         if one_transaction and calls and calls[-1][1]:
             txs.append([])  # an autocommit block at the end: the next revision starts a new transaction
         transactions.extend(txs if one_transaction else [tx for tx in txs if tx])
-    return preflight_mod.transaction_findings([tx for tx in transactions if tx], version,
-                                              _alembic_advice, preflight_mod.enum_catalog(conn))
+    return transaction.transaction_findings([tx for tx in transactions if tx], version,
+                                            _alembic_advice, enums.enum_catalog(conn))
 
 
 def lint_findings(cli, conn, rows, steps, options, target):
     """(findings, lint info) of squawk over `alembic upgrade <from>:<target> --sql` (runs the service's env.py:
     only for a service that opted in), each revision's part of the output linted as that revision."""
-    skipped = {'linter': preflight_mod.SQUAWK, 'ran': False}
-    if preflight_mod.squawk_path() is None:
+    skipped = {'linter': squawk.SQUAWK, 'ran': False}
+    if squawk.squawk_path() is None:
         return [], dict(skipped, reason='squawk is not installed on the managed host (pip install squawk-cli '
                                         'there to lint pending SQL for lock and rewrite risks)')
     if len(rows) > 1:
@@ -148,4 +150,4 @@ def lint_findings(cli, conn, rows, steps, options, target):
     if out is None:
         return [], dict(skipped, reason='`alembic upgrade --sql` failed: %s' % why)
     wanted = [(rev, body) for rev, body in sql_by_revision(out) if rev in steps]
-    return preflight_mod.squawk_findings(wanted, conn, options=options)
+    return squawk.squawk_findings(wanted, conn, options=options)

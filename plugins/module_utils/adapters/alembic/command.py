@@ -19,12 +19,12 @@ import os
 import re
 import shlex
 
+from ansible_collections.homelab.migrations.plugins.module_utils import durations
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import ApplyError, PlanError
 from ansible_collections.homelab.migrations.plugins.module_utils.child import run_child
 from ansible_collections.homelab.migrations.plugins.module_utils.regular_file import NotRegularFile, read_regular
 from ansible_collections.homelab.migrations.plugins.module_utils.waits import child_application_name
 
-_TIMEOUT_RE = re.compile(r'^\d+(?:\.\d+)?\s*(?:us|ms|s|min|h|d)?$')
 # alembic's log line for each revision it starts (alembic.runtime.migration, INFO): "Running upgrade a -> b, msg"
 _RUNNING_RE = re.compile(r'Running (upgrade|downgrade) (.*?) -> ([^\s,]*)')
 # what `alembic upgrade --sql` writes before each revision's SQL
@@ -118,11 +118,11 @@ def pg_setting(name, value):
         if value < 0:
             raise PlanError('%s must not be negative' % name)
         return '%dms' % int(round(value * 1000))
-    text = str(value).strip()
-    if not _TIMEOUT_RE.match(text):
+    compact = durations.compact(value)
+    if compact is None:
         raise PlanError("%s must be a number of seconds or a PostgreSQL duration like '500ms', '5s', '1min'; got %r"
                         % (name, value))
-    return text.replace(' ', '')
+    return compact
 
 
 def failed_revision(out, err, steps):

@@ -13,7 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import AdapterError
-from ansible_collections.homelab.migrations.plugins.module_utils.connection import quote_ident
+from ansible_collections.homelab.migrations.plugins.module_utils.connection import is_connection_lost, quote_ident
 
 
 class VersionTable(object):
@@ -44,9 +44,7 @@ class VersionTable(object):
                 return [row[0] for row in cur.fetchall()]
         except Exception as exc:
             text = ' '.join(self.scrub(str(exc)).split()) or type(exc).__name__
-            lost = (type(exc).__name__ in ('OperationalError', 'InterfaceError')
-                    and getattr(exc, 'pgcode', None) is None)
-            if lost or getattr(conn, 'closed', 0):
+            if is_connection_lost(exc, conn):
                 raise AdapterError('cannot read the alembic version table %s: %s (check that the database is up)'
                                    % (table, text), code='unreachable')
             raise AdapterError('cannot read the alembic version table %s: %s (check version_table / '
