@@ -56,7 +56,7 @@ def test_enum_rules():
     def advice(kind, migration, later):
         return '[%s %s %s]' % (kind, migration, later)
     tx = [('m1', s) for s in split_sql("ALTER TYPE \"s\".\"Mood\" ADD VALUE IF NOT EXISTS 'ok'; "
-                                                 "SELECT 'ok ' || 'x'")]
+                                       "SELECT 'ok ' || 'x'")]
     tx += [('m2', s) for s in split_sql("UPDATE t SET m = 'ok'")]
     found = transaction.transaction_findings([tx], 150000, advice)
     assert [(f['migration'], f['message'].endswith('[enum_later m1 m2]')) for f in found] == [('m2', True)]
