@@ -94,13 +94,18 @@ class ActionModule(ActionBase):
             self._remove_tmp_path(self._connection._shell.tmpdir)
         result.update(
             changed=any(r.get('applied') or r.get('reverted') or r.get('restored') for r in done.results.values()),
-            results=done.results, migrated=done.migrated, records=done.records,
-            timings=done.timings, cancelled=done.cancelled)
+            cancelled=done.cancelled)
+        if done.error:
+            # the task fails and the play stops here (the role reads nothing more of it): the callback prints the
+            # whole result of a failed task, so it holds the error once and each service's outcome, not every
+            # record, result and timing again (each repeating the error)
+            result.update(failed=True, msg=migrate_all_mask(done.error), outcomes=dict(
+                (name, r.get('outcome')) for name, r in done.results.items()))
+        else:
+            result.update(results=done.results, migrated=done.migrated, records=done.records, timings=done.timings)
         if done.warnings:
             result['warnings'] = migrate_all_mask(done.warnings)
         if done.diffs:
             # --diff: the SQL each apply ran (shown by the callback when the task changed something)
             result['diff'] = done.diffs
-        if done.error:
-            result.update(failed=True, msg=migrate_all_mask(done.error))
         return result

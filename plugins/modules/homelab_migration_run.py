@@ -187,16 +187,23 @@ results:
     - Each service's outcome by name, the fields of its audit record (C(outcome) V(success), V(unchanged),
       V(skipped), V(failed), V(rolled_back) or V(restored); C(from), C(to), C(applied), C(reverted), C(backup),
       C(backup_size_bytes), C(backup_seconds), C(error), C(recovery), C(committed), C(untouched), C(restored)).
-  returned: always
+  returned: unless the task failed (an audit record could not be written, or the job was cancelled)
+  type: dict
+outcomes:
+  description:
+    - When the task failed (an audit record could not be written, or the job was cancelled), each service's
+      C(outcome) by name, instead of RV(results), RV(migrated), RV(records) and RV(timings) (a failed task's whole
+      result is printed, and those repeat the error in every record).
+  returned: when the task failed
   type: dict
 migrated:
   description: The services migrated in this run (name, before, after, backup), in order.
-  returned: always
+  returned: unless the task failed
   type: list
   elements: dict
 records:
   description: The audit records as written.
-  returned: always
+  returned: unless the task failed
   type: list
   elements: dict
 cancelled:
@@ -215,7 +222,7 @@ timings:
     - One entry per module run, in order, for benchmarks and troubleshooting. C(service), C(module), C(state) (the
       backup module's), C(action) (the apply module's), C(seconds) (wall time on the controller) and
       C(duration_seconds) (what the module reports of its own work, or null).
-  returned: always
+  returned: unless the task failed
   type: list
   elements: dict
 '''

@@ -135,3 +135,42 @@ def test_the_warnings_of_the_modules_reach_the_output(homelab):  # noqa: F811
     assert homelab.drizzle_applied('stream-bot') == BOTS['stream-bot']
     warned = [line for line in proc.output.splitlines() if 'WARNING' in line and 'lock_timeout' in line]
     assert warned, proc.output[-4000:]
+
+
+class _SwapAuditLog(BaseHTTPRequestHandler):
+    """A health check that answers 200, after putting a directory where the audit log is (unwritable from now)."""
+    log = None
+
+    def do_GET(self):  # noqa: N802
+        if not os.path.isdir(_SwapAuditLog.log):
+            os.rename(_SwapAuditLog.log, _SwapAuditLog.log + '.old')
+            os.mkdir(_SwapAuditLog.log)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_audit_log_lost_mid_run_fails_the_task_with_its_error_once(homelab):  # noqa: F811
+    """The run task fails when an audit record cannot be written; the callback prints a failed task's whole result:
+    the error and each service's outcome, not every record, result and timing (each with the error again)."""
+    _SwapAuditLog.log = homelab.audit_log
+    server = HTTPServer(('127.0.0.1', 0), _SwapAuditLog)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = 'http://127.0.0.1:%d/health' % server.server_port
+        services = [homelab.spec('dashboard'), homelab.spec('stream-bot', health_check=url),
+                    homelab.spec('discord-bot')]
+        before = homelab.snapshot(['stream-bot', 'discord-bot'])
+        proc = homelab.play(migrate_all_services=services, migrate_all_health_check_retries=1,
+                            migrate_all_health_check_delay=0)
+    finally:
+        server.shutdown()
+    assert proc.returncode != 0
+    # as with a task per step: the record of the passed check could not be written, so the service went back
+    assert homelab.snapshot(['stream-bot', 'discord-bot']) == before
+    fatal = [line for line in proc.stdout.splitlines() if line.startswith('fatal: ')]
+    assert len(fatal) == 1 and '"outcomes": {"dashboard": "success", "stream-bot": "failed"}' in fatal[0], fatal
+    assert '"timings"' not in proc.stdout and '"records"' not in proc.stdout, fatal
+    assert fatal[0].count('is a directory, not a regular file') == 1, fatal
