@@ -28,7 +28,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base i
 from ansible_collections.homelab.migrations.plugins.module_utils.apply_result import (
     ApplyFailure, closing_fields, describe_unexpected, failed_with, interruption, record_changes, shaped, write_audit)
 from ansible_collections.homelab.migrations.plugins.module_utils.apply_session import (
-    ChildSessionOptions, check_audit_log, check_duration, session_settings)
+    check_audit_log, child_session_options, check_duration, session_settings)
 from ansible_collections.homelab.migrations.plugins.module_utils.apply_verify import VerificationMixin
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectError
 from ansible_collections.homelab.migrations.plugins.module_utils.plan import Planner
@@ -193,8 +193,7 @@ class _Run(Planner, VerificationMixin):
         reported = error = code = interrupted = None
         details = {}
         try:
-            with ChildSessionOptions(self.conn):
-                reported = adapter.apply(self.conn, self.plan, self.options())
+            reported = adapter.apply(self.conn, self.plan, child_session_options(self.conn, self.options()))
         except interrupt.Interrupted as exc:
             # the query was cancelled / the child killed and rolled back: read what really stayed, then stop
             interrupted = exc

@@ -13,7 +13,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
 
 from ansible_collections.homelab.migrations.plugins.module_utils import audit as audit_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import durations
@@ -65,35 +64,16 @@ def session_settings(conn, read_only, lock_timeout, statement_timeout):
                                    % (name, value, ' '.join(str(exc).split())), code='bad_config')
 
 
-class ChildSessionOptions(object):
-    """While an adapter runs: PGOPTIONS makes libpq sessions of child tools (alembic) check their client too.
+def child_session_options(conn, options):
+    """``options`` for the adapter's apply, with ``client_connection_check_interval`` for the sessions of child tools.
 
-    A killed run kills its migrator (the adapter's job); this makes the migrator's backend notice within
-    a second even in the middle of a long statement, roll back and let go of its locks, instead of running
-    on for minutes. Only for PostgreSQL 14+ (older servers refuse the unknown setting); restored afterwards.
+    A killed run kills its migrator (the adapter's job); this makes the migrator's backend notice within a second
+    even in the middle of a long statement, roll back and let go of its locks, instead of running on for minutes.
+    Only for PostgreSQL 14+ (older servers refuse the unknown setting). The adapter hands it to its child's own
+    environment (the alembic adapter: PGOPTIONS); this process's ``os.environ`` is never changed.
     """
-
-    def __init__(self, conn):
-        self.conn = conn
-        self.saved = None
-        self.active = False
-
-    def __enter__(self):
-        try:
-            supported = self.conn.server_version >= 140000
-        except Exception:
-            supported = False
-        if supported:
-            self.saved = os.environ.get('PGOPTIONS')
-            option = '-c client_connection_check_interval=%s' % CLIENT_CHECK_INTERVAL_MS
-            os.environ['PGOPTIONS'] = (self.saved + ' ' + option) if self.saved else option
-            self.active = True
-        return self
-
-    def __exit__(self, *exc):
-        if self.active:
-            if self.saved is None:
-                os.environ.pop('PGOPTIONS', None)
-            else:
-                os.environ['PGOPTIONS'] = self.saved
-        return False
+    try:
+        supported = conn.server_version >= 140000
+    except Exception:
+        supported = False
+    return dict(options, client_connection_check_interval=CLIENT_CHECK_INTERVAL_MS) if supported else dict(options)
