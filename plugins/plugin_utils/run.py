@@ -148,7 +148,7 @@ class RoleRun(object):
                                                    'confirmation': self.args['confirmation']}), records=records))
         if written.get('failed'):
             self.error = 'writing the audit record failed: %s' % written.get('msg', 'unknown error')
-            raise StepFailed(written, 'Write the audit record')
+            raise StepFailed(written, 'writing the audit record')
         if keep:
             self.records.extend(written.get('records') or [])
         return written
@@ -194,7 +194,7 @@ class RoleRun(object):
             except StepFailed:
                 raise
             except Exception as exc:  # pylint: disable=broad-except  # a failure of ours is a failed step too
-                raise StepFailed({'failed': True, 'msg': 'internal error: %s' % exc}, 'Work on %s' % name)
+                raise StepFailed({'failed': True, 'msg': 'internal error: %s' % exc}, 'working on %s' % name)
         except StepFailed as failure:
             self._rescue(name, failure, before, steps)
         self._audit([migrate_all_record(self.results.get(name) or {}, name, self.args['action'], target,
@@ -208,15 +208,15 @@ class RoleRun(object):
             self._step(BACKUP, {
                 'database_url': spec['database_url'], 'state': 'present', 'dest': self.args['backup']['dest'],
                 'service': name, 'format': self.args['backup']['format'], 'backup': spec.get('backup') or 'auto',
-                'lock_wait_timeout': self.args['backup']['lock_wait_timeout']}, 'Back up the database of %s' % name,
+                'lock_wait_timeout': self.args['backup']['lock_wait_timeout']}, 'backing up the database of %s' % name,
                 steps, 'backup')
             steps['attempted'] = True
             self.say('%s: moving it %s -> %s' % (name, before or '(none)', pinned['target']))
             apply_options = _given(self.args['apply'])
             apply_options.pop('lock_wait', None)
-            self._step(APPLY, self._apply_args(
-                spec, pinned['target'], action=self.args['action'], **dict(apply_options, **_given(
-                    {'expect_from': pinned['expect_from']}))), 'Move to the target revision %s' % name, steps, 'apply')
+            apply_args = self._apply_args(spec, pinned['target'], action=self.args['action'], **dict(
+                apply_options, **_given({'expect_from': pinned['expect_from']})))
+            self._step(APPLY, apply_args, 'moving %s to the target revision' % name, steps, 'apply')
         if self._check_health(name, spec, action):
             self._health(name, spec, steps['apply'].get('to_revision', before) if steps['apply'] else before)
         self._prune(name, action, steps['backup'])
@@ -255,7 +255,7 @@ class RoleRun(object):
             msg = 'health check %s did not answer 2xx after the migrations (%s, %s attempt(s))' % (
                 url, answer, health.get('attempts', 1))
             raise StepFailed({'failed': True, 'msg': migrate_all_mask(msg, url)},
-                             'Fail unless healthy after the migrations %s' % name)
+                             'checking the health of %s' % name)
         if self.args['audit_log']:
             self._audit([dict(health_record, outcome='success', health='passed')], keep=False)
 
@@ -264,20 +264,20 @@ class RoleRun(object):
         keep = dict((key, value) for key, value in keep.items() if value > 0)
         if action == 'run' and backup.get('path') and keep:
             self._step(BACKUP, dict(keep, state='pruned', dest=self.args['backup']['dest'], service=name),
-                       'Prune old backups of %s' % name)
+                       'pruning old backups of %s' % name)
 
     def _rescue(self, name, failure, before, steps):
         """After a failed step: go back to where the apply found the service under its lock, else restore the
         run's backup, unless the apply proved it changed nothing (then both would undo another run's work)."""
         apply, backup = steps['apply'], steps['backup']
         undo_needed = rec.migrate_all_undo_needed(apply, steps['attempted'])
-        error = rec.migrate_all_failure(failure.result, None, failure.step)
+        error = '%s (step: %s)' % (rec.migrate_all_failure(failure.result), failure.step)
         back_to = rec.migrate_all_back_target(apply, before)
         pin = rec.migrate_all_back_pin(apply)
         attempted = steps['attempted'] and not rec.migrate_all_untouched(apply)
         back, restore = {}, {}
         if undo_needed:
-            self.say('%s: failed (%s); going back to %s' % (name, failure.step, back_to))
+            self.say('%s: failed while %s; going back to %s' % (name, failure.step, back_to))
             back = self._retried(APPLY, self._apply_args(
                 self.specs[name], back_to, allow_out_of_order=True, allow_modified=True, action='rollback',
                 **({'expect_from': pin} if pin else {})))

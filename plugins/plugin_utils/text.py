@@ -118,8 +118,17 @@ def migrate_all_plan_lines(plans, names):
     return lines
 
 
-def migrate_all_failure_message(results, order, audit_log=None):
-    """The play's closing failure: every failed service, its error and recovery, and who was skipped."""
+def migrate_all_failure_message(results, order, audit_log=None, brief=False):
+    """The play's closing failure: every failed service, its error and recovery, and who was skipped.
+
+    ``brief`` names the services and their outcome only (the role's summary just above gives each error and
+    recovery: ansible-core 2.19 prints a failed task's message twice, so the errors are not in it).
+    """
+    if brief:
+        named = ['%s %s' % (name, result_of(results, name)['outcome'].replace('_', ' ')) for name in order
+                 if result_of(results, name).get('outcome') in ('failed', 'skipped', 'rolled_back', 'restored')]
+        msg = 'Migration failed: %s; the summary above gives each error and recovery' % ', '.join(named)
+        return msg + (' | audit log: %s' % audit_log if audit_log else '')
     failed, others = [], []
     for name in order:
         res = result_of(results, name)
@@ -252,12 +261,9 @@ def _seconds(value):
         return ''
 
 
-def migrate_all_summary(results, order, details=True):
-    """One readable line per service: before -> after, applied count, backup path, outcome.
-
-    ``details`` false leaves out the error, reason and recovery of the services that failed, were skipped or
-    were taken back: the play's closing failure (migrate_all_failure_message) says them, once.
-    """
+def migrate_all_summary(results, order):
+    """One readable line per service: before -> after, applied count, backup path, outcome (with the error and
+    recovery of a failed service: the role says them here, once)."""
     lines = []
     for name in order:
         res = result_of(results, name)
@@ -273,9 +279,6 @@ def migrate_all_summary(results, order, details=True):
         if res.get('reverted'):
             line += ', reverted %d' % len(res['reverted'])
         line += ', backup %s, %s' % (backup, outcome.upper() if outcome == 'failed' else outcome.replace('_', ' '))
-        if not details and outcome in ('failed', 'skipped', 'rolled_back', 'restored'):
-            lines.append(line + ' (see the failure below)')
-            continue
         detail = res.get('error') or (res.get('reason') if outcome != 'unchanged' else '')
         if detail:
             line += ': ' + str(detail)

@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from harness.faults import ALEMBIC, BOTS, DASHBOARD_REVS, HEADS, ORDER, wait_for
+from harness.ansible import run_report
 
 from ansible_collections.homelab.migrations.plugins.module_utils.lock import lock_key
 
@@ -35,7 +36,7 @@ def test_four_runs_at_once_apply_every_migration_once(lab, drizzle_peer, refs, l
         assert lab.pg.password not in run.output
         if run.returncode != 0:
             # a clear failure: the lock holder named (pid, application and since when), nothing else
-            fatal = run.stdout[run.stdout.rindex('TASK ['):]
+            fatal = run_report(run.stdout)
             assert re.search(r'is locked by pid \d+ \(homelab\.migrations:[a-z-]+\)', fatal), fatal[-3000:]
             assert 'lock_wait' in fatal, fatal[-3000:]
     if lock_wait:
@@ -94,7 +95,7 @@ def test_a_run_that_never_got_the_lock_does_not_undo_the_other_runs_work(lab, dr
     finally:
         holder.close()
     assert run.returncode != 0, run.output[-4000:]
-    fatal = run.stdout[run.stdout.rindex('TASK ['):]
+    fatal = run_report(run.stdout)
     assert 'is locked by pid %d' % a_pid in fatal, fatal[-3000:]
     rec = [r for r in lab.role_records() if r['service'] == 'dashboard'][-1]
     assert rec['outcome'] == 'failed' and 'locked by pid %d' % a_pid in rec['error'], rec

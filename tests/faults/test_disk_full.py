@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from harness.faults import FaultLab, outcomes
+from harness.ansible import run_report
 
 pytestmark = pytest.mark.peer
 
@@ -45,7 +46,7 @@ def test_full_backup_destination_stops_the_run_before_any_migration(small_backup
 
     proc = lab.play(migrate_all_backup_format=fmt)
     assert proc.returncode != 0, proc.output[-5000:]
-    fatal = proc.stdout[proc.stdout.rindex('TASK ['):]
+    fatal = run_report(proc.stdout)
     assert 'dashboard failed' in fatal, fatal[-3000:]
     assert 'No space left on device' in fatal or 'out of space' in fatal.lower(), fatal[-3000:]
     assert lab.backup_dir in fatal, 'the message says which destination is full:\n' + fatal[-3000:]

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from harness.faults import BOTS, outcomes
+from harness.ansible import run_report
 
 pytestmark = pytest.mark.peer
 PRE_RUN = '0002_add_currency_system'
@@ -73,7 +74,7 @@ def test_failing_health_check_rolls_the_service_back(lab, drizzle_peer, refs, ki
     with endpoint as url:
         proc = _play(lab, url, migrate_all_health_check_retries=2, migrate_all_health_check_timeout=5)
     assert proc.returncode != 0, proc.output[-5000:]
-    fatal = proc.stdout[proc.stdout.rindex('TASK ['):]
+    fatal = run_report(proc.stdout)
     assert 'stream-bot failed' in fatal and 'health check %s' % url in fatal, fatal[-3000:]
     if kind == 'http500':
         assert 'HTTP 500' in fatal, fatal[-3000:]
@@ -120,7 +121,7 @@ def test_going_back_never_undoes_what_another_run_did_meanwhile(lab, drizzle_pee
         proc = _play(lab, url, migrate_all_health_check_retries=1, migrate_all_health_check_timeout=60)
     assert proc.returncode != 0, proc.output[-5000:]
     other = BOTS['stream-bot'][-2]  # where the other run left it
-    fatal = proc.stdout[proc.stdout.rindex('TASK ['):]
+    fatal = run_report(proc.stdout)
     assert 'stream-bot failed' in fatal and 'NOT RECOVERED: another run' in fatal, fatal[-3000:]
     assert 'is at %s, not at %s (expect_from)' % (other, BOTS['stream-bot'][-1]) in fatal, fatal[-3000:]
     role = lab.role_records()

@@ -18,6 +18,7 @@ import os
 import pytest
 
 from harness.faults import FaultLab, outcomes, wait_for
+from harness.ansible import run_report
 
 pytestmark = pytest.mark.peer
 
@@ -78,7 +79,7 @@ def test_server_lost_during_a_migration(lab, drizzle_peer, refs, how):
     out = run.output
     assert lab.pg.password not in out
     assert run.returncode != 0, 'the play must fail:\n' + out[-5000:]
-    fatal = run.stdout[run.stdout.rindex('TASK ['):]
+    fatal = run_report(run.stdout)
     assert 'stream-bot failed' in fatal, fatal[-3000:]
     assert SLOW in fatal, 'the message names the migration that was running:\n' + fatal[-3000:]
     # a clear reason: the connection to the server was lost

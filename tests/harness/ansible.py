@@ -133,3 +133,10 @@ def run_playbook(playbook, inventory=None, extra_vars=None, check=False, diff=Fa
         argv += list(extra_args or [])
         return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout, env=ansible_env(env),
                               stdin=stdin, cwd=cwd or REPO)
+
+
+def run_report(stdout):
+    """The end of a migrate_all run's output: its summary (each service's error and recovery, said once) and the
+    play's closing failure (which only names the failed services)."""
+    marker = 'TASK [homelab.migrations.migrate_all : Summary]'
+    return stdout[stdout.rindex(marker):] if marker in stdout else stdout[stdout.rindex('TASK ['):]
