@@ -11,7 +11,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import re
 
 from ansible_collections.homelab.migrations.plugins.module_utils import secrets
 from ansible_collections.homelab.migrations.plugins.plugin_utils.selection import cell, result_of
@@ -175,7 +174,6 @@ def migrate_all_record(result, name, action='apply', target=None, run_id=None, *
     return record
 
 
-_URL = re.compile(r"\b([a-z][a-z0-9+.-]*)://(?=[^\s,;()'\"<>])[^\s'\"<>]+", re.I)
 
 
 def migrate_all_mask(value, secrets_=None):
@@ -186,13 +184,6 @@ def migrate_all_mask(value, secrets_=None):
         secrets_ = [secrets_]
     return secrets.mask_data(value, secrets_) if isinstance(value, (dict, list, tuple)) else secrets.mask(
         value if isinstance(value, str) else str(value), secrets_)
-
-
-def _no_database_url(text):
-    """``text`` with every URL but http(s) ones (health checks) cut to its scheme: no database URL in a record."""
-    text = secrets.mask(text)
-    return _URL.sub(lambda m: m.group(0) if m.group(1).lower() in ('http', 'https') else m.group(1) + '://...',
-                    text)
 
 
 def migrate_all_refusal_message(failed):
@@ -225,7 +216,7 @@ def migrate_all_refusal(failed, action='apply', run_id=None, order=None, selecte
         'from': None,
         'to': None,
         'outcome': 'refused',
-        'error': _no_database_url(migrate_all_refusal_message(failed)),
+        'error': secrets.cut_urls(migrate_all_refusal_message(failed)),
         'reason': ('refused by the task: %s' % task) if task else None,
         'recovery': 'nothing was changed',
         'changed': False,
