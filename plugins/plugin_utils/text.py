@@ -174,8 +174,6 @@ def migrate_all_record(result, name, action='apply', target=None, run_id=None, *
     return record
 
 
-
-
 def migrate_all_mask(value, secrets_=None):
     """``value`` (a string, or a list/dict of them) with every password masked (module_utils.secrets.mask):
     the userinfo of any ``scheme://user:password@`` (a health check URL with credentials), any ``password=``,
