@@ -174,3 +174,16 @@ def test_an_audit_log_lost_mid_run_fails_the_task_with_its_error_once(homelab): 
     assert len(fatal) == 1 and '"outcomes": {"dashboard": "success", "stream-bot": "failed"}' in fatal[0], fatal
     assert '"timings"' not in proc.stdout and '"records"' not in proc.stdout, fatal
     assert fatal[0].count('is a directory, not a regular file') == 1, fatal
+
+
+def test_a_failed_run_scope_rollback_at_vvvv_shows_no_password(homelab):  # noqa: F811
+    """-vvvv prints every module's command line and the run task's result: going back, restoring the backup (the
+    go-back of stream-bot cannot undo a migration without its down file) and the run-scope rollback of the dashboard
+    print no database password (play() checks the output for it)."""
+    homelab.move('dashboard', '003')
+    homelab.break_stream_bot(without_down=BOTS['stream-bot'][-1])
+    before = homelab.snapshot()
+    proc = homelab.play(migrate_all_rollback_scope='run', verbosity=4)
+    assert proc.returncode != 0
+    assert homelab.snapshot() == before
+    assert homelab.canary not in _texts(homelab)
