@@ -95,6 +95,8 @@ class RoleRun(object):
             result = {'failed': True, 'msg': '%s could not run: %s' % (name, exc)}
         if not isinstance(result, dict):
             result = {'failed': True, 'msg': '%s returned no result' % name}
+        if result.get('failed') and ('module_stderr' in result or 'module_stdout' in result):
+            result = self._crashed(name, result)
         if name == APPLY and isinstance(result.get('diff'), dict) and result['diff']:
             # --diff: what each apply (and going back) ran, as the apply task showed it
             self.diffs.append(dict(result['diff'], before_header='%s (before)' % self._service,
@@ -117,6 +119,26 @@ class RoleRun(object):
             raise Cancelled('%s was interrupted (%s): the job was cancelled, nothing more is run'
                             % (name, result.get('msg', 'a signal')))
         return result
+
+    def _crashed(self, name, result):
+        """A module that ended without a result (killed, crashed): its exit status and the last line it wrote join the
+        message (masked), since the run task shows no module's stdout/stderr (a task per step did)."""
+        said = []
+        rc = result.get('rc')
+        if isinstance(rc, int) and not isinstance(rc, bool):
+            said.append('exit status %d%s' % (rc, ' (killed by signal %d)' % (rc - 128) if rc > 128 else
+                                              ' (killed by signal %d)' % -rc if rc < 0 else ''))
+        for key in ('module_stderr', 'module_stdout'):
+            lines = [line.strip() for line in str(result.get(key) or '').splitlines() if line.strip()]
+            if lines:
+                said.append('%s: %s' % (key.replace('module_', ''), lines[-1][:300]))
+                break
+        if not said:
+            return result
+        secrets_ = [spec.get(field) for spec in self.args['services'] for field in ('database_url', 'health_check')
+                    if isinstance(spec.get(field), str) and spec.get(field)]
+        return dict(result, msg=migrate_all_mask('%s (%s: %s)' % (
+            result.get('msg') or 'module failure', name, '; '.join(said)), secrets_))
 
     def _step(self, name, module_args, step, steps=None, key=None):
         """Run a module; its result goes to ``steps[key]`` (failed or not, as ``register`` did); raise StepFailed

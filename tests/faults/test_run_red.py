@@ -13,6 +13,7 @@ import pytest
 from harness.faults import marked_processes, wait_for
 
 from ansible_collections.homelab.migrations.plugins.module_utils.lock import lock_key
+from faults.test_run_cancel import _module_waits
 from faults.test_run_cancel import test_a_killed_controller_ends_the_run_task_and_nothing_runs_after_it as _cancel
 
 pytestmark = pytest.mark.peer
@@ -76,3 +77,29 @@ def test_a_controller_killed_while_it_goes_back_restores_nothing_and_stops(lab):
     applies = [(r.get('action'), r.get('outcome')) for r in records if r.get('source') != 'role']
     assert applies[-1] == ('rollback', 'interrupted') or applies[-1][0] == 'apply', applies
     assert not [r for r in records if r.get('restored')], records
+
+
+def test_a_module_killed_on_its_own_says_how_it_ended(lab):
+    """The apply module of the dashboard dies (SIGKILL, as the OOM killer does) while it waits for its lock; the
+    controller lives on. The failure says how the module ended (its exit status), not only "MODULE FAILURE ... see
+    stdout/stderr", which the run task does not show."""
+    holder = lab.dbs['dashboard'].conn()
+    try:
+        with holder.cursor() as cur:
+            cur.execute('SELECT pg_advisory_lock(%s, %s)', lock_key('dashboard'))
+        run = lab.spawn(tags='dashboard', migrate_all_lock_wait=20)
+        assert wait_for(lambda: _module_waits(lab) or not run.running(), 300)
+        time.sleep(1)
+        pids = [pid for pid, cmd in marked_processes(lab.marker).items()
+                if 'AnsiballZ_homelab_migration_apply' in cmd and 'python' in cmd.split(' ')[0]]
+        assert pids, marked_processes(lab.marker)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        run.wait(300)
+    finally:
+        holder.close()
+    assert run.returncode != 0
+    record = [r for r in lab.audit() if r.get('source') == 'role' and r.get('service') == 'dashboard'][-1]
+    assert record['outcome'] == 'failed', record
+    assert 'exit status' in record['error'] and 'killed by signal 9' in record['error'], record['error']
+    assert lab.canary not in json.dumps(record)
