@@ -161,8 +161,21 @@ class RoleRun(object):
             if not result.get('failed') or not result.get('retryable'):
                 break
             if attempt < attempts:
-                self.sleep(float(self.args['recovery']['delay']))
+                self._pause(float(self.args['recovery']['delay']))
         return result
+
+    def _pause(self, seconds, step=0.25):
+        """Wait ``seconds`` between attempts, in short steps: a controller that died meanwhile ends the run now
+        (Cancelled), not after the pause."""
+        deadline = time.time() + seconds
+        while True:
+            gone = self.controller_gone()
+            if gone:
+                raise Cancelled('the controller is gone (%s) between two attempts: nothing more is run' % gone)
+            left = deadline - time.time()
+            if left <= 0:
+                return
+            self.sleep(min(step, left))
 
     def _audit(self, records, keep=True):
         """Write audit records; those of the role (``keep``) go to ``records`` (the role's migrate_all_audit)."""
