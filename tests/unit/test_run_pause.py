@@ -1,6 +1,8 @@
 """homelab_migration_run's pause between two attempts (going back, restoring) ends as soon as the controller is
 gone (plugins/plugin_utils/run.py): a worker left behind by a killed ansible-playbook does not wait out the pause."""
 
+import time
+
 import pytest
 
 from ansible_collections.homelab.migrations.plugins.plugin_utils.run import Cancelled, RoleRun
@@ -15,6 +17,7 @@ def _run(gone_after):
 
     def sleep(seconds):
         calls['slept'] += seconds
+        time.sleep(seconds)
 
     args = {'services': [], 'recovery': {'retries': 3, 'delay': 30}}
     return RoleRun(args, None, lambda line: None, sleep=sleep, controller_gone=controller_gone), calls
@@ -30,4 +33,4 @@ def test_the_pause_ends_when_the_controller_is_gone():
 def test_the_pause_lasts_its_time_while_the_controller_lives():
     run, calls = _run(gone_after=10 ** 6)
     run._pause(0.5, step=0.1)
-    assert calls['checks'] >= 5
+    assert calls['checks'] >= 5 and 0.45 <= calls['slept'] <= 0.6, calls
