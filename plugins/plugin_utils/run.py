@@ -182,7 +182,6 @@ class RoleRun(object):
         written = self._module(AUDIT, dict(_given({'audit_log': self.args['audit_log'],
                                                    'confirmation': self.args['confirmation']}), records=records))
         if written.get('failed'):
-            self.error = 'writing the audit record failed: %s' % written.get('msg', 'unknown error')
             raise StepFailed(written, 'writing the audit record')
         if keep:
             self.records.extend(written.get('records') or [])
@@ -205,9 +204,9 @@ class RoleRun(object):
             for name in self.args['selected']:
                 self.service(name)
             self.rollback_run()
-        except StepFailed:
-            if not self.error:
-                raise
+        except StepFailed as failure:
+            # only a service's own audit record escapes its rescue: without it the run stops
+            self.error = 'writing the audit record failed: %s' % failure.result.get('msg', 'unknown error')
         except Cancelled as exc:
             self.error = str(exc)
             self.cancelled = True
