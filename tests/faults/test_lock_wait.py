@@ -8,7 +8,6 @@ names the blocking session (pid, application_name, state, since). Both tools: dr
 module's own session) and Alembic (the service's own alembic, a child process).
 """
 
-import json
 import os
 import sys
 import threading
@@ -18,24 +17,14 @@ import psycopg2
 import pytest
 
 from harness.ansible import REPO, run_module
+from harness.drizzle_gen import users_then
 
 SERVICES = os.path.join(REPO, 'examples', 'homelab', 'services')
 ALEMBIC = os.path.join(os.path.dirname(sys.executable), 'alembic')
 
 
 def _drizzle_service(root, url):
-    folder = os.path.join(root, 'migrations')
-    os.makedirs(os.path.join(folder, 'meta'))
-    entries = []
-    for idx, (tag, sql) in enumerate([
-            ('0000_users', 'CREATE TABLE "users" ("id" serial PRIMARY KEY, "email" text NOT NULL);'),
-            ('0001_nick', 'ALTER TABLE "users" ADD COLUMN "nick" text;')]):
-        with open(os.path.join(folder, tag + '.sql'), 'w') as fh:
-            fh.write(sql + '\n')
-        entries.append({'idx': idx, 'version': '7', 'when': 1700000000000 + idx * 1000, 'tag': tag,
-                        'breakpoints': True})
-    with open(os.path.join(folder, 'meta', '_journal.json'), 'w') as fh:
-        json.dump({'version': '7', 'dialect': 'postgresql', 'entries': entries}, fh)
+    users_then(root, '0001_nick', 'ALTER TABLE "users" ADD COLUMN "nick" text;')
     return {'name': 'bot', 'tool': 'drizzle', 'path': root, 'database_url': url}
 
 

@@ -15,21 +15,11 @@ import psycopg2
 import pytest
 
 from harness.ansible import run_module
+from harness.drizzle_gen import users_then
 
 
 def _drizzle_service(root, url, failing_sql):
-    folder = os.path.join(root, 'migrations')
-    os.makedirs(os.path.join(folder, 'meta'))
-    entries = []
-    for idx, (tag, sql) in enumerate([
-            ('0000_users', 'CREATE TABLE "users" ("id" serial PRIMARY KEY, "email" text NOT NULL);'),
-            ('0001_slow_then_fails', failing_sql)]):
-        with open(os.path.join(folder, tag + '.sql'), 'w') as fh:
-            fh.write(sql + '\n')
-        entries.append({'idx': idx, 'version': '7', 'when': 1700000000000 + idx * 1000, 'tag': tag,
-                        'breakpoints': True})
-    with open(os.path.join(folder, 'meta', '_journal.json'), 'w') as fh:
-        json.dump({'version': '7', 'dialect': 'postgresql', 'entries': entries}, fh)
+    users_then(root, '0001_slow_then_fails', failing_sql)
     return {'name': 'bot', 'tool': 'drizzle', 'path': root, 'database_url': url}
 
 

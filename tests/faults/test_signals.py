@@ -26,6 +26,7 @@ import psycopg2
 import pytest
 
 from harness.ansible import REPO, VENV_BIN, ansible_env
+from harness.drizzle_gen import users_then
 from harness.faults import MARKER_VAR, marked_processes, wait_for
 
 from ansible_collections.homelab.migrations.plugins.module_utils.audit import health_states, read_records
@@ -37,18 +38,7 @@ BOUND = 20  # seconds from the signal until everything of the run is gone
 
 
 def _drizzle(root, second):
-    folder = os.path.join(root, 'migrations')
-    os.makedirs(os.path.join(folder, 'meta'))
-    entries = []
-    for idx, (tag, sql) in enumerate([
-            ('0000_users', 'CREATE TABLE "users" ("id" serial PRIMARY KEY, "email" text NOT NULL);'),
-            ('0001_slow', second)]):
-        with open(os.path.join(folder, tag + '.sql'), 'w') as fh:
-            fh.write(sql + '\n')
-        entries.append({'idx': idx, 'version': '7', 'when': 1700000000000 + idx * 1000, 'tag': tag,
-                        'breakpoints': True})
-    with open(os.path.join(folder, 'meta', '_journal.json'), 'w') as fh:
-        json.dump({'version': '7', 'dialect': 'postgresql', 'entries': entries}, fh)
+    users_then(root, '0001_slow', second)
 
 
 SLOW_SQL = ('ALTER TABLE "users" ADD COLUMN "nick" text;\n--> statement-breakpoint\n'

@@ -107,6 +107,22 @@ def write_journal(folder, entries, version='7', dialect=None):
     return data
 
 
+USERS_SQL = 'CREATE TABLE "users" ("id" serial PRIMARY KEY, "email" text NOT NULL);'
+
+
+def users_then(root, tag, sql):
+    """A drizzle folder under ``root``/migrations: 0000_users (a users table), then ``tag`` running ``sql``."""
+    folder = os.path.join(root, 'migrations')
+    entries = []
+    for idx, (name, text) in enumerate([('0000_users', USERS_SQL), (tag, sql)]):
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, name + '.sql'), 'w') as fh:
+            fh.write(text + '\n')
+        entries.append(journal_entry(idx, name, 1700000000000 + idx * 1000))
+    write_journal(folder, entries)
+    return folder
+
+
 def read_journal(folder):
     with open(os.path.join(folder, 'meta', '_journal.json')) as fh:
         return json.load(fh)
