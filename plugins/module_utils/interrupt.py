@@ -197,6 +197,10 @@ class Guard(object):
         if not self.active:
             return False
         self._stop.set()
+        try:  # wake the watcher from its select() now instead of after up to ``poll`` seconds
+            os.write(self._pipe[1], b'\0')
+        except OSError:
+            pass
         if self._thread is not None:
             self._thread.join(2)
         for signum, previous in self._previous.items():

@@ -16,7 +16,8 @@ description:
     of O(selected), in that order, it decides from O(status) and O(plans) whether to run it, backs its database
     up (M(homelab.migrations.homelab_pg_backup)), moves it to the target revision pinned to its confirmed plan
     (M(homelab.migrations.homelab_migration_apply)), checks its health when it has a health check
-    (M(homelab.migrations.homelab_migration_health); unverified until a check passes) and prunes old backups.
+    (M(homelab.migrations.homelab_migration_health); unverified until a check passes). The backup step prunes the
+    service's older backups (O(backup.keep_days), O(backup.keep_count)) right after its new backup is verified.
   - After a failed step it goes back to the revision the apply found under its lock, else restores the run's
     backup, unless the apply proved it changed nothing (its C(untouched) result).
     Every decision reads the modules' structured result fields, never a message's wording.
@@ -90,11 +91,12 @@ options:
         type: int
         default: 30
       keep_days:
-        description: Prune backups older than this many days; V(0) keeps them.
+        description: After a service's new backup, prune its backups older than this many days; V(0) keeps them.
         type: int
         default: 0
       keep_count:
-        description: Keep this many newest backups per service; V(0) keeps all.
+        description: After a service's new backup, keep this many newest backups of it (the new one counts); V(0) keeps
+          all.
         type: int
         default: 0
   apply:

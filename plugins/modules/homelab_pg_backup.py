@@ -38,6 +38,10 @@ description:
     warning). A backup that needs an extension the database lacks and the role may not create, or a plain-format
     backup when such extensions exist, is refused before anything is changed (check mode says so too).
   - With O(state=pruned), deletes this service's old backups according to O(keep_days) and O(keep_count).
+  - With O(state=present) and O(keep_days) or O(keep_count), the same module run then prunes the service's older
+    backups, once the new one is written and verified (the new one is never pruned, and counts as the newest). A
+    backup that failed or was skipped prunes nothing. A backup whose pruning then fails is an error that names the
+    new backup (RV(path), RV(sha256)) and the backups deleted before the failure (RV(pruned)).
   - The password reaches C(pg_dump), C(pg_restore) and C(psql) only through a temporary mode C(0600) C(PGPASSFILE);
     the other connection parameters go through C(PG*) environment variables. No URL or password is put on a command
     line, and URLs in messages are masked. The client tools are killed when the module dies.
@@ -110,16 +114,17 @@ options:
     type: path
   keep_days:
     description:
-      - With O(state=pruned) (or O(state=present), after the new backup), delete backups older than this many days
-        (by modification time). With O(keep_count) too, a backup is deleted only when it is older than O(keep_days)
-        and not among the newest O(keep_count).
+      - With O(state=pruned) (or O(state=present), after the new backup is written and verified), delete backups
+        older than this many days (by modification time). With O(keep_count) too, a backup is deleted only when it
+        is older than O(keep_days) and not among the newest O(keep_count).
       - The newest backup is never deleted. Only entries named exactly like this module names O(service)'s backups and
         that have their C(.sha256) file are considered; other files are never touched.
     type: int
   keep_count:
     description:
-      - With O(state=pruned) (or O(state=present), after the new backup), keep the newest this many backups of
-        O(service) and delete the older ones (see O(keep_days) for both together). V(0) behaves like V(1).
+      - With O(state=pruned) (or O(state=present), after the new backup is written and verified), keep the newest
+        this many backups of O(service) and delete the older ones (see O(keep_days) for both together). With
+        O(state=present) the new backup is one of them. V(0) behaves like V(1).
     type: int
   jobs:
     description:
@@ -304,7 +309,10 @@ kept_extensions:
   elements: str
   sample: [citext, pg_stat_statements]
 pruned:
-  description: Backups deleted (or, in check mode, that would be deleted) by O(keep_days)/O(keep_count).
+  description:
+    - Backups deleted (or, in check mode, that would be deleted) by O(keep_days)/O(keep_count), with
+      O(state=pruned) or after the new backup of O(state=present). Never the new backup; V([]) when the backup was
+      skipped.
   returned: always
   type: list
   elements: str

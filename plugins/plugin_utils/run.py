@@ -3,10 +3,11 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The migrate_all role's work on its selected services, in dependency order (homelab_migration_run).
 
-Per service: back up -> move to the target revision (pinned to the confirmed plan) -> health check
-(unverified until it passes) -> prune old backups. After a failed step: go back to the revision the apply
-found under its lock, else restore the run's backup. Always: the service's audit record. Then, with rollback
-scope ``run`` and a failed service, the services migrated earlier in this run go back, newest first.
+Per service: back up (and prune its older backups, in the same module run) -> move to the target revision
+(pinned to the confirmed plan) -> health check (unverified until it passes). After a failed step: go back to
+the revision the apply found under its lock, else restore the run's backup. Always: the service's audit record.
+Then, with rollback scope ``run`` and a failed service, the services migrated earlier in this run go back,
+newest first.
 
 Each step is a module of this collection run on the managed host through ``run_module(name, args)``, which
 returns the module's result (a dict; ``failed`` true when it failed). The decisions are
@@ -213,7 +214,7 @@ class RoleRun(object):
         return self
 
     def service(self, name):
-        """One service: [backup -> apply -> health -> prune] rescue [go back, else restore] always [audit]."""
+        """One service: [backup (+ prune) -> apply -> health] rescue [go back, else restore] always [audit]."""
         self._service = name
         spec = self.specs[name]
         plan = (self.args['plans'] or {}).get(name)
@@ -242,8 +243,8 @@ class RoleRun(object):
             self._step(BACKUP, {
                 'database_url': spec['database_url'], 'state': 'present', 'dest': self.args['backup']['dest'],
                 'service': name, 'format': self.args['backup']['format'], 'backup': spec.get('backup') or 'auto',
-                'lock_wait_timeout': self.args['backup']['lock_wait_timeout']}, 'backing up the database of %s' % name,
-                steps, 'backup')
+                'lock_wait_timeout': self.args['backup']['lock_wait_timeout'], **self._keep()},
+                'backing up the database of %s' % name, steps, 'backup')
             steps['attempted'] = True
             self.say('%s: moving it %s -> %s' % (name, before or '(none)', pinned['target']))
             apply_options = _given(self.args['apply'])
@@ -253,7 +254,6 @@ class RoleRun(object):
             self._step(APPLY, apply_args, 'moving %s to the target revision' % name, steps, 'apply')
         if self._check_health(name, spec, action):
             self._health(name, spec, steps['apply'].get('to_revision', before) if steps['apply'] else before)
-        self._prune(name, action, steps['backup'])
         outcome = rec.migrate_all_outcome(decision, before, steps['backup'], steps['apply'], steps['attempted'])
         self.results[name] = outcome
         if outcome['outcome'] == 'success':
@@ -293,12 +293,12 @@ class RoleRun(object):
         if self.args['audit_log']:
             self._audit([dict(health_record, outcome='success', health='passed')], keep=False)
 
-    def _prune(self, name, action, backup):
+    def _keep(self):
+        """The backup step's keep_days / keep_count (those above 0; 0 keeps all): homelab_pg_backup prunes the
+        service's older backups after the new one is written and verified, in the same module run (a failed or
+        skipped backup prunes nothing)."""
         keep = dict((key, int(self.args['backup'][key] or 0)) for key in ('keep_days', 'keep_count'))
-        keep = dict((key, value) for key, value in keep.items() if value > 0)
-        if action == 'run' and backup.get('path') and keep:
-            self._step(BACKUP, dict(keep, state='pruned', dest=self.args['backup']['dest'], service=name),
-                       'pruning old backups of %s' % name)
+        return dict((key, value) for key, value in keep.items() if value > 0)
 
     def _rescue(self, name, failure, before, steps):
         """After a failed step: go back to where the apply found the service under its lock, else restore the

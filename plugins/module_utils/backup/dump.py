@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: homelab.migrations contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Taking a backup (``state: present``): pg_dump into a temporary name, verify, checksum, publish, prune.
+"""Taking a backup (``state: present``): pg_dump into a temporary name, verify, checksum, publish, then prune
+the service's older backups when keep_days / keep_count are given (nothing when the backup failed or was skipped).
 
 A dump that failed, was interrupted or could not be verified leaves nothing behind; a published one is
 complete (module_utils.backup.store). ``backup: auto`` skips Neon hosts (Neon keeps its own history).
@@ -170,6 +171,17 @@ def _keeps(params):
     return params.get('keep_days') is not None or params.get('keep_count') is not None
 
 
+def _prune_older(params, res):
+    """keep_days / keep_count after the new backup ``res['path']`` was written and verified: delete the service's
+    older backups they no longer keep (store.prune; the new one is never among them). Returns the paths deleted.
+    BackupError naming the new backup (its path, sha256, size in the result) when one cannot be deleted."""
+    try:
+        return store.prune(params, new=res['path'])
+    except BackupError as exc:
+        raise BackupError('the backup %s was written and verified, but pruning the older backups failed: %s'
+                          % (res['path'], exc), **dict(res, pruned=exc.result.get('pruned') or []))
+
+
 def take_backup(params, check_mode=False):
     """Take a backup as ``params`` (the module's arguments) ask; returns the module result (params.result,
     plus ``diff``). BackupError (masked, with what to do next) when no backup was written."""
@@ -197,7 +209,7 @@ def take_backup(params, check_mode=False):
     final, size, digest = _dump(params, (dburl, dest, base, ext, fmt, jobs), runner, pg_dump, pg_restore)
     res = result(changed=True, path=final, size_bytes=size, sha256=digest, format=fmt)
     if _keeps(params):
-        res['pruned'] = store.prune(params)
+        res['pruned'] = _prune_older(params, res)
     after = [e['name'] for e in store.list_backups(dest, service)]
     res['diff'] = store.diff(dest, service, before, after)
     res['duration_seconds'] = round(time.time() - started, 3)

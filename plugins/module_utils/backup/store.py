@@ -264,8 +264,14 @@ def plan_prune(entries, keep_days=None, keep_count=None, now=None, pending_newes
     return doomed
 
 
-def prune(params, check_mode=False, pending_newest=0, now=None):
-    """Delete this service's old backups (data first, then its .sha256). Returns the paths."""
+def prune(params, check_mode=False, pending_newest=0, now=None, new=None):
+    """Delete this service's old backups (data first, then its .sha256). Returns the paths (list of str).
+
+    ``new``: the path of the backup this run just wrote (state=present); it is never deleted and counts as the
+    newest whatever its mtime says (one copied in with a later mtime cannot push it out of keep_count). In
+    check mode nothing is deleted; ``pending_newest=1`` there stands for the backup that would be written.
+    BackupError (with ``pruned``: the paths deleted before it) when one cannot be deleted.
+    """
     dest = os.path.abspath(params['dest'])
     service = check_service(params['service'])
     check_keep(params)
@@ -273,7 +279,11 @@ def prune(params, check_mode=False, pending_newest=0, now=None):
         check_dest(dest)
     if not check_mode:
         remove_stale_partials(dest, service)
-    doomed = plan_prune(list_backups(dest, service), params.get('keep_days'), params.get('keep_count'),
+    entries = list_backups(dest, service)
+    if new is not None:
+        entries = [entry for entry in entries if entry['path'] != new]
+        pending_newest = 1
+    doomed = plan_prune(entries, params.get('keep_days'), params.get('keep_count'),
                         now=now, pending_newest=pending_newest)
     paths = [entry['path'] for entry in doomed]
     if check_mode:
