@@ -16,6 +16,7 @@ import os
 import subprocess
 import time
 
+from ansible_collections.homelab.migrations.plugins.module_utils import child
 from ansible_collections.homelab.migrations.plugins.module_utils.backup import store
 from ansible_collections.homelab.migrations.plugins.module_utils.backup import tools
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.catalog import extension_facts
@@ -30,13 +31,23 @@ from ansible_collections.homelab.migrations.plugins.module_utils.passfile import
 _FORMAT_FLAG = {'custom': 'c', 'plain': 'p', 'directory': 'd'}
 
 
-def _verify_dump(tmp, fmt, pg_restore, runner):
+def _start_verify(tmp, fmt, pg_restore, runner):
+    """Check a plain dump's completion marker now; start ``pg_restore --list`` of a custom or directory dump and
+    return its process (:func:`_check_verify` reads its answer), so that the sha256 is read meanwhile."""
     if fmt == 'plain':
         if not plain_dump_complete(tmp):
             raise BackupError('the plain dump is incomplete (pg_dump\'s completion marker is missing); the backup '
                               'was removed; check the disk and the server log and try again')
+        return None
+    return runner.popen([pg_restore, '--list', tmp])
+
+
+def _check_verify(proc, runner):
+    """BackupError unless ``pg_restore --list`` (``proc``) read the whole archive back (its TOC header)."""
+    if proc is None:
         return
-    rc, out, err = runner.run([pg_restore, '--list', tmp], stdout=subprocess.PIPE)
+    rc, out, err, _timed_out = child.finish(proc)
+    out, err = runner.text(out), runner.text(err)
     if rc != 0 or 'Archive created at' not in out:
         raise BackupError('the new backup could not be read back by pg_restore --list (%s); it was removed. %s'
                           % (' '.join(err.split())[:500] or 'exit code %d' % rc,
@@ -151,10 +162,10 @@ def _dump(params, job, runner, pg_dump, pg_restore):
                 if rc != 0:
                     raise BackupError(tools.describe_tool_failure('pg_dump', rc, err, dburl, dest) +
                                       '; no backup was written')
-                if params.get('verify', True):
-                    _verify_dump(tmp, fmt, pg_restore, runner)
+                verifying = _start_verify(tmp, fmt, pg_restore, runner) if params.get('verify', True) else None
                 _fix_modes(tmp, fmt)
-                digest, size = backup_digest(tmp, fmt)
+                digest, size = backup_digest(tmp, fmt)  # while pg_restore --list reads the same bytes
+                _check_verify(verifying, runner)
                 final = store.publish(tmp, dest, base, ext, digest, libc)
             finally:
                 runner.kill_all()

@@ -124,8 +124,12 @@ def rename_noreplace(src, dst, libc=None):
 
 
 def load_libc():
-    """libc through ctypes (renameat2 for publish), or None."""
+    """libc through ctypes (renameat2 for publish), or None. The process's own symbols (CDLL(None)) hold libc's
+    on Linux; ``ctypes.util.find_library('c')``, which runs ``ldconfig -p``, only when renameat2 is not there."""
     try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if getattr(libc, 'renameat2', None) is not None:
+            return libc
         return ctypes.CDLL(ctypes.util.find_library('c') or None, use_errno=True)
     except (OSError, TypeError):  # pragma: no cover - no usable libc (not Linux)
         return None

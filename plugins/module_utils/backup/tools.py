@@ -218,7 +218,9 @@ def find_tool(name, explicit=None, bindir=None, search_path=None, globs=TOOL_GLO
     """(path, version_num) of the client tool to use.
 
     ``explicit`` (an option such as pg_dump=) wins, then ``bindir``; otherwise the newest version among
-    PATH and the usual bin directories (Debian's pg_wrapper only when nothing else is there).
+    PATH and the usual bin directories (Debian's pg_wrapper only when nothing else is there: it is asked for
+    its version only when no other candidate reports one, since it runs a /usr/lib/postgresql/<major>/bin tool,
+    one of the candidates, and could never be newer than the newest of them).
     """
     runner = runner or Runner()
     if explicit or bindir:
@@ -232,14 +234,17 @@ def find_tool(name, explicit=None, bindir=None, search_path=None, globs=TOOL_GLO
                               'real PostgreSQL %s binary' % (path, where, name, name))
         return path, version
     best = None
-    for order, cand in enumerate(tool_candidates(name, search_path, globs)):
-        version = tool_version(cand, runner)
-        if version is None:
-            continue
-        wrapper = os.path.basename(os.path.realpath(cand)) == 'pg_wrapper'
-        key = (version, not wrapper, -order)
-        if best is None or key > best[0]:
-            best = (key, cand, version)
+    candidates = tool_candidates(name, search_path, globs)
+    wrappers = [os.path.basename(os.path.realpath(cand)) == 'pg_wrapper' for cand in candidates]
+    for wrapper in (False, True):
+        if best is not None:
+            break
+        for order, cand in enumerate(candidates):
+            if wrappers[order] != wrapper:
+                continue
+            version = tool_version(cand, runner)
+            if version is not None and (best is None or (version, -order) > best[0]):
+                best = ((version, -order), cand, version)
     if best is None:
         raise BackupError('%s was not found (searched PATH and %s); %s'
                           % (name, ', '.join(globs), CLIENT_PACKAGE_HINT))
