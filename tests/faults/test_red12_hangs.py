@@ -240,7 +240,7 @@ def test_may_commit_itself_never_waits_on_a_revision_file_swapped_for_a_fifo(fre
     finally:
         conn.close()
     assert plan.steps, plan
-    files = state.extra['graph'].files
+    files = state.detail.graph.files
     victims = [files[rev] for rev in plan.steps]
     os.unlink(victims[0])
     os.mkfifo(victims[0])

@@ -188,7 +188,7 @@ def test_apply_heads_through_the_adapter_agrees_with_alembic_current(two_heads, 
         rows = sorted(r[0] for r in fresh_db.query('SELECT version_num FROM alembic_version'))
         assert sorted(result.to_revision.split(',')) == rows
         after = adapter.read_state(conn)
-        assert after.pending == [] and sorted(after.extra['graph'].all_current(rows)) == sorted(two_heads.current(url))
+        assert after.pending == [] and sorted(after.detail.graph.all_current(rows)) == sorted(two_heads.current(url))
         down = adapter.plan(adapter.read_state(conn), 'contract@-1')
     finally:
         conn.close()

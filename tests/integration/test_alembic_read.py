@@ -44,7 +44,7 @@ def test_heads_and_history_as_alembic_prints_them(branchy, fresh_db):
     assert state.heads == branchy.heads() == ['a4', 'c2']
     assert state.history == list(reversed(branchy.history()))
     assert state.current == [] and state.applied == []
-    assert state.extra['version_table_exists'] is False
+    assert state.detail.version_table_exists is False
     codes = [p['code'] for p in state.problems]
     assert codes == ['multiple_heads']
     assert 'a4, c2' in state.problems[0]['message']
@@ -64,7 +64,7 @@ def test_current_applied_and_pending_match_a_real_upgrade(branchy, make_db, poin
     rows = [r[0] for r in db.query('SELECT version_num FROM alembic_version')] if point else []
     assert sorted(state.current) == sorted(rows)
     # `alembic current` also lists revisions a dependency kept out of the table (c2 depends on a2)
-    assert sorted(state.extra['graph'].all_current(state.current)) == sorted(branchy.current(url))
+    assert sorted(state.detail.graph.all_current(state.current)) == sorted(branchy.current(url))
     # applied = what the schema shows: one table per applied revision
     tables = sorted(t.split('.')[-1][2:] for t in db.tables() if t.split('.')[-1].startswith('t_'))
     assert sorted(state.applied) == tables
@@ -99,7 +99,7 @@ def test_downgrade_plans_match_alembic(branchy, make_db, target):
     if plan.steps:
         assert plan.direction == 'down'
     assert (after.current_revision or None) == plan.to_revision
-    assert sorted(after.extra['graph'].all_current(after.current)) == sorted(branchy.current(url))
+    assert sorted(after.detail.graph.all_current(after.current)) == sorted(branchy.current(url))
 
 
 UP_TARGETS = [('a1', 'a3'), ('a2', 'b2'), ('a3', 'm1'), ('base', 'c2'), ('a3', 'aux@head'), ('c1', 'a2'),
@@ -187,11 +187,11 @@ def test_custom_version_table_and_schema(tmp_path, fresh_db):
     proj.upgrade('v1', url)
     state = read(proj, url, version_table='dash_version', version_table_schema='meta')
     assert (state.current, state.applied, state.pending) == (['v1'], ['v1'], ['v2'])
-    assert state.extra['version_table'] == '"meta"."dash_version"'
+    assert state.detail.version_table == '"meta"."dash_version"'
     # the default table does not exist there: nothing applied as far as it tells, and the table that holds
     # this service's revisions is named, with the settings that read it
     default = read(proj, url)
-    assert (default.current, default.pending, default.extra['version_table_exists']) == ([], ['v1', 'v2'], False)
+    assert (default.current, default.pending, default.detail.version_table_exists) == ([], ['v1', 'v2'], False)
     assert [p['code'] for p in default.problems] == ['bad_config']
     message = default.problems[0]['message']
     assert message.startswith('the version table "alembic_version" does not exist, but "meta"."dash_version" holds v1')
@@ -423,7 +423,7 @@ def test_pyproject_template_project(tmp_path, fresh_db):
     proj.revision('two', 'p2', branch_label='main')
     proj.revision('three', 'p3', head='main@head')
     state = read(proj, fresh_db.password_url)
-    assert state.extra['config'].script_location == os.path.join(proj.root, 'alembic')
+    assert state.detail.config.script_location == os.path.join(proj.root, 'alembic')
     assert state.heads == proj.heads() == ['p3']
     assert state.history == list(reversed(proj.history())) == ['p1', 'p2', 'p3']
     assert state.pending == ['p1', 'p2', 'p3'] and state.problems == []

@@ -208,7 +208,7 @@ def check_positions(root, db, positions):
     for rows, up, down, current in zip(positions, expected['upgrade'], expected['downgrade'], expected['current']):
         state, plan_down = alembic_state(root, db, rows)
         assert state.problems == [], state.problems
-        assert sorted(state.extra['graph'].all_current(state.current)) == current
+        assert sorted(state.detail.graph.all_current(state.current)) == current
         assert state.heads == expected['heads']
         assert state.history == expected['history']
         assert state.pending == up, rows

@@ -67,7 +67,7 @@ def test_partly_applied_by_drizzle_pending_is_what_migrate_inserts(tmp_path, fre
     peer_status = drizzle_peer.status(folder, fresh_db.url)
     assert peer_status['pending'] == state.pending
     # our hashes are drizzle's hashes (CRLF, unicode, comment chunks included)
-    assert {e['tag']: e['hash'] for e in peer_status['entries']} == {e.tag: e.hash() for e in state.extra['entries']}
+    assert {e['tag']: e['hash'] for e in peer_status['entries']} == {e.tag: e.hash() for e in state.detail.entries}
     assert inserted_by_migrate(drizzle_peer, folder, fresh_db) == whens(folder, state.pending)
     state = adapter.read_state(conn)
     assert state.pending == [] and state.applied == tags and state.problems == []
@@ -251,7 +251,7 @@ def test_non_utf8_file_applied_by_drizzle_has_drizzles_hash(tmp_path, fresh_db, 
     adapter = drizzle_adapter(tmp_path, fresh_db.url)
     state = adapter.read_state(conn)
     assert state.applied == tags and state.problems == [] and state.pending == []
-    assert tracking_rows(fresh_db)[1][1] == state.extra['entries'][1].hash()
+    assert tracking_rows(fresh_db)[1][1] == state.detail.entries[1].hash()
 
 
 def test_example_bots_read_the_same_as_drizzle(tmp_path, make_db, drizzle_peer):
@@ -271,7 +271,7 @@ def test_example_bots_read_the_same_as_drizzle(tmp_path, make_db, drizzle_peer):
             assert state.problems == [] and state.pending == state.history and len(state.history) >= 3
             peer = drizzle_peer.status(folder, db.url)
             assert {e['tag']: e['hash'] for e in peer['entries']} == \
-                {e.tag: e.hash() for e in state.extra['entries']}
+                {e.tag: e.hash() for e in state.detail.entries}
             drizzle_peer.migrate(folder, db.url)
             state = adapter.read_state(c)
             assert state.problems == [] and state.pending == [] and state.applied == state.history

@@ -20,6 +20,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembi
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.command import (
     AlembicCommand, command_problem, pg_setting)
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.config import AlembicConfig
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.detail import AlembicStateDetail
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.files import (
     check_source_encoding, fast_values, list_revision_files, revision_from_file)
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.graph import RevisionGraph
@@ -465,7 +466,7 @@ def test_plan_refuses_option_like_targets(tmp_path):
     adapter = AlembicAdapter({'name': 'svc', 'tool': 'alembic', 'path': root, 'alembic_command': [ALEMBIC]},
                              DbUrl('postgresql://u@h/db'))
     state = ServiceState('alembic', current=[], heads=['a'], applied=[], pending=['a'], history=['a'],
-                         extra={'graph': graph, 'rows': []})
+                         detail=AlembicStateDetail(graph=graph, rows=[]))
     for target in ('--sql', '-x', '-1x'):
         with pytest.raises(PlanError) as err:
             adapter.plan(state, target)
@@ -635,7 +636,7 @@ def _one_revision_state(tmp_path, command=None):
         spec['alembic_command'] = command
     adapter = AlembicAdapter(spec, DbUrl('postgresql://u@h/db'))
     return root, adapter, ServiceState('alembic', current=[], heads=['a'], applied=[], pending=['a'],
-                                       history=['a'], extra={'graph': graph, 'rows': []})
+                                       history=['a'], detail=AlembicStateDetail(graph=graph, rows=[]))
 
 
 def test_plan_refuses_a_command_that_cannot_run(tmp_path, monkeypatch):
@@ -649,7 +650,7 @@ def test_plan_refuses_a_command_that_cannot_run(tmp_path, monkeypatch):
         "['%s/.venv/bin/alembic']), or leave it out to use %s/.venv/bin/alembic (or, without it, alembic from PATH)"
         % (root, root))
     # nothing to run (already there): nothing needs alembic
-    state.applied, state.current, state.extra['rows'] = ['a'], ['a'], ['a']
+    state.applied, state.current, state.detail.rows = ['a'], ['a'], ['a']
     assert adapter.plan(state, 'head').steps == []
     # the default: <path>/.venv/bin/alembic, else `alembic` from PATH
     root, adapter, state = _one_revision_state(tmp_path / 'default')

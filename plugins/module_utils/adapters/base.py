@@ -13,6 +13,11 @@ adapter module (a subclass of Adapter) and an options module, and one line in re
     plan = adapter.plan(state, target)          # read only; raises PlanError on an impossible target
     result = adapter.apply(conn, plan, options) # carries the plan out (not called in check mode)
     found = adapter.preflight(conn, state, steps, options)  # read only: what will certainly fail
+
+What a tool's own read and write sides need beyond the common fields travels in ``state.detail`` and
+``plan.detail``: an object of the tool's own StateDetail / PlanDetail subclass, declared in its package
+(adapters/<tool>/detail.py). Only that tool's adapter reads it; the shared code (plan, apply, status)
+reads the common fields and calls Adapter methods.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -58,6 +63,22 @@ def is_warning(item):
     return isinstance(item, dict) and item.get('severity') == 'warning'
 
 
+class StateDetail(object):
+    """The tool-specific part of a ServiceState (``state.detail``); each tool subclasses it in its own package
+    (adapters/<tool>/detail.py) and names every field there. Read only by that tool's adapter, never by the
+    shared code and never returned to the user as it is. No field is common to every tool: this base is the
+    empty detail of a state an adapter did not build (a test's or a stub adapter's)."""
+    __slots__ = ()
+
+
+class PlanDetail(object):
+    """The tool-specific part of a Plan (``plan.detail``): what the tool's preview_sql / apply / may_commit_itself
+    need; each tool subclasses it in its own package (adapters/<tool>/detail.py) and names every field there.
+    Read only by that tool's adapter. No field is common to every tool: this base is the empty detail of a
+    plan an adapter did not build."""
+    __slots__ = ()
+
+
 class ServiceState(object):
     """What is applied and what is pending for one service (read side result).
 
@@ -68,11 +89,11 @@ class ServiceState(object):
     pending     list of revision ids/tags a plain upgrade to head(s) would run, in run order
     problems    list of {code, message}
     history     list of all revision ids/tags in the files, oldest first (for -N and targets)
-    extra       tool-specific data the write side needs (not returned to the user as-is)
+    detail      the tool's StateDetail (what its plan / preflight / apply need; not returned to the user)
     """
 
     def __init__(self, tool, current=None, heads=None, applied=None, pending=None, problems=None,
-                 history=None, extra=None):
+                 history=None, detail=None):
         self.tool = tool
         self.current = list(current or [])
         self.heads = list(heads or [])
@@ -80,7 +101,7 @@ class ServiceState(object):
         self.pending = list(pending or [])
         self.problems = list(problems or [])
         self.history = list(history or [])
-        self.extra = extra or {}
+        self.detail = detail if detail is not None else StateDetail()
 
     @property
     def current_revision(self):
@@ -96,9 +117,10 @@ class ServiceState(object):
 
 
 class Plan(object):
-    """What apply will do: direction 'up', 'down' or None (nothing to do)."""
+    """What apply will do: direction 'up', 'down' or None (nothing to do); ``detail`` is the tool's PlanDetail
+    (what its preview_sql / apply need; not returned to the user)."""
 
-    def __init__(self, direction, steps, from_revision, to_revision, target, sql=None, notes=None, extra=None):
+    def __init__(self, direction, steps, from_revision, to_revision, target, sql=None, notes=None, detail=None):
         self.direction = direction
         self.steps = list(steps or [])
         self.from_revision = from_revision
@@ -106,7 +128,7 @@ class Plan(object):
         self.target = target
         self.sql = sql  # text shown in diff.prepared (may be filled lazily by the adapter)
         self.notes = list(notes or [])
-        self.extra = extra or {}
+        self.detail = detail if detail is not None else PlanDetail()
 
     @property
     def changed(self):

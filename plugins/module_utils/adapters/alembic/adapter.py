@@ -27,6 +27,8 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembi
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.command import (
     AlembicCommand, display, failed_revision, output_tail)
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.config import AlembicConfig
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.detail import (
+    AlembicPlanDetail, AlembicStateDetail)
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.graph import RevisionGraph
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.state import (
     after_run, elsewhere_problem, progress, target_problems)
@@ -87,9 +89,9 @@ class AlembicAdapter(Adapter):
         revisions of the run did) and runs the block outside any transaction: a later failure rolls back only
         what came after it. Read from the revision files' text (never executed).
         """
-        run_state = plan.extra.get('state') if plan is not None else None
-        graph = run_state.extra.get('graph') if run_state is not None else None
-        config = run_state.extra.get('config') if run_state is not None else None
+        run_state = plan.detail.state if plan is not None else None
+        graph = run_state.detail.graph if run_state is not None else None
+        config = run_state.detail.config if run_state is not None else None
         if plan is not None and plan.steps and checks.env_may_autocommit(config):
             # env.py runs the migrations on an autocommit connection (isolation_level="AUTOCOMMIT"...), or
             # commits itself: every statement of a failed revision may have stayed
@@ -109,8 +111,8 @@ class AlembicAdapter(Adapter):
     # ------------------------------------------------------------ read side
     def read_state(self, conn):
         """The service's ServiceState: current rows of the version table (history order), heads, applied and
-        pending revisions, history, problems; ``extra`` holds config, graph, rows, version_table(_exists),
-        history_position and, when there are any, command_problem / target_problem. Never runs service code.
+        pending revisions, history, problems; ``detail`` is an AlembicStateDetail (config, graph, rows,
+        version_table(_exists), history_position, command_problem, target_problem). Never runs service code.
         AdapterError when alembic is missing or the version table cannot be read (code unreachable: connection)."""
         lazy.require_alembic()
         problems = []
@@ -122,17 +124,17 @@ class AlembicAdapter(Adapter):
         rows = self.table.read_rows(conn)
         table_exists = rows is not None
         rows = rows or []
-        extra = {'config': config, 'graph': graph, 'rows': list(rows), 'version_table': self.version_table(),
-                 'version_table_exists': table_exists}
+        detail = AlembicStateDetail(config=config, graph=graph, rows=rows, version_table=self.version_table(),
+                                    version_table_exists=table_exists)
         # a configured path (alembic_command, .venv) that cannot run is a fact of the host, shown by status;
         # a name looked up on PATH depends on the caller's environment: plan() checks it when something runs
         why = self.cli.problem(path_lookups=False)
         if why is not None:
-            extra['command_problem'] = problem('bad_config', self._scrub(why))
-            problems.append(extra['command_problem'])
+            detail.command_problem = problem('bad_config', self._scrub(why))
+            problems.append(detail.command_problem)
         if graph is None or not graph.ok:
             problems.extend(problem('bad_config', self._scrub(text)) for text in (graph.problems if graph else []))
-            return ServiceState(self.tool, current=rows, problems=problems, extra=extra)
+            return ServiceState(self.tool, current=rows, problems=problems, detail=detail)
         if not rows:
             # nothing applied as far as the configured table tells: is env.py keeping its table elsewhere?
             elsewhere = elsewhere_problem(self.table, self.table.others(conn, graph.files), table_exists, self._scrub)
@@ -145,29 +147,30 @@ class AlembicAdapter(Adapter):
         found, target_problem = target_problems(graph, heads, target, self._scrub)
         problems.extend(found)
         if target_problem:
-            extra['target_problem'] = target_problem
+            detail.target_problem = target_problem
         current = sorted(rows, key=lambda r: (position.get(r, len(history)), r))
         applied, pending, found = progress(graph, rows, history, target, self.version_table(), self._scrub,
                                            target_ok=not target_problem)
         problems.extend(found)
-        extra['history_position'] = position
+        detail.history_position = position
         return ServiceState(self.tool, current=current, heads=heads, applied=applied, pending=pending,
-                            problems=problems, history=history, extra=extra)
+                            problems=problems, history=history, detail=detail)
 
     # ---------------------------------------------------------------- plan
     def plan(self, state, target, options=None):
         """The Plan going to ``target`` (head, heads, base, a revision id or label, relative -N / label@-N) from
         ``state``: direction, steps in run order, to_revision predicted by alembic's HeadMaintainer (None when
-        it cannot be), notes; ``extra`` carries command, cli_target, rows_before, applied_before, expected_rows
-        and state for preview_sql / apply. PlanError (codes bad_config, multiple_heads, unknown_revision)."""
+        it cannot be), notes; ``detail`` is an AlembicPlanDetail (command, cli_target, rows_before,
+        applied_before, expected_rows and state) for preview_sql / apply. PlanError (codes bad_config,
+        multiple_heads, unknown_revision)."""
         lazy.require_alembic()
         options = options or {}
         target = str(target if target is not None else 'head').strip()
         if not target:
             raise PlanError('target is empty; use head, heads, base, a revision id or -N')
         planning.refuse_unplannable(self.name, state, target, self._scrub)
-        graph = state.extra.get('graph')
-        rows = list(state.extra.get('rows') or [])
+        graph = state.detail.graph
+        rows = list(state.detail.rows)
         direction = planning.direction_of(graph, state, target, rows)
         steps = planning.steps_to(graph, state, target, rows, direction)
         verb = 'upgrade' if direction == 'up' else 'downgrade'
@@ -186,11 +189,10 @@ class AlembicAdapter(Adapter):
         if not steps:
             direction = None
         to_revision = (','.join(expected) or None) if expected is not None else None
-        return Plan(direction, steps, state.current_revision, to_revision, target,
-                    notes=notes, extra={'command': 'upgrade' if direction != 'down' else 'downgrade',
-                                        'cli_target': target, 'rows_before': rows,
-                                        'applied_before': sorted(set(state.applied)),
-                                        'expected_rows': expected, 'state': state})
+        detail = AlembicPlanDetail(command='upgrade' if direction != 'down' else 'downgrade', cli_target=target,
+                                   rows_before=rows, applied_before=sorted(set(state.applied)),
+                                   expected_rows=expected, state=state)
+        return Plan(direction, steps, state.current_revision, to_revision, target, notes=notes, detail=detail)
 
     # ------------------------------------------------------------ pre-flight
     def preflight(self, conn, state, steps, options=None, lint=False, direction='up'):
@@ -201,7 +203,7 @@ class AlembicAdapter(Adapter):
         there is no SQL to lint: the ``lint`` result says so, unless the service set alembic_sql_preview
         (then squawk lints `alembic upgrade --sql`). ``direction`` 'down' checks the statements of
         downgrade() only."""
-        graph = state.extra.get('graph')
+        graph = state.detail.graph
         lint_info = {'linter': SQUAWK, 'ran': False, 'reason': _NO_LINT}
         if graph is None or not graph.ok or not steps:
             return {'findings': [], 'lint': lint_info}
@@ -210,11 +212,11 @@ class AlembicAdapter(Adapter):
         if direction == 'up':
             findings.extend(revision_id_findings(steps, length, self.version_table(), graph.files))
             findings.extend(checks.merge_findings(graph, steps))
-        findings.extend(checks.transaction_findings(conn, graph, state.extra.get('config'), steps, direction))
+        findings.extend(checks.transaction_findings(conn, graph, state.detail.config, steps, direction))
         if lint and direction == 'up' and self.spec.get('alembic_sql_preview'):
             options = options or {}
             target = options.get('target') or self.spec.get('target') or 'heads'
-            lint_findings, lint_info = checks.lint_findings(self.cli, conn, list(state.extra.get('rows') or []),
+            lint_findings, lint_info = checks.lint_findings(self.cli, conn, list(state.detail.rows),
                                                             steps, options, target)
             findings.extend(lint_findings)
         for item in findings:
@@ -225,7 +227,7 @@ class AlembicAdapter(Adapter):
 
     def _num_length(self, conn, state):
         """The length of version_num revision ids must fit: the table's, else alembic's default."""
-        if state.extra.get('version_table_exists') and conn is not None:
+        if state.detail.version_table_exists and conn is not None:
             try:
                 return self.table.num_length(conn)
             except Exception:
@@ -239,10 +241,10 @@ class AlembicAdapter(Adapter):
         if not plan.steps:
             plan.sql = ''
             return plan.sql
-        rows = plan.extra.get('rows_before') or []
-        command = plan.extra.get('command', 'upgrade')
-        run_state = plan.extra.get('state')
-        graph = run_state.extra.get('graph') if run_state is not None and getattr(run_state, 'extra', None) else None
+        rows = plan.detail.rows_before
+        command = plan.detail.command
+        run_state = plan.detail.state
+        graph = run_state.detail.graph if run_state is not None else None
         files = getattr(graph, 'files', None) or {}
         root = self.service_path
 
@@ -261,7 +263,7 @@ class AlembicAdapter(Adapter):
             plan.sql = header + ('-- (no offline SQL: the database is at several heads, which `--sql` cannot '
                                  'start from)\n')
             return plan.sql
-        out, why = self.cli.offline_sql(command, rows[0] if rows else 'base', plan.extra.get('cli_target', plan.target))
+        out, why = self.cli.offline_sql(command, rows[0] if rows else 'base', plan.detail.cli_target or plan.target)
         if out is not None:
             plan.sql = self._scrub(out)
         else:
@@ -274,11 +276,11 @@ class AlembicAdapter(Adapter):
         queries = [the command]); ApplyError (codes apply_failed, lock_timeout, unreachable, bad_config) with
         details applied, reverted, failed, returncode, stderr (masked tail), command."""
         options = options or {}
-        run_state = plan.extra.get('state')
+        run_state = plan.detail.state
         if not plan.steps:
             return ApplyResult(from_revision=plan.from_revision, to_revision=plan.from_revision)
-        graph = run_state.extra['graph']
-        argv = self.cli.argv(plan.extra['command'], plan.extra['cli_target'])
+        graph = run_state.detail.graph
+        argv = self.cli.argv(plan.detail.command, plan.detail.cli_target)
         shown = display(argv)
         rc, out, err, timed_out = self.cli.run(argv, options, options.get('timeout'))
         try:
@@ -296,7 +298,7 @@ class AlembicAdapter(Adapter):
                 details['failed'] = failed
             why = ('was killed after %ss (timeout)' % options.get('timeout') if timed_out else 'failed (exit %s)' % rc)
             raise self._failed(shown, why, out, err, timed_out, details)
-        expected = plan.extra.get('expected_rows')
+        expected = plan.detail.expected_rows
         if expected is not None and set(rows_after) != set(expected):
             details['stderr'] = output_tail(self._scrub(err))
             raise self._not_as_planned(conn, graph, shown, expected, details)

@@ -22,13 +22,13 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembi
 def refuse_unplannable(name, state, target, scrub):
     """PlanError when service ``name`` cannot be planned to ``target``: a target naming a label status could
     not read, or a blocking problem of the state (the command's and the spec target's are checked elsewhere)."""
-    graph = state.extra.get('graph')
+    graph = state.detail.graph
     unreadable = graph.unreadable_target(target) if graph is not None and graph.ok else None
     if unreadable:
         raise PlanError('cannot plan service %r: %s' % (name, scrub(unreadable)), code='bad_config')
     blocking = [p for p in state.problems if p['code'] in ('bad_config', 'unknown_revision')
-                and p != state.extra.get('command_problem')  # checked when alembic has to run
-                and p != state.extra.get('target_problem')  # about the spec's target: checked above
+                and p != state.detail.command_problem  # checked when alembic has to run
+                and p != state.detail.target_problem  # about the spec's target: checked above
                 and not is_warning(p)]
     if blocking:
         raise PlanError('cannot plan service %r: %s' % (name, blocking[0]['message']), code=blocking[0]['code'])
@@ -88,7 +88,7 @@ def steps_to(graph, state, target, rows, direction):
 
 def expected_rows(graph, state, rows, steps, direction, target, table_name):
     """(the version table rows after the run in history order, or None when it cannot be predicted; notes)."""
-    position = state.extra.get('history_position') or {}
+    position = state.detail.history_position
     try:
         after_rows = graph.rows_after(rows, steps, direction == 'up')
         return sorted(after_rows, key=lambda r: (position.get(r, len(position)), r)), []

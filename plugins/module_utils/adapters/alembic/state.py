@@ -101,13 +101,13 @@ def progress(graph, rows, history, target, table_name, scrub, target_ok=True):
 def after_run(plan, state, graph, rows_after):
     """(applied, reverted, to_revision) once alembic ran ``plan``: the revisions the version table ``rows_after``
     shows applied (in run order, then history order) or reverted, and its rows joined by ',' (None: empty)."""
-    before = set(plan.extra.get('applied_before') or [])
+    before = set(plan.detail.applied_before)
     known = [r for r in rows_after if r in graph.files]
     after = graph.applied_set(known) if known else set()
     order_up = list(plan.steps) + [r for r in state.history if r not in plan.steps]
     applied = [r for r in order_up if r in after and r not in before]
     order_down = list(plan.steps) + [r for r in reversed(state.history) if r not in plan.steps]
     reverted = [r for r in order_down if r in before and r not in after]
-    position = state.extra.get('history_position') or {}
+    position = state.detail.history_position
     to_rows = sorted(rows_after, key=lambda r: (position.get(r, len(position)), r))
     return applied, reverted, ','.join(to_rows) or None

@@ -38,6 +38,10 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base i
 )
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle import findings as findings_mod
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle import migrate
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle.detail import (
+    DrizzlePlanDetail,
+    DrizzleStateDetail,
+)
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle.history import (
     MAX_LISTED,
     History,
@@ -132,23 +136,23 @@ class DrizzleAdapter(Adapter):
     def read_state(self, conn):
         """The service's state: the journal (journal.load_journal), the tracking rows and their History.
 
-        ``extra`` holds folder, journal, schema, table, schema_exists, table_exists, rows, entries, valid (the
-        journal is usable) and history (a History, None when the journal is not usable).
+        ``detail`` is a DrizzleStateDetail: folder, journal, schema, table, schema_exists, table_exists, rows,
+        entries, valid (the journal is usable) and history (a History, None when the journal is not usable).
         Raises AdapterError ``unreachable`` / ``bad_config`` when the tracking table cannot be read.
         """
         entries, errors = load_journal(self.folder)
         schema_exists, table_exists, rows = self._read_rows(conn)
-        extra = {'folder': self.folder, 'journal': self.journal_path, 'schema': self.schema, 'table': self.table,
-                 'schema_exists': schema_exists, 'table_exists': table_exists, 'rows': rows,
-                 'entries': entries, 'history': None, 'valid': not errors}
+        detail = DrizzleStateDetail(folder=self.folder, journal=self.journal_path, schema=self.schema,
+                                    table=self.table, schema_exists=schema_exists, table_exists=table_exists,
+                                    rows=rows, entries=entries, history=None, valid=not errors)
         if errors:
             msg = '; '.join(errors[:MAX_LISTED])
             if len(errors) > MAX_LISTED:
                 msg += '; and %d more problem(s) in the journal' % (len(errors) - MAX_LISTED)
-            if extra['journal'] not in msg:
+            if detail.journal not in msg:
                 msg = '%s (journal %s)' % (msg, self.journal_path)
-            return ServiceState(self.tool, problems=[problem('bad_config', msg)], extra=extra)
-        history = extra['history'] = History(entries, rows, self.journal_path, self.qualified)
+            return ServiceState(self.tool, problems=[problem('bad_config', msg)], detail=detail)
+        history = detail.history = History(entries, rows, self.journal_path, self.qualified)
         applied = history.applied
         return ServiceState(
             self.tool,
@@ -158,7 +162,7 @@ class DrizzleAdapter(Adapter):
             pending=[e.tag for e in history.pending],
             problems=history.problems(),
             history=[e.tag for e in entries],
-            extra=extra,
+            detail=detail,
         )
 
     # ------------------------------------------------------------------------------ planning
@@ -210,8 +214,8 @@ class DrizzleAdapter(Adapter):
 
     def _history(self, state):
         """The state's History; PlanError when the journal is unusable or a row has no created_at."""
-        history = state.extra.get('history')
-        if not state.extra.get('valid', False) or history is None:
+        history = state.detail.history
+        if not state.detail.valid or history is None:
             bad = [p['message'] for p in state.problems if p['code'] == 'bad_config'] or ['the journal is unusable']
             raise PlanError('service %r: %s' % (self.name, bad[0]), code='bad_config')
         null_rows = history.null_rows()
@@ -257,15 +261,16 @@ class DrizzleAdapter(Adapter):
             direction = 'down'
             migrations = self._plan_down(history, to_revert)
         else:
-            return Plan(None, [], from_rev, from_rev, target, sql='', extra={'migrations': [], 'options': opts})
-        extra = {
-            'migrations': migrations,
-            'options': opts,
-            'create_schema': direction == 'up' and not state.extra.get('schema_exists'),
-            'create_table': direction == 'up' and not state.extra.get('table_exists'),
-        }
+            return Plan(None, [], from_rev, from_rev, target, sql='',
+                        detail=DrizzlePlanDetail(migrations=[], options=opts))
+        detail = DrizzlePlanDetail(
+            migrations=migrations,
+            options=opts,
+            create_schema=direction == 'up' and not state.detail.schema_exists,
+            create_table=direction == 'up' and not state.detail.table_exists,
+        )
         plan = Plan(direction, [m['tag'] for m in migrations], from_rev, goal[-1].tag if goal else None, target,
-                    notes=notes, extra=extra)
+                    notes=notes, detail=detail)
         plan.sql = self.preview_sql(plan)
         return plan
 
@@ -330,7 +335,7 @@ class DrizzleAdapter(Adapter):
         collection) runs them in, and with ``lint`` squawk's warnings. ``direction`` 'down' checks the
         ``.down.sql`` files a revert runs (one transaction). Returns {findings, lint} (see findings.py)."""
         opts = self._options(options)
-        result = findings_mod.preflight(conn, state.extra.get('entries') or [], steps, opts, lint, direction)
+        result = findings_mod.preflight(conn, state.detail.entries, steps, opts, lint, direction)
         for item in result['findings']:
             item['message'] = self._scrub(item['message'])
             if item['statement']:
@@ -342,7 +347,7 @@ class DrizzleAdapter(Adapter):
         """The SQL ``apply(plan)`` runs, as text ('' for an empty plan); see migrate.preview."""
         if not plan.steps:
             return ''
-        opts = plan.extra.get('options') or self._options(None)
+        opts = plan.detail.options or self._options(None)
         return migrate.preview(self.name, self.tracking, plan, opts)
 
     def apply(self, conn, plan, options=None):
@@ -350,7 +355,7 @@ class DrizzleAdapter(Adapter):
         plan's. Returns ApplyResult (applied or reverted tags, queries); raises ApplyError (migrate.py)."""
         if not plan.steps:
             return ApplyResult(from_revision=plan.from_revision, to_revision=plan.to_revision)
-        opts = dict(plan.extra.get('options') or {})
+        opts = dict(plan.detail.options or {})
         if options:
             override = self._options(options)
             for key in ('transaction', 'lock_timeout', 'statement_timeout'):

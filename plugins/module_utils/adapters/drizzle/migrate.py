@@ -9,10 +9,10 @@ or commits each migration on its own with ``transaction: each`` (up only; a reve
 after ``SET LOCAL lock_timeout / statement_timeout`` and, in the first transaction, the DDL creating the
 tracking table. A revert runs ``<tag>.down.sql`` and deletes the migration's row by id.
 
-Plan steps (``plan.extra['migrations']``) are dicts from journal.read_up / read_down. Errors: ApplyError
-with code ``apply_failed``, ``lock_timeout`` (SQLSTATE 55P03, nothing stayed) or ``transaction_ended``
-(a migration ended the transaction itself); ``details`` hold applied / reverted / failed / statement /
-queries and, as they apply, uncertain, lost, transaction_ended, in_transaction.
+Plan steps (``plan.detail.migrations``, see detail.DrizzlePlanDetail) are dicts from journal.read_up /
+read_down. Errors: ApplyError with code ``apply_failed``, ``lock_timeout`` (SQLSTATE 55P03, nothing stayed)
+or ``transaction_ended`` (a migration ended the transaction itself); ``details`` hold applied / reverted /
+failed / statement / queries and, as they apply, uncertain, lost, transaction_ended, in_transaction.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -42,15 +42,15 @@ from ansible_collections.homelab.migrations.plugins.module_utils.waits import is
 
 def groups(plan, opts):
     """The plan's steps in transactions: one per migration for an up plan with ``transaction: each``, else one."""
-    migrations = plan.extra['migrations']
+    migrations = plan.detail.migrations
     if plan.direction == 'up' and opts['transaction'] == 'each':
         return [[m] for m in migrations]
     return [migrations]
 
 
 def ddl(table, plan):
-    """The DDL the plan's first transaction starts with (plan.extra create_schema / create_table)."""
-    return table.ddl(plan.extra.get('create_schema'), plan.extra.get('create_table'))
+    """The DDL the plan's first transaction starts with (plan.detail create_schema / create_table)."""
+    return table.ddl(plan.detail.create_schema, plan.detail.create_table)
 
 
 def preview(name, table, plan, opts):
