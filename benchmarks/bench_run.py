@@ -23,7 +23,7 @@ MODULE_TASKS = (
 # the task that runs every service (homelab_migration_run) reports each module it ran in its result's timings
 RUN_TASK = 'Back up, migrate and record the selected services'
 RUN_MODULES = {'homelab_pg_backup': 'backup', 'homelab_migration_apply': 'apply', 'homelab_migration_audit': 'audit',
-               'homelab_migration_health': 'health'}
+               'homelab_migration_health': 'health', 'homelab_migration_status': 'status'}
 EXPECTED = {'dashboard': '006', 'stream-bot': 5, 'discord-bot': 3}
 
 

@@ -66,7 +66,7 @@ class ActionModule(ActionBase):
         args['apply'].setdefault('lock_wait', 60)
         if self._task.check_mode:
             result.update(changed=False, skipped=True, results={}, migrated=[], records=[], timings=[], cancelled=False,
-                          msg='check mode: nothing is backed up, migrated or recorded')
+                          status=args['status'], msg='check mode: nothing is backed up, migrated or recorded')
             return result
 
         # the modules watch ansible-playbook too, even when they start after it died (then they stop at once);
@@ -102,7 +102,8 @@ class ActionModule(ActionBase):
             result.update(failed=True, msg=migrate_all_mask(done.error), outcomes=dict(
                 (name, r.get('outcome')) for name, r in done.results.items()))
         else:
-            result.update(results=done.results, migrated=done.migrated, records=done.records, timings=done.timings)
+            result.update(results=done.results, migrated=done.migrated, records=done.records, timings=done.timings,
+                          status=done.status)
         if done.warnings:
             result['warnings'] = migrate_all_mask(done.warnings)
         if done.diffs:

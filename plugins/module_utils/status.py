@@ -25,10 +25,8 @@ from ansible_collections.homelab.migrations.plugins.module_utils.apply_result im
 from ansible_collections.homelab.migrations.plugins.module_utils.connection import ConnectError, ConnectionPool
 from ansible_collections.homelab.migrations.plugins.module_utils.plan import check_plan
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import dependency_order, validate_services
-
-UP_TO_DATE = 'up_to_date'
-PENDING = 'pending'
-ERROR = 'error'
+from ansible_collections.homelab.migrations.plugins.module_utils.status_summary import (
+    ERROR, PENDING, UP_TO_DATE, summarize)
 
 # the status module's options besides ``services`` and the connection options
 STATUS_OPTIONS = dict(
@@ -45,6 +43,7 @@ STATUS_OPTIONS = dict(
         lock_timeout=dict(type='str'),
         statement_timeout=dict(type='str'),
     )),
+    audit_log=dict(type='path'),  # each service's health state (module_utils.health_state)
 )
 
 # problems that describe the moment rather than the service: they do not make its status an error
@@ -275,23 +274,6 @@ def entry_status(entry, state_read=True):
     if not all(_only_informs(p) for p in entry['problems']):
         return ERROR
     return PENDING if entry['pending'] else UP_TO_DATE
-
-
-def summarize(services):
-    """The top-level report fields from the per-service entries."""
-    statuses = [entry['status'] for entry in services.values()]
-    if ERROR in statuses:
-        overall = ERROR
-    elif PENDING in statuses:
-        overall = PENDING
-    else:
-        overall = UP_TO_DATE
-    return {
-        'success': overall != ERROR,
-        'overall_status': overall,
-        'total_pending': sum(entry['pending'] for entry in services.values()),
-        'services': services,
-    }
 
 
 def preconnect(pool, named_urls, workers=PRECONNECT_WORKERS):

@@ -219,6 +219,18 @@ diff:
   returned: in diff mode, when an apply ran
   type: list
   elements: dict
+status:
+  description:
+    - The migration status after the run, in the shape of
+      RV(homelab.migrations.homelab_migration_status#module:services) and its summary fields (C(success),
+      C(overall_status), C(total_pending), C(services)), as a plain status read (no C(plan), no C(health)) would
+      return it.
+    - Built from O(status) and the applies - each service the run moved or took back gets the entry its last apply
+      returned (the apply's own read under its lock); a service a backup was restored into, or whose last apply
+      returned no entry, is read again with M(homelab.migrations.homelab_migration_status) (those services only).
+    - When no service got as far as its backup, the run touched nothing and this is O(status) as given.
+  returned: unless the task failed
+  type: dict
 timings:
   description:
     - One entry per module run, in order, for benchmarks and troubleshooting. C(service), C(module), C(state) (the

@@ -98,6 +98,14 @@ options:
           - As O(homelab.migrations.homelab_migration_apply#module:statement_timeout); when set, the squawk lint does
             not warn about a missing C(statement_timeout).
         type: str
+  audit_log:
+    description:
+      - Audit log of the runs (O(homelab.migrations.homelab_migration_audit#module:audit_log)). When given, each
+        service's entry gets RV(services.health), the health state its last health record in this log left, read
+        as O(homelab.migrations.homelab_migration_audit#module:read_health) reads it. A log that does not exist
+        yet leaves every service without one; one that cannot be read fails the task.
+      - Only read, never written.
+    type: path
 attributes:
   check_mode:
     description: Fully supported; the module never changes anything.
@@ -273,6 +281,15 @@ services:
         outcome: check
         plan: {direction: up, steps: ["007", "008"], from_revision: "006", to_revision: "008", target: head}
         warnings: []
+    health:
+      description:
+        - The health state the service's last health record in O(audit_log) left - C(state) (V(unverified) from
+          before a health check until one passes, V(passed) after), C(since) (the record's time, ISO 8601) and
+          C(revision) (the revision it was checked at).
+        - As RV(homelab.migrations.homelab_migration_audit#module:health) returns it, per service.
+      type: dict
+      returned: when O(audit_log) is given and the log has a health record of the service
+      sample: {state: passed, since: "2026-01-02T03:04:05.678+00:00", revision: "0004_x"}
 '''
 
 import traceback
@@ -281,6 +298,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import missing_library
 from ansible_collections.homelab.migrations.plugins.module_utils.dburl import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
+from ansible_collections.homelab.migrations.plugins.module_utils.health_state import report_with_health
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     SpecError, dependency_order, module_argument_spec, validate_services)
 from ansible_collections.homelab.migrations.plugins.module_utils.status import (
@@ -318,6 +336,12 @@ def main():
         module.fail_json(**module_result(module, dict(
             msg='reading the migration status failed unexpectedly: %s: %s' % (exc.__class__.__name__, exc),
             exception=traceback.format_exc()), secrets_))
+    if module.params['audit_log']:
+        try:
+            report = report_with_health(report, module.params['audit_log'])
+        except (IOError, OSError) as exc:
+            module.fail_json(msg='could not read the health state from the audit log %s: %s; check its permissions'
+                             % (module.params['audit_log'], exc))
     if module.params['fail_on_error'] and not report['success']:
         lines = error_summary(report)
         module.fail_json(**module_result(module, dict(

@@ -22,6 +22,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.homelab.migrations.plugins.plugin_utils import recovery as rec
+from ansible_collections.homelab.migrations.plugins.plugin_utils.after import StatusAfter, reread_args
 from ansible_collections.homelab.migrations.plugins.plugin_utils.selection import migrate_all_target
 from ansible_collections.homelab.migrations.plugins.plugin_utils.text import migrate_all_mask, migrate_all_record
 
@@ -29,6 +30,7 @@ BACKUP = 'homelab_pg_backup'
 APPLY = 'homelab_migration_apply'
 AUDIT = 'homelab_migration_audit'
 HEALTH = 'homelab_migration_health'
+STATUS = 'homelab_migration_status'
 
 
 class StepFailed(Exception):
@@ -61,8 +63,9 @@ class RoleRun(object):
     after, backup, apply}], ``records`` (the audit records as written), ``timings`` (one entry per module
     run: service, module, state/action, ``seconds`` wall time, ``duration_seconds`` the module's own figure
     or None), ``warnings`` (the modules' own), ``diffs`` (in diff mode: each apply's ``diff``, headed with its
-    service) and ``error`` when writing an audit record failed or the job was cancelled (``cancelled``): the run
-    stops there.
+    service), ``status`` (the migration status after the run, plugin_utils.after: the status before it with each
+    moved service's entry from its last apply, services left in an unknown state read again) and ``error`` when
+    writing an audit record failed or the job was cancelled (``cancelled``): the run stops there.
     ``controller_gone() -> str|None`` says whether the controller died (then nothing more runs).
     """
 
@@ -81,6 +84,8 @@ class RoleRun(object):
         self.cancelled = False
         self.diffs = []
         self.warnings = []
+        self.status = None
+        self.after = StatusAfter()
         self._service = None
 
     # -- plumbing --------------------------------------------------------------------------------------
@@ -109,6 +114,7 @@ class RoleRun(object):
             text = warning if isinstance(warning, str) else getattr(getattr(warning, 'event', None), 'msg', None)
             if isinstance(text, str) and text and text not in self.warnings:
                 self.warnings.append(text)
+        self.after.note(self._service, name, module_args, result)
         inner = result.get('duration_seconds')
         self.timings.append({'service': self._service, 'module': name, 'state': module_args.get('state'),
                              'action': module_args.get('action'), 'seconds': round(time.time() - started, 3),
@@ -205,6 +211,7 @@ class RoleRun(object):
             for name in self.args['selected']:
                 self.service(name)
             self.rollback_run()
+            self.status = self.after.report(self.args['status'], self.results, self._reread)
         except StepFailed as failure:
             # only a service's own audit record escapes its rescue: without it the run stops
             self.error = 'writing the audit record failed: %s' % failure.result.get('msg', 'unknown error')
@@ -212,6 +219,11 @@ class RoleRun(object):
             self.error = str(exc)
             self.cancelled = True
         return self
+
+    def _reread(self, names):
+        """The status module's read of ``names`` after the run (their state is not known from the applies)."""
+        self._service = None
+        return self._module(STATUS, reread_args(self.args['services'], names))
 
     def service(self, name):
         """One service: [backup (+ prune) -> apply -> health] rescue [go back, else restore] always [audit]."""

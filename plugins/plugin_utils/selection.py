@@ -17,6 +17,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils.automation impo
     automation_context,
     controller_is_interactive,
 )
+from ansible_collections.homelab.migrations.plugins.module_utils.health_state import with_health
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     SpecError,
     dependency_order,
@@ -107,14 +108,9 @@ def migrate_all_target(spec, action='apply', rollback_target=None):
 
 def migrate_all_with_health(status, health):
     """The status module's result with each service's persisted health state (``health``: {state, since,
-    revision}, from homelab_migration_audit's ``read_health``) in its entry; services without one get none."""
-    status = dict(status or {})
-    services = dict(status.get('services') or {})
-    for name, state in (health or {}).items():
-        if name in services and isinstance(state, dict):
-            services[name] = dict(services[name], health=state)
-    status['services'] = services
-    return status
+    revision}, from homelab_migration_audit's ``read_health``) in its entry; services without one get none
+    (module_utils.health_state.with_health, which homelab_migration_status's ``audit_log`` uses too)."""
+    return with_health(status, health)
 
 
 def migrate_all_interactive(mode=True, variables=None):
