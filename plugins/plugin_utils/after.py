@@ -13,9 +13,9 @@ one entry of homelab_migration_status's ``services``). A service whose state aft
 was restored into it, or an apply that may have changed it returned no entry) is read again, those services only,
 with ``reread(names)`` (the status module's result for them); so is a service the run did not move whose read
 before it was planned with migrations pending (skipped, refused untouched): its findings are the plan's, made with
-the run's options, not a plain read's. A successful run reads nothing again. The result has the status module's shape (success,
-overall_status, total_pending, services), as a plain status read without ``plan`` or ``audit_log`` returns it: the
-entries carry no ``plan`` and no ``health`` (they describe the read before the run).
+the run's options, not a plain read's. A successful run reads nothing again. The result has the status module's
+shape (success, overall_status, total_pending, services), as a plain status read without ``plan`` or ``audit_log``
+returns it: the entries carry no ``plan`` and no ``health`` (they describe the read before the run).
 """
 
 from __future__ import absolute_import, division, print_function

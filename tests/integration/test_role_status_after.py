@@ -4,7 +4,6 @@ status module's ``audit_log`` gives each service the health state homelab_migrat
 reads. Through the real ansible-playbook against real PostgreSQL."""
 
 import json
-import os
 
 import pytest
 
