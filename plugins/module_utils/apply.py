@@ -40,6 +40,7 @@ class _Run(Planner, VerificationMixin):
     def __init__(self, spec, dburl, params, check_mode, diff, get_adapter):
         super(_Run, self).__init__(spec, dburl, params, check_mode, diff)
         self.get_adapter = get_adapter
+        self.adapter = None
         self.locked = False
         self.after = None
         self.self_committed = []
@@ -77,8 +78,10 @@ class _Run(Planner, VerificationMixin):
         self.locked = True
 
     def read(self, adapter):
+        self.after_status = self.status_state = None
         try:
-            return adapter.read_state(self.conn)
+            self.status_state = adapter.read_state(self.conn)
+            return self.status_state
         except AdapterError as exc:
             raise ApplyFailure('%s; nothing was changed' % self.adapter_message(exc), code=exc.code,
                                retryable=exc.code == 'unreachable')
@@ -96,7 +99,7 @@ class _Run(Planner, VerificationMixin):
         self.params['lock_timeout'] = lock_timeout
         self.params['statement_timeout'] = statement_timeout
         try:
-            adapter = get_adapter(self.spec, self.dburl)
+            adapter = self.adapter = get_adapter(self.spec, self.dburl)
         except Exception as exc:
             raise ApplyFailure('service %r: %s' % (self.name, self.scrub(str(exc))), code='bad_config')
         self.connect()
@@ -218,6 +221,7 @@ class _Run(Planner, VerificationMixin):
         self.fp_before = self.take_fingerprint(adapter, self.conn)
         self.result['fingerprint']['before'] = self.fp_before.digest if self.fp_before is not None else None
         self.started = True
+        self.status_state = None  # from here on only a re-read says where the service is
         reported, error, code, details, interrupted = self.attempt(adapter)
         failed = error is not None
         self.error_code = code
@@ -284,6 +288,7 @@ def run_apply(spec, dburl, params=None, check_mode=False, diff=False, get_adapte
         finally:
             guard.raised = True  # later signals must not break the clean-up below
             outcome, error = interruption(run, outcome, error, run.interrupted_reason or guard.reason)
+            run.attach_status(run.adapter)
             run.close()
             outcome, error = closing_fields(run, outcome, error, started)
             write_audit(run, outcome, error)

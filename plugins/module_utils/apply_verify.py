@@ -9,6 +9,8 @@ VerificationMixin is part of apply.py's run (a plan.Planner): before the plan ru
 out from what was re-read, never assumed (DESIGN.md "Result fields the role relies on").
 It uses the run's ``conn``, ``dburl``, ``name``, ``params``, ``before``, ``plan``, ``result``, ``warnings``,
 and sets ``reread_conn`` (cancelled with the run's), ``self_committed``, ``maybe_committed``, ``settled``.
+It also builds the ``status`` return field: the service's homelab_migration_status entry for the last state
+read under the lock (status_entry.py, the code the status module builds its entries with).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -17,6 +19,7 @@ __metaclass__ = type
 
 from ansible_collections.homelab.migrations.plugins.module_utils import connection as connection_mod
 from ansible_collections.homelab.migrations.plugins.module_utils import fingerprint as fingerprint_mod
+from ansible_collections.homelab.migrations.plugins.module_utils.status_entry import add_findings, state_entry
 
 # the re-read after a failure (what stayed?) never waits long for a lock or runs long: it says "unknown" instead
 REREAD_LOCK_TIMEOUT = '5s'
@@ -28,6 +31,31 @@ class VerificationMixin(object):
 
     fp_before = None  # fingerprint.take() before the plan ran, None when the catalogue could not be read
     reread_conn = None  # the connection of a re-read after a failure (cancel_query cancels it too)
+    status_state = None  # the state read under the lock on ``conn`` while nothing of the plan has run yet
+    after_status = None  # the status entry of the state re-read after the plan ran
+
+    def status_entry(self, adapter, state, conn):
+        """homelab_migration_status's entry of this service for ``state`` (status_entry.py): its lock as this run
+        leaves it (released), its findings read on ``conn`` as the status module's defaults find them (not with
+        this run's transaction / timeouts), none when the ``preflight`` option is off."""
+        entry = state_entry(self.spec, self.dburl, state)
+        if self.params.get('preflight') is not False:
+            add_findings(entry, adapter, conn, state, None, self.dburl)
+        return entry
+
+    def attach_status(self, adapter):
+        """``result['status']`` (not in check mode): the entry of the state re-read after the plan ran, else of the
+        state read under the lock when the plan never started; absent when neither is known."""
+        if self.check_mode:
+            return
+        entry = self.after_status
+        if entry is None and self.status_state is not None and adapter is not None:
+            try:
+                entry = self.status_entry(adapter, self.status_state, self.conn)
+            except Exception:
+                entry = None
+        if entry is not None:
+            self.result['status'] = entry
 
     def take_fingerprint(self, adapter, conn):
         """The schema fingerprint on ``conn``, or None (with a warning) when the catalogue cannot be read."""
@@ -49,6 +77,7 @@ class VerificationMixin(object):
         The run's connection, and with it the service lock, stays open meanwhile.
         """
         conn = self.conn
+        self.after_status = None
         if conn is not None and not conn.closed:
             try:
                 conn.rollback()
@@ -57,7 +86,7 @@ class VerificationMixin(object):
                 pass
         if not fresh and conn is not None and not conn.closed:
             try:
-                return adapter.read_state(conn), self.take_fingerprint(adapter, conn)
+                return self._read_after(adapter, conn)
             except Exception:
                 pass
         other = None
@@ -71,7 +100,7 @@ class VerificationMixin(object):
             with other.cursor() as cur:
                 cur.execute('SELECT pg_catalog.set_config(%s, %s, false), pg_catalog.set_config(%s, %s, false)',
                             ('lock_timeout', REREAD_LOCK_TIMEOUT, 'statement_timeout', REREAD_STATEMENT_TIMEOUT))
-            return adapter.read_state(other), self.take_fingerprint(adapter, other)
+            return self._read_after(adapter, other)
         except Exception as exc:
             self.warnings.append('could not re-read the state of service %r after the run: %s'
                                  % (self.name, ' '.join(self.scrub(str(exc)).split())))
@@ -83,6 +112,13 @@ class VerificationMixin(object):
                     other.close()
                 except Exception:
                     pass
+
+    def _read_after(self, adapter, conn):
+        """(state, fingerprint) on ``conn``, and the status entry of that state (``after_status``)."""
+        state = adapter.read_state(conn)
+        fp = self.take_fingerprint(adapter, conn)
+        self.after_status = self.status_entry(adapter, state, conn)
+        return state, fp
 
     def settle(self, adapter, after, fp_after, failed, details):
         """untouched / unrecorded_changes / schema_changes from what was re-read (facts only)."""

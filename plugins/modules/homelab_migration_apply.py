@@ -160,12 +160,6 @@ EXAMPLES = r'''
   check_mode: true
   diff: true
 
-- name: Downgrade the dashboard by one revision
-  homelab.migrations.homelab_migration_apply:
-    service: "{{ dashboard_service }}"
-    target: "-1"
-    action: rollback
-
 - name: Revert the stream bot (Drizzle) to a journal tag with its down files
   homelab.migrations.homelab_migration_apply:
     service:
@@ -204,10 +198,9 @@ reverted:
   elements: str
   sample: []
 blockers:
-  description:
-    - After a failure with RV(error_code=lock_timeout), the sessions seen blocking the migration (from
-      C(pg_blocking_pids)), each with C(pid), C(application_name), C(state), C(since) (when it entered that state),
-      C(xact_start), C(client_addr).
+  description: After a failure with RV(error_code=lock_timeout), the sessions seen blocking the migration (from
+    C(pg_blocking_pids)), each with C(pid), C(application_name), C(state), C(since) (when it entered that state),
+    C(xact_start), C(client_addr).
   returned: on a lock timeout
   type: list
   elements: dict
@@ -307,10 +300,18 @@ findings:
     - {migration: 0007_users_email_idx, statement: 'CREATE INDEX CONCURRENTLY "users_email_idx" ON "users" ("email");',
        code: not_in_transaction, severity: error, source: homelab.migrations,
        message: "PostgreSQL refuses CREATE INDEX CONCURRENTLY inside a transaction block (SQLSTATE 25001) ..."}
+status:
+  description: The service's entry of M(homelab.migrations.homelab_migration_status)'s C(services) as this run leaves
+    it (same keys, built by the same code from the state re-read under the lock after the run, or read before it when
+    nothing ran); its C(lock) released by this run, its C(findings) and C(lint) those of what is pending as the status
+    module's defaults find them (none with O(preflight=false)).
+  returned: outside check mode, when the state was read (also after a failure or an interruption)
+  type: dict
+  sample: {status: up_to_date, tool: alembic, current_revision: "008", latest_revision: "008", applied: 8,
+           pending: 0, pending_migrations: [], problems: [], lock: {held: false, holder: null}, findings: []}
 lint:
-  description:
-    - Whether the squawk linter ran over the pending SQL (check mode only) - C(linter), C(ran) and, when it did not,
-      C(reason) (for example squawk is not installed on the managed host).
+  description: Whether the squawk linter ran over the pending SQL (check mode only) - C(linter), C(ran) and, when it
+    did not, C(reason) (for example squawk is not installed on the managed host).
   returned: when an upgrade was planned
   type: dict
   sample: {linter: squawk, ran: false, reason: squawk is not installed on the managed host}
