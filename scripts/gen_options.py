@@ -6,7 +6,7 @@
 Generated: plugins/doc_fragments/service.py (whole file: the SERVICES, SINGLE and CONNECTION fragments, with
 each tool's NOTES and REQUIREMENTS) and, in roles/migrate_all/meta/argument_specs.yml, the options of
 migrate_all_services between the two marker comments (the rest of that file is written by hand).
-tests/unit/test_options_fresh.py runs the check.
+tests/unit/plugins/doc_fragments/test_service.py runs the check.
 """
 
 import json
@@ -149,7 +149,7 @@ def render_fragment(spec, registry):
         'CONNECTION_DOCS) and each registered tool\'s adapters/<tool>/options.py (its keys, NOTES, REQUIREMENTS).',
         'SERVICES documents the ``services`` list (homelab_migration_status), SINGLE the single ``service`` dict',
         '(homelab_migration_apply), CONNECTION the connection options and what they need (psycopg2).',
-        'tests/unit/test_options_fresh.py fails when this file is not what the script writes.',
+        'tests/unit/plugins/doc_fragments/test_service.py fails when this file is not what the script writes.',
         '"""',
         '',
         'from __future__ import absolute_import, division, print_function',

@@ -7,7 +7,7 @@ Written by scripts/gen_options.py from plugins/module_utils/spec.py (the keys ev
 CONNECTION_DOCS) and each registered tool's adapters/<tool>/options.py (its keys, NOTES, REQUIREMENTS).
 SERVICES documents the ``services`` list (homelab_migration_status), SINGLE the single ``service`` dict
 (homelab_migration_apply), CONNECTION the connection options and what they need (psycopg2).
-tests/unit/test_options_fresh.py fails when this file is not what the script writes.
+tests/unit/plugins/doc_fragments/test_service.py fails when this file is not what the script writes.
 """
 
 from __future__ import absolute_import, division, print_function

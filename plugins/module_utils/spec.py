@@ -7,7 +7,7 @@ The keys every service has are written down here (SHARED_HEAD, SHARED_TAIL); eac
 checks in its options module (adapters/<tool>/options.py), which the registry lists. SERVICE_OPTIONS is the
 merged argument spec (shared head, each tool's keys in registry order, shared tail). The docs of the spec
 (plugins/doc_fragments/service.py, roles/migrate_all/meta/argument_specs.yml) are generated from these same
-dicts by scripts/gen_options.py; tests/unit/test_options_fresh.py fails when they are stale.
+dicts by scripts/gen_options.py; tests/unit/plugins/doc_fragments/test_service.py fails when they are stale.
 
 In the option dicts, ``description`` (a list of paragraphs; a ``(context, text)`` pair is a paragraph for
 one context only: ``services``, ``single`` or ``role``), ``version_added`` and ``check`` are docs and checks,

@@ -26,7 +26,7 @@ import pytest
 
 from harness.faults import BOTS, HOMELAB, outcomes, pids, proc_cmdline
 from harness.ansible import run_playbook
-from integration.test_role import BROKEN, INVENTORY, PLAYBOOK
+from integration.roles.migrate_all.test_role import BROKEN, INVENTORY, PLAYBOOK
 
 pytestmark = pytest.mark.peer
 

@@ -1,7 +1,7 @@
 """Helpers for the fault suite (tests/faults): the example homelab run the way a user runs it, then broken.
 
-Builds on tests/integration/test_role.py's ``Homelab`` (the example's three services on fresh databases,
-files and outputs in tmp_path, the example inventory pointed at them with extra vars) and adds:
+Builds on tests/integration/roles/migrate_all/test_role.py's ``Homelab`` (the example's three services on fresh
+databases, files and outputs in tmp_path, the example inventory pointed at them with extra vars) and adds:
 
 - ``FaultLab.spawn()``: ``ansible-playbook playbooks/migrate.yml -i examples/homelab/inventory`` started in a
   process group of its own, with a marker in its environment so every process of the run (modules, alembic,
@@ -25,7 +25,7 @@ import uuid
 
 from harness.ansible import VENV_BIN, ansible_env
 from harness.pg import Database
-from integration.test_role import (  # noqa: F401  # pylint: disable=unused-import
+from integration.roles.migrate_all.test_role import (  # noqa: F401  # pylint: disable=unused-import
     ALEMBIC, BOTS, DASHBOARD_REVS, HOMELAB, INVENTORY, ORDER, PLAYBOOK, Homelab, outcomes)
 
 from ansible_collections.homelab.migrations.plugins.module_utils.backup import checksum
