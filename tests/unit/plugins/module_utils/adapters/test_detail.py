@@ -21,7 +21,7 @@ DETAILS = [(AlembicStateDetail, StateDetail), (AlembicPlanDetail, PlanDetail),
            (DrizzleStateDetail, StateDetail), (DrizzlePlanDetail, PlanDetail)]
 
 
-@pytest.mark.parametrize('cls, base', DETAILS, ids=[c.__name__ for c, _ in DETAILS])
+@pytest.mark.parametrize('cls, base', DETAILS, ids=[pair[0].__name__ for pair in DETAILS])
 def test_each_field_is_declared_and_documented(cls, base):
     assert issubclass(cls, base)
     made = cls()
@@ -34,13 +34,13 @@ def test_each_field_is_declared_and_documented(cls, base):
 
 
 def test_states_and_plans_default_to_the_empty_common_detail():
-    assert type(ServiceState('x').detail) is StateDetail
-    assert type(Plan(None, [], None, None, 'head').detail) is PlanDetail
+    assert ServiceState('x').detail.__class__ is StateDetail
+    assert Plan(None, [], None, None, 'head').detail.__class__ is PlanDetail
 
 
 def test_only_adapters_read_the_detail():
     readers = []
-    for folder, _, names in os.walk(PLUGINS):
+    for folder, _subdirs, names in os.walk(PLUGINS):
         if os.path.join('module_utils', 'adapters') in folder:
             continue
         for name in names:
