@@ -77,10 +77,12 @@ class _Run(Planner, VerificationMixin):
             raise ApplyFailure('%s; nothing was changed' % self.scrub(str(exc)), code='lock_timeout')
         self.locked = True
 
-    def read(self, adapter):
+    def read(self, adapter, known=None):
+        """The state on the run's connection; with ``known`` (read before in this run) its parsed files are reused."""
         self.after_status = self.status_state = None
         try:
-            self.status_state = adapter.read_state(self.conn)
+            self.status_state = adapter.reread_state(self.conn, known) if known is not None \
+                else adapter.read_state(self.conn)
             return self.status_state
         except AdapterError as exc:
             raise ApplyFailure('%s; nothing was changed' % self.adapter_message(exc), code=exc.code,
@@ -175,7 +177,7 @@ class _Run(Planner, VerificationMixin):
                                     ', blocked by ' + waits.describe_blockers(watch.found()) if watch.found() else '',
                                     pause))
             time.sleep(pause)
-            self.before = self.read(adapter)
+            self.before = self.read(adapter, known=self.before)
             self.result['from_revision'] = self.before.current_revision
             self.check_expected(self.before.current_revision)
             steps = self.make_plan(adapter, self.before)

@@ -115,7 +115,7 @@ class VerificationMixin(object):
 
     def _read_after(self, adapter, conn):
         """(state, fingerprint) on ``conn``, and the status entry of that state (``after_status``)."""
-        state = adapter.read_state(conn)
+        state = adapter.reread_state(conn, self.before)  # the files parsed for the plan, the database read again
         fp = self.take_fingerprint(adapter, conn)
         self.after_status = self.status_entry(adapter, state, conn)
         return state, fp

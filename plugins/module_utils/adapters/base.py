@@ -13,6 +13,7 @@ adapter module (a subclass of Adapter) and an options module, and one line in re
     plan = adapter.plan(state, target)          # read only; raises PlanError on an impossible target
     result = adapter.apply(conn, plan, options) # carries the plan out (not called in check mode)
     found = adapter.preflight(conn, state, steps, options)  # read only: what will certainly fail
+    after = adapter.reread_state(conn, state)   # read only: the database again, the parsed files reused
 
 What a tool's own read and write sides need beyond the common fields travels in ``state.detail`` and
 ``plan.detail``: an object of the tool's own StateDetail / PlanDetail subclass, declared in its package
@@ -150,6 +151,7 @@ class ApplyResult(object):
 
 class Adapter(object):
     tool = None
+    _reuse = None  # the state reread_state was given, while its read_state runs
 
     def __init__(self, spec, dburl):
         self.spec = spec
@@ -158,6 +160,21 @@ class Adapter(object):
 
     def read_state(self, conn):  # pragma: no cover - interface
         raise NotImplementedError
+
+    def reread_state(self, conn, state):
+        """read_state(conn) again after a run; ``state`` is a ServiceState this adapter read in this process. During
+        the call ``reusable_detail`` hands read_state that state's detail, so a tool's read_state may reuse the
+        history it parsed (the files) and read only the database (the apply's check of what stayed)."""
+        self._reuse = state
+        try:
+            return self.read_state(conn)
+        finally:
+            self._reuse = None
+
+    def reusable_detail(self, detail_class):
+        """In read_state: the detail of the state given to reread_state when it is a ``detail_class``, else None."""
+        detail = self._reuse.detail if self._reuse is not None else None
+        return detail if isinstance(detail, detail_class) else None
 
     def plan(self, state, target, options=None):  # pragma: no cover - interface
         raise NotImplementedError

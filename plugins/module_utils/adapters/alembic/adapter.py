@@ -113,11 +113,13 @@ class AlembicAdapter(Adapter):
         """The service's ServiceState: current rows of the version table (history order), heads, applied and
         pending revisions, history, problems; ``detail`` is an AlembicStateDetail (config, graph, rows,
         version_table(_exists), history_position, command_problem, target_problem). Never runs service code.
-        AdapterError when alembic is missing or the version table cannot be read (code unreachable: connection)."""
+        AdapterError when alembic is missing or the version table cannot be read (code unreachable: connection).
+        Under reread_state the config and graph parsed for the earlier state are reused (no file is read again)."""
         lazy.require_alembic()
         problems = []
+        known = self.reusable_detail(AlembicStateDetail)
         try:
-            config, graph = self.load_graph()
+            config, graph = (known.config, known.graph) if known is not None and known.graph else self.load_graph()
         except AdapterError as exc:
             config = graph = None
             problems.append(problem('bad_config', self._scrub(str(exc))))

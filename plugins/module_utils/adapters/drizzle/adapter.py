@@ -139,8 +139,10 @@ class DrizzleAdapter(Adapter):
         ``detail`` is a DrizzleStateDetail: folder, journal, schema, table, schema_exists, table_exists, rows,
         entries, valid (the journal is usable) and history (a History, None when the journal is not usable).
         Raises AdapterError ``unreachable`` / ``bad_config`` when the tracking table cannot be read.
+        Under reread_state the journal entries of the earlier state are reused (their files' text and hashes too).
         """
-        entries, errors = load_journal(self.folder)
+        known = self.reusable_detail(DrizzleStateDetail)
+        entries, errors = (known.entries, []) if known is not None and known.valid else load_journal(self.folder)
         schema_exists, table_exists, rows = self._read_rows(conn)
         detail = DrizzleStateDetail(folder=self.folder, journal=self.journal_path, schema=self.schema,
                                     table=self.table, schema_exists=schema_exists, table_exists=table_exists,
