@@ -121,28 +121,44 @@ class BlockerWatch(object):
         self._stop = threading.Event()
         self._thread = None
         self._conn = None
+        self._exited = False
 
     def __enter__(self):
-        try:
-            self._conn = self.connect()
-            with self._conn.cursor() as cur:
-                cur.execute("SELECT pg_catalog.set_config('lock_timeout', '1s', false), "
-                            "pg_catalog.set_config('statement_timeout', '5s', false)")
-        except Exception:
-            self._close()
-            return self
+        # the watch connects in its own thread: the watched work does not wait for a connection set-up
         self._thread = threading.Thread(target=self._loop, name='homelab-blocker-watch')
         self._thread.daemon = True
         self._thread.start()
         return self
 
+    def _open(self):
+        """The watch's connection, set up never to wait (None when it cannot connect)."""
+        conn = None
+        try:
+            conn = self.connect()
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_catalog.set_config('lock_timeout', '1s', false), "
+                            "pg_catalog.set_config('statement_timeout', '5s', false)")
+            return conn
+        except Exception:
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+            return None
+
     def _loop(self):
+        self._conn = self._open()
+        if self._conn is None:
+            return
         while not self._stop.is_set():
             try:
                 self.poll()
             except Exception:
-                return
+                break
             self._stop.wait(self.interval)
+        if self._exited:  # __exit__ stopped waiting for this thread: the connection is this thread's to close
+            self._close()
 
     def poll(self):
         try:
@@ -174,6 +190,7 @@ class BlockerWatch(object):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+        self._exited = True
         self._close()
         return False
 
