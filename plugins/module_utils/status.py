@@ -8,6 +8,7 @@
 One connection per distinct server+database+user (connection.ConnectionPool), made read-only for the
 session, so reading can never write. A failure of one service (unreachable database, bad layout,
 an adapter bug) becomes that service's ``problems`` and ``status: error``; the others are still read.
+Each entry is built by status_entry.py (the apply's ``status`` return is built by the same code).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -132,8 +133,6 @@ def _plan(spec, dburl, conn, adapter, state, entry, plan_params, diff=False):
         recover(conn)
     result.pop('queries', None)
     return result
-
-
 
 
 def preconnect(pool, named_urls, workers=PRECONNECT_WORKERS):
