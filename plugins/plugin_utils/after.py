@@ -97,4 +97,3 @@ def reread_args(specs, names):
     chosen = [spec for spec in specs if spec.get('name') in names]
     return {'services': [dict(spec, depends_on=[d for d in spec.get('depends_on') or [] if d in names])
                          for spec in chosen]}
-

@@ -130,8 +130,8 @@ def test_a_run_that_touched_nothing_returns_the_status_it_was_given():
 
 
 def test_a_failed_read_again_is_an_error_entry_not_the_stale_one():
-    modules = Modules({'a': [{'changed': True, 'to_revision': '2'}], 'b': [{'changed': True, 'to_revision': '2',
-                                                                          'status': entry('2', '2')}]},
+    moved = {'changed': True, 'to_revision': '2', 'status': entry('2', '2')}
+    modules = Modules({'a': [{'changed': True, 'to_revision': '2'}], 'b': [moved]},
                       status=lambda a: {'failed': True, 'msg': 'psycopg2 is missing'})
     done = run(modules)
     a = done.status['services']['a']
