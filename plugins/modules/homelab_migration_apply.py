@@ -153,10 +153,10 @@ EXAMPLES = r'''
     statement_timeout: 10min
   register: dashboard_migration
 
-- name: Show what would run (one transaction per migration), without changing anything
+- name: Show what moving the dashboard back by one revision would run, without changing anything
   homelab.migrations.homelab_migration_apply:
-    service: "{{ stream_bot_service }}"
-    transaction: each
+    service: "{{ dashboard_service }}"
+    target: "-1"
   check_mode: true
   diff: true
 
