@@ -8,8 +8,10 @@
 connect (application_name homelab.migrations:<service>) -> take the service's advisory lock
 (lock_wait) -> read_state -> plan (plan.py; the adapter refuses over problems the options do not allow:
 modified, out_of_order, a broken journal, a missing down file...) -> (check mode:
-stop here and report) -> apply -> re-read the state and report what really happened (apply_verify.py) ->
-release the lock -> append one audit record. ``result`` holds the DESIGN.md return fields (apply_result.py);
+stop here and report) -> apply -> re-read the state (the database only: adapter.reread_state reuses the
+parsed history) and report what really happened (apply_verify.py) ->
+release the lock -> append one audit record. ``result`` holds the DESIGN.md return fields (apply_result.py) and,
+outside check mode, ``status``: homelab_migration_status's entry of the service as the run leaves it (apply_verify.py);
 on failure ``result['failed']`` is True and ``result['msg']`` says what failed and what to do next.
 Nothing here knows a tool: the adapters do (adapters/base.py); a new tool needs no change here.
 """
