@@ -21,13 +21,19 @@ import re
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import AdapterError
 from ansible_collections.homelab.migrations.plugins.module_utils.regular_file import CONFIG_LIMIT, read_regular
 
-try:  # Python 3.11+
-    import tomllib as _toml
-except ImportError:  # pragma: no cover - older Pythons
+
+def _toml_library():
+    """tomllib (Python 3.11+) or tomli, imported only for a service that has a pyproject.toml; None without."""
     try:
-        import tomli as _toml
-    except ImportError:
-        _toml = None
+        import tomllib
+        return tomllib
+    except ImportError:  # pragma: no cover - older Pythons
+        try:
+            import tomli
+            return tomli
+        except ImportError:
+            return None
+
 
 MAIN_SECTION = 'alembic'
 # alembic.config: legacy version_locations splitting when no separator is configured
@@ -89,6 +95,7 @@ class AlembicConfig(object):
         if self.toml is None:
             self.toml = {}
             if os.path.exists(self.toml_path):
+                _toml = _toml_library()
                 if _toml is None:
                     raise AdapterError('%s may hold [tool.alembic] settings but this Python cannot read TOML; use '
                                        'Python 3.11+ or install tomli on the managed host' % self.toml_path)
