@@ -223,12 +223,14 @@ status:
   description:
     - The migration status after the run, in the shape of
       RV(homelab.migrations.homelab_migration_status#module:services) and its summary fields (C(success),
-      C(overall_status), C(total_pending), C(services)), as a plain status read (no C(plan), no C(health)) would
-      return it.
+      C(overall_status), C(total_pending), C(services)), as a status read with O(audit_log) (no C(plan)) would
+      return it - each service's C(health) is the state the run's last health record for it left, else the one in
+      O(status).
     - Built from O(status) and the applies - each service the run moved or took back gets the entry its last apply
       returned (the apply's own read under its lock); a service a backup was restored into, or whose last apply
       returned no entry, is read again with M(homelab.migrations.homelab_migration_status) (those services only).
-    - When no service got as far as its backup, the run touched nothing and this is O(status) as given.
+    - When no service got as far as its backup, the run touched nothing and this is O(status) as given (with the
+      health states the run's health checks left).
   returned: unless the task failed
   type: dict
 timings:

@@ -14,21 +14,26 @@ was restored into it, or an apply that may have changed it returned no entry) is
 with ``reread(names)`` (the status module's result for them); so is a service the run did not move whose read
 before it was planned with migrations pending (skipped, refused untouched): its findings are the plan's, made with
 the run's options, not a plain read's. A successful run reads nothing again. The result has the status module's
-shape (success, overall_status, total_pending, services), as a plain status read without ``plan`` or ``audit_log``
-returns it: the entries carry no ``plan`` and no ``health`` (they describe the read before the run).
+shape (success, overall_status, total_pending, services), as a status read with the run's ``audit_log`` (no
+``plan``) returns it: each service's ``health`` is the one the read before the run carried, replaced by the last
+health record the run wrote for it (``after.health(service, record)``), so the health state published after a run
+is the one the audit log holds now (a check that passed says ``passed``), not the one before it.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.homelab.migrations.plugins.module_utils.audit import HEALTH_STATES
 from ansible_collections.homelab.migrations.plugins.module_utils.status_summary import ERROR, summarize
 
 APPLY = 'homelab_migration_apply'
 BACKUP = 'homelab_pg_backup'
 STATUS = 'homelab_migration_status'
-# what the status before the run has that a plain status read after it does not
-BEFORE_ONLY = ('plan', 'health')
+# what the status before the run has that a read after it does not
+BEFORE_ONLY = ('plan',)
+HEALTH = 'health'
+
 
 
 class StatusAfter(object):
@@ -36,6 +41,14 @@ class StatusAfter(object):
 
     def __init__(self):
         self.known = {}  # name -> the entry after the run, or None when it is not known
+        self.checked = {}  # name -> the health state the run's last health record left ({state, since, revision})
+
+    def health(self, service, record):
+        """Keep the health state a health record the run wrote (as homelab_migration_audit returned it) leaves."""
+        if not service or not isinstance(record, dict) or record.get('check_mode'):
+            return
+        if record.get(HEALTH) in HEALTH_STATES:
+            self.checked[service] = {'state': record[HEALTH], 'since': record.get('time'), 'revision': record.get('to')}
 
     def note(self, service, module, module_args, result):
         """Keep what one module run (``module`` with ``module_args``, its ``result``) says about ``service``: an
@@ -67,7 +80,7 @@ class StatusAfter(object):
         the status module's result for the unknown services (an entry it lacks is an error entry that says so)."""
         before = before or {}
         if not any((r or {}).get('attempted') for r in (results or {}).values()):
-            return before
+            return self._with_health(before, before) if self.checked else before
         services = dict((name, _plain(entry)) for name, entry in (before.get('services') or {}).items())
         services.update((name, entry) for name, entry in self.known.items() if entry is not None)
         unknown = self.unknown(before.get('services'))
@@ -76,7 +89,21 @@ class StatusAfter(object):
             entries = read.get('services') if not read.get('failed') and isinstance(read.get('services'), dict) else {}
             for name in unknown:
                 services[name] = entries.get(name) or _unread(services.get(name) or {}, read.get('msg'))
-        return summarize(services)
+        return self._with_health(summarize(services), before)
+
+    def _with_health(self, status, before):
+        """``status`` with each service's health state: the run's last health record's, else the read before's."""
+        out = dict(status)
+        services = dict(out.get('services') or {})
+        old = before.get('services') or {}
+        for name, entry in services.items():
+            state = self.checked.get(name) or (old.get(name) or {}).get(HEALTH)
+            entry = dict((k, v) for k, v in entry.items() if k != HEALTH)
+            if isinstance(state, dict):
+                entry[HEALTH] = state
+            services[name] = entry
+        out['services'] = services
+        return out
 
 
 def _plain(entry):

@@ -185,13 +185,17 @@ class RoleRun(object):
             self.sleep(min(step, left))
 
     def _audit(self, records, keep=True):
-        """Write audit records; those of the role (``keep``) go to ``records`` (the role's migrate_all_audit)."""
+        """Write audit records; those of the role (``keep``) go to ``records`` (the role's migrate_all_audit), the
+        health states health records leave to the status after the run."""
         written = self._module(AUDIT, dict(_given({'audit_log': self.args['audit_log'],
                                                    'confirmation': self.args['confirmation']}), records=records))
         if written.get('failed'):
             raise StepFailed(written, 'writing the audit record')
         if keep:
             self.records.extend(written.get('records') or [])
+        for record in written.get('records') or []:
+            if isinstance(record, dict) and record.get('action') == 'health_check':
+                self.after.health(record.get('service'), record)
         return written
 
     def _apply_args(self, spec, target, **more):

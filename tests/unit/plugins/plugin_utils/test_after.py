@@ -22,6 +22,8 @@ def plan(frm, to):
             'plan': {'direction': 'up', 'from_revision': frm, 'to_revision': to}}
 
 
+# a's health state before the run: kept after it (no health record of the run replaces it)
+PASSED = {'state': 'passed'}
 BEFORE = {'success': True, 'overall_status': 'pending', 'total_pending': 2, 'changed': False,
           'services': {'a': entry('1', '2', ['2'], plan=plan('1', '2'), health={'state': 'passed'}),
                        'b': entry('1', '2', ['2'], plan=plan('1', '2'))}}
@@ -76,7 +78,7 @@ def test_moved_services_take_their_apply_entry_and_nothing_is_read_again():
     done = run(modules)
     assert done.error is None and modules.status_reads() == []
     assert done.status == {'success': True, 'overall_status': 'up_to_date', 'total_pending': 0,
-                           'services': {'a': entry('2', '2'), 'b': entry('2', '2')}}
+                           'services': {'a': entry('2', '2', health=PASSED), 'b': entry('2', '2')}}
 
 
 def test_an_apply_without_an_entry_is_read_again_alone():
@@ -88,7 +90,7 @@ def test_an_apply_without_an_entry_is_read_again_alone():
     reads = modules.status_reads()
     assert [[s['name'] for s in r['services']] for r in reads] == [['b']]
     assert reads[0]['services'][0]['depends_on'] == []  # its dependency a is not read: not passed
-    assert done.status['services'] == {'a': entry('2', '2'), 'b': fresh}
+    assert done.status['services'] == {'a': entry('2', '2', health=PASSED), 'b': fresh}
     assert [t['module'] for t in done.timings][-1] == 'homelab_migration_status'
 
 
@@ -115,7 +117,7 @@ def test_a_service_taken_back_takes_the_entry_of_the_apply_that_took_it_back():
     modules = Modules({'a': [failed, back], 'b': []}, status=lambda a: {'services': {'b': entry('1', '2', ['2'])}})
     done = run(modules)
     assert done.results['b']['outcome'] == 'skipped'
-    assert done.status['services']['a'] == entry('1', '2', ['2'])
+    assert done.status['services']['a'] == entry('1', '2', ['2'], health=PASSED)
     # b was skipped (its dependency failed): its read before the run was planned with migrations pending (findings
     # of the plan, with the run's options), so it is read again, alone, as a plain status read
     assert [[s['name'] for s in r['services']] for r in modules.status_reads()] == [['b']]
@@ -149,3 +151,24 @@ def test_untouched_applies_leave_the_state_as_it_was():
     assert after.unknown() == ['a']
     assert reread_args([{'name': 'a', 'depends_on': ['z']}, {'name': 'z'}], ['a']) == {
         'services': [{'name': 'a', 'depends_on': []}]}
+
+
+def test_the_health_state_after_the_run_is_the_one_its_last_health_record_left():
+    """Red team (r17): a service checked by the run (here: nothing pending, its last check had not passed) is
+    published with the state the run's health record left, not the one read before the run."""
+    unverified = {'state': 'unverified', 'since': 't0', 'revision': '2'}
+    before = dict(BEFORE, services={'a': entry('2', '2', health=unverified), 'b': entry('2', '2')})
+    specs = [{'name': 'a', 'database_url': 'postgresql://u:secret@h/a', 'health_check': 'http://h/health'},
+             {'name': 'b', 'database_url': 'postgresql://u:secret@h/b', 'depends_on': ['a']}]
+
+    def modules(name, module_args):
+        if name == 'homelab_migration_health':
+            return {'status': 200}
+        return {'records': [dict(r, time='t1') for r in module_args.get('records') or []]}
+    plans = {'a': {'changed': False, 'from_revision': '2', 'to_revision': '2'},
+             'b': {'changed': False, 'from_revision': '2', 'to_revision': '2'}}
+    done = RoleRun(args(status=before, services=specs, plans=plans, audit_log='/log/audit.log'), modules,
+                   lambda line: None, sleep=lambda s: None).run()
+    assert done.error is None, done.error
+    assert done.status['services']['a']['health'] == {'state': 'passed', 'since': 't1', 'revision': '2'}
+    assert 'health' not in done.status['services']['b']
