@@ -15,7 +15,6 @@ __metaclass__ = type
 import time
 
 from ansible.errors import AnsibleError
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
@@ -23,6 +22,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils.automation impo
     automation_context,
     controller_is_interactive,
 )
+from ansible_collections.homelab.migrations.plugins.plugin_utils.args import validated
 
 display = Display()
 
@@ -41,11 +41,10 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
-        validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
-        if validation.error_messages:
-            result.update(failed=True, msg='homelab_migration_confirm: ' + '; '.join(validation.error_messages))
+        args, error = validated('homelab_migration_confirm', ARGUMENT_SPEC, self._task.args)
+        if error:
+            result.update(failed=True, msg=error)
             return result
-        args = validation.validated_parameters
         if args['timeout'] < 1:
             result.update(failed=True, msg='homelab_migration_confirm: timeout must be at least 1 second '
                                            '(got %s): a prompt without a bound can wait forever' % args['timeout'])

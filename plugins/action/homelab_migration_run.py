@@ -11,11 +11,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.homelab.migrations.plugins.module_utils import interrupt
+from ansible_collections.homelab.migrations.plugins.plugin_utils.args import validated
 from ansible_collections.homelab.migrations.plugins.plugin_utils.run import RoleRun
 from ansible_collections.homelab.migrations.plugins.plugin_utils.text import migrate_all_mask
 
@@ -57,12 +57,10 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
-        validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
-        if validation.error_messages:
-            result.update(failed=True, msg=migrate_all_mask(
-                'homelab_migration_run: ' + '; '.join(validation.error_messages)))
+        args, error = validated('homelab_migration_run', ARGUMENT_SPEC, self._task.args, migrate_all_mask)
+        if error:
+            result.update(failed=True, msg=error)
             return result
-        args = validation.validated_parameters
         args['apply'].setdefault('lock_wait', 60)
         if self._task.check_mode:
             result.update(changed=False, skipped=True, results={}, migrated=[], records=[], timings=[], cancelled=False,

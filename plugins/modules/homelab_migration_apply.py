@@ -351,14 +351,13 @@ diff:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.homelab.migrations.plugins.module_utils.apply import run_apply
-from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import missing_library
-from ansible_collections.homelab.migrations.plugins.module_utils.dburl import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 from ansible_collections.homelab.migrations.plugins.module_utils.plan import APPLY_OPTIONS
+from ansible_collections.homelab.migrations.plugins.module_utils.prologue import require_tools, start
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
-    CONNECTION_OPTIONS, SpecError, module_argument_spec, validate_service)
+    CONNECTION_OPTIONS, module_argument_spec, validate_service)
 from ansible_collections.homelab.migrations.plugins.module_utils.secrets import exact_strings, mask, module_result
 
 
@@ -368,19 +367,12 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib('psycopg2'), exception=str(PSYCOPG2_IMPORT_ERROR))
     service = module.params['service']
-    try:
-        dburl = validate_service(service)
-    except SpecError as exc:
-        module.fail_json(msg='%s; nothing was changed' % exc)
+    dburl = start(module, lambda: validate_service(service), 'nothing was changed')
     # Ansible masks the whole URL (no_log); the password alone (in a driver message, say) too, in every spelling,
     # but not inside the exact fields (a revision, the backup's path) a weak password may be part of
     secrets_ = [dburl]
-    missing = missing_library([service['tool']])
-    if missing:
-        module.fail_json(msg=missing_required_lib(missing[0]), exception=str(missing[1]))
+    require_tools(module, [service['tool']])
 
     params = dict((key, module.params[key]) for key in list(APPLY_OPTIONS) + list(CONNECTION_OPTIONS))
     try:

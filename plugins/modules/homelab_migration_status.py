@@ -294,13 +294,12 @@ services:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.homelab.migrations.plugins.module_utils.adapters.registry import missing_library
-from ansible_collections.homelab.migrations.plugins.module_utils.dburl import HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR
 from ansible_collections.homelab.migrations.plugins.module_utils.health_state import report_with_health
+from ansible_collections.homelab.migrations.plugins.module_utils.prologue import require_tools, start
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
-    SpecError, dependency_order, module_argument_spec, validate_services)
+    dependency_order, module_argument_spec, validate_services)
 from ansible_collections.homelab.migrations.plugins.module_utils.status import (
     STATUS_OPTIONS, PlanOptionError, build_report, error_summary, plan_diffs)
 from ansible_collections.homelab.migrations.plugins.module_utils.secrets import exact_strings, mask, module_result
@@ -310,22 +309,20 @@ def argument_spec():
     return module_argument_spec('services', STATUS_OPTIONS)
 
 
+def _validated(services):
+    urls = validate_services(services)
+    dependency_order(services)
+    return urls
+
+
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if not HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib('psycopg2'), exception=str(PSYCOPG2_IMPORT_ERROR))
     services = module.params['services']
-    try:
-        urls = validate_services(services)
-        dependency_order(services)
-    except SpecError as exc:
-        module.fail_json(msg='%s; nothing was read or changed' % exc)
+    urls = start(module, lambda: _validated(services), 'nothing was read or changed')
     # Ansible masks the whole URL (no_log); the password alone (in a driver message, say) too, in every spelling,
     # but not inside the exact fields (service names, revisions) a weak password may be part of
     secrets_ = list(urls.values())
-    missing = missing_library(s['tool'] for s in services)
-    if missing:
-        module.fail_json(msg=missing_required_lib(missing[0]), exception=str(missing[1]))
+    require_tools(module, [s['tool'] for s in services])
 
     try:
         report = build_report(services, urls=urls, connect_timeout=module.params['connect_timeout'],
