@@ -210,11 +210,6 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.homelab.migrations.plugins.module_utils.audit import append_record, health_states, make_record
-from ansible_collections.homelab.migrations.plugins.module_utils.publish import DashboardError, publish
-from ansible_collections.homelab.migrations.plugins.module_utils.report import (
-    write_prometheus_textfile,
-    write_status_report,
-)
 from ansible_collections.homelab.migrations.plugins.module_utils.secrets import mask, mask_data
 
 _BASE = ('service', 'action', 'from', 'to', 'outcome', 'error', 'confirmation')
@@ -259,13 +254,23 @@ def _argument_spec():
     )
 
 
+class _DashboardFailed(Exception):
+    """publish.DashboardError, carried out of write_outputs (publish is imported only when it is used)."""
+
+
 def write_outputs(params, records, result, where):
     """Append ``records`` to the audit log, then write the status report, the textfile metrics and the
     dashboard that ``params`` ask for, noting each in ``result``; ``where['step']`` names the output being
-    written when an OSError (or publish.DashboardError) is raised."""
+    written when an OSError is raised; _DashboardFailed for publish.DashboardError.
+
+    report.py and publish.py are imported only for the outputs asked for: the role's audit calls of each
+    service (audit log only) never compile them."""
     for record in records if params['audit_log'] else []:
         append_record(params['audit_log'], record)
         result['changed'] = True
+    if params['status_report'] or params['prometheus_textfile']:
+        from ansible_collections.homelab.migrations.plugins.module_utils.report import (
+            write_prometheus_textfile, write_status_report)
     if params['status_report']:
         where['step'] = 'status report'
         write_status_report(params['status_report'], params['status'])
@@ -281,9 +286,13 @@ def write_outputs(params, records, result, where):
         result['changed'] = True
     if params['dashboard_dir']:
         where['step'] = 'dashboard'
-        result['dashboard'] = publish(params['dashboard_dir'], status=params['status'],
-                                      audit_log=params['audit_log'], refresh=params['dashboard_refresh'],
-                                      stale_after=params['dashboard_stale_after'], runs=params['dashboard_runs'])
+        from ansible_collections.homelab.migrations.plugins.module_utils.publish import DashboardError, publish
+        try:
+            result['dashboard'] = publish(params['dashboard_dir'], status=params['status'],
+                                          audit_log=params['audit_log'], refresh=params['dashboard_refresh'],
+                                          stale_after=params['dashboard_stale_after'], runs=params['dashboard_runs'])
+        except DashboardError as exc:
+            raise _DashboardFailed(str(exc))
         result['changed'] = True
 
 
@@ -311,7 +320,7 @@ def main():
     where = {'step': 'audit log'}
     try:
         write_outputs(params, records, result, where)
-    except DashboardError as exc:
+    except _DashboardFailed as exc:
         module.fail_json(msg='could not write the dashboard: %s' % exc, **result)
     except (IOError, OSError) as exc:
         module.fail_json(msg='could not write the %s: %s; check that the directory exists or can be created and '

@@ -22,7 +22,6 @@ from ansible_collections.homelab.migrations.plugins.module_utils.backup.dump imp
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.errors import BackupError, Interrupted
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.params import (
     STATES, defaults, result as make_result)
-from ansible_collections.homelab.migrations.plugins.module_utils.backup.restore import restore
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.tools import end_own_sessions
 from ansible_collections.homelab.migrations.plugins.module_utils.dburl import DbUrl, UrlError
 
@@ -46,6 +45,8 @@ def _dispatch(params, check_mode):
     if state == 'present':
         return take_backup(params, check_mode)
     if state == 'restored':
+        # imported here: a backup or a prune (every run of the role) never compiles the restore code
+        from ansible_collections.homelab.migrations.plugins.module_utils.backup.restore import restore
         return restore(params, check_mode)
     if state == 'pruned':
         return _prune(params, check_mode)
