@@ -285,8 +285,10 @@ def run_apply(spec, dburl, params=None, check_mode=False, diff=False, get_adapte
     started = time.monotonic()
     outcome, error = 'failed', None
     with interrupt.Guard(cancel=run.cancel_query) as guard:
+        run.guard = guard
         try:
             outcome = run.run()
+            run.attach_status(run.adapter)  # still guarded: a cancel stops its pre-flight (squawk) too
         except BaseException as exc:  # every failure becomes the result's fields (apply_result.failed_with)
             error = failed_with(run, exc)
         finally:

@@ -33,20 +33,26 @@ class VerificationMixin(object):
     reread_conn = None  # the connection of a re-read after a failure (cancel_query cancels it too)
     status_state = None  # the state read under the lock on ``conn`` while nothing of the plan has run yet
     after_status = None  # the status entry of the state re-read after the plan ran
+    guard = None  # the run's interrupt.Guard (apply.run_apply)
+
+    def cancelled(self):
+        """True once a signal or the controller's death cancelled the run."""
+        return bool(self.interrupted_reason or (self.guard is not None and self.guard.reason))
 
     def status_entry(self, adapter, state, conn):
         """homelab_migration_status's entry of this service for ``state`` (status_entry.py): its lock as this run
         leaves it (released), its findings read on ``conn`` as the status module's defaults find them (not with
-        this run's transaction / timeouts), none when the ``preflight`` option is off."""
+        this run's transaction / timeouts), none when the ``preflight`` option is off, and none once the run was
+        cancelled (the pre-flight runs squawk, up to a minute: a cancelled run ends now, its lock released)."""
         entry = state_entry(self.spec, self.dburl, state)
-        if self.params.get('preflight') is not False:
+        if self.params.get('preflight') is not False and not self.cancelled():
             add_findings(entry, adapter, conn, state, None, self.dburl)
         return entry
 
     def attach_status(self, adapter):
         """``result['status']`` (not in check mode): the entry of the state re-read after the plan ran, else of the
-        state read under the lock when the plan never started; absent when neither is known."""
-        if self.check_mode:
+        state read under the lock when the plan never started; absent when neither is known (or attached already)."""
+        if self.check_mode or 'status' in self.result:
             return
         entry = self.after_status
         if entry is None and self.status_state is not None and adapter is not None:
