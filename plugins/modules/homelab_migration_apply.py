@@ -304,7 +304,7 @@ status:
   description: The service's entry of M(homelab.migrations.homelab_migration_status)'s C(services) as this run leaves
     it (same keys, built by the same code from the state re-read under the lock after the run, or read before it when
     nothing ran); its C(lock) released by this run, its C(findings) and C(lint) those of what is pending as the status
-    module's defaults find them (none with O(preflight=false), and none after a cancel: the pre-flight may run the
+    module's defaults find them (none with O(preflight=false), and none after a cancel, since the pre-flight may run the
     squawk linter, and a cancelled run ends at once).
   returned: outside check mode, when the state was read (also after a failure or an interruption)
   type: dict
