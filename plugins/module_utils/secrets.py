@@ -10,7 +10,7 @@ print it: raw; percent-encoded (upper or lower case hex, ``+`` for spaces); as S
 basic-auth header (base64 of ``user:password``). Independently of known secrets, the userinfo of any
 ``scheme://user:password@`` and any ``password=...`` keyword value is masked.
 
-Secrets are given per call (no module-level state): a password string, a ``(user, password)`` pair,
+Secrets are given per call (no registry of secrets; :func:`spellings` only memoises its result): a password string, a ``(user, password)`` pair,
 a URL string (its userinfo is taken apart the ways parsers disagree on), or any object with
 ``user`` and ``password`` attributes (``connection.DbUrl``). SQL's ``PASSWORD '...'`` literal (a migration
 creating a role, quoted back by PostgreSQL's error) is masked too. An http(s) URL given as a secret (a health check)
@@ -27,6 +27,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
+import functools
 import json
 import re
 
@@ -140,6 +141,19 @@ def spellings(password, user=None):
     """Every spelling of ``password`` a tool may print (a set of strings, none shorter than MIN_SECRET_LEN)."""
     if not isinstance(password, str) or len(password) < MIN_SECRET_LEN:
         return set()
+    if not isinstance(user, (str, type(None))):
+        return set(_spellings(password, user))
+    return set(_cached_spellings(password, user))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_spellings(password, user):
+    """:func:`_spellings`, computed once per process for each (password, user): a module masks every message
+    with the same few secrets (about 0.2 ms each time otherwise, dozens of times per run)."""
+    return frozenset(_spellings(password, user))
+
+
+def _spellings(password, user):
     forms = {password}
     # as libpq keyword strings (host=... password=...) and pgpass lines write it: a backslash before each
     # backslash and quote (quoted value), also before white space (unquoted value), before ':' (pgpass)
