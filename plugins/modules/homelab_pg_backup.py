@@ -125,6 +125,8 @@ options:
       - With O(state=pruned) (or O(state=present), after the new backup is written and verified), keep the newest
         this many backups of O(service) and delete the older ones (see O(keep_days) for both together). With
         O(state=present) the new backup is one of them. V(0) behaves like V(1).
+      - With O(state=present), nothing is pruned (a warning says why) while another session holds the service's
+        migration lock - a run of the same service in progress may still restore its own backup.
     type: int
   jobs:
     description:

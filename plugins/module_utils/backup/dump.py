@@ -17,6 +17,8 @@ import subprocess
 import time
 
 from ansible_collections.homelab.migrations.plugins.module_utils import child
+from ansible_collections.homelab.migrations.plugins.module_utils import connection
+from ansible_collections.homelab.migrations.plugins.module_utils import lock as lock_mod
 from ansible_collections.homelab.migrations.plugins.module_utils.backup import store
 from ansible_collections.homelab.migrations.plugins.module_utils.backup import tools
 from ansible_collections.homelab.migrations.plugins.module_utils.backup.catalog import extension_facts
@@ -182,10 +184,34 @@ def _keeps(params):
     return params.get('keep_days') is not None or params.get('keep_count') is not None
 
 
-def _prune_older(params, res):
+def _migrating_now(params, dburl):
+    """Who holds the service's migration lock (another run is migrating it and may restore its own backup), or None
+    (also when that cannot be read: psycopg2 missing, the server gone since the dump)."""
+    try:
+        conn = connection.connect(dburl, service=params['service'] + ':backup',
+                                  connect_timeout=params.get('connect_timeout') or 10)
+    except Exception:
+        return None
+    try:
+        return lock_mod.lock_holder(conn, params['service'])
+    except Exception:
+        return None
+    finally:
+        conn.close()
+
+
+def _prune_older(params, res, dburl=None):
     """keep_days / keep_count after the new backup ``res['path']`` was written and verified: delete the service's
     older backups they no longer keep (store.prune; the new one is never among them). Returns the paths deleted.
-    BackupError naming the new backup (its path, sha256, size in the result) when one cannot be deleted."""
+    None are while another session holds the service's migration lock (a run in progress may restore its backup):
+    a warning says so. BackupError naming the new backup (its path, sha256, size in the result) when one cannot be
+    deleted."""
+    holder = _migrating_now(params, dburl) if dburl is not None else None
+    if holder is not None:
+        res.setdefault('warnings', []).append(
+            'no older backup of %s was pruned: its migration lock is held by %s, a run in progress that may still '
+            'need its own backup; the next backup prunes them' % (params['service'], lock_mod.describe_holder(holder)))
+        return []
     try:
         return store.prune(params, new=res['path'])
     except BackupError as exc:
@@ -220,7 +246,7 @@ def take_backup(params, check_mode=False):
     final, size, digest = _dump(params, (dburl, dest, base, ext, fmt, jobs), runner, pg_dump, pg_restore)
     res = result(changed=True, path=final, size_bytes=size, sha256=digest, format=fmt)
     if _keeps(params):
-        res['pruned'] = _prune_older(params, res)
+        res['pruned'] = _prune_older(params, res, dburl)
     after = [e['name'] for e in store.list_backups(dest, service)]
     res['diff'] = store.diff(dest, service, before, after)
     res['duration_seconds'] = round(time.time() - started, 3)
