@@ -10,11 +10,11 @@ print it: raw; percent-encoded (upper or lower case hex, ``+`` for spaces); as S
 basic-auth header (base64 of ``user:password``). Independently of known secrets, the userinfo of any
 ``scheme://user:password@`` and any ``password=...`` keyword value is masked.
 
-Secrets are given per call (no registry of secrets; :func:`spellings` only memoises its result): a password string, a ``(user, password)`` pair,
-a URL string (its userinfo is taken apart the ways parsers disagree on), or any object with
-``user`` and ``password`` attributes (``connection.DbUrl``). SQL's ``PASSWORD '...'`` literal (a migration
-creating a role, quoted back by PostgreSQL's error) is masked too. An http(s) URL given as a secret (a health check)
-also has its query string, fragment and credential-named query values masked (``?token=...``).
+Secrets are given per call (no registry of secrets; :func:`spellings` only memoises its result): a password string,
+a ``(user, password)`` pair, a URL string (its userinfo is taken apart the ways parsers disagree on), or any object
+with ``user`` and ``password`` attributes (``connection.DbUrl``). SQL's ``PASSWORD '...'`` literal (a migration
+creating a role, quoted back by PostgreSQL's error) is masked too. An http(s) URL given as a secret (a health
+check) also has its query string, fragment and credential-named query values masked (``?token=...``).
 
 Three variants for where the text goes: :func:`mask` with ``queries`` (a published page: the query and fragment of
 every http(s) URL), :func:`mask_sql` (a statement shown in a finding: secret literals become ``'********'`` so it

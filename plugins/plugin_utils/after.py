@@ -35,7 +35,6 @@ BEFORE_ONLY = ('plan',)
 HEALTH = 'health'
 
 
-
 class StatusAfter(object):
     """What the run's module results say about each service's state after the run."""
 

@@ -78,8 +78,8 @@ def test_a_cancel_during_the_migration_does_not_wait_for_the_linter(fresh_db, tm
         log.seek(0)
         output = log.read()
         log.close()
-    assert gone, 'still there %.0f s after SIGTERM: sessions %s, processes %s\n%s' % (took, left[0], left[1],
-                                                                                       output[-3000:])
+    assert gone, 'still there %.0f s after SIGTERM: sessions %s, processes %s\n%s' % (
+        took, left[0], left[1], output[-3000:])
     assert took < BOUND, took
     conn = fresh_db.conn()
     try:
