@@ -180,9 +180,17 @@ def health_states(path):
                 rec = json.loads(raw.decode('utf-8'))
             except ValueError:
                 continue
-            if not isinstance(rec, dict) or rec.get('action') != HEALTH_ACTION or not rec.get('service'):
-                continue
-            if rec.get('health') not in HEALTH_STATES or rec.get('check_mode'):
-                continue
-            out[rec['service']] = {'state': rec['health'], 'since': rec.get('time'), 'revision': rec.get('to')}
+            found = health_state_of(rec)
+            if found:
+                out[found[0]] = found[1]
     return out
+
+
+def health_state_of(rec):
+    """The health state one audit record leaves: ``(service, {state, since, revision})``, or None when it leaves
+    none (not a dict, not a ``health_check`` record, no service, no known ``health`` value, or a check-mode one)."""
+    if not isinstance(rec, dict) or rec.get('action') != HEALTH_ACTION or not rec.get('service'):
+        return None
+    if rec.get('health') not in HEALTH_STATES or rec.get('check_mode'):
+        return None
+    return rec['service'], {'state': rec['health'], 'since': rec.get('time'), 'revision': rec.get('to')}

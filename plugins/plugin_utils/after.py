@@ -16,7 +16,7 @@ before it was planned with migrations pending (skipped, refused untouched): its 
 the run's options, not a plain read's. A successful run reads nothing again. The result has the status module's
 shape (success, overall_status, total_pending, services), as a status read with the run's ``audit_log`` (no
 ``plan``) returns it: each service's ``health`` is the one the read before the run carried, replaced by the last
-health record the run wrote for it (``after.health(service, record)``), so the health state published after a run
+health record the run wrote for it (``after.health(record)``), so the health state published after a run
 is the one the audit log holds now (a check that passed says ``passed``), not the one before it.
 """
 
@@ -24,7 +24,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.homelab.migrations.plugins.module_utils.audit import HEALTH_STATES
+from ansible_collections.homelab.migrations.plugins.module_utils.audit import health_state_of
+from ansible_collections.homelab.migrations.plugins.module_utils.health_state import with_health
 from ansible_collections.homelab.migrations.plugins.module_utils.status_summary import ERROR, summarize
 
 APPLY = 'homelab_migration_apply'
@@ -42,12 +43,12 @@ class StatusAfter(object):
         self.known = {}  # name -> the entry after the run, or None when it is not known
         self.checked = {}  # name -> the health state the run's last health record left ({state, since, revision})
 
-    def health(self, service, record):
-        """Keep the health state a health record the run wrote (as homelab_migration_audit returned it) leaves."""
-        if not service or not isinstance(record, dict) or record.get('check_mode'):
-            return
-        if record.get(HEALTH) in HEALTH_STATES:
-            self.checked[service] = {'state': record[HEALTH], 'since': record.get('time'), 'revision': record.get('to')}
+    def health(self, record):
+        """Keep the health state an audit record the run wrote (as homelab_migration_audit returned it) leaves, by
+        the rule the audit log's reader applies (audit.health_state_of); other records leave none."""
+        found = health_state_of(record)
+        if found:
+            self.checked[found[0]] = found[1]
 
     def note(self, service, module, module_args, result):
         """Keep what one module run (``module`` with ``module_args``, its ``result``) says about ``service``: an
@@ -92,17 +93,11 @@ class StatusAfter(object):
 
     def _with_health(self, status, before):
         """``status`` with each service's health state: the run's last health record's, else the read before's."""
-        out = dict(status)
-        services = dict(out.get('services') or {})
-        old = before.get('services') or {}
-        for name, entry in services.items():
-            state = self.checked.get(name) or (old.get(name) or {}).get(HEALTH)
-            entry = dict((k, v) for k, v in entry.items() if k != HEALTH)
-            if isinstance(state, dict):
-                entry[HEALTH] = state
-            services[name] = entry
-        out['services'] = services
-        return out
+        services = status.get('services') or {}
+        states = dict((name, ((before.get('services') or {}).get(name) or {}).get(HEALTH)) for name in services)
+        states.update(self.checked)
+        bare = dict((name, dict((k, v) for k, v in entry.items() if k != HEALTH)) for name, entry in services.items())
+        return with_health(dict(status, services=bare), states)
 
 
 def _plain(entry):

@@ -194,8 +194,7 @@ class RoleRun(object):
         if keep:
             self.records.extend(written.get('records') or [])
         for record in written.get('records') or []:
-            if isinstance(record, dict) and record.get('action') == 'health_check':
-                self.after.health(record.get('service'), record)
+            self.after.health(record)
         return written
 
     def _apply_args(self, spec, target, **more):
