@@ -17,12 +17,12 @@ import uuid
 
 import pytest
 
-from harness.faults import MARKER_VAR, marked_processes, wait_for
+from harness.faults import MARKER_VAR, wait_for
 from harness.ansible import ansible_env
 
 from ansible_collections.homelab.migrations.plugins.module_utils.audit import read_records
 from ansible_collections.homelab.migrations.plugins.module_utils.lock import lock_holder
-from faults.test_signals import BOUND, _busy, _play, _sessions, _setup
+from faults.test_signals import BOUND, _busy, _play, _reap, _setup, _signal_and_wait
 
 SLOW_SQUAWK = '''#!/bin/sh
 # a squawk that is slow once the test says so (the file "slow" beside it)
@@ -57,24 +57,9 @@ def test_a_cancel_during_the_migration_does_not_wait_for_the_linter(fresh_db, tm
         assert wait_for(lambda: _busy(fresh_db, 'statement'), 120), 'the migration never got busy'
         open(os.path.join(slow_squawk, 'slow'), 'w').close()
         time.sleep(1)
-        sent = time.monotonic()
-        os.kill(proc.pid, signal.SIGTERM)  # ansible-playbook's own pid, as AWX/Semaphore do
-        try:
-            proc.wait(timeout=BOUND)
-        except subprocess.TimeoutExpired:
-            pass
-        gone = wait_for(lambda: not _sessions(fresh_db) and not marked_processes(env[MARKER_VAR]), BOUND)
-        took = time.monotonic() - sent
-        left = (_sessions(fresh_db), marked_processes(env[MARKER_VAR]))
+        gone, took, left = _signal_and_wait(proc, fresh_db, env[MARKER_VAR], signal.SIGTERM)
     finally:
-        for pid in marked_processes(env[MARKER_VAR]):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _reap(proc, env[MARKER_VAR])
         log.seek(0)
         output = log.read()
         log.close()

@@ -95,6 +95,31 @@ def _busy(db, situation):
                     "pg_backend_pid() AND " + sql)[0][0]
 
 
+def _signal_and_wait(proc, db, marker, signum):
+    """Send ``signum`` to ``proc`` (a pid of its own, as AWX/Semaphore/a terminal do), then wait (bounded) until
+    no session of the service and no process of the run (``marker``) is left. Returns (gone, seconds, left)."""
+    sent = time.monotonic()
+    os.kill(proc.pid, signum)
+    try:
+        proc.wait(timeout=BOUND)
+    except subprocess.TimeoutExpired:
+        pass
+    gone = wait_for(lambda: not _sessions(db) and not marked_processes(marker), BOUND)
+    return gone, time.monotonic() - sent, (_sessions(db), marked_processes(marker))
+
+
+def _reap(proc, marker):
+    """Kill what the run left (its marked processes, then ansible-playbook's/ansible-runner's session)."""
+    for pid in marked_processes(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 @pytest.mark.parametrize('situation', ['statement', 'lock_wait', 'alembic'])
 @pytest.mark.parametrize('signame', ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGKILL'])
 def test_signal_to_ansible_playbook_cancels_the_migration(fresh_db, tmp_path, situation, signame):
@@ -115,24 +140,9 @@ def test_signal_to_ansible_playbook_cancels_the_migration(fresh_db, tmp_path, si
     try:
         assert wait_for(lambda: _busy(fresh_db, situation), 120), 'the migration never got busy'
         time.sleep(1)
-        sent = time.monotonic()
-        os.kill(proc.pid, getattr(signal, signame))  # ansible-playbook's own pid, as AWX/Semaphore/a terminal do
-        try:
-            proc.wait(timeout=BOUND)
-        except subprocess.TimeoutExpired:
-            pass
-        gone = wait_for(lambda: not _sessions(fresh_db) and not marked_processes(env[MARKER_VAR]), BOUND)
-        took = time.monotonic() - sent
-        left = (_sessions(fresh_db), marked_processes(env[MARKER_VAR]))
+        gone, took, left = _signal_and_wait(proc, fresh_db, env[MARKER_VAR], getattr(signal, signame))
     finally:
-        for pid in marked_processes(env[MARKER_VAR]):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _reap(proc, env[MARKER_VAR])
         if app is not None:
             app.rollback()
             app.close()
@@ -190,24 +200,9 @@ def test_signal_to_ansible_runner_cancels_the_migration(fresh_db, tmp_path, sign
     try:
         assert wait_for(lambda: _busy(fresh_db, 'statement'), 120), 'the migration never got busy'
         time.sleep(1)
-        sent = time.monotonic()
-        os.kill(proc.pid, getattr(signal, signame))
-        try:
-            proc.wait(timeout=BOUND)
-        except subprocess.TimeoutExpired:
-            pass
-        gone = wait_for(lambda: not _sessions(fresh_db) and not marked_processes(env[MARKER_VAR]), BOUND)
-        took = time.monotonic() - sent
-        left = (_sessions(fresh_db), marked_processes(env[MARKER_VAR]))
+        gone, took, left = _signal_and_wait(proc, fresh_db, env[MARKER_VAR], getattr(signal, signame))
     finally:
-        for pid in marked_processes(env[MARKER_VAR]):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _reap(proc, env[MARKER_VAR])
         log.seek(0)
         output = log.read()
         log.close()
@@ -247,22 +242,9 @@ def test_signal_to_ansible_playbook_stops_a_pg_dump(fresh_db, tmp_path, signame)
     try:
         assert wait_for(lambda: _busy(fresh_db, 'lock_wait'), 120), 'pg_dump never waited'
         time.sleep(1)
-        os.kill(proc.pid, getattr(signal, signame))
-        try:
-            proc.wait(timeout=BOUND)
-        except subprocess.TimeoutExpired:
-            pass
-        gone = wait_for(lambda: not _sessions(fresh_db) and not marked_processes(env[MARKER_VAR]), BOUND)
-        left = (_sessions(fresh_db), marked_processes(env[MARKER_VAR]))
+        gone, _took, left = _signal_and_wait(proc, fresh_db, env[MARKER_VAR], getattr(signal, signame))
     finally:
-        for pid in marked_processes(env[MARKER_VAR]):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _reap(proc, env[MARKER_VAR])
         locker.rollback()
         locker.close()
     assert gone, left
