@@ -5,9 +5,10 @@
 
     names | homelab.migrations.migrate_all_unknown_vars(options)        message for unknown migrate_all_* vars
     run_tags | homelab.migrations.migrate_all_unknown_tags(skip, names)  message for tags naming no service
+    values | homelab.migrations.migrate_all_spec_check(options)          the argument spec check's result
     result | homelab.migrations.migrate_all_spec_errors(services, opts)  short message for argument spec errors
 
-Both return an empty string when everything is known, else one message with a "did you mean" suggestion
+The message filters return an empty string when everything is known, else one message with a "did you mean" suggestion
 (difflib) that says what to do next.
 """
 
@@ -17,6 +18,8 @@ __metaclass__ = type
 
 import difflib
 import re
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 PREFIX = 'migrate_all_'
 # variables with the role's prefix that are not role options: the fact the role sets, the playbook's host pattern
@@ -127,6 +130,18 @@ def migrate_all_unknown_tags(run_tags, skip_tags=None, services_per_host=None):
                ('do nothing' if parts[0].startswith('--tags') else 'not skip anything')))
 
 
+def migrate_all_spec_check(values, options):
+    """The check ``ansible.builtin.validate_argument_spec`` makes of a role's variables, as a filter (no task).
+
+    ``values`` maps each option of ``options`` (the argument spec's options) that is set to its value, as that
+    action takes them from the task's variables. ansible-core's ArgumentSpecValidator checks them (what the
+    action runs, with its ``validate_role_argument_spec``): ``{'argument_errors': [message, ...]}`` when some
+    do not fit, else ``{}`` (the shape migrate_all_spec_errors reads).
+    """
+    found = ArgumentSpecValidator(dict(options or {})).validate(dict(values or {}), validate_role_argument_spec=True)
+    return {'argument_errors': found.error_messages} if found.error_messages else {}
+
+
 def migrate_all_spec_errors(result, services=None, service_options=None):
     """One short message for a ``validate_argument_spec`` result that found errors, or ''.
 
@@ -159,5 +174,6 @@ class FilterModule(object):
         return {
             'migrate_all_unknown_vars': migrate_all_unknown_vars,
             'migrate_all_unknown_tags': migrate_all_unknown_tags,
+            'migrate_all_spec_check': migrate_all_spec_check,
             'migrate_all_spec_errors': migrate_all_spec_errors,
         }
