@@ -5,7 +5,8 @@
 
     names | homelab.migrations.migrate_all_unknown_vars(options)        message for unknown migrate_all_* vars
     run_tags | homelab.migrations.migrate_all_unknown_tags(skip, names)  message for tags naming no service
-    values | homelab.migrations.migrate_all_spec_check(options)          the argument spec check's result
+    role_path | homelab.migrations.migrate_all_options                   the argument spec's options
+    values | homelab.migrations.migrate_all_spec_check(role_path)        the argument spec check's result
     result | homelab.migrations.migrate_all_spec_errors(services, opts)  short message for argument spec errors
 
 The message filters return an empty string when everything is known, else one message with a "did you mean" suggestion
@@ -17,7 +18,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import difflib
+import functools
+import os
 import re
+
+from collections.abc import Mapping
+
+import yaml
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
@@ -130,15 +137,46 @@ def migrate_all_unknown_tags(run_tags, skip_tags=None, services_per_host=None):
                ('do nothing' if parts[0].startswith('--tags') else 'not skip anything')))
 
 
-def migrate_all_spec_check(values, options):
-    """The check ``ansible.builtin.validate_argument_spec`` makes of a role's variables, as a filter (no task).
+def _native(value):
+    """``value`` as plain dicts, lists and strs (see migrate_all_spec_check)."""
+    if isinstance(value, Mapping):
+        return dict((_native(k), _native(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_native(v) for v in value]
+    if isinstance(value, str):
+        return str.__str__(value)
+    return value
 
-    ``values`` maps each option of ``options`` (the argument spec's options) that is set to its value, as that
-    action takes them from the task's variables. ansible-core's ArgumentSpecValidator checks them (what the
-    action runs, with its ``validate_role_argument_spec``): ``{'argument_errors': [message, ...]}`` when some
-    do not fit, else ``{}`` (the shape migrate_all_spec_errors reads).
+
+@functools.lru_cache(maxsize=4)
+def _role_options(path):
+    loader = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
+    with open(path) as fh:
+        return yaml.load(fh, Loader=loader)['argument_specs']['main']['options']  # nosec B506: a safe loader
+
+
+def migrate_all_options(role_path):
+    """The options of the role's main entry point (``<role_path>/meta/argument_specs.yml``), as plain data.
+
+    PyYAML's safe loader reads the file (C-accelerated where libyaml is installed), once per process; ansible's
+    ``from_yaml`` would tag every string of its 23 KB, which makes each later copy of it slow. Do not change
+    the dict returned (it is shared).
     """
-    found = ArgumentSpecValidator(dict(options or {})).validate(dict(values or {}), validate_role_argument_spec=True)
+    return _role_options(os.path.join(str(role_path), 'meta', 'argument_specs.yml'))
+
+
+def migrate_all_spec_check(values, role_path):
+    """The check ``ansible.builtin.validate_argument_spec`` makes of the role's variables, as a filter (no task).
+
+    ``values`` maps each option of the role's argument spec (:func:`migrate_all_options` of ``role_path``) that
+    is set to its value, as that action takes them from the task's variables. ansible-core's
+    ArgumentSpecValidator checks them (what the action runs, with its ``validate_role_argument_spec``):
+    ``{'argument_errors': [message, ...]}`` when some do not fit, else ``{}`` (the shape migrate_all_spec_errors
+    reads). The spec is read here, not passed in: ansible-core 2.19 hands a filter its arguments as lazy
+    template containers, whose deep copy (ArgumentSpecValidator copies its input) costs ten times as much.
+    """
+    found = ArgumentSpecValidator(migrate_all_options(role_path)).validate(_native(values or {}),
+                                                                           validate_role_argument_spec=True)
     return {'argument_errors': found.error_messages} if found.error_messages else {}
 
 
@@ -174,6 +212,7 @@ class FilterModule(object):
         return {
             'migrate_all_unknown_vars': migrate_all_unknown_vars,
             'migrate_all_unknown_tags': migrate_all_unknown_tags,
+            'migrate_all_options': migrate_all_options,
             'migrate_all_spec_check': migrate_all_spec_check,
             'migrate_all_spec_errors': migrate_all_spec_errors,
         }
