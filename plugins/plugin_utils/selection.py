@@ -55,11 +55,20 @@ def _services(services):
     return specs
 
 
-def migrate_all_order(services):
-    """Service names ordered by depends_on (list order breaks ties). Validates every spec first."""
-    specs = _services(services)
+def migrate_all_order(services, validate=True):
+    """Service names ordered by depends_on (list order breaks ties). Validates every spec first.
+
+    ``validate=False`` orders specs known to be valid (ordered once already) by their names and depends_on
+    alone: ansible-core renders only the keys a filter reads, so the other keys' templates (URLs, paths) are
+    not rendered a second time.
+    """
+    if not validate:
+        specs = [{'name': spec['name'], 'depends_on': spec.get('depends_on') or []} for spec in services]
+    else:
+        specs = _services(services)
     try:
-        validate_services(specs)
+        if validate:
+            validate_services(specs)
         return [spec['name'] for spec in dependency_order(specs)]
     except SpecError as exc:
         raise AnsibleFilterError('migrate_all_services: %s' % exc)
