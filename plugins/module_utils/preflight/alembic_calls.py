@@ -119,10 +119,14 @@ def _literal_sql(node):
     return None
 
 
-def alembic_upgrade_calls(data, function='upgrade'):
-    """The calls of module-level upgrade() (or ``function``) of a revision file's bytes (see _UpgradeCalls)."""
+def alembic_upgrade_calls(data, function='upgrade', tree=None):
+    """The calls of module-level upgrade() (or ``function``) of a revision file's bytes (see _UpgradeCalls).
+
+    ``tree``: ``ast.parse`` of the text ``data`` decodes to (UTF-8, BOM dropped), when the caller parsed it
+    already; else it is parsed here. SyntaxError / ValueError for text that is no Python."""
     source = data.decode('utf-8-sig', 'replace') if isinstance(data, bytes) else data
-    tree = ast.parse(source)
+    if tree is None:
+        tree = ast.parse(source)
     visitor = _UpgradeCalls(source)
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function:

@@ -119,10 +119,8 @@ def transaction_findings(conn, graph, config, steps, direction):
     one_transaction = env_names_transaction_per_migration(config) is False
     transactions = []
     for rev in steps:
-        path = graph.files.get(rev)
-        try:
-            calls = alembic_calls.alembic_upgrade_calls(read_file(path),
-                                                        'upgrade' if direction == 'up' else 'downgrade')
+        try:  # read from the parse of the plan's syntax check when it had the file
+            calls = graph.function_calls(graph.files.get(rev), 'upgrade' if direction == 'up' else 'downgrade')
         except Exception:
             continue  # the plan reports a file it cannot read or parse
         txs = alembic_calls.alembic_transactions(rev, calls)

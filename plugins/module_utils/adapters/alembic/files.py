@@ -231,6 +231,19 @@ def check_source_encoding(data):
                        '' if shown == 'UTF-8' else ' and fix its coding line'))
 
 
+def parses_as_text(data):
+    """Whether ``ast.parse(data)`` parses exactly the text ``data.decode('utf-8-sig')``: Python reads the file as
+    UTF-8 (no other coding cookie, as :func:`tokenize.detect_encoding` decides) and every byte decodes strictly.
+    Then that tree is also the tree of the decoded text, which the pre-flight reads (preflight/alembic_calls.py)."""
+    try:
+        if tokenize.detect_encoding(io.BytesIO(data).readline)[0] not in ('utf-8', 'utf-8-sig'):
+            return False
+        data.decode('utf-8-sig')
+    except (SyntaxError, UnicodeDecodeError):
+        return False
+    return True
+
+
 def read_revision(path, data=None):
     """({name: value}, module_names or False) of one revision file; False when only its head was read.
 

@@ -23,8 +23,9 @@ import warnings
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import lazy
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.binding import resolve_unread
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.files import (
-    list_revision_files, module_names, parse_module, read_file, read_revision, revision_from_values)
+    list_revision_files, module_names, parse_module, parses_as_text, read_file, read_revision, revision_from_values)
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.values import FileError, to_tuple
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight.alembic_calls import alembic_upgrade_calls
 
 # alembic.script.revision._relative_destination: -1, +2, label@-1, rev+1
 RELATIVE_RE = re.compile(r'(?:(.+?)@)?(\w+)?((?:\+|-)\d+)')
@@ -50,7 +51,8 @@ class RevisionGraph(object):
     Attributes: ``config`` (AlembicConfig); ``files`` {revision id: absolute path}; ``revisions`` (alembic
     ``Revision`` objects, file order); ``problems`` (messages; with any, ``map`` is None and ``ok`` False);
     ``checked`` {path: module_names()} of files parsed whole; ``unread`` (dicts path, line, name, text,
-    assumed, revision: values status could not read); ``map`` (the RevisionMap).
+    assumed, revision: values status could not read); ``map`` (the RevisionMap); ``calls`` {(path, function):
+    the pre-flight's calls of that function} taken from syntax_problems' parse (:meth:`function_calls`).
     Raises AdapterError when alembic cannot be imported.
     """
 
@@ -61,6 +63,7 @@ class RevisionGraph(object):
         self.revisions = []
         self.problems = []
         self.checked = {}  # files whose whole text went through ast already: {path: module_names()}
+        self.calls = {}  # {(path, 'upgrade' or 'downgrade'): alembic_upgrade_calls()} from syntax_problems' parse
         self.unread = []  # values status could not read: {path, line, name, text, assumed, revision}
         self.map = None
         labels = self._load_revisions()
@@ -203,16 +206,37 @@ class RevisionGraph(object):
                 continue
             if path not in self.checked:
                 try:
-                    self.checked[path] = module_names(parse_module(read_file(path)))
+                    data = read_file(path)
+                    tree = parse_module(data)
                 except FileError as exc:
                     out.append('%s %s' % (path, exc))
                     continue
+                self.checked[path] = module_names(tree)
+                self._keep_calls(path, function, data, tree)
             names = self.checked[path]
             if function and names is not None and function not in names:
                 out.append('%s has no module-level %s(), so `alembic %s` would fail on revision %s before running '
                            'anything; define `def %s():` in it (with `pass` as its body if there is nothing to do)'
                            % (path, function, function, rev_id, function))
         return out
+
+    def _keep_calls(self, path, function, data, tree):
+        """The pre-flight's calls of ``function`` in a file syntax_problems parsed, kept so it need not parse it
+        again: only when that tree is the one of the text the pre-flight reads (files.parses_as_text)."""
+        if function and parses_as_text(data):
+            try:
+                self.calls[(path, function)] = alembic_upgrade_calls(data, function, tree)
+            except Exception:
+                pass  # function_calls parses it again and meets the same error
+
+    def function_calls(self, path, function):
+        """preflight.alembic_calls.alembic_upgrade_calls of the file at ``path`` for ``function`` ('upgrade' or
+        'downgrade'): from syntax_problems' parse of it (handed over once), else read and parsed now. FileError
+        when it cannot be read, SyntaxError / ValueError when it is no Python."""
+        kept = self.calls.pop((path, function), None)
+        if kept is not None:
+            return kept
+        return alembic_upgrade_calls(read_file(path), function)
 
     def heads(self):
         """Head revision ids (RevisionMap.heads, as `alembic heads`)."""

@@ -38,23 +38,35 @@ _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.
            ast.DictComp, ast.GeneratorExp)
 
 
+# nodes that neither bind a name nor hold a node that does: a Name's context, a constant
+_NO_NAMES = (ast.expr_context, ast.Constant)
+
+
 def stored_names(node):
-    """Names a module-level statement binds or deletes (not descending into new scopes)."""
+    """(name, node) for the names a module-level statement binds or deletes (not descending into new scopes), in
+    the order of a depth-first walk that takes a node's children (ast.iter_child_nodes order) last first."""
     stack = [node]
     while stack:
         item = stack.pop()
-        if isinstance(item, ast.Name) and isinstance(item.ctx, (ast.Store, ast.Del)):
-            yield item.id, item
-        elif isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        if isinstance(item, ast.Name):
+            if isinstance(item.ctx, (ast.Store, ast.Del)):
+                yield item.id, item
+            continue  # its only child is its context
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             yield item.name, item
             continue
-        elif isinstance(item, (ast.Import, ast.ImportFrom)):
+        if isinstance(item, (ast.Import, ast.ImportFrom)):
             for alias in item.names:
                 yield (alias.asname or alias.name.split('.')[0]), item
             continue
         if isinstance(item, _SCOPES) and item is not node:
             continue
-        stack.extend(ast.iter_child_nodes(item))
+        for field in item._fields:  # ast.iter_child_nodes, less the nodes without names
+            value = getattr(item, field, None)
+            if isinstance(value, list):
+                stack.extend(v for v in value if isinstance(v, ast.AST) and not isinstance(v, _NO_NAMES))
+            elif isinstance(value, ast.AST) and not isinstance(value, _NO_NAMES):
+                stack.append(value)
 
 
 class Unread(object):

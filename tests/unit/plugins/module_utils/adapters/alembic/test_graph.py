@@ -112,3 +112,49 @@ def test_files_to_run_must_define_the_function_alembic_calls(tmp_path, source, f
             build(sd.revision_map, script)
     elif 'import *' not in source:
         build(sd.revision_map, script)
+
+
+# ------------------------------------------------------------------ one parse for the syntax check and pre-flight
+
+UPGRADE_SQL = ("revision = 'b'\ndown_revision = 'a'\nfrom alembic import op\n\n\ndef upgrade():\n"
+               "    op.execute(\"CREATE TYPE mood AS ENUM ('ok')\")  # %s\n"
+               "    with op.get_context().autocommit_block():\n"
+               "        op.create_index('i', 't', ['c'], postgresql_concurrently=True)\n\n\n"
+               "def downgrade():\n    op.execute('DROP TYPE mood')\n")
+
+
+@pytest.mark.parametrize('data,kept', [
+    ((UPGRADE_SQL % 'plain').encode('utf-8'), True),
+    ((UPGRADE_SQL % 'caf\u00e9').encode('utf-8'), True),
+    (b'\xef\xbb\xbf' + (UPGRADE_SQL % 'bom').encode('utf-8'), False),  # read whole with the graph already
+    (b'# -*- coding: latin-1 -*-\n' + (UPGRADE_SQL % 'caf\u00e9').encode('latin-1'), False),
+])
+def test_the_preflight_reads_the_calls_from_the_syntax_checks_parse(tmp_path, data, kept):
+    from ansible_collections.homelab.migrations.plugins.module_utils.preflight.alembic_calls import (
+        alembic_upgrade_calls)
+    root, graph = graph_of(tmp_path, {'a_first.py': template('a'), 'b_second.py': data})
+    path = os.path.join(root, 'alembic', 'versions', 'b_second.py')
+    assert graph.ok
+    assert graph.syntax_problems(['b'], 'upgrade') == []
+    assert ((path, 'upgrade') in graph.calls) is kept
+    fresh = alembic_upgrade_calls(data, 'upgrade')
+    assert len(fresh) == 2
+    assert graph.function_calls(path, 'upgrade') == fresh
+    assert (path, 'upgrade') not in graph.calls  # handed over once: a second call reads the file again
+    assert graph.function_calls(path, 'upgrade') == fresh
+    assert graph.function_calls(path, 'downgrade') == alembic_upgrade_calls(data, 'downgrade')
+
+
+@pytest.mark.parametrize('data,same', [
+    (b"x = 'caf\xc3\xa9'\n", True),
+    (b"\xef\xbb\xbfx = 'caf\xc3\xa9'\n", True),
+    (b"# coding: utf-8\nx = 1\n", True),
+    (b"# -*- coding: latin-1 -*-\nx = 'caf\xe9'\n", False),
+    (b"x = 1  # caf\xe9\n", False),  # Python imports it (comments are not decoded); the pre-flight reads it apart
+])
+def test_parses_as_text_only_when_the_bytes_tree_is_the_texts(data, same):
+    import ast
+    from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.files import parses_as_text
+    assert parses_as_text(data) is same
+    if same:
+        assert ast.dump(ast.parse(data)) == ast.dump(ast.parse(data.decode('utf-8-sig')))

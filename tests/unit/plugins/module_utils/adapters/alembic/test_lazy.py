@@ -140,3 +140,21 @@ def test_light_import_leaves_mako_to_the_real_package():
         print(json.dumps({'left': stand_ins_left, 'real': pyfiles.Template is mako.template.Template}))
     ''')
     assert out == {'left': [], 'real': True}
+
+
+def test_loading_leaves_the_garbage_collector_as_it_found_it():
+    out = _run('''
+        import gc, json
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import lazy
+        seen = []
+        gc.callbacks.append(lambda phase, info: seen.append(phase))
+        assert lazy.alembic_import_error() is None
+        during = len(seen)
+        enabled = gc.isenabled()
+        lazy._ALEMBIC.clear()
+        gc.disable()
+        assert lazy.alembic_import_error() is None
+        print(json.dumps({'collections_during_load': during, 'enabled_after': enabled,
+                          'disabled_stays': not gc.isenabled()}))
+    ''')
+    assert out == {'collections_during_load': 0, 'enabled_after': True, 'disabled_stays': True}
