@@ -76,9 +76,13 @@ def import_light():
 def load():
     """Import alembic's revision machinery once; returns the ImportError, or None when it is loaded.
 
-    The cyclic garbage collector pauses meanwhile (as it was before afterwards): the import makes some 60,000
-    objects (SQLAlchemy's classes, functions, caches) that all live on, and collecting while they are made
-    only walks them again and again (about 10 ms of a 0.1 s import)."""
+    The import makes some 60,000 objects (SQLAlchemy's and alembic's modules, classes, functions, caches) that
+    live as long as the process (a module run; the controller never loads alembic). So the cyclic garbage
+    collector pauses meanwhile (enabled again afterwards if it was), and then moves every object there is to its
+    permanent generation (``gc.freeze()``): later collections, and the ones at interpreter exit, no longer walk
+    them (together about 20 ms of CPU of a 0.25 s apply run). Reference counting frees objects as before;
+    only garbage in reference cycles among the frozen objects is kept until exit (about 20 objects are such
+    garbage right after the import)."""
     global HeadMaintainer, Revision, RevisionError, RevisionMap, RevisionStep, MultipleHeads
     if 'error' not in _ALEMBIC:
         collecting = gc.isenabled()
@@ -89,6 +93,7 @@ def load():
             Revision, RevisionError, RevisionMap = revision.Revision, revision.RevisionError, revision.RevisionMap
             MultipleHeads = revision.MultipleHeads
             _ALEMBIC['error'] = None
+            gc.freeze()
         except ImportError as exc:
             _ALEMBIC['error'] = exc
         finally:

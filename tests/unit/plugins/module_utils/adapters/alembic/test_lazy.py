@@ -142,7 +142,7 @@ def test_light_import_leaves_mako_to_the_real_package():
     assert out == {'left': [], 'real': True}
 
 
-def test_loading_leaves_the_garbage_collector_as_it_found_it():
+def test_loading_pauses_the_garbage_collector_and_freezes_what_it_made():
     out = _run('''
         import gc, json
         from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import lazy
@@ -151,10 +151,13 @@ def test_loading_leaves_the_garbage_collector_as_it_found_it():
         assert lazy.alembic_import_error() is None
         during = len(seen)
         enabled = gc.isenabled()
+        frozen = gc.get_freeze_count()
+        tracked = len(gc.get_objects())
         lazy._ALEMBIC.clear()
         gc.disable()
         assert lazy.alembic_import_error() is None
         print(json.dumps({'collections_during_load': during, 'enabled_after': enabled,
-                          'disabled_stays': not gc.isenabled()}))
+                          'disabled_stays': not gc.isenabled(), 'frozen': frozen > 50000, 'left': tracked}))
     ''')
-    assert out == {'collections_during_load': 0, 'enabled_after': True, 'disabled_stays': True}
+    assert out.pop('left') < 1000, 'what alembic and SQLAlchemy made is frozen: later collections skip it'
+    assert out == {'collections_during_load': 0, 'enabled_after': True, 'disabled_stays': True, 'frozen': True}
