@@ -16,7 +16,6 @@ __metaclass__ = type
 import ast
 
 from ansible_collections.homelab.migrations.plugins.module_utils.preflight.findings import ERROR, finding
-from ansible_collections.homelab.migrations.plugins.module_utils.preflight.lexer import Statement, split_sql
 
 ALEMBIC_VERSION_NUM_DEFAULT = 32  # alembic creates version_num as String(32)
 
@@ -144,6 +143,8 @@ def alembic_transactions(rev, calls):
             if transactions[-1]:
                 transactions.append([])
             continue
+        # imported here: most revisions send no literal SQL, and the lexer is slow to import
+        from ansible_collections.homelab.migrations.plugins.module_utils.preflight.lexer import Statement, split_sql
         shown = call[3] if len(call) > 3 else None
         for stmt in split_sql(sql):
             stmt = Statement(shown if shown is not None else stmt.text, stmt.tokens, stmt.start,

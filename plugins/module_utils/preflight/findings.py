@@ -14,13 +14,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.homelab.migrations.plugins.module_utils import secrets
-from ansible_collections.homelab.migrations.plugins.module_utils.preflight.lexer import lex
 
 ERROR = 'error'
 WARNING = 'warning'
 INFO = 'info'
 SEVERITIES = (ERROR, WARNING, INFO)
 SOURCE = 'homelab.migrations'
+SQUAWK = 'squawk'  # the linter (preflight/squawk.py), and the source of its findings
 
 # the codes this collection raises itself (squawk's rule names come on top, source: squawk)
 CODES = ('not_in_transaction', 'revision_id_too_long', 'merge_lists_ancestor', 'byte_order_mark', 'ends_transaction',
@@ -43,6 +43,8 @@ def statement_head(text, lines=STATEMENT_LINES, limit=STATEMENT_CHARS):
     lines dropped), with its password constants masked (secrets.mask_sql): a ``PASSWORD '...'`` constant and
     any constant that names a password (a conninfo with password=<libpq-quoted value>, in any SQL quoting) is
     masked whole, since its value's own quoting is libpq's, which no pattern over the SQL text spells reliably."""
+    # imported here: a run without findings never needs the lexer, which is slow to import
+    from ansible_collections.homelab.migrations.plugins.module_utils.preflight.lexer import lex
     tokens = lex(text)
     offset = tokens[0].start if tokens else 0
     body = text[offset:] if tokens else text.strip()

@@ -24,10 +24,9 @@ import tempfile
 
 from ansible_collections.homelab.migrations.plugins.module_utils import connection, secrets
 from ansible_collections.homelab.migrations.plugins.module_utils.preflight.findings import (
-    INFO, WARNING, finding, statement_head)
+    INFO, SQUAWK, WARNING, finding, statement_head)
 from ansible_collections.homelab.migrations.plugins.module_utils.preflight.lexer import split_sql
 
-SQUAWK = 'squawk'
 SQUAWK_TIMEOUT = 60
 # squawk rules about style and type choices, not about what a pending migration locks, rewrites or fails on:
 # left out (a pre-flight finding is about this run)

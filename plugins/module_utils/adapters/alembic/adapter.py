@@ -35,7 +35,7 @@ from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembi
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.version_table import VersionTable
 from ansible_collections.homelab.migrations.plugins.module_utils.preflight.alembic_calls import (
     ALEMBIC_VERSION_NUM_DEFAULT, revision_id_findings)
-from ansible_collections.homelab.migrations.plugins.module_utils.preflight.squawk import SQUAWK
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight.findings import SQUAWK
 from ansible_collections.homelab.migrations.plugins.module_utils.waits import LOCK_NOT_AVAILABLE_CLASS
 
 _NO_LINT = ("alembic SQL is only known by running the service's env.py (alembic upgrade --sql), which happens only "

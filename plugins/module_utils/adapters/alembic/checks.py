@@ -18,9 +18,8 @@ import re
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.command import sql_by_revision
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.files import read_file
-from ansible_collections.homelab.migrations.plugins.module_utils.preflight import alembic_calls, enums, squawk
-from ansible_collections.homelab.migrations.plugins.module_utils.preflight import transaction
-from ansible_collections.homelab.migrations.plugins.module_utils.preflight.findings import ERROR, finding
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight import alembic_calls
+from ansible_collections.homelab.migrations.plugins.module_utils.preflight.findings import ERROR, SQUAWK, finding
 from ansible_collections.homelab.migrations.plugins.module_utils.regular_file import MIGRATION_LIMIT, read_regular
 
 # autocommit_block(), or SQL text that ends a transaction, in a revision file
@@ -130,14 +129,19 @@ def transaction_findings(conn, graph, config, steps, direction):
         if one_transaction and calls and calls[-1][1]:
             txs.append([])  # an autocommit block at the end: the next revision starts a new transaction
         transactions.extend(txs if one_transaction else [tx for tx in txs if tx])
-    return transaction.transaction_findings([tx for tx in transactions if tx], version,
-                                            _alembic_advice, enums.enum_catalog(conn))
+    transactions = [tx for tx in transactions if tx]
+    if not transactions:
+        return []  # no statement read from the files (op.create_table... are not read): nothing to check
+    # imported here: revisions without literal SQL (the common case) never need the SQL rules
+    from ansible_collections.homelab.migrations.plugins.module_utils.preflight import enums, transaction
+    return transaction.transaction_findings(transactions, version, _alembic_advice, enums.enum_catalog(conn))
 
 
 def lint_findings(cli, conn, rows, steps, options, target):
     """(findings, lint info) of squawk over `alembic upgrade <from>:<target> --sql` (runs the service's env.py:
     only for a service that opted in), each revision's part of the output linted as that revision."""
-    skipped = {'linter': squawk.SQUAWK, 'ran': False}
+    from ansible_collections.homelab.migrations.plugins.module_utils.preflight import squawk  # only with a preview
+    skipped = {'linter': SQUAWK, 'ran': False}
     if squawk.squawk_path() is None:
         return [], dict(skipped, reason='squawk is not installed on the managed host (pip install squawk-cli '
                                         'there to lint pending SQL for lock and rewrite risks)')

@@ -21,10 +21,10 @@ import re
 import warnings
 
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import lazy
-from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.binding import resolve_unread
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.files import (
     list_revision_files, module_names, parse_module, parses_as_text, read_file, read_revision, revision_from_values)
-from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.values import FileError, to_tuple
+from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.values import (
+    FileError, Unread, to_tuple)
 from ansible_collections.homelab.migrations.plugins.module_utils.preflight.alembic_calls import alembic_upgrade_calls
 
 # alembic.script.revision._relative_destination: -1, +2, label@-1, rev+1
@@ -35,6 +35,14 @@ def is_relative(target):
     """A relative target (-1, +2, label@-1, rev+1) as alembic reads it."""
     match = RELATIVE_RE.match(target)
     return bool(match) and match.end() == len(target)
+
+
+def _resolve_unread(path, values, dirs, modules):
+    """binding.resolve_unread, imported only for a file that has a value to resolve (most files have none)."""
+    if not any(isinstance(value, Unread) for value in values.values()):
+        return []
+    from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.binding import resolve_unread
+    return resolve_unread(path, values, dirs, modules)
 
 
 @contextlib.contextmanager
@@ -83,7 +91,7 @@ class RevisionGraph(object):
         for path in paths:
             try:
                 values, names = read_revision(path)
-                unread = resolve_unread(path, values, self.config.import_dirs, modules)
+                unread = _resolve_unread(path, values, self.config.import_dirs, modules)
                 rev = revision_from_values(path, values)
             except FileError as exc:
                 self.problems.append('%s %s' % (path, exc))

@@ -161,3 +161,30 @@ def test_loading_pauses_the_garbage_collector_and_freezes_what_it_made():
     ''')
     assert out.pop('left') < 1000, 'what alembic and SQLAlchemy made is frozen: later collections skip it'
     assert out == {'collections_during_load': 0, 'enabled_after': True, 'disabled_stays': True, 'frozen': True}
+
+
+def test_revisions_without_sql_or_unread_values_never_import_the_sql_rules(tmp_path):
+    out = _run('''
+        import json, os, sys
+        root = %r
+        os.makedirs(os.path.join(root, 'alembic', 'versions'))
+        with open(os.path.join(root, 'alembic.ini'), 'w') as fh:
+            fh.write('[alembic]\\nscript_location = %%(here)s/alembic\\n')
+        for rev, down in (('a', None), ('b', 'a')):
+            with open(os.path.join(root, 'alembic', 'versions', rev + '.py'), 'w') as fh:
+                fh.write('revision = %%r\\ndown_revision = %%r\\nfrom alembic import op\\n\\n\\ndef upgrade():\\n'
+                         '    op.create_table("t_%%s")\\n\\n\\ndef downgrade():\\n    op.drop_table("t_%%s")\\n'
+                         %% (rev, down, rev, rev))
+        from ansible_collections.homelab.migrations.plugins.module_utils import apply  # noqa
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import adapter  # noqa
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic import checks
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.config import AlembicConfig
+        from ansible_collections.homelab.migrations.plugins.module_utils.adapters.alembic.graph import RevisionGraph
+        graph = RevisionGraph(AlembicConfig(root, 'alembic.ini'))
+        assert graph.syntax_problems(['a', 'b'], 'upgrade') == []
+        found = checks.transaction_findings(None, graph, graph.config, ['a', 'b'], 'up')
+        loaded = sorted(m.rsplit('.', 1)[-1] for m in sys.modules
+                        if m.rsplit('.', 1)[-1] in ('binding', 'lexer', 'squawk', 'transaction', 'enums'))
+        print(json.dumps({'ok': graph.ok, 'found': found, 'loaded': loaded}))
+    ''' % str(tmp_path))
+    assert out == {'ok': True, 'found': [], 'loaded': []}
