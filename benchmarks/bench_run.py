@@ -69,6 +69,9 @@ def _split_run_task(seconds, timings, in_tasks, inside):
         kind = RUN_MODULES.get(step.get('module'), 'controller')
         in_tasks[kind] = in_tasks.get(kind, 0.0) + step['seconds']
         used += step['seconds']
+        taken = step.get('backup_seconds')  # the backup an apply took first, in the same module run
+        if isinstance(taken, (int, float)):
+            inside['pg_dump (backups, verified)'] += taken
         inner = step.get('duration_seconds')
         if not isinstance(inner, (int, float)):
             continue

@@ -16,6 +16,7 @@ import socket
 import stat
 
 from ansible_collections.homelab.migrations.plugins.module_utils import regular_file, safe_path
+from ansible_collections.homelab.migrations.plugins.module_utils.secrets import mask, mask_data
 
 AUDIT_FIELDS = ('time', 'host', 'user', 'service', 'action', 'from', 'to', 'outcome', 'error', 'confirmation')
 OUTCOMES = ('success', 'failed', 'unchanged', 'skipped', 'rolled_back', 'restored', 'check', 'refused')
@@ -194,3 +195,28 @@ def health_state_of(rec):
     if rec.get('health') not in HEALTH_STATES or rec.get('check_mode'):
         return None
     return rec['service'], {'state': rec['health'], 'since': rec.get('time'), 'revision': rec.get('to')}
+
+
+_BASE = ('service', 'action', 'from', 'to', 'outcome', 'error', 'confirmation')
+
+
+def build_records(records, confirmation):
+    """The audit records ``records`` (dicts with at least service, action and outcome; ``from``/``to`` the
+    revisions) completed as homelab_migration_audit writes them: time, host, user (:func:`make_record`), the
+    run's ``confirmation`` unless a record has its own, every password masked. ValueError names a record that
+    lacks a required key (only a refused run's record may name no service)."""
+    built = []
+    for index, rec in enumerate(records):
+        for key in ('service', 'action', 'outcome'):
+            if not rec.get(key) and not (key == 'service' and rec.get('outcome') == 'refused'):
+                raise ValueError('records[%d] has no %s; every record needs service, action and outcome '
+                                 '(only the record of a refused run may name no service)' % (index, key))
+        extra = dict((k, v) for k, v in rec.items() if k not in _BASE and k not in ('time', 'host', 'user'))
+        record = make_record(rec.get('service') or None, rec['action'], from_revision=rec.get('from'),
+                             to_revision=rec.get('to'), outcome=rec['outcome'], error=rec.get('error'),
+                             confirmation=rec.get('confirmation') or confirmation, scrub=mask, **mask_data(extra))
+        for key in ('time', 'host', 'user'):
+            if rec.get(key):
+                record[key] = rec[key]
+        built.append(record)
+    return built

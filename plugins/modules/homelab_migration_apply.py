@@ -25,6 +25,7 @@ author:
 extends_documentation_fragment:
   - homelab.migrations.service.single
   - homelab.migrations.service.connection
+  - homelab.migrations.apply_step
 options:
   target:
     description:
@@ -219,7 +220,8 @@ error_code:
   description:
     - Why the run failed, for callers to decide on (never the message's wording); null when it succeeded. A problem
       code (V(unreachable), V(bad_config), V(missing_file), V(out_of_order), V(modified), V(unknown_revision),
-      V(multiple_heads), ...) or V(apply_failed), V(transaction_ended) (a migration ran COMMIT, ROLLBACK, END or
+      V(multiple_heads), ...) or V(apply_failed), V(backup_failed) (the O(backup) before it failed),
+      V(transaction_ended) (a migration ran COMMIT, ROLLBACK, END or
       BEGIN ... COMMIT itself), V(lock_timeout), V(conflict) (not at O(expect_from)), V(interrupted), V(preflight)
       (an error in RV(findings) refused the run before anything was touched; see O(allow_findings)).
   returned: always
@@ -322,6 +324,18 @@ queries:
   type: list
   elements: str
   sample: ['ALTER TABLE "users" ADD COLUMN "locale" text']
+backup:
+  description: With O(backup), its result as M(homelab.migrations.homelab_pg_backup) returns it (C(path), C(size_bytes),
+    C(sha256), C(duration_seconds), C(skipped), C(reason), C(pruned); C(failed), C(msg) when it failed).
+  returned: when O(backup) was given, outside check mode
+  type: dict
+records:
+  description: With O(record), the role's record as written (with C(time), C(host), C(user), C(confirmation)).
+  returned: when O(record) was given and the apply did not fail
+  type: list
+  elements: dict
+record_error: {description: Why the O(record) could not be written (the apply succeeded)., returned: when it failed,
+               type: str}
 outcome:
   description: V(success), V(unchanged), V(check) or V(failed), as in the audit record.
   returned: always
@@ -350,43 +364,13 @@ diff:
   sample: {before: "revision: 006\n", after: "revision: 008\n", prepared: "ALTER TABLE ..."}
 '''
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.homelab.migrations.plugins.module_utils.apply import run_apply
-from ansible_collections.homelab.migrations.plugins.module_utils.plan import APPLY_OPTIONS
-from ansible_collections.homelab.migrations.plugins.module_utils.prologue import require_tools, start
-from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
-    CONNECTION_OPTIONS, module_argument_spec, validate_service)
-from ansible_collections.homelab.migrations.plugins.module_utils.secrets import exact_strings, mask, module_result
-
-
-def argument_spec():
-    return module_argument_spec('service', APPLY_OPTIONS)
+from ansible_collections.homelab.migrations.plugins.module_utils.service_step import argument_spec, module_main
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    service = module.params['service']
-    dburl = start(module, lambda: validate_service(service), 'nothing was changed')
-    # Ansible masks the whole URL (no_log); the password alone (in a driver message, say) too, in every spelling,
-    # but not inside the exact fields (a revision, the backup's path) a weak password may be part of
-    secrets_ = [dburl]
-    require_tools(module, [service['tool']])
-
-    params = dict((key, module.params[key]) for key in list(APPLY_OPTIONS) + list(CONNECTION_OPTIONS))
-    try:
-        result = run_apply(service, dburl, params, check_mode=module.check_mode, diff=module._diff)
-    except Exception as exc:  # run_apply answers every expected failure itself; this is a last resort
-        module.fail_json(**module_result(module, dict(
-            msg='the apply failed unexpectedly: %s: %s' % (exc.__class__.__name__, dburl.scrub(str(exc))),
-            exception=traceback.format_exc()), secrets_))
-    for warning in result.pop('warnings', []):
-        module.warn(mask(warning, secrets_, exact_strings(result)))
-    if result.pop('failed', False):
-        module.fail_json(**module_result(module, result, secrets_))
-    module.exit_json(**module_result(module, result, secrets_))
+    module_main(AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True))
 
 
 if __name__ == '__main__':

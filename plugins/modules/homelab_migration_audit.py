@@ -209,28 +209,8 @@ import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.homelab.migrations.plugins.module_utils.audit import append_record, health_states, make_record
-from ansible_collections.homelab.migrations.plugins.module_utils.secrets import mask, mask_data
-
-_BASE = ('service', 'action', 'from', 'to', 'outcome', 'error', 'confirmation')
-
-
-def build_records(records, confirmation):
-    built = []
-    for index, rec in enumerate(records):
-        for key in ('service', 'action', 'outcome'):
-            if not rec.get(key) and not (key == 'service' and rec.get('outcome') == 'refused'):
-                raise ValueError('records[%d] has no %s; every record needs service, action and outcome '
-                                 '(only the record of a refused run may name no service)' % (index, key))
-        extra = dict((k, v) for k, v in rec.items() if k not in _BASE and k not in ('time', 'host', 'user'))
-        record = make_record(rec.get('service') or None, rec['action'], from_revision=rec.get('from'),
-                             to_revision=rec.get('to'), outcome=rec['outcome'], error=rec.get('error'),
-                             confirmation=rec.get('confirmation') or confirmation, scrub=mask, **mask_data(extra))
-        for key in ('time', 'host', 'user'):
-            if rec.get(key):
-                record[key] = rec[key]
-        built.append(record)
-    return built
+from ansible_collections.homelab.migrations.plugins.module_utils.audit import (
+    append_record, build_records, health_states)
 
 
 def _argument_spec():

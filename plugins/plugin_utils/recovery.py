@@ -15,6 +15,8 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.homelab.migrations.plugins.module_utils.run_record import (  # noqa: F401 (the filters')
+    _registered, _when_skipped, migrate_all_outcome)
 from ansible_collections.homelab.migrations.plugins.plugin_utils.selection import cell, result_of
 
 
@@ -78,44 +80,6 @@ def migrate_all_failure(result, pending=None, task=None):
     if task:
         msg = '%s (task: %s)' % (msg, task)
     return msg
-
-
-def _when_skipped(value):
-    if not isinstance(value, dict) or not value.get('skipped'):
-        return False
-    return 'skip_reason' in value or 'false_condition' in value
-
-
-def _registered(value):
-    """A registered result, or {} for a task that was skipped by its condition or never ran."""
-    if not isinstance(value, dict) or _when_skipped(value):
-        return {}
-    return value
-
-
-def migrate_all_outcome(decision, before=None, backup=None, apply=None, attempted=False):
-    """The result of one service whose block ended without an error."""
-    decision = decision or {}
-    backup, apply = _registered(backup), _registered(apply)
-    action = decision.get('action')
-    outcome = {'run': 'success', 'fail': 'failed', 'skip': 'skipped'}.get(action, action or 'unknown')
-    if action == 'run' and not (apply.get('applied') or apply.get('reverted')):
-        outcome = 'unchanged'
-    return {
-        'outcome': outcome,
-        'attempted': bool(attempted),
-        'from': apply.get('from_revision', before) if apply else before,
-        'to': apply.get('to_revision', before) if apply else before,
-        'applied': list(apply.get('applied') or []),
-        'reverted': list(apply.get('reverted') or []),
-        'backup': backup.get('path'),
-        'backup_skipped': backup.get('reason') if backup.get('skipped') else None,
-        'backup_size_bytes': backup.get('size_bytes') if backup.get('path') else None,
-        'backup_seconds': backup.get('duration_seconds') if backup.get('path') else None,
-        'reason': decision.get('reason') or '' if action != 'fail' else '',
-        'error': decision.get('reason') if action == 'fail' else None,
-        'recovery': None,
-    }
 
 
 def _ran(value):

@@ -118,7 +118,8 @@ class RoleRun(object):
         inner = result.get('duration_seconds')
         self.timings.append({'service': self._service, 'module': name, 'state': module_args.get('state'),
                              'action': module_args.get('action'), 'seconds': round(time.time() - started, 3),
-                             'duration_seconds': inner if isinstance(inner, (int, float)) else None})
+                             'duration_seconds': inner if isinstance(inner, (int, float)) else None,
+                             'backup_seconds': (result.get('backup') or {}).get('duration_seconds')})
         gone = self.controller_gone()
         if gone:
             raise Cancelled('the controller is gone (%s) while %s ran: nothing more is run' % (gone, name))
@@ -146,16 +147,6 @@ class RoleRun(object):
                     if isinstance(spec.get(field), str) and spec.get(field)]
         return dict(result, msg=migrate_all_mask('%s (%s: %s)' % (
             result.get('msg') or 'module failure', name, '; '.join(said)), secrets_))
-
-    def _step(self, name, module_args, step, steps=None, key=None):
-        """Run a module; its result goes to ``steps[key]`` (failed or not, as ``register`` did); raise StepFailed
-        when it failed."""
-        result = self._module(name, module_args)
-        if steps is not None:
-            steps[key] = result
-        if result.get('failed'):
-            raise StepFailed(result, step)
-        return result
 
     def _retried(self, name, module_args):
         """Like a task with ``until: succeeded or not retryable``, ``retries``/``delay`` from the recovery options
@@ -192,10 +183,18 @@ class RoleRun(object):
         if written.get('failed'):
             raise StepFailed(written, 'writing the audit record')
         if keep:
-            self.records.extend(written.get('records') or [])
-        for record in written.get('records') or []:
-            self.after.health(record)
+            self._kept(written.get('records') or [])
+        else:
+            for record in written.get('records') or []:
+                self.after.health(record)
         return written
+
+    def _kept(self, records):
+        """Records written for the role (by the audit module, or by an apply with ``record``): kept for
+        migrate_all_audit; the health states they leave go to the status after the run."""
+        self.records.extend(records)
+        for record in records:
+            self.after.health(record)
 
     def _apply_args(self, spec, target, **more):
         base = _given({'audit_log': self.args['audit_log'], 'confirmation': self.args['confirmation']})
@@ -247,26 +246,47 @@ class RoleRun(object):
                 raise StepFailed({'failed': True, 'msg': 'internal error: %s' % exc}, 'working on %s' % name)
         except StepFailed as failure:
             self._rescue(name, failure, before, steps)
-        self._audit([migrate_all_record(self.results.get(name) or {}, name, self.args['action'], target,
-                                        self.args['run_id'])])
+            steps.pop('recorded', None)
+        recorded = steps.get('recorded')
+        if recorded is None:
+            self._audit([migrate_all_record(self.results.get(name) or {}, name, self.args['action'], target,
+                                            self.args['run_id'])])
+        elif recorded.get('record_error'):
+            raise StepFailed({'failed': True, 'msg': recorded['record_error']}, 'writing the audit record')
+        else:
+            self._kept(recorded.get('records') or [])
 
     def _work(self, name, spec, plan, target, before, decision, steps):
         action = decision.get('action')
         if action == 'run':
             pinned = rec.migrate_all_pinned(plan, target)
+            # one module run (below) backs up and moves the service: both lines come before it
             self.say('%s: backing up the database' % name)
-            self._step(BACKUP, {
-                'database_url': spec['database_url'], 'state': 'present', 'dest': self.args['backup']['dest'],
-                'service': name, 'format': self.args['backup']['format'], 'backup': spec.get('backup') or 'auto',
-                'lock_wait_timeout': self.args['backup']['lock_wait_timeout'], **self._keep()},
-                'backing up the database of %s' % name, steps, 'backup')
-            steps['attempted'] = True
             self.say('%s: moving it %s -> %s' % (name, before or '(none)', pinned['target']))
             apply_options = _given(self.args['apply'])
             apply_options.pop('lock_wait', None)
             apply_args = self._apply_args(spec, pinned['target'], action=self.args['action'], **dict(
                 apply_options, **_given({'expect_from': pinned['expect_from']})))
-            self._step(APPLY, apply_args, 'moving %s to the target revision' % name, steps, 'apply')
+            # one module run: the backup (homelab_pg_backup's code, pruning included), the apply, and - when no
+            # health check comes after it - the service's audit record (service_step)
+            apply_args['backup'] = dict(_given({'format': self.args['backup']['format']}),
+                                        dest=self.args['backup']['dest'], backup=spec.get('backup') or 'auto',
+                                        lock_wait_timeout=self.args['backup']['lock_wait_timeout'], **self._keep())
+            if not self._check_health(name, spec, action):
+                apply_args['record'] = {'run_id': self.args['run_id'], 'target': target,
+                                        'reason': decision.get('reason') or ''}
+            result = self._module(APPLY, apply_args)
+            taken = result.get('backup') if isinstance(result.get('backup'), dict) else {}
+            steps['backup'] = taken
+            if taken.get('failed'):  # the apply did not start (error_code backup_failed, untouched)
+                raise StepFailed(taken, 'backing up the database of %s' % name)
+            # no backup field: the module ended without its result (killed): the apply may have run
+            steps['attempted'] = True
+            steps['apply'] = result
+            if result.get('failed'):
+                raise StepFailed(result, 'moving %s to the target revision' % name)
+            if 'records' in result or 'record_error' in result:
+                steps['recorded'] = result
         if self._check_health(name, spec, action):
             self._health(name, spec, steps['apply'].get('to_revision', before) if steps['apply'] else before)
         outcome = rec.migrate_all_outcome(decision, before, steps['backup'], steps['apply'], steps['attempted'])

@@ -13,6 +13,7 @@ __metaclass__ = type
 
 
 from ansible_collections.homelab.migrations.plugins.module_utils import secrets
+from ansible_collections.homelab.migrations.plugins.module_utils.run_record import migrate_all_record  # noqa: F401
 from ansible_collections.homelab.migrations.plugins.plugin_utils.selection import cell, result_of
 
 
@@ -144,34 +145,6 @@ def migrate_all_failure_message(results, order, audit_log=None, brief=False):
     if audit_log:
         msg += ' | audit log: %s' % audit_log
     return msg
-
-
-def migrate_all_record(result, name, action='apply', target=None, run_id=None, **extra):
-    """The role's audit record of one service (the module adds time, host, user and confirmation)."""
-    result = result or {'outcome': 'failed', 'error': 'the role stopped before recording an outcome'}
-    record = {
-        'service': name,
-        'action': action,
-        'from': result.get('from'),
-        'to': result.get('to'),
-        'outcome': result.get('outcome') or 'failed',
-        'error': result.get('error'),
-        'reason': result.get('reason') or None,
-        'recovery': result.get('recovery'),
-        'applied': list(result.get('applied') or []),
-        'reverted': list(result.get('reverted') or []),
-        'backup': result.get('backup'),
-        'target': target,
-        'run_id': run_id,
-        'source': 'role',
-    }
-    if result.get('backup_skipped'):
-        record['backup_skipped'] = result['backup_skipped']
-    for key in ('committed', 'untouched', 'restored', 'error_code', 'failed_migration'):
-        if key in result:
-            record[key] = result[key]
-    record.update(extra)
-    return record
 
 
 def migrate_all_mask(value, secrets_=None):

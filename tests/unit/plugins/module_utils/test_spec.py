@@ -4,7 +4,9 @@ import yaml
 import pytest
 
 from ansible_collections.homelab.migrations.plugins.doc_fragments.service import ModuleDocFragment
+from ansible_collections.homelab.migrations.plugins.doc_fragments.apply_step import ModuleDocFragment as StepFragment
 from ansible_collections.homelab.migrations.plugins.module_utils.plan import APPLY_OPTIONS
+from ansible_collections.homelab.migrations.plugins.module_utils.service_step import BACKUP_OPTIONS, RECORD_OPTIONS
 from ansible_collections.homelab.migrations.plugins.module_utils.status import STATUS_OPTIONS
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, SERVICE_OPTIONS, SpecError, dependency_order, service_defaults, validate_service,
@@ -131,11 +133,15 @@ def test_connection_fragment_matches():
 
 @pytest.mark.parametrize('module,own', [
     (homelab_migration_status, STATUS_OPTIONS),
-    (homelab_migration_apply, APPLY_OPTIONS),
+    (homelab_migration_apply, dict(APPLY_OPTIONS, backup=dict(type='dict', options=BACKUP_OPTIONS),
+                                   record=dict(type='dict', options=RECORD_OPTIONS))),
 ])
 def test_module_docs_match_argument_spec(module, own):
     doc = yaml.safe_load(module.DOCUMENTATION)
-    _compare(doc['options'], own, module.__name__)
+    options = dict(doc['options'])
+    if 'homelab.migrations.apply_step' in doc.get('extends_documentation_fragment', []):
+        options.update(yaml.safe_load(StepFragment.DOCUMENTATION)['options'])
+    _compare(options, own, module.__name__)
     argspec = module.argument_spec()
     assert set(argspec) == set(own) | set(CONNECTION_OPTIONS) | {'services' if 'services' in argspec else 'service'}
     assert doc['version_added'] == '0.1.0'

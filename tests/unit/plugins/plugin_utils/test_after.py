@@ -5,6 +5,7 @@ it was given. Modules are stand-ins (no server)."""
 
 from ansible_collections.homelab.migrations.plugins.plugin_utils.after import StatusAfter, reread_args
 from ansible_collections.homelab.migrations.plugins.plugin_utils.run import RoleRun
+from harness.one_process import one_process
 
 NAMES = ['a', 'b']
 
@@ -69,7 +70,7 @@ class Modules:
 
 
 def run(modules, **more):
-    return RoleRun(args(**more), modules, lambda line: None, sleep=lambda s: None).run()
+    return RoleRun(args(**more), one_process(modules), lambda line: None, sleep=lambda s: None).run()
 
 
 def test_moved_services_take_their_apply_entry_and_nothing_is_read_again():
@@ -167,7 +168,7 @@ def test_the_health_state_after_the_run_is_the_one_its_last_health_record_left()
         return {'records': [dict(r, time='t1') for r in module_args.get('records') or []]}
     plans = {'a': {'changed': False, 'from_revision': '2', 'to_revision': '2'},
              'b': {'changed': False, 'from_revision': '2', 'to_revision': '2'}}
-    done = RoleRun(args(status=before, services=specs, plans=plans, audit_log='/log/audit.log'), modules,
+    done = RoleRun(args(status=before, services=specs, plans=plans, audit_log='/log/audit.log'), one_process(modules),
                    lambda line: None, sleep=lambda s: None).run()
     assert done.error is None, done.error
     assert done.status['services']['a']['health'] == {'state': 'passed', 'since': 't1', 'revision': '2'}

@@ -5,6 +5,7 @@ separate prune module."""
 import pytest
 
 from ansible_collections.homelab.migrations.plugins.plugin_utils.run import BACKUP, RoleRun
+from harness.one_process import one_process
 
 
 def _role_run(keep_days, keep_count, backup_result):
@@ -16,12 +17,12 @@ def _role_run(keep_days, keep_count, backup_result):
             return dict(backup_result)
         return {'changed': True, 'applied': ['001'], 'to_revision': '001', 'from_revision': None}
 
-    args = {'services': [{'name': 'dashboard', 'database_url': 'postgresql://u@h/d'}], 'audit_log': None,
+    args = {'services': [{'name': 'dashboard', 'database_url': 'postgresql://u@h/d'}], 'audit_log': None, 'run_id': 'r1',
             'confirmation': None, 'action': 'upgrade', 'status': {},
             'backup': {'dest': '/b', 'format': 'custom', 'lock_wait_timeout': 30, 'keep_days': keep_days,
                        'keep_count': keep_count},
             'apply': {'lock_wait': 30}}
-    run = RoleRun(args, run_module, lambda line: None)
+    run = RoleRun(args, one_process(run_module), lambda line: None)
     run._service = 'dashboard'
     run._work('dashboard', args['services'][0], None, 'head', None, {'action': 'run'},
               {'backup': {}, 'apply': {}, 'attempted': False})
