@@ -11,6 +11,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
+import json
+
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
@@ -51,6 +54,34 @@ ARGUMENT_SPEC = {
 }
 
 
+class _Journal(object):
+    """The apply's journal (homelab_migration_apply ``journal``) in this task's private remote temporary directory:
+    ``path(service)``, and ``read(path)`` -> its facts (one dict per line; a line cut short by a kill is left out),
+    or None when it cannot be read (then nothing is known from it)."""
+
+    def __init__(self, action, task_vars):
+        self.action = action
+        self.task_vars = task_vars
+
+    def path(self, service):
+        shell = self.action._connection._shell
+        tmpdir = shell.tmpdir or self.action._make_tmp_path()
+        return shell.join_path(tmpdir, 'homelab-journal-%s.jsonl' % service)
+
+    def read(self, path):
+        read = self.action._execute_module(module_name='ansible.builtin.slurp', module_args={'src': path},
+                                           task_vars=self.task_vars)
+        if read.get('failed') or not isinstance(read.get('content'), str):
+            return None
+        facts = []
+        for line in base64.b64decode(read['content']).decode('utf-8', 'replace').splitlines():
+            try:
+                facts.append(json.loads(line))
+            except ValueError:
+                continue
+        return facts
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _supports_check_mode = True
@@ -87,7 +118,8 @@ class ActionModule(ActionBase):
             return '%s (pid %d) ended' % (gone[1], gone[0]) if gone else None
 
         try:
-            done = RoleRun(args, run_module, display.display, controller_gone=controller_gone).run()
+            done = RoleRun(args, run_module, display.display, controller_gone=controller_gone,
+                           journal=_Journal(self, task_vars)).run()
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         result.update(

@@ -65,4 +65,12 @@ options:
         description: The role's remark on the service (recorded as C(reason)).
         type: str
         default: ''
+  journal:
+    description:
+      - With O(backup) or O(record), a file (created 0600, never through a symlink) the module appends one JSON line to
+        as each step ends - C(start), C(backup) (with the backup's result), C(apply) (as the apply starts), C(record)
+        (the records written) - so that a caller whose module run ended without a result (killed) knows what was
+        done. The migrate_all role's run task passes a file in the task's private remote temporary directory.
+      - When it cannot be written, the run goes on without it.
+    type: path
 '''

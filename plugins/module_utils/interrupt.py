@@ -238,11 +238,28 @@ class Guard(object):
         except Exception:
             pass
 
+    def controller_gone(self):
+        """Look now (not at the watcher's next poll) whether the controller or a watched ancestor ended; when it did,
+        ``reason`` says so and True is returned (nothing is raised: the caller stops)."""
+        if self.reason is None and self._watched:
+            lost = gone(self._watched)
+            if lost is not None:
+                self.reason = self._gone_reason(lost)
+        return self.reason is not None
+
+    @staticmethod
+    def _gone_reason(lost):
+        return ('interrupted: the controller is gone (%s, pid %d, ended); the job was cancelled or its connection '
+                'dropped' % (lost[1], lost[0]))
+
     def _watch(self):
         read_fd = self._pipe[0]
+        first = True
         while not self._stop.is_set():
             try:
-                ready, _w, _x = select.select([read_fd], [], [], self.poll)
+                # the first look is at once: a module started just after its controller died stops at once
+                ready, _w, _x = select.select([read_fd], [], [], 0 if first else self.poll)
+                first = False
             except (OSError, ValueError):
                 return
             if ready:
@@ -257,8 +274,7 @@ class Guard(object):
             if self._watched and self.reason is None:
                 lost = gone(self._watched)
                 if lost is not None:
-                    self.reason = ('interrupted: the controller is gone (%s, pid %d, ended); the job was cancelled '
-                                   'or its connection dropped' % (lost[1], lost[0]))
+                    self.reason = self._gone_reason(lost)
                     try:
                         os.kill(os.getpid(), signal.SIGTERM)  # the handler raises in the main thread
                     except OSError:

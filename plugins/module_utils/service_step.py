@@ -16,9 +16,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+import os
 import traceback
 
-from ansible_collections.homelab.migrations.plugins.module_utils import interrupt
+from ansible_collections.homelab.migrations.plugins.module_utils import interrupt, safe_path
+from ansible_collections.homelab.migrations.plugins.module_utils.apply_result import ApplyFailure
+from ansible_collections.homelab.migrations.plugins.module_utils.apply_session import check_audit_log, check_duration
 from ansible_collections.homelab.migrations.plugins.module_utils.apply import run_apply
 from ansible_collections.homelab.migrations.plugins.module_utils.apply_result import new_result
 from ansible_collections.homelab.migrations.plugins.module_utils.audit import append_record, build_records
@@ -72,6 +76,41 @@ def not_run(spec, params, backup, code, msg):
     return result
 
 
+def note(journal, fact):
+    """Append ``fact`` (a dict) as one JSON line to ``journal``, the caller's private file (0600, no symlink):
+    what this run did so far, for a caller whose module run ends without a result (killed). OSError when the
+    file cannot be written."""
+    if not journal:
+        return
+    fd = safe_path.open_nofollow(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600, 'journal')
+    try:
+        os.write(fd, (json.dumps(fact, sort_keys=True, default=str) + '\n').encode('utf-8'))
+    finally:
+        os.close(fd)
+
+
+def refusal(params):
+    """Why the run cannot start: the apply's own checks of its options, made before the backup so that nothing is
+    dumped or pruned for a run that will refuse. (error_code, message), or None."""
+    try:
+        check_audit_log(params.get('audit_log'))
+        for name in ('lock_timeout', 'statement_timeout'):
+            check_duration(name, params.get(name))
+    except ApplyFailure as exc:
+        return exc.code or 'bad_config', str(exc)
+    return None
+
+
+def opened(journal):
+    """``journal`` when its ``start`` line could be written, else None (a become user that cannot write the caller's
+    temporary directory, say): the run goes on; after a crash the caller then knows only what it knew before."""
+    try:
+        note(journal, {'step': 'start'})
+    except OSError:
+        return None
+    return journal
+
+
 def write_record(spec, params, result, record):
     """The role's record of a service whose backup and apply succeeded: built as the run task builds it, written
     to O(audit_log) (when given) as homelab_migration_audit writes it. Sets ``records``, or ``record_error``."""
@@ -90,27 +129,35 @@ def write_record(spec, params, result, record):
     result['records'] = records
 
 
-def run_step(spec, dburl, params, check_mode=False, diff=False, backup=None, record=None):
+def run_step(spec, dburl, params, check_mode=False, diff=False, backup=None, record=None, journal=None):
     """run_apply with O(backup) before it and O(record) after it (each only when given; neither in check mode).
 
     Returns run_apply's result, plus ``backup`` (the backup's result) when one was asked for, and ``records`` (the
     role's record as written) or ``record_error`` when a record was. When the backup fails or the job is cancelled
     before the apply starts, the apply does not run: ``failed``, ``untouched``, ``error_code`` V(backup_failed) or
-    V(interrupted).
+    V(interrupted). ``journal`` (a path, optional): each step's outcome is appended there as it happens (``start``,
+    ``backup`` with its result, ``apply`` as it starts, ``record`` with the records written; see :func:`note`).
     """
     if check_mode or not (backup or record):
         return run_apply(spec, dburl, params, check_mode=check_mode, diff=diff)
+    refused = refusal(params)
+    if refused:
+        return not_run(spec, params, None, refused[0], refused[1])
+    journal = opened(journal) if journal else None
     taken, started = None, False
     with interrupt.Guard() as guard:  # a signal between the backup's and the apply's own guards cancels too
         try:
             if backup:
                 taken = take_backup(spec, backup, params.get('connect_timeout'))
+                _noted(journal, {'step': 'backup', 'backup': taken})
                 if taken.get('failed'):
                     return not_run(spec, params, taken, taken.get('error_code') or 'backup_failed',
                                    'the backup before the migration failed, nothing was migrated: %s' % taken['msg'])
-            if guard.reason:
+            # the controller may have died while the backup ran: look now, not at the watcher's next poll
+            if guard.reason or guard.controller_gone():
                 return not_run(spec, params, taken, interrupt.ERROR_CODE, guard.reason)
             started = True
+            _noted(journal, {'step': 'apply'})
             result = run_apply(spec, dburl, params, check_mode=check_mode, diff=diff)
             guard.raised = True  # the apply ended: a later signal must not cut its record short
         except interrupt.Interrupted as exc:
@@ -120,16 +167,29 @@ def run_step(spec, dburl, params, check_mode=False, diff=False, backup=None, rec
             return cancelled
     if taken is not None:
         result['backup'] = taken
+        result['changed'] = bool(result.get('changed') or taken.get('changed'))  # a new backup, pruned ones
     if record and not result.get('failed') and result.get('error_code') != interrupt.ERROR_CODE:
         write_record(spec, params, result, record)
+        if 'records' in result:
+            _noted(journal, {'step': 'record', 'records': result['records']})
     return result
+
+
+def _noted(journal, fact):
+    """:func:`note` after :func:`opened`: a journal that fails now costs the caller only what it would know after a
+    crash, never the run."""
+    try:
+        note(journal, fact)
+    except OSError:
+        pass
 
 
 def argument_spec():
     """homelab_migration_apply's argument spec: the service spec, APPLY_OPTIONS, the connection options, O(backup)
     and O(record)."""
     return module_argument_spec('service', dict(APPLY_OPTIONS, backup=dict(type='dict', options=BACKUP_OPTIONS),
-                                                record=dict(type='dict', options=RECORD_OPTIONS)))
+                                                record=dict(type='dict', options=RECORD_OPTIONS),
+                                                journal=dict(type='path')))
 
 
 def module_main(module):
@@ -144,7 +204,8 @@ def module_main(module):
     params = dict((key, module.params[key]) for key in list(APPLY_OPTIONS) + list(CONNECTION_OPTIONS))
     try:
         result = run_step(service, dburl, params, check_mode=module.check_mode, diff=module._diff,
-                          backup=module.params['backup'], record=module.params['record'])
+                          backup=module.params['backup'], record=module.params['record'],
+                          journal=module.params['journal'])
     except Exception as exc:  # run_apply answers every expected failure itself; this is a last resort
         module.fail_json(**module_result(module, dict(
             msg='the apply failed unexpectedly: %s: %s' % (exc.__class__.__name__, dburl.scrub(str(exc))),

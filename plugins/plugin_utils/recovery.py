@@ -15,8 +15,7 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.homelab.migrations.plugins.module_utils.run_record import (  # noqa: F401 (the filters')
-    _registered, _when_skipped, migrate_all_outcome)
+from ansible_collections.homelab.migrations.plugins.module_utils.run_record import _registered, _when_skipped
 from ansible_collections.homelab.migrations.plugins.plugin_utils.selection import cell, result_of
 
 
@@ -281,3 +280,38 @@ def migrate_all_run_rollback(previous, done, undo=None, restore=None, because=''
                       % (before_text, undo.get('msg', 'unknown error'), why),
                       recovery='NOT RECOVERED: restore by hand')
     return result
+
+
+def migrate_all_journal_result(crashed, facts):
+    """The apply's result after its module run ended without one (``crashed``: killed, say), rebuilt from the facts
+    its journal holds (module_utils.service_step: ``start``, ``backup``, ``apply``, ``record`` lines; None when the
+    journal could not be read). Only what a line proves is used; without a ``start`` line ``crashed`` is returned:
+
+    - no ``apply`` line: the apply never started. Without a good backup the backup step failed (``backup`` is the
+      crash, failed); else the apply failed ``untouched`` with that backup.
+    - an ``apply`` line: the backup (when one was taken) is known, so a restore can use it; with a ``record`` line
+      the apply succeeded and its record was written: the result is rebuilt from that record.
+    """
+    steps = dict((f.get('step'), f) for f in facts or [] if isinstance(f, dict))
+    if 'start' not in steps:
+        return crashed
+    result = dict(crashed)
+    backup = (steps.get('backup') or {}).get('backup')
+    good = isinstance(backup, dict) and not backup.get('failed') and bool(backup)
+    if 'apply' not in steps:
+        if good:
+            result.update(backup=backup, untouched=True, error_code='apply_failed')
+        else:
+            result['backup'] = dict(crashed, failed=True)
+        return result
+    if good:
+        result['backup'] = backup
+    records = (steps.get('record') or {}).get('records')
+    if not records or not isinstance(records[0], dict):
+        return result
+    record = records[0]
+    return {'changed': True, 'from_revision': record.get('from'), 'to_revision': record.get('to'),
+            'applied': list(record.get('applied') or []), 'reverted': list(record.get('reverted') or []),
+            'untouched': False, 'backup': backup if good else {}, 'records': records,
+            'warnings': ['the apply module ended without its result after it had migrated the service and written '
+                         'its record (%s)' % crashed.get('msg', 'no message')]}

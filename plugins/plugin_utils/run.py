@@ -24,7 +24,9 @@ import time
 from ansible_collections.homelab.migrations.plugins.plugin_utils import recovery as rec
 from ansible_collections.homelab.migrations.plugins.plugin_utils.after import StatusAfter, reread_args
 from ansible_collections.homelab.migrations.plugins.plugin_utils.selection import migrate_all_target
-from ansible_collections.homelab.migrations.plugins.plugin_utils.text import migrate_all_mask, migrate_all_record
+from ansible_collections.homelab.migrations.plugins.module_utils.run_record import (
+    migrate_all_outcome, migrate_all_record)
+from ansible_collections.homelab.migrations.plugins.plugin_utils.text import migrate_all_mask
 
 BACKUP = 'homelab_pg_backup'
 APPLY = 'homelab_migration_apply'
@@ -69,8 +71,11 @@ class RoleRun(object):
     ``controller_gone() -> str|None`` says whether the controller died (then nothing more runs).
     """
 
-    def __init__(self, args, run_module, say, sleep=time.sleep, controller_gone=None):
+    def __init__(self, args, run_module, say, sleep=time.sleep, controller_gone=None, journal=None):
         self.args = args
+        # journal: path(service) -> a private remote file for the apply's journal (service_step), read(path) -> its
+        # facts (a list) or None when it cannot be read; None: no journal
+        self.journal = journal
         self.controller_gone = controller_gone or (lambda: None)
         self.run_module = run_module
         self.say = say
@@ -275,12 +280,19 @@ class RoleRun(object):
             if not self._check_health(name, spec, action):
                 apply_args['record'] = {'run_id': self.args['run_id'], 'target': target,
                                         'reason': decision.get('reason') or ''}
+            journal = self.journal.path(name) if self.journal else None
+            if journal:
+                apply_args['journal'] = journal
             result = self._module(APPLY, apply_args)
+            if journal and result.get('failed') and 'error_code' not in result:
+                # the module ended without its result (killed): what its journal says it did is known
+                result = rec.migrate_all_journal_result(result, self.journal.read(journal))
+                self.warnings.extend(result.pop('warnings', None) or [])
             taken = result.get('backup') if isinstance(result.get('backup'), dict) else {}
             steps['backup'] = taken
             if taken.get('failed'):  # the apply did not start (error_code backup_failed, untouched)
                 raise StepFailed(taken, 'backing up the database of %s' % name)
-            # no backup field: the module ended without its result (killed): the apply may have run
+            # no backup field: the module ended without its result and its journal said nothing: the apply may have run
             steps['attempted'] = True
             steps['apply'] = result
             if result.get('failed'):
@@ -289,7 +301,7 @@ class RoleRun(object):
                 steps['recorded'] = result
         if self._check_health(name, spec, action):
             self._health(name, spec, steps['apply'].get('to_revision', before) if steps['apply'] else before)
-        outcome = rec.migrate_all_outcome(decision, before, steps['backup'], steps['apply'], steps['attempted'])
+        outcome = migrate_all_outcome(decision, before, steps['backup'], steps['apply'], steps['attempted'])
         self.results[name] = outcome
         if outcome['outcome'] == 'success':
             self.migrated.append({

@@ -13,7 +13,6 @@ __metaclass__ = type
 
 
 from ansible_collections.homelab.migrations.plugins.module_utils import secrets
-from ansible_collections.homelab.migrations.plugins.module_utils.run_record import migrate_all_record  # noqa: F401
 from ansible_collections.homelab.migrations.plugins.plugin_utils.selection import cell, result_of
 
 

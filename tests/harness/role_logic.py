@@ -1,11 +1,13 @@
-"""The migrate_all role's decisions, as one namespace for the tests (they live in three plugin_utils modules)."""
+"""The migrate_all role's decisions, as one namespace for the tests (three plugin_utils modules and
+module_utils.run_record, the outcome and record builders the apply module shares)."""
 
 import types
 
+from ansible_collections.homelab.migrations.plugins.module_utils import run_record
 from ansible_collections.homelab.migrations.plugins.plugin_utils import recovery, selection, text
 
 role_logic = types.SimpleNamespace(**dict(
-    (name, getattr(module, name)) for module in (selection, recovery, text) for name in dir(module)
+    (name, getattr(module, name)) for module in (selection, recovery, text, run_record) for name in dir(module)
     if name.startswith('migrate_all_')))
 
 

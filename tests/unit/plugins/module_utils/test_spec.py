@@ -134,7 +134,7 @@ def test_connection_fragment_matches():
 @pytest.mark.parametrize('module,own', [
     (homelab_migration_status, STATUS_OPTIONS),
     (homelab_migration_apply, dict(APPLY_OPTIONS, backup=dict(type='dict', options=BACKUP_OPTIONS),
-                                   record=dict(type='dict', options=RECORD_OPTIONS))),
+                                   record=dict(type='dict', options=RECORD_OPTIONS), journal=dict(type='path'))),
 ])
 def test_module_docs_match_argument_spec(module, own):
     doc = yaml.safe_load(module.DOCUMENTATION)

@@ -17,8 +17,8 @@ def _role_run(keep_days, keep_count, backup_result):
             return dict(backup_result)
         return {'changed': True, 'applied': ['001'], 'to_revision': '001', 'from_revision': None}
 
-    args = {'services': [{'name': 'dashboard', 'database_url': 'postgresql://u@h/d'}], 'audit_log': None, 'run_id': 'r1',
-            'confirmation': None, 'action': 'upgrade', 'status': {},
+    args = {'services': [{'name': 'dashboard', 'database_url': 'postgresql://u@h/d'}], 'audit_log': None,
+            'run_id': 'r1', 'confirmation': None, 'action': 'upgrade', 'status': {},
             'backup': {'dest': '/b', 'format': 'custom', 'lock_wait_timeout': 30, 'keep_days': keep_days,
                        'keep_count': keep_count},
             'apply': {'lock_wait': 30}}
