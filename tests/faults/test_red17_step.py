@@ -1,0 +1,75 @@
+"""Red team r17 (one module run per service: homelab_migration_apply with ``backup`` and ``record``).
+
+The role's run task used to take the backup in its own module run, so the action knew the backup's path before the
+apply started. Now the backup's result comes back only inside the apply's result: when that module dies (SIGKILL,
+as the OOM killer does) after its backup was written and verified, the action no longer knows the backup and cannot
+restore it, and the role's record says there was none.
+"""
+
+import json
+import os
+import signal
+
+import pytest
+
+from harness.faults import marked_processes, wait_for
+
+pytestmark = pytest.mark.peer
+
+
+def _slow_stream_bot(lab, seconds=6):
+    """One more stream-bot migration that sleeps ``seconds`` (a long backfill) and then succeeds."""
+    folder = os.path.join(lab.services_dir, 'stream-bot', 'migrations')
+    journal_path = os.path.join(folder, 'meta', '_journal.json')
+    with open(journal_path) as fh:
+        journal = json.load(fh)
+    last = journal['entries'][-1]
+    tag = '0005_slow_backfill'
+    journal['entries'].append(dict(last, idx=last['idx'] + 1, when=last['when'] + 60000, tag=tag))
+    with open(journal_path, 'w') as fh:
+        json.dump(journal, fh, indent=2)
+    with open(os.path.join(folder, tag + '.sql'), 'w') as fh:
+        fh.write('SELECT pg_sleep(%d);\n' % seconds)
+
+
+def _sleeping(lab):
+    db = lab.dbs['stream-bot']
+    rows = db.query("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+                    "AND query LIKE '%%pg_sleep%%'", (db.name,))
+    return rows[0][0] > 0
+
+
+def _apply_pids(lab):
+    return [pid for pid, cmd in marked_processes(lab.marker).items()
+            if 'AnsiballZ_homelab_migration_apply' in cmd and 'python' in cmd.split(' ')[0]]
+
+
+@pytest.mark.parametrize('transaction', ['all', 'each'])
+def test_an_apply_killed_after_its_backup_is_restored_from_that_backup(lab, transaction):
+    """SIGKILL to stream-bot's apply module while its last migration runs (after the module's backup was written):
+    the role must still know that backup (it is on disk, verified), restore it and record it."""
+    _slow_stream_bot(lab)
+    run = lab.spawn(tags='stream-bot', migrate_all_transaction=transaction)
+    try:
+        assert wait_for(lambda: _sleeping(lab) or not run.running(), 300), 'the slow migration never ran'
+        assert run.running(), open(run.out.name).read()[-3000:]
+        pids = _apply_pids(lab)
+        assert pids, marked_processes(lab.marker)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        run.wait(300)
+    finally:
+        if run.running():
+            run.kill()
+    assert run.returncode != 0
+    assert lab.canary not in run.output
+    taken = lab.backups('stream-bot')
+    assert len(taken) == 1, taken  # the module's backup was written and published before the kill
+    records = [r for r in lab.role_records() if r.get('service') == 'stream-bot']
+    assert len(records) == 1, records
+    record = records[0]
+    assert record['outcome'] == 'failed', record
+    # the role knows the backup it took and restored it (as it did when the backup was a module run of its own)
+    assert record['backup'] == os.path.join(lab.backup_dir, taken[0]), record
+    assert 'NOT RECOVERED' not in (record.get('recovery') or ''), record['recovery']
+    assert record.get('restored') is True, record
