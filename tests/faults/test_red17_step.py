@@ -9,6 +9,7 @@ restore it, and the role's record says there was none.
 import json
 import os
 import signal
+import time
 
 import pytest
 
@@ -73,3 +74,76 @@ def test_an_apply_killed_after_its_backup_is_restored_from_that_backup(lab, tran
     assert record['backup'] == os.path.join(lab.backup_dir, taken[0]), record
     assert 'NOT RECOVERED' not in (record.get('recovery') or ''), record['recovery']
     assert record.get('restored') is True, record
+
+
+def _big_stream_bot(lab, statements=150, size=60000):
+    """One more stream-bot migration: a pause (time to find the module), then many long statements (the module
+    reports every statement it sent in ``queries``: a large result, so the module takes a moment to answer after
+    its work is done)."""
+    folder = os.path.join(lab.services_dir, 'stream-bot', 'migrations')
+    journal_path = os.path.join(folder, 'meta', '_journal.json')
+    with open(journal_path) as fh:
+        journal = json.load(fh)
+    last = journal['entries'][-1]
+    tag = '0005_big_backfill'
+    journal['entries'].append(dict(last, idx=last['idx'] + 1, when=last['when'] + 60000, tag=tag))
+    with open(journal_path, 'w') as fh:
+        json.dump(journal, fh, indent=2)
+    filler = 'x' * size
+    body = ['SELECT pg_sleep(3);'] + ["SELECT length('%s%d');" % (filler, n) for n in range(statements)]
+    with open(os.path.join(folder, tag + '.sql'), 'w') as fh:
+        fh.write('\n--> statement-breakpoint\n'.join(body) + '\n')
+    with open(os.path.join(folder, tag + '.down.sql'), 'w') as fh:
+        fh.write('SELECT 1;\n')
+
+
+def _role_lines(path, service):
+    try:
+        with open(path) as fh:
+            lines = [json.loads(line) for line in fh if line.strip()]
+    except (OSError, ValueError):
+        return []
+    return [r for r in lines if r.get('source') == 'role' and r.get('service') == service]
+
+
+def test_an_apply_killed_after_it_wrote_the_role_record_leaves_one_true_record(lab):
+    """The apply module writes the role's record (success) itself, then answers. SIGKILL (OOM killer, a kill by an
+    operator) in between: the action sees a failed module, goes back and records a failure too. The audit log then
+    holds two role records for one service in one run, one of them (success) false."""
+    _big_stream_bot(lab)
+    run = lab.spawn(tags='stream-bot')
+    killed_after_record = False
+    try:
+        assert wait_for(lambda: _sleeping(lab) or not run.running(), 300), 'the migration never ran'
+        pids = _apply_pids(lab)
+        assert pids, marked_processes(lab.marker)
+        deadline = time.monotonic() + 300
+        size = -1
+        while run.running() and time.monotonic() < deadline:
+            try:
+                now = os.stat(lab.audit_log).st_size
+            except OSError:
+                now = -1
+            if now != size:
+                size = now
+                if _role_lines(lab.audit_log, 'stream-bot'):
+                    for pid in pids:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                            killed_after_record = True
+                        except ProcessLookupError:
+                            pass
+                    break
+            time.sleep(0.0005)
+        run.wait(300)
+    finally:
+        if run.running():
+            run.kill()
+    assert lab.canary not in run.output
+    # (when the record is written by a module run of its own, as before, the apply has answered by then and the
+    # kill finds no process: killed_after_record stays False and the run ends normally)
+    records = _role_lines(lab.audit_log, 'stream-bot')
+    assert len(records) == 1, (killed_after_record, [(r['outcome'], r.get('recovery')) for r in records])
+    applied = lab.drizzle_applied('stream-bot')
+    if records[0]['outcome'] == 'success':
+        assert applied and applied[-1] == '0005_big_backfill', (records[0], applied)
