@@ -147,3 +147,56 @@ def test_an_apply_killed_after_it_wrote_the_role_record_leaves_one_true_record(l
     applied = lab.drizzle_applied('stream-bot')
     if records[0]['outcome'] == 'success':
         assert applied and applied[-1] == '0005_big_backfill', (records[0], applied)
+
+
+def _dump_waits(lab):
+    db = lab.dbs['stream-bot']
+    return db.query("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+                    "AND wait_event_type = 'Lock'", (db.name,))[0][0] > 0
+
+
+@pytest.mark.parametrize('signame,group', [('SIGINT', True), ('SIGTERM', False), ('SIGHUP', True), ('SIGKILL', True)],
+                         ids=['ctrl-c', 'awx-sigterm', 'hangup', 'sigkill'])
+def test_a_cancel_while_the_run_tasks_backup_waits_migrates_nothing_ever(lab, signame, group):
+    """The role's backup (now inside the apply module) waits for a table lock an application holds; the job is
+    cancelled. Nothing is migrated, then or after the lock goes, no backup is published, no role record claims an
+    outcome, and no process of the run is left."""
+    lab.move('stream-bot', '0001_add_giveaways')
+    before = lab.snapshot(['stream-bot'])
+    locker = lab.dbs['stream-bot'].conn()
+    try:
+        locker.cursor().execute('BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE')
+        run = lab.spawn(tags='stream-bot', migrate_all_backup_lock_wait_timeout=120)
+        try:
+            assert wait_for(lambda: _dump_waits(lab) or not run.running(), 300), 'pg_dump never waited'
+            assert run.running(), open(run.out.name).read()[-3000:]
+            time.sleep(1)
+            sent = time.monotonic()
+            if group:
+                os.killpg(run.proc.pid, getattr(signal, signame))
+            else:
+                os.kill(run.proc.pid, getattr(signal, signame))
+            gone = wait_for(lambda: not run.running() and not marked_processes(lab.marker), 60)
+            took = time.monotonic() - sent
+            left = marked_processes(lab.marker)
+        finally:
+            for pid in marked_processes(lab.marker):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            if run.running():
+                run.kill()
+            else:
+                run.wait(10)
+    finally:
+        locker.cursor().execute('ROLLBACK')
+        locker.close()
+    assert gone, 'still there %.0f s after %s: %s' % (took, signame, left)
+    time.sleep(4)  # a module or worker that went on would migrate now
+    assert lab.snapshot(['stream-bot']) == before, 'stream-bot changed after the cancel'
+    assert lab.backups('stream-bot') == [], lab.backups('stream-bot')
+    records = lab.audit() if os.path.exists(lab.audit_log) else []
+    assert not [r for r in records if r.get('source') == 'role'], records
+    assert [r.get('outcome') for r in records if r.get('service') == 'stream-bot'] in ([], ['interrupted']), records
+    assert lab.canary not in run.output
