@@ -37,3 +37,21 @@ def test_an_unwritable_audit_log_fails_before_the_backup_prunes_anything(fresh_d
     # "before touching anything": the user's older backup is still there, and no dump was taken for nothing
     assert _files(str(dest)) == kept, (kept, _files(str(dest)), (result.get('backup') or {}).get('pruned'))
     assert fresh_db.password not in json.dumps(result)
+
+
+def test_a_second_run_that_writes_a_backup_and_prunes_one_does_not_say_unchanged(fresh_db, tmp_path):
+    """"A second run with the same target changes nothing" (the module's description) and Ansible's ``changed``:
+    with ``backup`` a second run at head still dumps the database, publishes a new file and (keep_count 1) deletes
+    the previous backup, yet reports ``changed: false``."""
+    dest = str(tmp_path / 'backups')
+    args = {'service': _service(fresh_db), 'backup': {'dest': dest, 'keep_count': 1}}
+    first, _proc = run_module('homelab_migration_apply', args)
+    assert not first.get('failed') and first['changed'], first.get('msg')
+    after_first = _files(dest)
+    second, _proc = run_module('homelab_migration_apply', args)
+    assert not second.get('failed'), second.get('msg')
+    after_second = _files(dest)
+    assert second['applied'] == [] and second['outcome'] == 'unchanged'
+    # either nothing was written or deleted, or the task says it changed something
+    assert after_second == after_first or second['changed'], (after_first, after_second, second['changed'],
+                                                              second['backup'].get('pruned'))
