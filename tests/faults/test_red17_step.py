@@ -200,3 +200,45 @@ def test_a_cancel_while_the_run_tasks_backup_waits_migrates_nothing_ever(lab, si
     assert not [r for r in records if r.get('source') == 'role'], records
     assert [r.get('outcome') for r in records if r.get('service') == 'stream-bot'] in ([], ['interrupted']), records
     assert lab.canary not in run.output
+
+
+def _module_pids(lab, module):
+    return [pid for pid, cmd in marked_processes(lab.marker).items()
+            if 'AnsiballZ_%s' % module in cmd and 'python' in cmd.split(' ')[0]]
+
+
+def test_a_module_killed_during_its_backup_is_recorded_as_nothing_changed(lab):
+    """SIGKILL (the OOM killer) to the module that takes stream-bot's backup while its pg_dump waits for a table
+    lock an application holds: nothing of the database was touched. The role's record must say so ("nothing was
+    changed", untouched), as it did when the backup was a module run of its own, not "NOT RECOVERED ... restore by
+    hand" after a needless go-back."""
+    lab.move('stream-bot', '0001_add_giveaways')
+    before = lab.snapshot(['stream-bot'])
+    locker = lab.dbs['stream-bot'].conn()
+    try:
+        locker.cursor().execute('BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE')
+        run = lab.spawn(tags='stream-bot', migrate_all_backup_lock_wait_timeout=120)
+        try:
+            assert wait_for(lambda: _dump_waits(lab) or not run.running(), 300), 'pg_dump never waited'
+            assert run.running(), open(run.out.name).read()[-3000:]
+            time.sleep(1)
+            pids = _module_pids(lab, 'homelab_migration_apply') + _module_pids(lab, 'homelab_pg_backup')
+            assert pids, marked_processes(lab.marker)
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+        finally:
+            locker.cursor().execute('ROLLBACK')
+        run.wait(300)
+    finally:
+        locker.close()
+        if run.running():
+            run.kill()
+    assert run.returncode != 0
+    assert lab.canary not in run.output
+    assert lab.snapshot(['stream-bot']) == before
+    records = [r for r in lab.role_records() if r.get('service') == 'stream-bot']
+    assert len(records) == 1, records
+    rec = records[0]
+    assert rec['outcome'] == 'failed', rec
+    assert 'NOT RECOVERED' not in (rec.get('recovery') or ''), rec['recovery']
+    assert rec.get('untouched') is True and rec['recovery'] == 'nothing was changed', rec
