@@ -242,3 +242,47 @@ def test_a_module_killed_during_its_backup_is_recorded_as_nothing_changed(lab):
     assert rec['outcome'] == 'failed', rec
     assert 'NOT RECOVERED' not in (rec.get('recovery') or ''), rec['recovery']
     assert rec.get('untouched') is True and rec['recovery'] == 'nothing was changed', rec
+
+
+TRIALS = 5
+
+
+def _published(lab):
+    try:
+        return [n for n in os.listdir(lab.backup_dir) if n.startswith('stream-bot_') and not n.endswith('.sha256')]
+    except OSError:
+        return []
+
+
+def test_ansible_playbook_killed_as_the_backup_is_published_migrates_nothing(lab):
+    """ansible-playbook dies (SIGKILL to its process group: kill -9, the OOM killer, a CI runner's cancel) the moment
+    the run task's backup of stream-bot is published, before its apply starts. When the backup was a module run of
+    its own the run task checked right after it that the controller was gone and started no apply. Now the apply
+    follows in the same module process, which notices the controller's death only at its watcher's next poll (up to
+    half a second): a quick apply commits after the job was cancelled. Tried TRIALS times; any migration counts."""
+    migrated = []
+    for trial in range(TRIALS):
+        lab.reset()
+        lab.move('stream-bot', '0001_add_giveaways')
+        before = lab.snapshot(['stream-bot'])
+        run = lab.spawn(tags='stream-bot')
+        try:
+            deadline = time.monotonic() + 300
+            while run.running() and time.monotonic() < deadline and not _published(lab):
+                time.sleep(0.001)
+            assert run.running(), 'the run ended before its backup was published'
+            os.killpg(run.proc.pid, signal.SIGKILL)
+            run.wait(60)
+            gone = wait_for(lambda: not marked_processes(lab.marker), 30)
+        finally:
+            for pid in marked_processes(lab.marker):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        assert gone, marked_processes(lab.marker)
+        time.sleep(2)
+        if lab.snapshot(['stream-bot']) != before:
+            migrated.append((trial, lab.drizzle_applied('stream-bot'),
+                             [(r.get('action'), r.get('outcome')) for r in lab.audit()]))
+    assert not migrated, 'stream-bot was migrated after ansible-playbook was killed: %s' % migrated
