@@ -244,7 +244,7 @@ def test_a_module_killed_during_its_backup_is_recorded_as_nothing_changed(lab):
     assert rec.get('untouched') is True and rec['recovery'] == 'nothing was changed', rec
 
 
-TRIALS = 5
+TRIALS = 4
 
 
 def _published(lab):
@@ -254,7 +254,9 @@ def _published(lab):
         return []
 
 
-def test_ansible_playbook_killed_as_the_backup_is_published_migrates_nothing(lab):
+@pytest.mark.parametrize('signame,group', [('SIGKILL', True), ('SIGINT', True), ('SIGTERM', False), ('SIGHUP', True)],
+                         ids=['kill-9', 'ctrl-c', 'awx-sigterm', 'hangup'])
+def test_ansible_playbook_killed_as_the_backup_is_published_migrates_nothing(lab, signame, group):
     """ansible-playbook dies (SIGKILL to its process group: kill -9, the OOM killer, a CI runner's cancel) the moment
     the run task's backup of stream-bot is published, before its apply starts. When the backup was a module run of
     its own the run task checked right after it that the controller was gone and started no apply. Now the apply
@@ -271,7 +273,10 @@ def test_ansible_playbook_killed_as_the_backup_is_published_migrates_nothing(lab
             while run.running() and time.monotonic() < deadline and not _published(lab):
                 time.sleep(0.001)
             assert run.running(), 'the run ended before its backup was published'
-            os.killpg(run.proc.pid, signal.SIGKILL)
+            if group:
+                os.killpg(run.proc.pid, getattr(signal, signame))
+            else:
+                os.kill(run.proc.pid, getattr(signal, signame))
             run.wait(60)
             gone = wait_for(lambda: not marked_processes(lab.marker), 30)
         finally:
