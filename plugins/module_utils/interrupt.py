@@ -142,6 +142,19 @@ def gone(watched):
     return None
 
 
+_ACTIVE = []  # the guards entered in this process, innermost last
+
+
+def checkpoint():
+    """A synchronous look for the innermost active Guard, for the moment before work is made permanent (a COMMIT):
+    when the controller is gone now, raise that guard's exception (Interrupted by default) instead of waiting for the
+    watcher's next poll. Nothing happens outside a guard or after the guard raised once."""
+    if _ACTIVE and not _ACTIVE[-1].raised and _ACTIVE[-1].controller_gone():
+        guard = _ACTIVE[-1]
+        guard.raised = True
+        raise guard.make_exception(guard.reason, None)
+
+
 class Guard(object):
     """``with Guard(cancel): ...`` turns SIGINT/SIGHUP/SIGTERM and the controller's death into Interrupted.
 
@@ -163,6 +176,7 @@ class Guard(object):
         self._previous_wakeup = None
         self._pipe = None
         self._stop = threading.Event()
+        self._entered = threading.Event()
         self._thread = None
         self._watched = []
 
@@ -187,15 +201,19 @@ class Guard(object):
             except (ValueError, OSError):
                 pass
         self.active = True
+        _ACTIVE.append(self)
         self._watched = (ancestors() + controller_from_env()) if self.watch_ancestors else []
         self._thread = threading.Thread(target=self._watch, name='homelab-interrupt-watch')
         self._thread.daemon = True
         self._thread.start()
+        self._entered.set()  # the watcher's signal may come now (not while this method sets up)
         return self
 
     def __exit__(self, *exc):
         if not self.active:
             return False
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
         self._stop.set()
         try:  # wake the watcher from its select() now instead of after up to ``poll`` seconds
             os.write(self._pipe[1], b'\0')
@@ -275,6 +293,7 @@ class Guard(object):
                 lost = gone(self._watched)
                 if lost is not None:
                     self.reason = self._gone_reason(lost)
+                    self._entered.wait(2)
                     try:
                         os.kill(os.getpid(), signal.SIGTERM)  # the handler raises in the main thread
                     except OSError:

@@ -21,6 +21,7 @@ __metaclass__ = type
 
 import os
 
+from ansible_collections.homelab.migrations.plugins.module_utils import interrupt
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.base import ApplyError, ApplyResult
 from ansible_collections.homelab.migrations.plugins.module_utils.adapters.drizzle.sql import (
     RowGone,
@@ -118,6 +119,7 @@ class Runner(object):
             conn.autocommit = False
             with conn.cursor() as cur:
                 self._statements(cur, group, first)
+            interrupt.checkpoint()  # a controller that died meanwhile: roll back instead (below)
             self.committing = True
             self.stmt = 'COMMIT'
             conn.commit()

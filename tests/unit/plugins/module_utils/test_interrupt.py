@@ -25,3 +25,25 @@ def test_a_mark_of_a_process_that_ended_is_gone():
     os.waitpid(pid, 0)
     watched = interrupt.controller_from_env({interrupt.CONTROLLER_ENV: mark})
     assert watched and interrupt.gone(watched) == (pid, 'ansible-playbook')
+
+
+def test_a_guard_entered_after_its_controller_ended_stops_at_once(monkeypatch):
+    """The watcher's first look is immediate and checkpoint() looks synchronously (before a COMMIT): a module whose
+    ansible-playbook died stops within a fraction of a second, never after a poll interval of work."""
+    import time
+
+    import pytest
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os._exit(0)
+    mark = interrupt.controller_mark(pid)
+    os.waitpid(pid, 0)
+    interrupt.checkpoint()  # outside a guard: nothing to look at, nothing raised
+    monkeypatch.setenv(interrupt.CONTROLLER_ENV, mark)
+    started = time.monotonic()
+    with pytest.raises(interrupt.Interrupted) as raised:
+        with interrupt.Guard(poll=30):
+            interrupt.checkpoint()
+            time.sleep(5)
+    assert time.monotonic() - started < 1 and raised.value.reason
+    assert interrupt._ACTIVE == []
