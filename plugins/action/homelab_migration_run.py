@@ -68,18 +68,38 @@ class _Journal(object):
         tmpdir = shell.tmpdir or self.action._make_tmp_path()
         return shell.join_path(tmpdir, 'homelab-journal-%s.jsonl' % service)
 
-    def read(self, path):
+    def _lines(self, path):
         read = self.action._execute_module(module_name='ansible.builtin.slurp', module_args={'src': path},
                                            task_vars=self.task_vars)
         if read.get('failed') or not isinstance(read.get('content'), str):
             return None
+        return base64.b64decode(read['content']).decode('utf-8', 'replace').splitlines()
+
+    def read(self, path):
+        lines = self._lines(path)
+        if lines is None:
+            return None
         facts = []
-        for line in base64.b64decode(read['content']).decode('utf-8', 'replace').splitlines():
+        for number, line in enumerate(lines, 1):
             try:
                 facts.append(json.loads(line))
             except ValueError:
-                continue
+                if number < len(lines):
+                    return None  # a cut line before others: the journal is not to be trusted at all
         return facts
+
+    def logged(self, audit_log, records):
+        """Whether every one of ``records`` (as built) is a line of ``audit_log`` (True without an audit log)."""
+        if not audit_log:
+            return True
+        lines = self._lines(audit_log) or []
+        found = []
+        for line in lines:
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+        return all(json.loads(json.dumps(record, default=str)) in found for record in records)
 
 
 class ActionModule(ActionBase):

@@ -82,9 +82,11 @@ def note(journal, fact):
     file cannot be written."""
     if not journal:
         return
+    data = (json.dumps(fact, sort_keys=True, default=str) + '\n').encode('utf-8')
     fd = safe_path.open_nofollow(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600, 'journal')
     try:
-        os.write(fd, (json.dumps(fact, sort_keys=True, default=str) + '\n').encode('utf-8'))
+        while data:  # a short write (a full disk) is finished or ends in OSError, never left cut silently
+            data = data[os.write(fd, data):]
     finally:
         os.close(fd)
 
@@ -111,7 +113,7 @@ def opened(journal):
     return journal
 
 
-def write_record(spec, params, result, record):
+def write_record(spec, params, result, record, journal=None):
     """The role's record of a service whose backup and apply succeeded: built as the run task builds it, written
     to O(audit_log) (when given) as homelab_migration_audit writes it. Sets ``records``, or ``record_error``."""
     outcome = migrate_all_outcome({'action': 'run', 'reason': record.get('reason') or ''}, None,
@@ -120,6 +122,16 @@ def write_record(spec, params, result, record):
                                      record['run_id'])
     try:
         records = build_records([role_record], params.get('confirmation'))
+    except ValueError as exc:
+        result['record_error'] = 'could not build the audit record: %s' % exc
+        return
+    try:
+        # before the audit log: a caller that finds this line after a kill knows the apply succeeded and looks for
+        # the record in the log; without it (the journal cannot be written) the caller writes the record itself
+        note(journal, {'step': 'record', 'records': records})
+    except OSError:
+        return
+    try:
         for built in records if params.get('audit_log') else []:
             append_record(params['audit_log'], built)
     except Exception as exc:  # pylint: disable=broad-except  # the run task stops on it, as on a failed audit step
@@ -127,6 +139,10 @@ def write_record(spec, params, result, record):
             'can be created and is writable by the user the play runs as' % (params.get('audit_log'), exc)
         return
     result['records'] = records
+    try:
+        note(journal, {'step': 'recorded'})
+    except OSError:
+        pass  # the caller looks for the record in the audit log after a kill
 
 
 def run_step(spec, dburl, params, check_mode=False, diff=False, backup=None, record=None, journal=None):
@@ -149,15 +165,16 @@ def run_step(spec, dburl, params, check_mode=False, diff=False, backup=None, rec
         try:
             if backup:
                 taken = take_backup(spec, backup, params.get('connect_timeout'))
-                _noted(journal, {'step': 'backup', 'backup': taken})
                 if taken.get('failed'):
                     return not_run(spec, params, taken, taken.get('error_code') or 'backup_failed',
                                    'the backup before the migration failed, nothing was migrated: %s' % taken['msg'])
             # the controller may have died while the backup ran: look now, not at the watcher's next poll
             if guard.reason or guard.controller_gone():
                 return not_run(spec, params, taken, interrupt.ERROR_CODE, guard.reason)
+            unjournaled = _unjournaled(journal, taken)
+            if unjournaled:
+                return not_run(spec, params, taken, 'bad_config', unjournaled)
             started = True
-            _noted(journal, {'step': 'apply'})
             result = run_apply(spec, dburl, params, check_mode=check_mode, diff=diff)
             guard.raised = True  # the apply ended: a later signal must not cut its record short
         except interrupt.Interrupted as exc:
@@ -169,19 +186,20 @@ def run_step(spec, dburl, params, check_mode=False, diff=False, backup=None, rec
         result['backup'] = taken
         result['changed'] = bool(result.get('changed') or taken.get('changed'))  # a new backup, pruned ones
     if record and not result.get('failed') and result.get('error_code') != interrupt.ERROR_CODE:
-        write_record(spec, params, result, record)
-        if 'records' in result:
-            _noted(journal, {'step': 'record', 'records': result['records']})
+        write_record(spec, params, result, record, journal)
     return result
 
 
-def _noted(journal, fact):
-    """:func:`note` after :func:`opened`: a journal that fails now costs the caller only what it would know after a
-    crash, never the run."""
+def _unjournaled(journal, taken):
+    """Note the backup (when one was taken) and the apply's start in the journal; the message why that failed (the
+    apply must not start: after a kill the caller would take a missing line for a step that never ran), or None."""
     try:
-        note(journal, fact)
-    except OSError:
-        pass
+        if taken is not None:
+            note(journal, {'step': 'backup', 'backup': taken})
+        note(journal, {'step': 'apply'})
+    except OSError as exc:
+        return ('cannot write the journal %s (%s); the backup was taken, nothing was migrated' % (journal, exc))
+    return None
 
 
 def argument_spec():

@@ -290,7 +290,8 @@ def migrate_all_journal_result(crashed, facts):
     - no ``apply`` line: the apply never started. Without a good backup the backup step failed (``backup`` is the
       crash, failed); else the apply failed ``untouched`` with that backup.
     - an ``apply`` line: the backup (when one was taken) is known, so a restore can use it; with a ``record`` line
-      the apply succeeded and its record was written: the result is rebuilt from that record.
+      the apply succeeded and its record was built: the result is rebuilt from that record, with
+      ``record_unconfirmed`` true when no ``recorded`` line says it reached the audit log.
     """
     steps = dict((f.get('step'), f) for f in facts or [] if isinstance(f, dict))
     if 'start' not in steps:
@@ -310,7 +311,9 @@ def migrate_all_journal_result(crashed, facts):
     if not records or not isinstance(records[0], dict):
         return result
     record = records[0]
-    return {'changed': True, 'from_revision': record.get('from'), 'to_revision': record.get('to'),
+    # ``record`` is noted before the audit log is written, ``recorded`` after: without the second the caller looks
+    return {'record_unconfirmed': 'recorded' not in steps,
+            'changed': True, 'from_revision': record.get('from'), 'to_revision': record.get('to'),
             'applied': list(record.get('applied') or []), 'reverted': list(record.get('reverted') or []),
             'untouched': False, 'backup': backup if good else {}, 'records': records,
             'warnings': ['the apply module ended without its result after it had migrated the service and written '

@@ -288,6 +288,9 @@ class RoleRun(object):
                 # the module ended without its result (killed): what its journal says it did is known
                 result = rec.migrate_all_journal_result(result, self.journal.read(journal))
                 self.warnings.extend(result.pop('warnings', None) or [])
+                if result.pop('record_unconfirmed', False) and not self.journal.logged(self.args['audit_log'],
+                                                                                       result['records']):
+                    del result['records']  # killed before its record reached the log: the run writes it (service)
             taken = result.get('backup') if isinstance(result.get('backup'), dict) else {}
             steps['backup'] = taken
             if taken.get('failed'):  # the apply did not start (error_code backup_failed, untouched)
