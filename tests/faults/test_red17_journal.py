@@ -1,0 +1,133 @@
+"""Red team r17 (red2): the apply's journal (service_step.note) read back after a kill (recovery.migrate_all_journal_result).
+
+The journal is written best effort (service_step._noted swallows OSError), but the recovery reads a MISSING line as
+proof that the step did not happen ("no apply line = the apply never started (untouched)"). A journal line that could
+not be written (the remote temporary directory's file system full, as a backup that just filled the disk leaves it)
+is therefore read as "nothing was done": an apply that migrated is recorded as untouched, with no backup to restore.
+"""
+
+import glob
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from harness.faults import marked_processes, wait_for
+
+from test_red17_step import _apply_pids, _big_stream_bot, _dump_waits, _role_lines, _sleeping, _slow_stream_bot
+
+pytestmark = pytest.mark.peer
+
+
+class _SmallTmp(object):
+    """A 64 MiB tmpfs used as ansible's remote_tmp (the task's private temporary directory, where the journal is)."""
+
+    def __init__(self, tmp_path):
+        self.root = str(tmp_path / 'remote_tmp')
+        os.makedirs(self.root)
+        subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64m,mode=0700', 'tmpfs', self.root], check=True)
+        self.filler = os.path.join(self.root, 'filler')
+
+    def journals(self, service):
+        return glob.glob(os.path.join(self.root, '*', 'homelab-journal-%s.jsonl' % service))
+
+    def fill(self):
+        """Take every free byte (ENOSPC for the next write)."""
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b'\0' * 65536)
+        except OSError:
+            pass
+        try:
+            while True:
+                os.write(fd, b'\0')
+        except OSError:
+            pass
+        os.close(fd)
+
+    def page_align(self, path):
+        """Blank lines (the reader skips them) up to the end of the journal's page: tmpfs then needs a new page for
+        the next line, and a full tmpfs refuses it, as a full disk refuses a file's next block."""
+        size = os.path.getsize(path)
+        with open(path, 'a') as fh:
+            fh.write('\n' * (-size % 4096))
+
+    def free(self):
+        try:
+            os.unlink(self.filler)
+        except OSError:
+            pass
+
+    def close(self):
+        subprocess.run(['umount', '-l', self.root], check=False)
+
+
+@pytest.fixture
+def small_tmp(tmp_path):
+    tmp = _SmallTmp(tmp_path)
+    yield tmp
+    tmp.close()
+
+
+def _journal_text(small_tmp):
+    out = []
+    for path in small_tmp.journals('stream-bot'):
+        with open(path) as fh:
+            out.append([line for line in fh.read().splitlines() if line.strip()])
+    return out
+
+
+def test_a_journal_that_could_not_be_written_is_read_as_an_untouched_database(lab, small_tmp):
+    """The start line is written; then the file system of the remote temporary directory is full (ENOSPC): the
+    backup and apply lines are lost silently, the backup (elsewhere) is published and the apply migrates (one
+    transaction per migration: 0002..0004 commit). SIGKILL (OOM killer) during 0005. The journal holds only
+    ``start``, and the run task concludes that the backup failed and nothing was changed: the role records
+    "nothing was changed"/untouched for a database that was migrated, and neither goes back nor restores."""
+    lab.move('stream-bot', '0001_add_giveaways')
+    _slow_stream_bot(lab, seconds=30)
+    before = lab.snapshot(['stream-bot'])
+    locker = lab.dbs['stream-bot'].conn()
+    run = None
+    try:
+        locker.cursor().execute('BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE')
+        run = lab.spawn(tags='stream-bot', migrate_all_transaction='each', migrate_all_backup_lock_wait_timeout=120,
+                        env={'ANSIBLE_REMOTE_TMP': small_tmp.root})
+        assert wait_for(lambda: _dump_waits(lab) or not run.running(), 300), open(run.out.name).read()[-3000:]
+        paths = small_tmp.journals('stream-bot')
+        assert paths, os.listdir(small_tmp.root)
+        small_tmp.page_align(paths[0])
+        small_tmp.fill()
+        locker.cursor().execute('ROLLBACK')
+        assert wait_for(lambda: _sleeping(lab) or not run.running(), 300), open(run.out.name).read()[-3000:]
+        journal = _journal_text(small_tmp)
+        pids = _apply_pids(lab)
+        assert pids, marked_processes(lab.marker)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        small_tmp.free()  # the disk has room again for the run task's next steps
+        run.wait(300)
+    finally:
+        small_tmp.free()
+        try:
+            locker.cursor().execute('ROLLBACK')
+        except Exception:  # noqa: BLE001  # already rolled back
+            pass
+        locker.close()
+        if run is not None and run.running():
+            run.kill()
+    assert lab.canary not in run.output
+    applied = lab.drizzle_applied('stream-bot')
+    changed = lab.snapshot(['stream-bot']) != before
+    records = [r for r in lab.role_records() if r.get('service') == 'stream-bot']
+    assert len(records) == 1, records
+    rec = records[0]
+    facts = (journal, applied, changed, lab.backups('stream-bot'),
+             dict((k, rec.get(k)) for k in ('outcome', 'untouched', 'recovery', 'backup', 'restored', 'error')))
+    # what the record says must be true: it may not call a migrated database untouched
+    if changed:
+        assert rec.get('untouched') is not True and rec.get('recovery') != 'nothing was changed', facts
+    # and the backup that was published before the apply is known, so it could be restored
+    assert rec.get('backup'), facts
