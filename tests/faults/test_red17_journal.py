@@ -131,3 +131,47 @@ def test_a_journal_that_could_not_be_written_is_read_as_an_untouched_database(la
         assert rec.get('untouched') is not True and rec.get('recovery') != 'nothing was changed', facts
     # and the backup that was published before the apply is known, so it could be restored
     assert rec.get('backup'), facts
+
+
+def test_a_record_line_that_could_not_be_written_gives_two_records_and_undoes_a_success(lab, small_tmp):
+    """The apply line is written; then the remote temporary directory's file system is full. The module migrates,
+    writes the role's record (success) to the audit log (another file system) and loses the journal's ``record``
+    line (ENOSPC, swallowed). SIGKILL before it answers (its result is large): the journal says the apply ran and
+    nothing was recorded, so the run task goes back and records a failure too: two role records for one service,
+    one of them false."""
+    _big_stream_bot(lab)
+    run = lab.spawn(tags='stream-bot', env={'ANSIBLE_REMOTE_TMP': small_tmp.root})
+    killed = False
+    try:
+        assert wait_for(lambda: _sleeping(lab) or not run.running(), 300), open(run.out.name).read()[-3000:]
+        paths = small_tmp.journals('stream-bot')
+        assert paths, os.listdir(small_tmp.root)
+        small_tmp.page_align(paths[0])
+        small_tmp.fill()
+        pids = _apply_pids(lab)
+        assert pids, marked_processes(lab.marker)
+        deadline = time.monotonic() + 300
+        while run.running() and time.monotonic() < deadline:
+            if _role_lines(lab.audit_log, 'stream-bot'):
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                        killed = True
+                    except ProcessLookupError:
+                        pass
+                break
+            time.sleep(0.0005)
+        journal = _journal_text(small_tmp)
+        small_tmp.free()
+        run.wait(300)
+    finally:
+        small_tmp.free()
+        if run.running():
+            run.kill()
+    assert killed, 'the module answered before the kill'
+    assert lab.canary not in run.output
+    records = _role_lines(lab.audit_log, 'stream-bot')
+    applied = lab.drizzle_applied('stream-bot')
+    assert len(records) == 1, (journal, applied, [(r['outcome'], r.get('recovery')) for r in records])
+    if records[0]['outcome'] == 'success':
+        assert applied and applied[-1] == '0005_big_backfill', (records[0], applied)
