@@ -175,3 +175,54 @@ def test_a_record_line_that_could_not_be_written_gives_two_records_and_undoes_a_
     assert len(records) == 1, (journal, applied, [(r['outcome'], r.get('recovery')) for r in records])
     if records[0]['outcome'] == 'success':
         assert applied and applied[-1] == '0005_big_backfill', (records[0], applied)
+
+
+def _slow_dashboard(lab, seconds=60):
+    """dashboard's last revision (006) sleeps after its DDL: time to kill the module during the alembic child's run."""
+    path = os.path.join(lab.services_dir, 'dashboard', 'alembic', 'versions', '006_create_service_status.py')
+    with open(path) as fh:
+        text = fh.read()
+    text = text.replace('def upgrade() -> None:\n', 'def upgrade() -> None:\n    op.execute("SELECT pg_sleep(%d)")\n' % seconds, 1)
+    assert 'pg_sleep(%d)' % seconds in text
+    with open(path, 'w') as fh:
+        fh.write(text)
+
+
+def _dashboard_sleeping(lab):
+    db = lab.dbs['dashboard']
+    return db.query("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+                    "AND query LIKE '%%pg_sleep%%' AND state = 'active'", (db.name,))[0][0] > 0
+
+
+@pytest.mark.parametrize('transaction', ['all', 'each'])
+def test_an_apply_killed_during_the_alembic_child_is_restored_from_its_backup(lab, transaction):
+    """SIGKILL to dashboard's apply module while its alembic child runs 006 (after 002..005): the journal has
+    ``start``, ``backup`` and ``apply``; the role must know the backup, take dashboard back (or restore it) and
+    record one failure that is recovered, with no alembic child left."""
+    lab.move('dashboard', '001')
+    _slow_dashboard(lab)
+    before = lab.snapshot(['dashboard'])
+    run = lab.spawn(tags='dashboard', migrate_all_transaction=transaction)
+    try:
+        assert wait_for(lambda: _dashboard_sleeping(lab) or not run.running(), 300), \
+            open(run.out.name).read()[-3000:]
+        assert run.running()
+        pids = _apply_pids(lab)
+        assert pids, marked_processes(lab.marker)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        run.wait(300)
+    finally:
+        if run.running():
+            run.kill()
+    assert lab.canary not in run.output
+    assert wait_for(lambda: not _dashboard_sleeping(lab), 30), 'the alembic child lives on'
+    records = [r for r in lab.role_records() if r.get('service') == 'dashboard']
+    assert len(records) == 1, records
+    rec = records[0]
+    facts = dict((k, rec.get(k)) for k in ('outcome', 'untouched', 'recovery', 'backup', 'restored', 'to', 'error'))
+    assert rec['outcome'] == 'failed', facts
+    taken = lab.backups('dashboard')
+    assert len(taken) == 1 and rec['backup'] == os.path.join(lab.backup_dir, taken[0]), (taken, facts)
+    assert 'NOT RECOVERED' not in (rec.get('recovery') or ''), facts
+    assert lab.snapshot(['dashboard']) == before, facts
