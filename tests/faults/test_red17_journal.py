@@ -226,3 +226,35 @@ def test_an_apply_killed_during_the_alembic_child_is_restored_from_its_backup(la
     assert len(taken) == 1 and rec['backup'] == os.path.join(lab.backup_dir, taken[0]), (taken, facts)
     assert 'NOT RECOVERED' not in (rec.get('recovery') or ''), facts
     assert lab.snapshot(['dashboard']) == before, facts
+
+
+@pytest.mark.parametrize('transaction', ['all', 'each'])
+def test_an_apply_killed_during_the_alembic_child_without_a_backup_is_taken_back(lab, transaction):
+    """The same kill from an empty database (backup auto: nothing to back up, no backup): the journal's ``backup``
+    line holds a result without a path. The role must not claim a backup or "untouched"; it takes dashboard back to
+    base and records one failure, recovered (schema as before)."""
+    _slow_dashboard(lab)
+    before = lab.snapshot(['dashboard'])
+    run = lab.spawn(tags='dashboard', migrate_all_transaction=transaction)
+    try:
+        assert wait_for(lambda: _dashboard_sleeping(lab) or not run.running(), 300), \
+            open(run.out.name).read()[-3000:]
+        assert run.running()
+        pids = _apply_pids(lab)
+        assert pids, marked_processes(lab.marker)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        run.wait(300)
+    finally:
+        if run.running():
+            run.kill()
+    assert lab.canary not in run.output
+    assert wait_for(lambda: not _dashboard_sleeping(lab), 30), 'the alembic child lives on'
+    records = [r for r in lab.role_records() if r.get('service') == 'dashboard']
+    assert len(records) == 1, records
+    rec = records[0]
+    facts = dict([(k, rec.get(k)) for k in ('outcome', 'untouched', 'recovery', 'backup', 'restored', 'to', 'error')],
+                 backups=lab.backups('dashboard'), heads=lab.alembic_heads_table())
+    assert rec['outcome'] == 'failed' and rec.get('untouched') is not True, facts
+    assert 'NOT RECOVERED' not in (rec.get('recovery') or ''), facts
+    assert lab.snapshot(['dashboard']) == before, facts
