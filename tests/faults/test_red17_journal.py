@@ -258,3 +258,59 @@ def test_an_apply_killed_during_the_alembic_child_without_a_backup_is_taken_back
     assert rec['outcome'] == 'failed' and rec.get('untouched') is not True, facts
     assert 'NOT RECOVERED' not in (rec.get('recovery') or ''), facts
     assert lab.snapshot(['dashboard']) == before, facts
+
+
+def _journal_of(pid, service):
+    """The journal path the module ``pid`` was given (homelab-journal-<service>.jsonl under its task's temp dir)."""
+    with open('/proc/%d/cmdline' % pid, 'rb') as fh:
+        cmd = fh.read().decode('utf-8', 'replace').split('\0')
+    for part in cmd:
+        folder = os.path.dirname(part)
+        if 'ansible-tmp-' in folder:
+            return os.path.join(folder, 'homelab-journal-%s.jsonl' % service)
+    found = glob.glob(os.path.expanduser('~/.ansible/tmp/ansible-tmp-*/homelab-journal-%s.jsonl' % service))
+    return found[0] if len(found) == 1 else None
+
+
+def test_a_kill_between_the_record_and_its_journal_line_gives_two_records(lab):
+    """No disk trouble: the journal's ``record`` line is written AFTER the role's record is appended to the audit
+    log. A slow moment between the two (here the journal's open is held 3 s by strace's delay injection, as a
+    stalled ~/.ansible/tmp would) and a SIGKILL in it: the journal says the apply ran and recorded nothing, so the
+    run task takes the service back (or restores it) and records a failure next to the success."""
+    _big_stream_bot(lab)
+    run = lab.spawn(tags='stream-bot')
+    tracer = None
+    killed = False
+    try:
+        assert wait_for(lambda: _sleeping(lab) or not run.running(), 300), open(run.out.name).read()[-3000:]
+        pids = _apply_pids(lab)
+        assert len(pids) == 1, marked_processes(lab.marker)
+        journal = _journal_of(pids[0], 'stream-bot')
+        assert journal and os.path.exists(journal), journal
+        tracer = subprocess.Popen(['strace', '-qq', '-f', '-p', str(pids[0]), '-P', journal, '-e', 'trace=openat',
+                                   '-e', 'inject=openat:delay_enter=3000000', '-o', '/dev/null'])
+        time.sleep(1)
+        deadline = time.monotonic() + 300
+        while run.running() and time.monotonic() < deadline:
+            if _role_lines(lab.audit_log, 'stream-bot'):
+                with open(journal) as fh:
+                    lines = fh.read().splitlines()
+                time.sleep(0.5)  # well inside the 3 s the journal's open is held
+                os.kill(pids[0], signal.SIGKILL)
+                killed = True
+                break
+            time.sleep(0.0005)
+        run.wait(300)
+    finally:
+        if tracer is not None:
+            tracer.kill()
+            tracer.wait()
+        if run.running():
+            run.kill()
+    assert killed, 'the module answered before the kill'
+    assert lab.canary not in run.output
+    records = _role_lines(lab.audit_log, 'stream-bot')
+    applied = lab.drizzle_applied('stream-bot')
+    assert len(records) == 1, (lines, applied, [(r['outcome'], r.get('recovery')) for r in records])
+    if records[0]['outcome'] == 'success':
+        assert applied and applied[-1] == '0005_big_backfill', (records[0], applied)
