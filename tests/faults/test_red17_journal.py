@@ -1,4 +1,5 @@
-"""Red team r17 (red2): the apply's journal (service_step.note) read back after a kill (recovery.migrate_all_journal_result).
+"""Red team r17 (red2): the apply's journal (service_step.note) read back after a kill
+(recovery.migrate_all_journal_result).
 
 The journal is written best effort (service_step._noted swallows OSError), but the recovery reads a MISSING line as
 proof that the step did not happen ("no apply line = the apply never started (untouched)"). A journal line that could
@@ -182,7 +183,8 @@ def _slow_dashboard(lab, seconds=60):
     path = os.path.join(lab.services_dir, 'dashboard', 'alembic', 'versions', '006_create_service_status.py')
     with open(path) as fh:
         text = fh.read()
-    text = text.replace('def upgrade() -> None:\n', 'def upgrade() -> None:\n    op.execute("SELECT pg_sleep(%d)")\n' % seconds, 1)
+    head = 'def upgrade() -> None:\n'
+    text = text.replace(head, head + '    op.execute("SELECT pg_sleep(%d)")\n' % seconds, 1)
     assert 'pg_sleep(%d)' % seconds in text
     with open(path, 'w') as fh:
         fh.write(text)
