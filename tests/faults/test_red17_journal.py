@@ -49,12 +49,14 @@ class _SmallTmp(object):
             pass
         os.close(fd)
 
-    def page_align(self, path):
-        """Blank lines (the reader skips them) up to the end of the journal's page: tmpfs then needs a new page for
-        the next line, and a full tmpfs refuses it, as a full disk refuses a file's next block."""
+    def page_align(self, path, room=0):
+        """Blank lines (the reader skips them) up to ``room`` bytes before the end of the journal's page: tmpfs then
+        needs a new page for the next line past those bytes, and a full tmpfs refuses it, as a full disk refuses a
+        file's next block."""
         size = os.path.getsize(path)
+        pad = (-size - room) % 4096
         with open(path, 'a') as fh:
-            fh.write('\n' * (-size % 4096))
+            fh.write('\n' * pad)
 
     def free(self):
         try:
@@ -327,3 +329,65 @@ def test_a_kill_between_the_record_and_its_journal_line_gives_two_records(lab):
     assert len(records) == 1, (lines, applied, [(r['outcome'], r.get('recovery')) for r in records])
     if records[0]['outcome'] == 'success':
         assert applied and applied[-1] == '0005_big_backfill', (records[0], applied)
+
+
+def test_a_short_journal_write_garbles_the_apply_line_into_a_false_untouched(lab, small_tmp):
+    """A full file system gives a SHORT write, not an error: os.write() of the ``backup`` line writes only what fits
+    (service_step.note never checks the count), and no OSError is raised. Space comes back a moment later (the
+    backup's pruning, another process's cleanup; here the test frees it while strace holds the next journal open
+    3 s), and the ``apply`` line is appended, without error, to the cut backup line: one line that is not JSON,
+    which the reader skips. The journal then proves nothing past ``start``, and the run task says the backup failed
+    and nothing was changed, although every journal write after ``start`` "succeeded" and the apply migrated."""
+    lab.move('stream-bot', '0001_add_giveaways')
+    _slow_stream_bot(lab, seconds=30)
+    before = lab.snapshot(['stream-bot'])
+    locker = lab.dbs['stream-bot'].conn()
+    run = tracer = None
+    try:
+        locker.cursor().execute('BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE')
+        run = lab.spawn(tags='stream-bot', migrate_all_transaction='each', migrate_all_backup_lock_wait_timeout=120,
+                        env={'ANSIBLE_REMOTE_TMP': small_tmp.root})
+        assert wait_for(lambda: _dump_waits(lab) or not run.running(), 300), open(run.out.name).read()[-3000:]
+        paths = small_tmp.journals('stream-bot')
+        assert paths, os.listdir(small_tmp.root)
+        pids = _apply_pids(lab)
+        assert len(pids) == 1, marked_processes(lab.marker)
+        # the 2nd journal open from now on (the apply line's; the 1st is the backup line's) is held 3 s
+        tracer = subprocess.Popen(['strace', '-qq', '-p', str(pids[0]), '-P', paths[0], '-e', 'trace=openat',
+                                   '-e', 'inject=openat:delay_enter=3000000:when=2', '-o', '/dev/null'])
+        time.sleep(1)
+        small_tmp.page_align(paths[0], room=40)
+        small_tmp.fill()
+        locker.cursor().execute('ROLLBACK')
+        assert wait_for(lambda: os.path.getsize(paths[0]) % 4096 == 0 or not run.running(), 120)
+        small_tmp.free()
+        assert wait_for(lambda: _sleeping(lab) or not run.running(), 300), open(run.out.name).read()[-3000:]
+        journal = _journal_text(small_tmp)
+        with open(paths[0]) as fh:
+            raw = [line[:60] + '...' + line[-40:] for line in fh.read().splitlines() if line.strip()]
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        run.wait(300)
+    finally:
+        if tracer is not None:
+            tracer.kill()
+            tracer.wait()
+        small_tmp.free()
+        try:
+            locker.cursor().execute('ROLLBACK')
+        except Exception:  # noqa: BLE001  # already rolled back
+            pass
+        locker.close()
+        if run is not None and run.running():
+            run.kill()
+    assert lab.canary not in run.output
+    applied = lab.drizzle_applied('stream-bot')
+    changed = lab.snapshot(['stream-bot']) != before
+    records = [r for r in lab.role_records() if r.get('service') == 'stream-bot']
+    assert len(records) == 1, records
+    rec = records[0]
+    facts = (raw, journal, applied, changed, lab.backups('stream-bot'),
+             dict((k, rec.get(k)) for k in ('outcome', 'untouched', 'recovery', 'backup', 'restored', 'error')))
+    if changed:
+        assert rec.get('untouched') is not True and rec.get('recovery') != 'nothing was changed', facts
+    assert rec.get('backup'), facts
