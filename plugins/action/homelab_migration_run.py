@@ -68,31 +68,33 @@ class _Journal(object):
         tmpdir = shell.tmpdir or self.action._make_tmp_path()
         return shell.join_path(tmpdir, 'homelab-journal-%s.jsonl' % service)
 
-    def _lines(self, path):
+    def _text(self, path):
         read = self.action._execute_module(module_name='ansible.builtin.slurp', module_args={'src': path},
                                            task_vars=self.task_vars)
         if read.get('failed') or not isinstance(read.get('content'), str):
             return None
-        return base64.b64decode(read['content']).decode('utf-8', 'replace').splitlines()
+        return base64.b64decode(read['content']).decode('utf-8', 'replace')
 
     def read(self, path):
-        lines = self._lines(path)
-        if lines is None:
+        text = self._text(path)
+        if text is None:
             return None
+        lines = text.splitlines()
         facts = []
         for number, line in enumerate(lines, 1):
             try:
                 facts.append(json.loads(line))
             except ValueError:
-                if number < len(lines):
-                    return None  # a cut line before others: the journal is not to be trusted at all
+                if number < len(lines) or text.endswith('\n'):
+                    return None  # a whole line that is no JSON: the journal is not to be trusted at all
+                # the last line, cut short by the kill: that step was not noted (the module noted it before doing it)
         return facts
 
     def logged(self, audit_log, records):
         """Whether every one of ``records`` (as built) is a line of ``audit_log`` (True without an audit log)."""
         if not audit_log:
             return True
-        lines = self._lines(audit_log) or []
+        lines = (self._text(audit_log) or '').splitlines()
         found = []
         for line in lines:
             try:

@@ -166,6 +166,7 @@ def run_step(spec, dburl, params, check_mode=False, diff=False, backup=None, rec
             if backup:
                 taken = take_backup(spec, backup, params.get('connect_timeout'))
                 if taken.get('failed'):
+                    _unjournaled(journal, taken, started=False)
                     return not_run(spec, params, taken, taken.get('error_code') or 'backup_failed',
                                    'the backup before the migration failed, nothing was migrated: %s' % taken['msg'])
             # the controller may have died while the backup ran: look now, not at the watcher's next poll
@@ -190,13 +191,15 @@ def run_step(spec, dburl, params, check_mode=False, diff=False, backup=None, rec
     return result
 
 
-def _unjournaled(journal, taken):
-    """Note the backup (when one was taken) and the apply's start in the journal; the message why that failed (the
-    apply must not start: after a kill the caller would take a missing line for a step that never ran), or None."""
+def _unjournaled(journal, taken, started=True):
+    """Note the backup (when one was taken) and, with ``started``, the apply's start in the journal; the message why
+    that failed (the apply must not start: after a kill the caller would take a missing line for a step that never
+    ran), or None."""
     try:
         if taken is not None:
             note(journal, {'step': 'backup', 'backup': taken})
-        note(journal, {'step': 'apply'})
+        if started:
+            note(journal, {'step': 'apply'})
     except OSError as exc:
         return ('cannot write the journal %s (%s); the backup was taken, nothing was migrated' % (journal, exc))
     return None
