@@ -71,8 +71,8 @@ options:
         to before each step a caller would need to know about after a kill - C(start), C(backup) (with the backup's
         result) and C(apply) before the apply starts, C(record) (the records) before the audit log is written and
         C(recorded) after it - so that a caller whose module run ended without a result knows what was done.
-      - A line that cannot be written stops the run before that step (the apply does not start; the record is left to the caller). The migrate_all role's
-        run task passes a file in the task's private remote temporary directory.
+      - A line that cannot be written stops the run before that step (the apply does not start; the record is left
+        to the caller). The migrate_all role's run task passes a file in the task's private remote temporary directory.
       - When its first line cannot be written, the run goes on without it.
     type: path
 '''
