@@ -21,28 +21,22 @@ import os
 import traceback
 
 from ansible_collections.homelab.migrations.plugins.module_utils import interrupt, safe_path
-from ansible_collections.homelab.migrations.plugins.module_utils.apply_result import ApplyFailure
-from ansible_collections.homelab.migrations.plugins.module_utils.apply_session import check_audit_log, check_duration
 from ansible_collections.homelab.migrations.plugins.module_utils.apply import run_apply
-from ansible_collections.homelab.migrations.plugins.module_utils.apply_result import new_result
+from ansible_collections.homelab.migrations.plugins.module_utils.apply_result import ApplyFailure, new_result
+from ansible_collections.homelab.migrations.plugins.module_utils.apply_session import check_audit_log, check_duration
 from ansible_collections.homelab.migrations.plugins.module_utils.audit import append_record, build_records
 from ansible_collections.homelab.migrations.plugins.module_utils.plan import APPLY_OPTIONS
 from ansible_collections.homelab.migrations.plugins.module_utils.prologue import require_tools, start
-from ansible_collections.homelab.migrations.plugins.module_utils.run_record import migrate_all_outcome
-from ansible_collections.homelab.migrations.plugins.module_utils.run_record import migrate_all_record
+from ansible_collections.homelab.migrations.plugins.module_utils.backup.params import ARGUMENT_SPEC as BACKUP_SPEC
+from ansible_collections.homelab.migrations.plugins.module_utils.run_record import (
+    migrate_all_outcome, migrate_all_record)
 from ansible_collections.homelab.migrations.plugins.module_utils.secrets import exact_strings, mask, module_result
 from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, module_argument_spec, validate_service)
 
-# O(backup)'s suboptions: homelab_pg_backup's options of the same names (module_utils.backup.params)
-BACKUP_OPTIONS = dict(
-    dest=dict(type='path', required=True),
-    format=dict(type='str', choices=['custom', 'plain', 'directory']),
-    backup=dict(type='str', default='auto', choices=['auto', 'always', 'never']),
-    lock_wait_timeout=dict(type='int', default=30),
-    keep_days=dict(type='int'),
-    keep_count=dict(type='int'),
-)
+# O(backup)'s suboptions: homelab_pg_backup's own options of those names (module_utils.backup.params), dest required
+BACKUP_OPTIONS = dict((key, dict(BACKUP_SPEC[key], **({'required': True} if key == 'dest' else {})))
+                      for key in ('dest', 'format', 'backup', 'lock_wait_timeout', 'keep_days', 'keep_count'))
 # O(record)'s suboptions: what the role knows of the service's run before it starts
 RECORD_OPTIONS = dict(
     run_id=dict(type='str', required=True),
