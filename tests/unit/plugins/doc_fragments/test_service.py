@@ -30,3 +30,33 @@ def test_role_keeps_its_hand_written_parts():
         text = fh.read()
     assert text.count(gen.BEGIN) == 1 and text.count(gen.END) == 1
     assert 'migrate_all_action:' in text.split(gen.END)[1]
+
+
+def _documented(opt, context, prefix):
+    """One suboption as ansible-doc reads it, built from its source (spec.py / options.py) for ``context``."""
+    doc = {'description': load_generator().descriptions(opt, context, prefix)}
+    for field in ('type', 'required', 'elements', 'default', 'choices', 'version_added'):
+        if field in opt and not (field == 'required' and not opt[field]):
+            doc[field] = opt[field]
+    return doc
+
+
+def test_each_service_fragment_documents_every_key_for_its_own_module():
+    """SERVICES and SINGLE are made at import from one shared text: each must still be, key by key, what its
+    source says for its module (a fragment's own paragraphs in it, the other's not; O(...) paths its own)."""
+    import yaml
+    from ansible_collections.homelab.migrations.plugins.doc_fragments.service import ModuleDocFragment
+    from ansible_collections.homelab.migrations.plugins.module_utils import spec
+    for attr, context, name, prefix in (('SERVICES', 'services', 'services', 'services[]'),
+                                        ('SINGLE', 'single', 'service', 'service')):
+        doc = yaml.safe_load(getattr(ModuleDocFragment, attr))
+        suboptions = doc['options'][name]['suboptions']
+        expected = dict((key, _documented(opt, context, prefix)) for key, opt in spec.documented_options().items())
+        assert suboptions == expected, attr
+        assert 'O(SVC.' not in getattr(ModuleDocFragment, attr) and not any(
+            line.startswith('@') for line in getattr(ModuleDocFragment, attr).splitlines())
+        assert all('O(%s.' % prefix in text for text in doc['requirements'] if 'O(' in text)
+    single = yaml.safe_load(ModuleDocFragment.SINGLE)['options']['service']['suboptions']
+    services = yaml.safe_load(ModuleDocFragment.SERVICES)['options']['services']['suboptions']
+    assert 'Not checked by this module.' in single['depends_on']['description']
+    assert 'Not checked by this module.' not in services['depends_on']['description']
