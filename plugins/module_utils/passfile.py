@@ -17,6 +17,7 @@ import stat
 import tempfile
 
 from ansible_collections.homelab.migrations.plugins.module_utils import child
+from ansible_collections.homelab.migrations.plugins.module_utils import safe_path
 
 
 PASSDIR_PREFIX = '.homelab-pgpass-'
@@ -32,18 +33,11 @@ def sweep_passdirs(directory=None):
     directory = directory or tempfile.gettempdir()
     removed = []
     try:
-        names = os.listdir(directory)
+        entries = safe_path.lstat_entries(directory, lambda name: name.startswith(PASSDIR_PREFIX))
     except OSError:
         return removed
     uid = os.geteuid()
-    for name in names:
-        if not name.startswith(PASSDIR_PREFIX):
-            continue
-        path = os.path.join(directory, name)
-        try:
-            st = os.lstat(path)
-        except OSError:
-            continue
+    for name, path, st, _taken in entries:
         if st.st_uid != uid:
             continue
         try:

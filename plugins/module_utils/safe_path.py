@@ -6,7 +6,7 @@
 A directory we write into (or restore from) must belong to the user running the module (or root) and
 must not be writable by group or others: anyone else who can write there can swap a file between our
 check and our use. Its ancestors may be writable by others only with the sticky bit (as ``/tmp``).
-The final component must not be a symlink (opened with ``O_NOFOLLOW``).
+The final component must not be a symlink (opened with ``O_NOFOLLOW``); entries are listed by ``lstat``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -103,3 +103,23 @@ def open_nofollow(path, flags, mode=0o600, what='file'):
             raise UnsafePathError(errno.ELOOP, '%s %s is a symlink; refusing to follow it (give the real file)'
                                   % (what, path))
         raise
+
+
+def lstat_entries(directory, accept):
+    """The entries of ``directory`` whose names ``accept`` takes, seen by ``os.lstat`` (a symlink is itself).
+
+    Returns a list of ``(name, path, stat_result, accept(name))`` for every name where ``accept(name)`` is truthy
+    (a regex ``match`` or a predicate). An entry that cannot be stat'ed (gone meanwhile) is left out. Raises
+    OSError when ``directory`` cannot be listed.
+    """
+    found = []
+    for name in os.listdir(directory):
+        taken = accept(name)
+        if not taken:
+            continue
+        path = os.path.join(directory, name)
+        try:
+            found.append((name, path, os.lstat(path), taken))
+        except OSError:
+            continue
+    return found

@@ -221,15 +221,7 @@ def list_backups(dest, service):
         return []
     pattern = backup_name_re(service)
     found = []
-    for name in os.listdir(dest):
-        match = pattern.match(name)
-        if not match:
-            continue
-        path = os.path.join(dest, name)
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            continue
+    for name, path, st, match in safe_path.lstat_entries(dest, pattern.match):
         ext = match.group(3)
         if ext == 'dir':
             if not stat.S_ISDIR(st.st_mode) or not os.path.isfile(os.path.join(path, 'toc.dat')):
