@@ -39,6 +39,16 @@ FLOOR_PLAY = """\
         plan: {}
 """
 
+# Ansible's own floor for any play that runs one module here: ansible-playbook and a ping task (no collection code)
+PING_PLAY = """\
+- name: One module task of ansible-core's
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Ping
+      ansible.builtin.ping:
+"""
+
 
 # ------------------------------------------------------------------------------ the example homelab
 class Homelab:
@@ -131,13 +141,23 @@ def row1_homelab_status(server, peer, reps, tmp):
                                             extra_vars=homelab.extra_vars())
             return child.check('ansible-playbook status-only.yml --check')
 
-        ours_runs, raw_runs, floor_runs, said = [], [], [], None
+        ping_play = os.path.join(tmp, 'ping.yml')
+        with open(ping_play, 'w') as fh:
+            fh.write(PING_PLAY)
+
+        def ping():
+            child = common.ansible_playbook(['-i', INVENTORY, ping_play], tmp, extra_vars=homelab.extra_vars())
+            return child.check('ansible-playbook ping.yml')
+
+        ours_runs, raw_runs, floor_runs, ping_runs, said = [], [], [], [], None
         for _dummy in range(reps):  # interleaved, so a noisy neighbour hits both sides alike
             ours_runs.append(ours())
             seq, said = raw_manual_status(homelab)
             raw_runs.append(seq)
             floor_runs.append(floor())
+            ping_runs.append(ping())
         floor_s = common.median([c.wall for c in floor_runs])
+        ping_s = common.median([c.wall for c in ping_runs])
         raw_s = common.median([s.wall for s in raw_runs])
         # one more run with the junit callback, for where the time goes (not part of the medians)
         profiled = common.ansible_playbook(argv, tmp, extra_vars=homelab.extra_vars(), junit=True)
@@ -146,11 +166,13 @@ def row1_homelab_status(server, peer, reps, tmp):
         top = sorted(split['tasks'], key=lambda t: -t[1])[:3]
         notes = ('raw = alembic current + alembic heads + drizzle-orm status x2, sequential. Profiled --check run '
                  '%.2fs: %s; Ansible outside tasks %.2fs. Floor: a play with only the status task (no role) '
-                 '%.2fs = %.2f x raw'
+                 '%.2fs = %.2f x raw; Ansible\'s floor: a play with one ansible.builtin.ping task %.2fs = %.2f x raw'
                  % (profiled.wall, ', '.join('%s %.2fs' % (common.short_task(n), t) for n, t in top),
-                    split['outside_tasks'], floor_s, floor_s / raw_s if raw_s else float('nan')))
+                    split['outside_tasks'], floor_s, floor_s / raw_s if raw_s else float('nan'),
+                    ping_s, ping_s / raw_s if raw_s else float('nan')))
         return make_row('1', 'status: example homelab, playbook --check', ours_runs, raw_runs, ('ratio', 1.0),
                         notes=notes, extra={'raw_said': said, 'profile': split, 'floor_s': round(floor_s, 3),
+                                            'ping_floor_s': round(ping_s, 3),
                                             'raw_parts_s': [[round(c.wall, 3) for c in s.children]
                                                             for s in raw_runs]})
     finally:
