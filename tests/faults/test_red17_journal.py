@@ -58,18 +58,8 @@ def test_an_apply_killed_during_the_alembic_child_is_restored_from_its_backup(la
     before = lab.snapshot(['dashboard'])
     run = lab.spawn(tags='dashboard', migrate_all_transaction=transaction,
                     env={'ANSIBLE_PIPELINING': 'True'} if pipelining else None)
-    try:
-        assert wait_for(lambda: _dashboard_sleeping(lab) or not run.running(), 300), \
-            open(run.out.name).read()[-3000:]
-        assert run.running()
-        pids = _module_pids(lab, pipelining)
-        assert len(pids) == 1, marked_processes(lab.marker)
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
-        run.wait(300)
-    finally:
-        if run.running():
-            run.kill()
+    killed = run.sigkill_when(lambda: _dashboard_sleeping(lab), lambda: _module_pids(lab, pipelining))
+    assert len(killed) == 1, killed  # the apply module alone
     assert lab.canary not in run.output
     assert wait_for(lambda: not _dashboard_sleeping(lab), 30), 'the alembic child lives on'
     records = [r for r in lab.role_records() if r.get('service') == 'dashboard']
@@ -91,18 +81,7 @@ def test_an_apply_killed_during_the_alembic_child_without_a_backup_is_taken_back
     _slow_dashboard(lab)
     before = lab.snapshot(['dashboard'])
     run = lab.spawn(tags='dashboard', migrate_all_transaction=transaction)
-    try:
-        assert wait_for(lambda: _dashboard_sleeping(lab) or not run.running(), 300), \
-            open(run.out.name).read()[-3000:]
-        assert run.running()
-        pids = _apply_pids(lab)
-        assert pids, marked_processes(lab.marker)
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
-        run.wait(300)
-    finally:
-        if run.running():
-            run.kill()
+    run.sigkill_when(lambda: _dashboard_sleeping(lab), lambda: _apply_pids(lab))
     assert lab.canary not in run.output
     assert wait_for(lambda: not _dashboard_sleeping(lab), 30), 'the alembic child lives on'
     records = [r for r in lab.role_records() if r.get('service') == 'dashboard']

@@ -6,6 +6,7 @@ as the OOM killer does) after its backup was written and verified, the action no
 restore it, and the role's record says there was none.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -20,17 +21,7 @@ pytestmark = pytest.mark.peer
 
 def _slow_stream_bot(lab, seconds=6):
     """One more stream-bot migration that sleeps ``seconds`` (a long backfill) and then succeeds."""
-    folder = os.path.join(lab.services_dir, 'stream-bot', 'migrations')
-    journal_path = os.path.join(folder, 'meta', '_journal.json')
-    with open(journal_path) as fh:
-        journal = json.load(fh)
-    last = journal['entries'][-1]
-    tag = '0005_slow_backfill'
-    journal['entries'].append(dict(last, idx=last['idx'] + 1, when=last['when'] + 60000, tag=tag))
-    with open(journal_path, 'w') as fh:
-        json.dump(journal, fh, indent=2)
-    with open(os.path.join(folder, tag + '.sql'), 'w') as fh:
-        fh.write('SELECT pg_sleep(%d);\n' % seconds)
+    lab.add_migration('stream-bot', '0005_slow_backfill', 'SELECT pg_sleep(%d);\n' % seconds)
 
 
 def _sleeping(lab):
@@ -51,17 +42,7 @@ def test_an_apply_killed_after_its_backup_is_restored_from_that_backup(lab, tran
     the role must still know that backup (it is on disk, verified), restore it and record it."""
     _slow_stream_bot(lab)
     run = lab.spawn(tags='stream-bot', migrate_all_transaction=transaction)
-    try:
-        assert wait_for(lambda: _sleeping(lab) or not run.running(), 300), 'the slow migration never ran'
-        assert run.running(), open(run.out.name).read()[-3000:]
-        pids = _apply_pids(lab)
-        assert pids, marked_processes(lab.marker)
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
-        run.wait(300)
-    finally:
-        if run.running():
-            run.kill()
+    run.sigkill_when(lambda: _sleeping(lab), lambda: _apply_pids(lab))
     assert run.returncode != 0
     assert lab.canary not in run.output
     taken = lab.backups('stream-bot')
@@ -80,21 +61,10 @@ def _big_stream_bot(lab, statements=150, size=60000):
     """One more stream-bot migration: a pause (time to find the module), then many long statements (the module
     reports every statement it sent in ``queries``: a large result, so the module takes a moment to answer after
     its work is done)."""
-    folder = os.path.join(lab.services_dir, 'stream-bot', 'migrations')
-    journal_path = os.path.join(folder, 'meta', '_journal.json')
-    with open(journal_path) as fh:
-        journal = json.load(fh)
-    last = journal['entries'][-1]
-    tag = '0005_big_backfill'
-    journal['entries'].append(dict(last, idx=last['idx'] + 1, when=last['when'] + 60000, tag=tag))
-    with open(journal_path, 'w') as fh:
-        json.dump(journal, fh, indent=2)
     filler = 'x' * size
     body = ['SELECT pg_sleep(3);'] + ["SELECT length('%s%d');" % (filler, n) for n in range(statements)]
-    with open(os.path.join(folder, tag + '.sql'), 'w') as fh:
-        fh.write('\n--> statement-breakpoint\n'.join(body) + '\n')
-    with open(os.path.join(folder, tag + '.down.sql'), 'w') as fh:
-        fh.write('SELECT 1;\n')
+    lab.add_migration('stream-bot', '0005_big_backfill', '\n--> statement-breakpoint\n'.join(body) + '\n',
+                      down_sql='SELECT 1;\n')
 
 
 def _role_lines(path, service):
@@ -155,6 +125,29 @@ def _dump_waits(lab):
                     "AND wait_event_type = 'Lock'", (db.name,))[0][0] > 0
 
 
+@contextlib.contextmanager
+def _backup_waiting_for_a_lock(lab):
+    """Yields a run (stream-bot only) whose backup's pg_dump waits for a table lock an application holds (ACCESS
+    EXCLUSIVE on users). The lock is released as the block ends; the run goes on then, unless the block failed:
+    then it is killed."""
+    locker = lab.dbs['stream-bot'].conn()
+    try:
+        locker.cursor().execute('BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE')
+        run = lab.spawn(tags='stream-bot', migrate_all_backup_lock_wait_timeout=120)
+        try:
+            assert wait_for(lambda: _dump_waits(lab) or not run.running(), 300), 'pg_dump never waited'
+            assert run.running(), run.tail()
+            time.sleep(1)
+            yield run
+        except BaseException:
+            if run.running():
+                run.kill()
+            raise
+    finally:
+        locker.cursor().execute('ROLLBACK')
+        locker.close()
+
+
 @pytest.mark.parametrize('signame,group', [('SIGINT', True), ('SIGTERM', False), ('SIGHUP', True), ('SIGKILL', True)],
                          ids=['ctrl-c', 'awx-sigterm', 'hangup', 'sigkill'])
 def test_a_cancel_while_the_run_tasks_backup_waits_migrates_nothing_ever(lab, signame, group):
@@ -163,14 +156,8 @@ def test_a_cancel_while_the_run_tasks_backup_waits_migrates_nothing_ever(lab, si
     outcome, and no process of the run is left."""
     lab.move('stream-bot', '0001_add_giveaways')
     before = lab.snapshot(['stream-bot'])
-    locker = lab.dbs['stream-bot'].conn()
-    try:
-        locker.cursor().execute('BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE')
-        run = lab.spawn(tags='stream-bot', migrate_all_backup_lock_wait_timeout=120)
+    with _backup_waiting_for_a_lock(lab) as run:
         try:
-            assert wait_for(lambda: _dump_waits(lab) or not run.running(), 300), 'pg_dump never waited'
-            assert run.running(), open(run.out.name).read()[-3000:]
-            time.sleep(1)
             sent = time.monotonic()
             if group:
                 os.killpg(run.proc.pid, getattr(signal, signame))
@@ -189,9 +176,6 @@ def test_a_cancel_while_the_run_tasks_backup_waits_migrates_nothing_ever(lab, si
                 run.kill()
             else:
                 run.wait(10)
-    finally:
-        locker.cursor().execute('ROLLBACK')
-        locker.close()
     assert gone, 'still there %.0f s after %s: %s' % (took, signame, left)
     time.sleep(4)  # a module or worker that went on would migrate now
     assert lab.snapshot(['stream-bot']) == before, 'stream-bot changed after the cancel'
@@ -214,25 +198,12 @@ def test_a_module_killed_during_its_backup_is_recorded_as_nothing_changed(lab):
     hand" after a needless go-back."""
     lab.move('stream-bot', '0001_add_giveaways')
     before = lab.snapshot(['stream-bot'])
-    locker = lab.dbs['stream-bot'].conn()
-    try:
-        locker.cursor().execute('BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE')
-        run = lab.spawn(tags='stream-bot', migrate_all_backup_lock_wait_timeout=120)
-        try:
-            assert wait_for(lambda: _dump_waits(lab) or not run.running(), 300), 'pg_dump never waited'
-            assert run.running(), open(run.out.name).read()[-3000:]
-            time.sleep(1)
-            pids = _module_pids(lab, 'homelab_migration_apply') + _module_pids(lab, 'homelab_pg_backup')
-            assert pids, marked_processes(lab.marker)
-            for pid in pids:
-                os.kill(pid, signal.SIGKILL)
-        finally:
-            locker.cursor().execute('ROLLBACK')
-        run.wait(300)
-    finally:
-        locker.close()
-        if run.running():
-            run.kill()
+    with _backup_waiting_for_a_lock(lab) as run:
+        pids = _module_pids(lab, 'homelab_migration_apply') + _module_pids(lab, 'homelab_pg_backup')
+        assert pids, marked_processes(lab.marker)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+    run.wait(300)  # (killed if it outlives that)
     assert run.returncode != 0
     assert lab.canary not in run.output
     assert lab.snapshot(['stream-bot']) == before

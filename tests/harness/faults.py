@@ -142,6 +142,31 @@ class Run:
     def running(self):
         return self.proc.poll() is None
 
+    def sigkill_when(self, ready, find, timeout=300):
+        """Once ``ready()`` holds, SIGKILL every process ``find()`` names (a module, as the OOM killer kills one),
+        then wait for the run to end. Fails when the run ends before ``ready()`` or ``find()`` names no process;
+        the run is killed rather than left behind. Returns the pids killed."""
+        try:
+            assert wait_for(lambda: ready() or not self.running(), timeout), 'never ready: %s' % self.tail()
+            assert self.running(), 'the run ended first: %s' % self.tail()
+            killed = find()
+            assert killed, 'no process to kill: %s' % marked_processes(self.marker)
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+            self.wait(timeout)
+        finally:
+            if self.running():
+                self.kill()
+        return killed
+
+    def tail(self, size=3000):
+        """The last ``size`` characters of what the run printed so far."""
+        try:
+            with open(self.out.name) as fh:
+                return fh.read()[-size:]
+        except (OSError, ValueError):
+            return self.stdout[-size:]
+
     def tasks_started(self):
         """How many task banners (``TASK [...]``) the run has printed so far."""
         try:
