@@ -134,6 +134,9 @@ def shared_doc(spec, tools):
     container's path, and a line ``@<context> <line>`` belongs to that fragment only (see ``render_shared``)."""
     lines = []
     for key, opt in spec.documented_options().items():
+        fields = dict((k, v) for k, v in opt.items() if k != 'description')
+        if 'O(SVC.' in repr(fields):  # _fragment makes O(SVC. a path on every line: only descriptions have one
+            raise SystemExit('%s: O(SVC. stands outside its description: %r' % (key, fields))
         lines.extend(option_lines(key, opt, SHARED, 'SVC', 6))
     for field in ('NOTES', 'REQUIREMENTS'):
         texts = [text for tool in tools for text in getattr(tool, field, [])]
@@ -158,9 +161,10 @@ def render_fragment(spec, registry, current):
     connection.append('requirements:')
     for text in spec.CONNECTION_REQUIREMENTS:
         connection.extend(paragraph(text, 2))
-    head, marker, _old = current.partition(FRAGMENT_MARKER)
-    if not marker:
-        raise SystemExit('%s: the marker comment is missing (%r)' % (FRAGMENT, FRAGMENT_MARKER))
+    if current.count('\n' + FRAGMENT_MARKER) != 1:
+        raise SystemExit('%s: the marker comment must stand once, on a line of its own (%r)'
+                         % (FRAGMENT, FRAGMENT_MARKER.strip()))
+    head, marker, _old = current.partition('\n' + FRAGMENT_MARKER)
     parts = [head + marker, "_SHARED = r\'\'\'", shared_doc(spec, tools) + "\'\'\'", '', '',
              'class ModuleDocFragment(object):']
     for attr, context in (('SERVICES', 'services'), ('SINGLE', 'single')):

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import os
 import stat
 import tempfile
@@ -33,7 +34,7 @@ def sweep_passdirs(directory=None):
     directory = directory or tempfile.gettempdir()
     removed = []
     try:
-        entries = safe_path.lstat_entries(directory, lambda name: name.startswith(PASSDIR_PREFIX))
+        entries = safe_path.lstat_entries(directory, lambda name: name.startswith(PASSDIR_PREFIX), skip=OSError)
     except OSError:
         return removed
     uid = os.geteuid()
@@ -45,8 +46,7 @@ def sweep_passdirs(directory=None):
                 pid = name[len(PASSDIR_PREFIX):].split('-', 1)[0]
                 if pid.isdigit() and child.pid_alive(int(pid)):
                     continue
-                for inner in os.listdir(path):
-                    os.unlink(os.path.join(path, inner))
+                _empty_own_dir(path, uid)
                 os.rmdir(path)
             elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
                 os.unlink(path)
@@ -56,6 +56,19 @@ def sweep_passdirs(directory=None):
             continue
         removed.append(path)
     return removed
+
+
+def _empty_own_dir(path, uid):
+    """Unlink what is in the directory ``path`` through a handle opened without following a symlink (one swapped in
+    since it was lstat'ed fails here), after checking the directory belongs to ``uid``. Raises OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        if os.fstat(fd).st_uid != uid:
+            raise OSError(errno.EPERM, 'not ours', path)
+        for inner in os.listdir(fd):
+            os.unlink(inner, dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 class PassFile:

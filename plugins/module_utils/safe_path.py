@@ -105,21 +105,25 @@ def open_nofollow(path, flags, mode=0o600, what='file'):
         raise
 
 
-def lstat_entries(directory, accept):
+def lstat_entries(directory, accept, skip=FileNotFoundError):
     """The entries of ``directory`` whose names ``accept`` takes, seen by ``os.lstat`` (a symlink is itself).
 
-    Returns a list of ``(name, path, stat_result, accept(name))`` for every name where ``accept(name)`` is truthy
-    (a regex ``match`` or a predicate). An entry that cannot be stat'ed (gone meanwhile) is left out. Raises
-    OSError when ``directory`` cannot be listed.
+    Returns an iterator of ``(name, path, stat_result, accept(name))`` for every name where ``accept(name)`` is
+    truthy (a regex ``match`` or a predicate). The directory is listed at once (OSError when it cannot be); each
+    entry is lstat'ed only as the caller reaches it, so what the caller acts on is as fresh as one ``lstat`` just
+    before. An entry whose ``lstat`` raises ``skip`` (default: it is gone) is left out; other errors raise.
     """
-    found = []
-    for name in os.listdir(directory):
+    return _lstat_each(directory, os.listdir(directory), accept, skip)
+
+
+def _lstat_each(directory, names, accept, skip):
+    for name in names:
         taken = accept(name)
         if not taken:
             continue
         path = os.path.join(directory, name)
         try:
-            found.append((name, path, os.lstat(path), taken))
-        except OSError:
+            st = os.lstat(path)
+        except skip:
             continue
-    return found
+        yield name, path, st, taken

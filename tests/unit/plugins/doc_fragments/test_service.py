@@ -41,6 +41,23 @@ def _documented(opt, context, prefix):
     return doc
 
 
+def _expected_fragment(context, suboptions):
+    """The whole fragment for ``context`` as ansible-doc reads it, built from the sources, not from the file."""
+    from ansible_collections.homelab.migrations.plugins.module_utils.adapters import registry
+    gen = load_generator()
+    name, typ, prefix, head = gen.CONTAINERS[context]
+    option = dict(description=list(head), type=typ, required=True, suboptions=suboptions)
+    if typ == 'list':
+        option['elements'] = 'dict'
+    doc = {'options': {name: option}}
+    for field in ('NOTES', 'REQUIREMENTS'):
+        texts = [text.replace('O(SVC.', 'O(%s.' % prefix) for tool in registry.tool_options()
+                 for text in getattr(tool, field, [])]
+        if texts:
+            doc[field.lower()] = texts
+    return doc
+
+
 def test_each_service_fragment_documents_every_key_for_its_own_module():
     """SERVICES and SINGLE are made at import from one shared text: each must still be, key by key, what its
     source says for its module (a fragment's own paragraphs in it, the other's not; O(...) paths its own)."""
@@ -53,6 +70,7 @@ def test_each_service_fragment_documents_every_key_for_its_own_module():
         suboptions = doc['options'][name]['suboptions']
         expected = dict((key, _documented(opt, context, prefix)) for key, opt in spec.documented_options().items())
         assert suboptions == expected, attr
+        assert doc == _expected_fragment(context, expected), attr  # the container, the notes, the requirements too
         assert 'O(SVC.' not in getattr(ModuleDocFragment, attr) and not any(
             line.startswith('@') for line in getattr(ModuleDocFragment, attr).splitlines())
         assert all('O(%s.' % prefix in text for text in doc['requirements'] if 'O(' in text)

@@ -25,3 +25,40 @@ def test_lstat_entries_lists_only_accepted_names_and_does_not_follow_links(tmp_p
 def test_lstat_entries_raises_when_the_directory_cannot_be_listed(tmp_path):
     with pytest.raises(OSError):
         safe_path.lstat_entries(str(tmp_path / 'missing'), bool)
+
+
+def test_lstat_entries_stats_each_entry_only_when_the_caller_reaches_it(tmp_path):
+    """What a caller acts on is as fresh as an lstat just before: an entry swapped for a symlink after the listing,
+    while an earlier entry is handled, is seen as the symlink."""
+    for name in ('keep-a', 'keep-b'):
+        os.mkdir(str(tmp_path / name))
+    seen = {}
+    for name, _path, st, _taken in safe_path.lstat_entries(str(tmp_path), lambda n: n.startswith('keep-')):
+        seen[name] = stat.S_ISLNK(st.st_mode)
+        other = tmp_path / ('keep-b' if name == 'keep-a' else 'keep-a')
+        if len(seen) == 1:
+            os.rmdir(str(other))
+            os.symlink(str(tmp_path), str(other))
+    assert sorted(seen.values()) == [False, True], seen
+
+
+def test_lstat_entries_leaves_out_a_vanished_entry_and_raises_other_errors(tmp_path):
+    """The first name accepted takes the other entry away before it is reached: left out by default, raised when
+    its error is not one to skip."""
+    def taking_away_the_other(first):
+        def accept(name):
+            if not first:
+                first.append(name)
+                os.unlink(str(tmp_path / ('keep-b' if name == 'keep-a' else 'keep-a')))
+            return True
+        return accept
+
+    for name in ('keep-a', 'keep-b'):
+        (tmp_path / name).write_text('x')
+    first = []
+    found = [name for name, _p, _s, _t in safe_path.lstat_entries(str(tmp_path), taking_away_the_other(first))]
+    assert found == first
+    for name in ('keep-a', 'keep-b'):
+        (tmp_path / name).write_text('x')
+    with pytest.raises(FileNotFoundError):
+        list(safe_path.lstat_entries(str(tmp_path), taking_away_the_other([]), skip=()))
