@@ -169,7 +169,8 @@ def test_the_checks_see_an_orphan_a_held_lock_and_a_half_applied_schema(pg, driz
         orphan = subprocess.Popen(['sleep', '30'], env=dict(os.environ, **{MARKER_VAR: lab.marker}),
                                   start_new_session=True)
         try:
-            assert orphan.pid in marked_processes(lab.marker)
+            # the child shows the marker in /proc/<pid>/environ only once it has exec'd sleep
+            assert wait_for(lambda: orphan.pid in marked_processes(lab.marker), 10), marked_processes(lab.marker)
             with pytest.raises(AssertionError, match='still alive'):
                 lab.verify(drizzle_peer, refs, settle=0.5)
         finally:
