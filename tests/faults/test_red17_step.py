@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness.faults import marked_processes, wait_for
+from harness.faults import kill_marked, marked_processes, wait_for
 
 pytestmark = pytest.mark.peer
 
@@ -159,19 +159,12 @@ def test_a_cancel_while_the_run_tasks_backup_waits_migrates_nothing_ever(lab, si
     with _backup_waiting_for_a_lock(lab) as run:
         try:
             sent = time.monotonic()
-            if group:
-                os.killpg(run.proc.pid, getattr(signal, signame))
-            else:
-                os.kill(run.proc.pid, getattr(signal, signame))
+            run.send(signame, group)
             gone = wait_for(lambda: not run.running() and not marked_processes(lab.marker), 60)
             took = time.monotonic() - sent
             left = marked_processes(lab.marker)
         finally:
-            for pid in marked_processes(lab.marker):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            kill_marked(lab.marker)
             if run.running():
                 run.kill()
             else:
@@ -244,18 +237,11 @@ def test_ansible_playbook_killed_as_the_backup_is_published_migrates_nothing(lab
             while run.running() and time.monotonic() < deadline and not _published(lab):
                 time.sleep(0.001)
             assert run.running(), 'the run ended before its backup was published'
-            if group:
-                os.killpg(run.proc.pid, getattr(signal, signame))
-            else:
-                os.kill(run.proc.pid, getattr(signal, signame))
+            run.send(signame, group)
             run.wait(60)
             gone = wait_for(lambda: not marked_processes(lab.marker), 30)
         finally:
-            for pid in marked_processes(lab.marker):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            kill_marked(lab.marker)
         assert gone, marked_processes(lab.marker)
         time.sleep(2)
         if lab.snapshot(['stream-bot']) != before:

@@ -8,7 +8,6 @@ the signal; the lock is released only after the run's processes are gone, so a w
 """
 
 import os
-import signal
 import time
 
 import pytest
@@ -40,7 +39,7 @@ def test_a_killed_controller_ends_the_run_task_and_nothing_runs_after_it(lab, si
         if when == 'waiting':
             assert wait_for(lambda: _module_waits(lab), 120), 'the apply module never started'
             time.sleep(1)
-        os.killpg(run.proc.pid, getattr(signal, signame))
+        run.send(signame)
         run.wait(60)
         gone = wait_for(lambda: not marked_processes(lab.marker), 30)
         left = marked_processes(lab.marker)

@@ -27,7 +27,7 @@ import pytest
 
 from harness.ansible import REPO, VENV_BIN, ansible_env
 from harness.drizzle_gen import users_then
-from harness.faults import MARKER_VAR, marked_processes, wait_for
+from harness.faults import MARKER_VAR, kill_marked, marked_processes, wait_for
 
 from ansible_collections.homelab.migrations.plugins.module_utils.audit import health_states, read_records
 from ansible_collections.homelab.migrations.plugins.module_utils.lock import lock_holder
@@ -110,11 +110,7 @@ def _signal_and_wait(proc, db, marker, signum):
 
 def _reap(proc, marker):
     """Kill what the run left (its marked processes, then ansible-playbook's/ansible-runner's session)."""
-    for pid in marked_processes(marker):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    kill_marked(marker)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -269,11 +265,7 @@ def _cancel(proc, signame, marker, gone_too):
         took = time.monotonic() - sent
         left = marked_processes(marker)
     finally:
-        for pid in marked_processes(marker):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_marked(marker)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

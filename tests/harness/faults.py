@@ -94,6 +94,15 @@ def marked_processes(marker):
     return found
 
 
+def kill_marked(marker):
+    """SIGKILL every live process that carries ``marker`` (what a run left behind)."""
+    for pid in marked_processes(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 class Run:
     """One ansible-playbook run started in the background (its own process group)."""
 
@@ -141,6 +150,14 @@ class Run:
 
     def running(self):
         return self.proc.poll() is None
+
+    def send(self, signame, group=True):
+        """Send ``signame`` to ansible-playbook's process group (a terminal's Ctrl-C, a hangup, kill -9 -PGID) or,
+        with ``group=False``, to ansible-playbook alone (AWX's SIGTERM)."""
+        if group:
+            os.killpg(self.proc.pid, getattr(signal, signame))
+        else:
+            os.kill(self.proc.pid, getattr(signal, signame))
 
     def sigkill_when(self, ready, find, timeout=300):
         """Once ``ready()`` holds, SIGKILL every process ``find()`` names (a module, as the OOM killer kills one),

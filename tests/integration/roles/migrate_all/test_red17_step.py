@@ -7,17 +7,9 @@ import os
 import pytest
 
 from integration.roles.migrate_all.test_role import homelab  # noqa: F401  # pylint: disable=unused-import
+from integration.roles.migrate_all.test_run_red import _texts
 
 pytestmark = pytest.mark.peer
-
-
-def _texts(lab):
-    out = []
-    for path in (lab.audit_log, lab.status_report, lab.fact_file, lab.textfile):
-        if os.path.exists(path):
-            with open(path) as fh:
-                out.append(fh.read())
-    return '\n'.join(out)
 
 
 def test_a_failed_in_module_backup_at_vvvv_migrates_nothing_leaks_nothing_and_records_once(homelab):  # noqa: F811
