@@ -35,8 +35,9 @@ from ansible_collections.homelab.migrations.plugins.module_utils.spec import (
     CONNECTION_OPTIONS, module_argument_spec, validate_service)
 
 # O(backup)'s suboptions: homelab_pg_backup's own options of those names (module_utils.backup.params), dest required
-BACKUP_OPTIONS = dict((key, dict(BACKUP_SPEC[key], **({'required': True} if key == 'dest' else {})))
+BACKUP_OPTIONS = dict((key, dict(BACKUP_SPEC[key]))
                       for key in ('dest', 'format', 'backup', 'lock_wait_timeout', 'keep_days', 'keep_count'))
+BACKUP_OPTIONS['dest']['required'] = True
 # O(record)'s suboptions: what the role knows of the service's run before it starts
 RECORD_OPTIONS = dict(
     run_id=dict(type='str', required=True),

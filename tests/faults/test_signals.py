@@ -265,10 +265,7 @@ def _cancel(proc, signame, marker, gone_too):
         took = time.monotonic() - sent
         left = marked_processes(marker)
     finally:
-        kill_marked(marker)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _reap(proc, marker)
     return gone, took, left
 
 
